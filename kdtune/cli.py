@@ -1,0 +1,70 @@
+"""The ``kdtune`` command line: parse, dispatch to one module per command, print errors as one line.
+
+Command modules live in :mod:`kdtune.commands`; each defines ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int`` and imports torch, Ray or W&B only inside ``run`` so that ``kdtune --help`` stays fast.
+A :class:`~kdtune.errors.KdtuneError` prints as ``kdtune: error: <one line>`` and exits with its code
+(2 usage/spec, 1 runtime); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from kdtune import __version__
+from kdtune.errors import KdtuneError
+
+
+COMMANDS = ("distill",)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kdtune",
+        description="Hyperparameter studies for knowledge distillation. "
+        "alpha is the weight on the true labels: alpha = 1 means no distillation "
+        "(Hinton et al.'s lambda = 1 - alpha).",
+    )
+    parser.add_argument("--version", action="version", version=f"kdtune {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        module = importlib.import_module(f"kdtune.commands.{name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.__doc__, parents=[common],
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except KdtuneError as exc:
+        if args.debug:
+            raise
+        print(f"kdtune: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kdtune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

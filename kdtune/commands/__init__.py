@@ -1,0 +1,1 @@
+"""One module per ``kdtune`` command (see :mod:`kdtune.cli`)."""

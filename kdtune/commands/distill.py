@@ -1,0 +1,194 @@
+"""Train a teacher, then one student distilled from it and the same student without distillation.
+
+alpha is the weight on the true labels: alpha = 1 means no distillation (Hinton et al.'s lambda = 1 - alpha).
+Both students share their seed (same initial weights, same batch order), so the comparison is paired.
+Reported test numbers are at each model's best validation epoch (validation labels carry the same noise
+as training labels, as they would for a user).
+
+example:
+  kdtune distill --dataset digits --noise 0.1 --alpha 0.5 --temperature 4 --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+HELP = "distil one student from one teacher and compare it with no distillation (alpha = 1)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default="digits",
+                      help="digits (bundled, no download), mnist, fashion_mnist or kmnist (default: %(default)s)")
+    data.add_argument("--data-root", default=None,
+                      help="folder with torchvision's layout, e.g. ROOT/MNIST/raw/*.gz "
+                      "(default: $KDTUNE_DATA_ROOT, else ~/.cache/kdtune/datasets)")
+    data.add_argument("--download", action="store_true", help="allow downloading missing dataset files")
+    data.add_argument("--train-size", type=int, default=None,
+                      help="images taken from the official training set, validation included (default: all)")
+    data.add_argument("--val-fraction", type=float, default=0.1,
+                      help="share of those held out for validation, stratified (default: %(default)s)")
+    data.add_argument("--noise", type=float, default=0.0, dest="noise_level",
+                      help="label-noise level: share of train/validation labels flipped, in [0, 1) (default: %(default)s)")
+    data.add_argument("--noise-type", default="symmetric", choices=("symmetric", "pairflip"),
+                      help="symmetric: to a uniformly random other class; pairflip: y -> y-1 (default: %(default)s)")
+    data.add_argument("--data-seed", type=int, default=0, help="seed of subset, split and noise (default: %(default)s)")
+
+    models = parser.add_argument_group("models")
+    models.add_argument("--teacher", default="reference_teacher", help="teacher architecture (default: %(default)s)")
+    models.add_argument("--student", default="reference_student", help="student architecture (default: %(default)s)")
+    models.add_argument("--teacher-epochs", type=int, default=8, help="teacher training epochs (default: %(default)s)")
+    models.add_argument("--teacher-select", default="best_val", choices=("best_val", "final"),
+                        help="teacher checkpoint: best validation epoch, or the last (default: %(default)s)")
+    models.add_argument("--teacher-seed", type=int, default=0, help="teacher initialisation and batch order (default: %(default)s)")
+
+    kd = parser.add_argument_group("distillation")
+    kd.add_argument("--alpha", type=float, default=0.1,
+                    help="weight on the true labels, in [0, 1]; 1 = no distillation, 0 = teacher only "
+                    "(default: %(default)s, the Keras tutorial's)")
+    kd.add_argument("--temperature", type=float, default=10.0, help="softmax temperature T > 0 (default: %(default)s)")
+    kd.add_argument("--allow-negative-alpha", action="store_true",
+                    help="allow alpha < 0, i.e. a weight above 1 on the teacher")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=int, default=20, help="student training epochs (default: %(default)s)")
+    training.add_argument("--batch-size", type=int, default=64, help="samples per step (default: %(default)s)")
+    training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    training.add_argument("--seed", type=int, default=0, help="student seed: initialisation and batch order (default: %(default)s)")
+    training.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    training.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
+
+
+# Core errors name spec fields; on this command the user typed flags.
+_FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "dataset.val_fraction": "--val-fraction",
+          "noise_level": "--noise", "noise_type": "--noise-type", "teacher.arch": "--teacher",
+          "teacher.select": "--teacher-select", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+          "temperature": "--temperature", "alpha": "--alpha"}
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdtune.errors import SpecError
+
+    try:
+        return _distill(args)
+    except SpecError as exc:
+        if exc.field in _FLAGS:
+            raise SpecError(_FLAGS[exc.field], exc.value, exc.allowed) from exc
+        raise
+
+
+def _distill(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from kdtune.data import load_dataset
+    from kdtune.distill import check_alpha
+    from kdtune.errors import SpecError
+    from kdtune.models import build_model
+    from kdtune.teacher import TeacherSpec
+    from kdtune.teacher import teacher_diagnostics
+    from kdtune.teacher import train_teacher
+    from kdtune.train import TrainConfig
+    from kdtune.train import train_student
+
+    # Validate every option before loading data or training anything.
+    check_alpha(args.alpha, allow_negative=args.allow_negative_alpha, field="--alpha")
+    if args.teacher_epochs < 1:
+        raise SpecError("--teacher-epochs", args.teacher_epochs, "must be a positive integer")
+    student_config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
+                                 temperature=args.temperature, seed=args.seed,
+                                 allow_negative_alpha=args.allow_negative_alpha)
+    teacher_spec = TeacherSpec(arch=args.teacher, epochs=args.teacher_epochs, lr=args.lr,
+                               batch_size=args.batch_size, seed=args.teacher_seed, select=args.teacher_select)
+    threads = args.threads or os.cpu_count() or 1
+
+    data = load_dataset(args.dataset, data_root=args.data_root, download=args.download, train_size=args.train_size,
+                        val_fraction=args.val_fraction, noise_level=args.noise_level, noise_type=args.noise_type,
+                        seed=args.data_seed)
+    students = {name: (config, build_model(args.student, input_shape=data.input_shape, num_classes=data.num_classes,
+                                          field="--student", seed=args.seed))
+                for name, config in (("student, distilled", student_config),
+                                     ("student, no distillation", dataclasses.replace(student_config, alpha=1.0)))}
+    with _Progress() as progress:
+        teacher = train_teacher(teacher_spec, data, on_epoch=progress.tracker("teacher", args.teacher_epochs),
+                                threads=threads)
+        logits = teacher.logits(data)
+        diagnostics = teacher_diagnostics(logits, data)
+        rows: list[dict[str, Any]] = [{"model": f"teacher ({args.teacher})", "alpha": None, "temperature": None,
+                                       "epoch": teacher.selected_epoch, **_teacher_row(diagnostics)}]
+        for name, (config, model) in students.items():
+            history = train_student(model, data, config, teacher=logits,
+                                    on_epoch=progress.tracker(name, args.epochs), threads=threads)
+            best = history.best
+            rows.append({"model": f"{name} ({args.student})", "alpha": config.alpha, "temperature": config.temperature,
+                         "epoch": best.epoch, "test_accuracy": best.test_accuracy, "val_accuracy": best.val_accuracy,
+                         "correction_rate": best.correction_rate, "memorisation_rate": best.memorisation_rate})
+    if args.format == "json":
+        json.dump({"teacher_diagnostics": diagnostics, "models": rows}, sys.stdout, indent=2)
+        print()
+    else:
+        _print_table(rows, data_name=args.dataset, noise=args.noise_level)
+    return 0
+
+
+def _teacher_row(diagnostics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate")
+    return {k: diagnostics[k] for k in keys}
+
+
+def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{data_name}, {noise:.0%} label noise (alpha = weight on true labels; 1 = no distillation)",
+                  caption="test accuracy on clean labels at each model's best validation epoch; "
+                  "corrected / memorised: flipped training labels predicted as the clean / the noisy label")
+    table.add_column("model", no_wrap=True)
+    for header in ("alpha", "T", "epoch", "test acc", "val acc", "corrected", "memorised"):
+        table.add_column(header, justify="right")
+    for row in rows:
+        table.add_row(row["model"], _num(row["alpha"]), _num(row["temperature"]), str(row["epoch"]),
+                      *(_pct(row[k]) for k in ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate")))
+    Console(width=max(Console().width, 120)).print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+class _Progress:
+    """One progress bar per trained model on stderr, with the latest validation accuracy."""
+
+    def __enter__(self) -> _Progress:
+        from rich.console import Console
+        from rich.progress import BarColumn
+        from rich.progress import MofNCompleteColumn
+        from rich.progress import Progress
+        from rich.progress import TextColumn
+        from rich.progress import TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                  console=Console(stderr=True))
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def tracker(self, name: str, epochs: int) -> Any:
+        task = self._progress.add_task(name, total=epochs, status="")
+
+        def on_epoch(metrics: Any) -> None:
+            status = f"val {metrics.val_accuracy:.3f}  test {metrics.test_accuracy:.3f}"
+            self._progress.update(task, completed=metrics.epoch, status=status)
+
+        return on_epoch

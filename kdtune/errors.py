@@ -1,0 +1,48 @@
+"""The errors kdtune raises on purpose.
+
+Every error a user can cause is a :class:`KdtuneError`; the CLI prints it as one line and exits with
+its ``exit_code`` (2 for usage and spec mistakes, 1 for runtime failures), as ``conventions.md`` says.
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KdtuneError(Exception):
+    """Base class: a failure kdtune explains in one line."""
+
+    exit_code = 1
+
+
+class UsageError(KdtuneError):
+    """The user asked for something invalid (a bad option, a bad spec value, missing input files)."""
+
+    exit_code = 2
+
+
+class SpecError(UsageError):
+    """A field of a study spec or a command-line option has a value that is not allowed.
+
+    The message always names the field, the value and what is allowed, e.g.
+    ``search.alpha.high = 1.5: must be in [0, 1] (alpha is the weight on the true labels)``.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field} = {value!r}: {allowed}")
+
+
+class DataError(UsageError):
+    """A dataset cannot be loaded as asked (missing files, malformed user data)."""
+
+
+class CacheError(KdtuneError):
+    """A cache entry is missing, damaged or unreadable; the message names the file."""
+
+
+class StudyError(KdtuneError):
+    """A study cannot run or resume (bad study folder, storage mismatch, cluster misconfiguration)."""

@@ -1,0 +1,81 @@
+"""The command line end to end, as a user runs it (a subprocess, real training on digits)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def kdtune(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kdtune", *args], capture_output=True, text=True,
+                          timeout=timeout, env=os.environ.copy())
+
+
+def test_help_is_fast_and_imports_no_heavy_modules() -> None:
+    code = ("import sys; from kdtune.cli import build_parser; build_parser();"
+            "print(sorted(m for m in ('torch', 'ray', 'wandb', 'optuna', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_text = " ".join(kdtune("distill", "--help").stdout.split())
+    assert "weight on the true labels" in help_text and "1 = no distillation" in help_text
+    assert "--noise" in help_text and "--teacher-select" in help_text
+
+
+def test_distill_end_to_end_json() -> None:
+    result = kdtune("distill", "--dataset", "digits", "--noise", "0.1", "--alpha", "0.5", "--temperature", "4",
+                    "--epochs", "6", "--teacher-epochs", "4", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    teacher, distilled, baseline = out["models"]
+    assert teacher["test_accuracy"] > 0.8
+    assert distilled["alpha"] == 0.5 and distilled["temperature"] == 4.0 and baseline["alpha"] == 1.0
+    for row in (distilled, baseline):
+        assert 0.5 < row["test_accuracy"] <= 1.0
+        assert row["correction_rate"] is not None
+    assert out["teacher_diagnostics"]["memorisation_rate"] is not None
+
+
+def test_distill_table_shows_all_three_models() -> None:
+    result = kdtune("distill", "--epochs", "2", "--teacher-epochs", "1", "--noise", "0.05")
+    assert result.returncode == 0, result.stderr
+    for text in ("teacher (reference_teacher)", "student, distilled", "student, no distillation", "corrected"):
+        assert text in result.stdout
+    assert "teacher" in result.stderr  # the progress display
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dataset", "cifar"], "--dataset = 'cifar': must be one of digits, mnist"),
+    (["--noise", "1.2"], r"--noise = 1.2: must be in [0, 1)"),
+    (["--alpha", "1.5"], "--alpha = 1.5: must be in [0, 1] (negative values need --allow-negative-alpha)"),
+    (["--alpha", "-0.2"], "--alpha = -0.2"),
+    (["--temperature", "0"], "--temperature = 0.0: must be > 0"),
+    (["--epochs", "0"], "--epochs = 0: must be a positive integer"),
+    (["--teacher-epochs", "-1"], "--teacher-epochs = -1: must be a positive integer"),
+    (["--student", "resnet"], "--student = 'resnet': must be one of"),
+    (["--teacher", "resnet"], "--teacher = 'resnet': must be one of"),
+    (["--noise-type", "x"], "argument --noise-type: invalid choice"),
+    (["--epochs", "ten"], "argument --epochs: invalid int value"),
+    (["--dataset", "mnist", "--data-root", "/nonexistent-kdtune"], "files missing in /nonexistent-kdtune/MNIST/raw"),
+])
+def test_bad_input_is_one_line_with_exit_code_2(args: list[str], message: str) -> None:
+    result = kdtune("distill", *args, "--epochs" if "--epochs" not in args else "--lr", "1" if "--epochs" not in args else "0.001")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = kdtune("distill", "--noise", "2", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "SpecError" in result.stderr
+
+
+def test_negative_alpha_with_flag_runs() -> None:
+    result = kdtune("distill", "--alpha", "-0.5", "--allow-negative-alpha", "--epochs", "1", "--teacher-epochs", "1",
+                    "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["models"][1]["alpha"] == -0.5
