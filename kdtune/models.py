@@ -12,6 +12,7 @@ Self-distillation is simply the same architecture name for teacher and student.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -100,9 +101,28 @@ ARCHITECTURES: dict[str, tuple[ModelFactory, dict[str, Any]]] = {
 
 
 def check_arch(arch: str, *, field: str = "arch") -> None:
-    """Refuse an unknown architecture name before any work is done."""
-    if arch not in ARCHITECTURES:
-        raise SpecError(field, arch, f"must be one of {', '.join(ARCHITECTURES)}")
+    """Refuse an unknown architecture before any work is done: a registered name, or ``package.module:factory``."""
+    resolve_factory(arch, field=field)
+
+
+def resolve_factory(arch: str, *, field: str = "arch") -> tuple[ModelFactory, dict[str, Any]]:
+    """The factory and default kwargs for a registered name, or the callable an import path points to.
+
+    An import path's factory is called as ``factory(input_shape, num_classes, **kwargs)`` and must return a
+    ``torch.nn.Module`` producing logits.
+    """
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]
+    if ":" not in arch:
+        raise SpecError(field, arch, f"must be one of {', '.join(ARCHITECTURES)} or an import path package.module:factory")
+    module_name, _, attr = arch.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(field, arch, f"does not import: {exc}") from None
+    if not callable(factory):
+        raise SpecError(field, arch, "is not callable")
+    return factory, {}
 
 
 def build_model(
@@ -121,8 +141,7 @@ def build_model(
     (``teacher.arch``, ``--student``). With ``seed`` the initial weights depend on it alone, not on the
     global RNG state (the global state is left untouched).
     """
-    check_arch(arch, field=field)
-    factory, defaults = ARCHITECTURES[arch]
+    factory, defaults = resolve_factory(arch, field=field)
     try:
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -130,6 +149,8 @@ def build_model(
             model = factory(input_shape, num_classes, **{**defaults, **(kwargs or {})})
     except TypeError as exc:
         raise SpecError(f"{field} kwargs", kwargs, f"not accepted by {factory.__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise SpecError(field, arch, f"returned {type(model).__name__}, not a torch.nn.Module")
     if len(input_shape) == 3:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -22,6 +22,8 @@ os.environ.pop("KDTUNE_DATA_ROOT", None)
 os.environ["WANDB_MODE"] = "offline"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# Ray workers import the test fixtures' model factories (kd_fixtures:...) by import path.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "tests"), os.environ.get("PYTHONPATH")) if p)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -64,8 +66,49 @@ def noisy_digits():  # type: ignore[no-untyped-def]
     return load_dataset("digits", noise_level=0.1, seed=0)
 
 
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray (2 CPUs) for the whole test session, started the way kdtune starts it."""
+    import ray
+
+    from kdtune.ray_runtime import init_ray
+
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="t-", dir=_SANDBOX))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def tiny_study_spec(name: str, **sections: object):  # type: ignore[no-untyped-def]
+    """A digits study small enough for a test: MLP teacher and student, few epochs and trials."""
+    from kdtune.spec import parse_spec
+
+    raw: dict[str, object] = {
+        "name": name,
+        "dataset": {"name": "digits", "val_fraction": 0.2},
+        "teacher": {"arch": "mlp", "epochs": 4, "kwargs": {"widths": [64]}, "lr": 3e-3},
+        "student": {"arch": "mlp", "epochs": 4, "kwargs": {"widths": [16]}, "lr": 3e-3},
+        "conditions": {"noise_level": [0.0, 0.2]},
+        "budget": {"trials_per_condition": 2, "repeats": 2},
+        "scheduler": {"type": "asha", "grace_period": 1},
+        "tracking": "none",
+    }
+    raw.update(sections)
+    return parse_spec(raw)
+
+
+@pytest.fixture(scope="session")
+def small_study(ray_local: None) -> Path:
+    """One small real study (local Ray, SQLite Optuna, digits), shared by the status, recommend, report and
+    tracking tests."""
+    from kdtune.study import RunOptions
+    from kdtune.study import run_study
+
+    out = _SANDBOX / "small-study"
+    return run_study(tiny_study_spec("small"), RunOptions(out=out, progress=False))

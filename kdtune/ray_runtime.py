@@ -1,0 +1,69 @@
+"""Start or join Ray so that nothing leaves loopback unless the user points kdtune at a cluster.
+
+Ray makes outbound attempts when it starts a local cluster even with usage stats off: its dashboard
+process probes cloud-metadata addresses (169.254.169.254, metadata.google.internal) through ``requests``
+(see ``docs/stack-notes.md``). When the user has no proxy configured, kdtune points the proxy variables at a
+closed loopback port while the local cluster starts, so those probes die on 127.0.0.1:9, then restores the
+driver's environment and clears the variables for the workers. A user's own proxy settings are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+
+logger = logging.getLogger(__name__)
+
+_PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")
+_NO_PROXY_VARS = ("no_proxy", "NO_PROXY")
+DEAD_PROXY = "http://127.0.0.1:9"
+#: Variables a trial worker needs from the driver (workers on a ``ray start`` cluster do not inherit them).
+FORWARDED_ENV = ("KDTUNE_CACHE_DIR", "KDTUNE_DATA_ROOT", "PYTHONPATH", "AWS_REGION", "AWS_DEFAULT_REGION",
+                 "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+    """Start a local Ray (``address=None``) or connect to a cluster; idempotent within a process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # kdtune writes its own results
+    # Experiment snapshots after every checkpoint are what makes `kdtune resume` lose nothing; Tune warns
+    # about their frequency, which is by design here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Without per-trial loggers there is no result.json for Tune's own analysis to read back; kdtune's
+    # results come from results.parquet, so that complaint is noise.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    env_vars.update(extra_env or {})
+    env_vars["RAY_USAGE_STATS_ENABLED"] = "0"
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+    user_has_proxy = any(os.environ.get(v) for v in _PROXY_VARS)
+    if address is None and not user_has_proxy:
+        saved = {v: os.environ.get(v) for v in _PROXY_VARS + _NO_PROXY_VARS}
+        os.environ.update({v: DEAD_PROXY for v in _PROXY_VARS})
+        os.environ.update({v: "localhost,127.0.0.1" for v in _NO_PROXY_VARS})
+        env_vars.update({v: "" for v in _PROXY_VARS + _NO_PROXY_VARS})
+        try:
+            # An explicit node address spares Ray its UDP "connect" to 8.8.8.8 to find the outward interface.
+            ray.init(num_cpus=num_cpus, runtime_env={"env_vars": env_vars}, _node_ip_address="127.0.0.1", **kwargs)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    else:
+        ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                 runtime_env={"env_vars": env_vars}, **kwargs)
+    logger.debug("ray started: %s", ray.cluster_resources())
+
+
+def cluster_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]

@@ -1,0 +1,143 @@
+"""The study's results tables, written part by part so that a crash loses at most the epochs in flight.
+
+``results.parquet/`` holds one row per (trial, seed, epoch); ``trials.parquet/`` one row per trial end (its
+final state, objective, error). Both are Parquet datasets: folders of part files, each written under a
+temporary name and renamed, so ``pyarrow.parquet.read_table(path)`` (or pandas, polars, duckdb) reads them
+whole at any moment, also while the study runs. :func:`read_results` joins the two into what every later
+step (status, recommend, report) reads: rows carry their trial's final state.
+
+Rows are keyed by (trial_id, seed, epoch): a key already on disk is never written again, so a resumed study
+that re-reports an epoch from its last checkpoint does not duplicate it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+RESULTS = "results.parquet"
+TRIALS = "trials.parquet"
+
+CONDITION_COLUMNS = ("dataset", "noise_level", "noise_type", "teacher_epochs", "teacher_select", "teacher_seed",
+                     "teacher_error", "student_arch")
+PARAM_COLUMNS = ("alpha", "temperature", "lr", "batch_size", "epochs")
+
+RESULT_SCHEMA = pa.schema([
+    ("study", pa.string()),
+    ("condition", pa.string()),
+    ("dataset", pa.string()),
+    ("noise_level", pa.float64()),
+    ("noise_type", pa.string()),
+    ("teacher_epochs", pa.int64()),
+    ("teacher_select", pa.string()),
+    ("teacher_seed", pa.int64()),
+    ("teacher_error", pa.float64()),
+    ("student_arch", pa.string()),
+    ("trial_id", pa.string()),
+    ("phase", pa.string()),  # search | baseline | confirm
+    ("alpha", pa.float64()),  # weight on the true labels; 1 = no distillation
+    ("temperature", pa.float64()),
+    ("lr", pa.float64()),
+    ("batch_size", pa.int64()),
+    ("epochs", pa.int64()),
+    ("seed", pa.int64()),
+    ("epoch", pa.int64()),
+    ("train_loss", pa.float64()),
+    ("val_loss", pa.float64()),
+    ("val_accuracy", pa.float64()),
+    ("test_loss", pa.float64()),
+    ("test_accuracy", pa.float64()),
+    ("test_macro_f1", pa.float64()),
+    ("test_per_class_accuracy", pa.list_(pa.float64())),
+    ("teacher_agreement", pa.float64()),
+    ("correction_rate", pa.float64()),
+    ("memorisation_rate", pa.float64()),
+    ("test_excess_mse", pa.float64()),  # linear task: test MSE against the noise-free targets
+    ("seconds", pa.float64()),
+    ("node_id", pa.string()),
+    ("attempt", pa.int64()),  # 0 for the first run of the trial, +1 per restart after a failure
+    ("written_at", pa.float64()),
+])
+
+TRIAL_SCHEMA = pa.schema([
+    ("trial_id", pa.string()),
+    ("condition", pa.string()),
+    ("phase", pa.string()),
+    ("params", pa.string()),  # JSON
+    ("state", pa.string()),  # COMPLETE | PRUNED | FAIL
+    ("objective", pa.float64()),  # mean over seeds at each seed's best validation epoch
+    ("epochs_done", pa.int64()),
+    ("restarts", pa.int64()),  # times the trial was restarted from its checkpoint after a failure
+    ("node_id", pa.string()),  # the Ray node of its last report
+    ("error", pa.string()),
+    ("ended_at", pa.float64()),
+])
+
+
+class PartWriter:
+    """Appends rows to a Parquet dataset folder, one part file per call, skipping keys already written."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, key: tuple[str, ...]) -> None:
+        self.folder = Path(folder)
+        self.schema = schema
+        self.key = key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._seen: set[tuple[Any, ...]] = set()
+        if any(self.folder.glob("*.parquet")):
+            existing = pq.read_table(self.folder, columns=list(key), schema=schema)
+            self._seen = set(zip(*(existing.column(k).to_pylist() for k in key)))
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Write the rows whose key is new; return how many were written."""
+        fresh = []
+        for row in rows:
+            k = tuple(row.get(c) for c in self.key)
+            if k not in self._seen:
+                self._seen.add(k)
+                fresh.append({name: row.get(name) for name in self.schema.names})
+        if fresh:
+            table = pa.Table.from_pylist(fresh, schema=self.schema)
+            name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+            tmp = self.folder / f".{name}.tmp"
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, self.folder / name)
+        return len(fresh)
+
+
+def results_writer(study_dir: Path) -> PartWriter:
+    return PartWriter(Path(study_dir) / RESULTS, RESULT_SCHEMA, ("trial_id", "seed", "epoch"))
+
+
+def trials_writer(study_dir: Path) -> PartWriter:
+    # Keyed by trial and state: a trial re-run after a resume may end once more, with the same state.
+    return PartWriter(Path(study_dir) / TRIALS, TRIAL_SCHEMA, ("trial_id", "state"))
+
+
+def read_trials(study_dir: Path) -> pa.Table:
+    """One row per ended trial (its last recorded end); empty while none has ended."""
+    folder = Path(study_dir) / TRIALS
+    if not any(folder.glob("*.parquet")):
+        return TRIAL_SCHEMA.empty_table()
+    table = pq.read_table(folder, schema=TRIAL_SCHEMA).sort_by([("ended_at", "ascending")])
+    last: dict[str, int] = {tid: i for i, tid in enumerate(table.column("trial_id").to_pylist())}
+    return table.take(sorted(last.values()))
+
+
+def read_results(study_dir: Path) -> pa.Table:
+    """Every epoch row with its trial's final ``trial_state`` (RUNNING while the trial has not ended)."""
+    folder = Path(study_dir) / RESULTS
+    if not any(folder.glob("*.parquet")):
+        return RESULT_SCHEMA.append(pa.field("trial_state", pa.string())).empty_table()
+    rows = pq.read_table(folder, schema=RESULT_SCHEMA)
+    trials = read_trials(study_dir)
+    state = dict(zip(trials.column("trial_id").to_pylist(), trials.column("state").to_pylist()))
+    column = [state.get(t, "RUNNING") for t in rows.column("trial_id").to_pylist()]
+    return rows.append_column("trial_state", pa.array(column, pa.string()))

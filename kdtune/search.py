@@ -1,0 +1,318 @@
+"""Ray Tune plugins that keep conditions apart: one Optuna study per condition, one ASHA per condition.
+
+:class:`ConditionSearcher` hands out trials across conditions fairly (the condition with the fewest trials
+so far goes next) and asks the condition's own Optuna study for each configuration, so that TPE never
+learns across noise levels. It tells Optuna what really happened: COMPLETE with the trial's objective,
+PRUNED (with the last value as a user attribute) when ASHA stopped it early, FAIL with the reason on an error
+or a NaN. Its state is the Optuna storage plus a few counters, so it pickles small and resumes after a
+driver crash.
+
+:class:`StratifiedASHA` runs one ASHA bracket state per condition inside one Tune scheduler: a global ASHA
+would compare trials whose metrics sit on different scales (noise 0 vs noise 0.2) and cut whole conditions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.schedulers import AsyncHyperBandScheduler
+from ray.tune.schedulers import FIFOScheduler
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+    from kdtune.spec import StudySpec
+
+
+logger = logging.getLogger(__name__)
+METRIC = "objective"
+CONFIRM_SEED_OFFSET = 1000
+
+
+def optuna_study_name(study: str, condition: str) -> str:
+    return f"{study}/{condition}"
+
+
+def trial_outcome(result: dict[str, Any] | None, error: bool, epochs: int) -> tuple[str, str | None]:
+    """(state, reason) of an ended trial, decided the same way for Optuna and for ``trials.parquet``."""
+    if error:
+        return "FAIL", "the trial raised an error (see the Tune trial log)"
+    if not result or METRIC not in result:
+        return "FAIL", "the trial reported no result"
+    if result.get("nan") or not math.isfinite(result[METRIC]):
+        return "FAIL", "the loss or objective became NaN or infinite"
+    if result.get("epoch", 0) < epochs:
+        return "PRUNED", f"stopped early by ASHA after epoch {result.get('epoch')}"
+    return "COMPLETE", None
+
+
+def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
+    from kdtune.space import grid
+
+    seed = spec.budget.seed + index
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler(grid(spec.search), seed=seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, spec.budget.trials_per_condition // 4))
+
+
+def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, conditions: list[str]) -> None:
+    """Create each condition's Optuna study once, before any worker starts (concurrent creation races on
+    PostgreSQL), and enqueue the baselines alpha = 1 and alpha = 0 unless the grid already holds them."""
+    from kdtune.space import baselines
+    from kdtune.space import grid
+
+    direction = "maximize" if spec.mode == "max" else "minimize"
+    for condition in conditions:
+        name = optuna_study_name(spec.name, condition)
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+        if study.direction.name.lower() != direction:
+            raise ValueError(f"Optuna study {name} exists with direction {study.direction.name}, expected {direction}")
+        if study.trials:
+            continue  # created by an earlier run of this study
+        points = grid(spec.search) if spec.sampler == "grid" else None
+        for params in baselines(spec):
+            if points is None or any(params.get(k) not in v for k, v in points.items()):
+                study.enqueue_trial(params, user_attrs={"phase": "baseline"})
+
+
+class ConditionSearcher(Searcher):
+    """Suggests ``{"condition", "phase", "params", "seeds"}`` configurations; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        spec: StudySpec,
+        storage_url: str,
+        conditions: list[str],
+        study_dir: Path,
+        start_time: float | None = None,
+    ) -> None:
+        super().__init__(metric=METRIC, mode=spec.mode)
+        self.spec_dict = spec.to_dict()
+        self.storage_url = storage_url
+        self.study_dir = Path(study_dir)
+        self.conditions = list(conditions)
+        self.budget = trials_per_condition(spec)
+        self.deadline = None
+        if spec.budget.max_wall_minutes is not None:
+            self.deadline = (start_time or time.time()) + 60 * spec.budget.max_wall_minutes
+        self.handed_out = {c: 0 for c in conditions}
+        self.ended = {c: 0 for c in conditions}
+        self.confirm_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
+        self.confirm_done = {c: False for c in conditions}
+        self.live: dict[str, dict[str, Any]] = {}  # tune trial id -> condition, phase, optuna number
+        self.cut_short = False
+        self._spec: StudySpec | None = None
+        self._studies: dict[str, optuna.Study] | None = None
+
+    # -- state: counters only; the Optuna studies reconnect to their storage on demand ----------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_studies", "_spec")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._studies = None
+        self._spec = None
+
+    def save(self, checkpoint_path: str) -> None:
+        """Tune's experiment checkpoint of the searcher: JSON, written atomically."""
+        state = {**self.__getstate__(), "study_dir": str(self.study_dir)}
+        tmp = Path(f"{checkpoint_path}.tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        state["study_dir"] = Path(state["study_dir"])
+        self.__setstate__(state)
+        self._fail_orphans()
+
+    def _fail_orphans(self) -> None:
+        """Optuna trials asked for just before a driver crash never reached Tune's saved state: Tune will
+        ask again, so the orphans are closed as FAIL instead of staying RUNNING forever."""
+        live = {(e["condition"], e["number"]) for e in self.live.values()}
+        for condition, study in self.studies().items():
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if (condition, t.number) not in live:
+                    self._tell(condition, t.number, "FAIL", "orphaned by a driver crash; asked again on resume", None)
+
+    @property
+    def spec(self) -> StudySpec:
+        from kdtune.spec import StudySpec
+
+        if self._spec is None:
+            self._spec = StudySpec.model_validate(self.spec_dict)
+        return self._spec
+
+    def studies(self) -> dict[str, optuna.Study]:
+        if self._studies is None:
+            storage = make_storage(self.storage_url)
+            self._studies = {
+                c: optuna.load_study(study_name=optuna_study_name(self.spec.name, c), storage=storage,
+                                     sampler=make_sampler(self.spec, i))
+                for i, c in enumerate(self.conditions)
+            }
+        return self._studies
+
+    # -- Searcher API ----------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
+        return True  # metric and mode are fixed by the study spec
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.deadline is not None and time.time() > self.deadline:
+            if not self.cut_short:
+                from kdtune.study import update_study_json
+
+                logger.warning("budget.max_wall_minutes reached: no new trials; running ones finish")
+                update_study_json(self.study_dir, cut_short=True)
+            self.cut_short = True
+            return Searcher.FINISHED
+        open_conditions = [c for c in self.conditions if self.handed_out[c] < self.budget]
+        if open_conditions:
+            condition = min(open_conditions, key=lambda c: self.handed_out[c])
+            return self._ask(trial_id, condition)
+        for condition, queue in self.confirm_queue.items():
+            if queue:
+                params = queue.pop(0)
+                self.live[trial_id] = {"condition": condition, "phase": "confirm", "number": None}
+                return self._config(condition, "confirm", params)
+        waiting = self.spec.budget.confirm_top_k > 0 and not all(self.confirm_done.values())
+        return None if waiting else Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        entry = self.live.pop(trial_id, None)
+        if entry is None:
+            return  # already told (a resumed driver may repeat a completion)
+        state, reason = trial_outcome(result, error, self._epochs(entry))
+        if entry["number"] is not None:
+            self._tell(entry["condition"], entry["number"], state, reason, result)
+        if entry["phase"] != "confirm":
+            self.ended[entry["condition"]] += 1
+            self._maybe_queue_confirmation(entry["condition"])
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _ask(self, trial_id: str, condition: str) -> dict[str, Any]:
+        from kdtune.space import to_optuna
+
+        study = self.studies()[condition]
+        with warnings.catch_warnings():
+            # alpha = 0 is a baseline even where the searched range or grid does not contain it.
+            warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
+            ot_trial = study.ask(fixed_distributions=to_optuna(self.spec.search))
+        phase = ot_trial.user_attrs.get("phase", "search")  # baselines were enqueued with phase=baseline
+        ot_trial.set_user_attr("phase", phase)
+        ot_trial.set_user_attr("tune_trial_id", trial_id)
+        self.handed_out[condition] += 1
+        self.live[trial_id] = {"condition": condition, "phase": phase, "number": ot_trial.number}
+        return self._config(condition, phase, dict(ot_trial.params))
+
+    def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> dict[str, Any]:
+        s = self.spec
+        params = {"temperature": s.default_temperature, "lr": s.student.lr, "batch_size": s.student.batch_size,
+                  "epochs": s.student.epochs, **searched}
+        if s.task == "regression":  # closed form: no epochs, no temperature
+            params["epochs"] = 1
+            params.pop("temperature")
+        first = s.budget.seed + (CONFIRM_SEED_OFFSET if phase == "confirm" else 0)
+        repeats = s.budget.confirm_repeats if phase == "confirm" else s.budget.repeats
+        return {"condition": condition, "phase": phase, "params": params, "seeds": list(range(first, first + repeats))}
+
+    def _epochs(self, entry: dict[str, Any]) -> int:
+        return 1 if self.spec.task == "regression" else self.spec.student.epochs
+
+    def _tell(self, condition: str, number: int, state: str, reason: str | None, result: dict[str, Any] | None) -> None:
+        study = self.studies()[condition]
+        storage = study._storage  # noqa: SLF001 - optuna exposes no public handle for user attrs by number
+        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+        if storage.get_trial(trial_id).state.is_finished():
+            return
+        if result and METRIC in result:
+            storage.set_trial_user_attr(trial_id, "last_value", float(result[METRIC]))
+            storage.set_trial_user_attr(trial_id, "epochs_done", int(result.get("epoch", 0)))
+        if reason:
+            storage.set_trial_user_attr(trial_id, "reason", reason)
+        if state == "COMPLETE":
+            study.tell(number, float(result[METRIC]))  # type: ignore[index]
+        else:
+            study.tell(number, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+
+    def _maybe_queue_confirmation(self, condition: str) -> None:
+        k = self.spec.budget.confirm_top_k
+        if k == 0 or self.ended[condition] < self.budget or self.confirm_done[condition]:
+            return
+        study = self.studies()[condition]
+        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        complete.sort(key=lambda t: t.value, reverse=self.spec.mode == "max")
+        self.confirm_queue[condition] = [dict(t.params) for t in complete[:k]]
+        self.confirm_done[condition] = True
+
+
+def trials_per_condition(spec: StudySpec) -> int:
+    """Search trials per condition: the sampler's proposals plus the baselines it does not already contain
+    (confirmation trials, ``budget.confirm_top_k``, come on top)."""
+    from kdtune.space import baselines
+    from kdtune.space import grid
+    from kdtune.space import grid_size
+
+    if spec.sampler != "grid":
+        return spec.budget.trials_per_condition + len(baselines(spec))
+    points = grid(spec.search)
+    extra = sum(any(p.get(k) not in v for k, v in points.items()) for p in baselines(spec))
+    return grid_size(spec.search) + extra
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage for ``sqlite:///...`` or ``postgresql://...`` (SQLite with a generous lock timeout)."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+class StratifiedASHA(FIFOScheduler):
+    """One :class:`AsyncHyperBandScheduler` per condition, selected by ``trial.config["condition"]``."""
+
+    def __init__(self, *, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
+        super().__init__()
+        self._kwargs = {"metric": METRIC, "mode": mode, "time_attr": "training_iteration", "max_t": max_t,
+                        "grace_period": grace_period, "reduction_factor": reduction_factor}
+        self._by_condition: dict[str, AsyncHyperBandScheduler] = {}
+
+    def _for(self, trial: Trial) -> AsyncHyperBandScheduler:
+        condition = trial.config["condition"]
+        if condition not in self._by_condition:
+            self._by_condition[condition] = AsyncHyperBandScheduler(**self._kwargs)
+        return self._by_condition[condition]
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        self._for(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        if result.get("nan"):
+            return TrialScheduler.STOP
+        return self._for(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
+        self._for(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._for(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "; ".join(f"{c}: {s.debug_string()}" for c, s in self._by_condition.items())

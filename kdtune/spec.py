@@ -1,0 +1,299 @@
+"""The study spec: one YAML file that says what to compare, what to search and how much to spend.
+
+Loaded with ``yaml.safe_load`` (no code runs), validated by a frozen pydantic schema that rejects unknown
+keys, with defaults in one place (the field declarations below). Any mistake becomes one
+:class:`~kdtune.errors.SpecError` line naming the field path, the value and what is allowed.
+``search_spaces/README.md`` documents every field.
+
+Words (``conventions.md``): a *condition* (noise level, teacher quality, dataset, student) is compared, never
+optimised; the *search* parameters (alpha, temperature, ...) are optimised inside each condition.
+alpha is the weight on the true labels: alpha = 1 means no distillation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from typing import Any
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel
+from pydantic import BeforeValidator
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import model_validator
+
+from kdtune.errors import SpecError
+
+
+SPEC_VERSION = 1
+
+
+def _as_list(value: Any) -> Any:
+    """Let a condition axis be written as a scalar (``noise_type: symmetric``) or a list."""
+    return value if isinstance(value, list) or value is None else [value]
+
+
+def _as_tracking(value: Any) -> Any:
+    """``tracking: none`` switches tracking off; otherwise a mapping."""
+    return {"wandb": None} if value in ("none", None) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LinearTaskSpec(_Model):
+    """Sizes of the synthetic linear regression task (``dataset.name: linear``)."""
+
+    dim: int = Field(20, ge=1)
+    n_train: int = Field(200, ge=2)
+    n_val: int = Field(20000, ge=1)
+    n_test: int = Field(20000, ge=1)
+    noise_std: float = Field(1.0, ge=0)
+
+
+class DatasetSpec(_Model):
+    name: str = "digits"
+    train_size: int | None = Field(None, ge=10)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+    data_root: str | None = None
+    download: bool = False
+    linear: LinearTaskSpec = LinearTaskSpec()
+
+
+class TeacherSection(_Model):
+    arch: str = "reference_teacher"
+    epochs: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    select: Literal["best_val", "final"] = "best_val"
+    patience: int | None = Field(None, ge=1)
+    kwargs: dict[str, Any] = {}
+    error: float = Field(0.1, ge=0)  # linear task only: squared norm B of the teacher's weight error
+
+
+class StudentSection(_Model):
+    arch: str = "reference_student"
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    kwargs: dict[str, Any] = {}
+
+
+FloatList = Annotated[list[float], BeforeValidator(_as_list)]
+IntList = Annotated[list[int], BeforeValidator(_as_list)]
+StrList = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+class ConditionsSpec(_Model):
+    """Axes that are compared; their product is the set of conditions. Omitted axes take the section's value."""
+
+    noise_level: FloatList = [0.0]
+    noise_type: Annotated[list[Literal["symmetric", "pairflip"]], BeforeValidator(_as_list)] = ["symmetric"]
+    teacher_epochs: IntList | None = None
+    teacher_select: Annotated[list[Literal["best_val", "final"]], BeforeValidator(_as_list)] | None = None
+    teacher_seeds: IntList | None = None
+    teacher_error: FloatList | None = None
+    dataset: StrList | None = None
+    student_arch: StrList | None = None
+
+    @model_validator(mode="after")
+    def _check_values(self) -> ConditionsSpec:
+        for i, level in enumerate(self.noise_level):
+            if not 0 <= level < 1:
+                raise SpecError(f"conditions.noise_level[{i}]", level, "must be in [0, 1) (share of labels flipped)")
+        for name in type(self).model_fields:
+            values = getattr(self, name)
+            if values is not None and len(values) == 0:
+                raise SpecError(f"conditions.{name}", values, "must list at least one value (or be omitted)")
+            if values is not None and len(set(map(str, values))) != len(values):
+                raise SpecError(f"conditions.{name}", values, "must not repeat a value")
+        for i, epochs in enumerate(self.teacher_epochs or []):
+            if epochs < 1:
+                raise SpecError(f"conditions.teacher_epochs[{i}]", epochs, "must be a positive integer")
+        return self
+
+
+class DistributionSpec(_Model):
+    """One search parameter in Optuna's abbreviated distribution format; bounds are inclusive."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+class BudgetSpec(_Model):
+    trials_per_condition: int = Field(12, ge=1)
+    repeats: int = Field(2, ge=1)  # seeds per configuration, trained inside one trial (paired across configurations)
+    seed: int = 0  # first student seed; the repeats use seed, seed + 1, ...
+    max_wall_minutes: float | None = Field(None, gt=0)
+    confirm_top_k: int = Field(0, ge=0)
+    confirm_repeats: int = Field(3, ge=1)
+
+
+class SchedulerSpec(_Model):
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(2, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class ResourcesSpec(_Model):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class WandbSpec(_Model):
+    mode: Literal["offline", "online"] = "offline"
+    project: str = "kdtune"
+    entity: str | None = None
+
+
+class TrackingSpec(_Model):
+    wandb: WandbSpec | None = WandbSpec()
+
+
+class StudySpec(_Model):
+    """A whole study. Build it with :func:`load_spec` or :func:`parse_spec`, not directly."""
+
+    version: Literal[1] = SPEC_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    dataset: DatasetSpec = DatasetSpec()
+    teacher: TeacherSection = TeacherSection()
+    student: StudentSection = StudentSection()
+    conditions: ConditionsSpec = ConditionsSpec()
+    search: dict[str, DistributionSpec] = {
+        "alpha": DistributionSpec(type="float", low=0.0, high=1.0),
+        "temperature": DistributionSpec(type="float", low=1.0, high=20.0, log=True),
+    }
+    default_temperature: float = Field(4.0, gt=0)  # temperature of the alpha = 1 / alpha = 0 baselines
+    allow_negative_alpha: bool = False
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    budget: BudgetSpec = BudgetSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    objective: Literal["val_accuracy", "val_mse"] | None = None  # None: val_accuracy, or val_mse for regression
+    tracking: Annotated[TrackingSpec, BeforeValidator(_as_tracking)] = TrackingSpec()
+
+    @model_validator(mode="after")
+    def _check_study(self) -> StudySpec:
+        from kdtune.space import check_search_space
+
+        check_search_space(self)
+        datasets = self.conditions.dataset or [self.dataset.name]
+        regression = [d == "linear" for d in datasets]
+        if any(regression) and not all(regression):
+            raise SpecError("conditions.dataset", datasets, "cannot mix the linear regression task with classification")
+        if all(regression) and self.objective == "val_accuracy":
+            raise SpecError("objective", self.objective, "must be val_mse for the linear regression task")
+        if not all(regression) and self.objective == "val_mse":
+            raise SpecError("objective", self.objective, "val_mse is only for the linear regression task")
+        # Only ASHA reads grace_period (fifo, and the epoch-less linear task, never stop early).
+        asha = self.scheduler.type == "asha" and not all(regression)
+        if asha and self.scheduler.grace_period > self.student.epochs:
+            raise SpecError("scheduler.grace_period", self.scheduler.grace_period,
+                            f"must be at most student.epochs ({self.student.epochs})")
+        return self
+
+    @property
+    def task(self) -> Literal["classification", "regression"]:
+        datasets = self.conditions.dataset or [self.dataset.name]
+        return "regression" if datasets[0] == "linear" else "classification"
+
+    @property
+    def objective_name(self) -> str:
+        return self.objective or ("val_mse" if self.task == "regression" else "val_accuracy")
+
+    @property
+    def mode(self) -> Literal["max", "min"]:
+        return "min" if self.objective_name == "val_mse" else "max"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def load_spec(path: str | Path, *, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
+    """Read a YAML spec, apply ``key.path=value`` overrides (values parsed as YAML), validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError("spec", str(path), "file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError("spec", str(path), f"is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError("spec", str(path), "must be a YAML mapping with at least `name`")
+    return parse_spec(apply_overrides(raw, overrides))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` set (the value parsed as YAML: ``0.5``, ``[1, 2]``)."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError("--set", item, "must look like key.path=value, e.g. budget.repeats=3")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpecError("--set", item, f"{part} is not a mapping in the spec")
+            node = child
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def parse_spec(raw: dict[str, Any]) -> StudySpec:
+    """Validate a spec given as a mapping; pydantic's errors become one :class:`SpecError`."""
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _spec_error(exc, raw) from None
+
+
+def _spec_error(exc: ValidationError, raw: dict[str, Any]) -> SpecError:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "list[", "union["))]
+    # a list index reads as conditions.noise_level[1], as in the messages of the validators
+    field = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or "spec"
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, SpecError):  # raised by one of our validators: already names its field
+        return cause
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return SpecError(field, error["input"], f"unknown key; allowed here: {', '.join(allowed)}")
+    if error["type"] == "missing":
+        return SpecError(field, None, "is required")
+    message = error["msg"]
+    if error["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    return SpecError(field, error.get("input"), message[0].lower() + message[1:])
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: Any = StudySpec
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part in fields:
+            model = fields[part].annotation
+        # dict values and Optional wrappers: look inside for a model class
+        for arg in getattr(model, "__args__", ()):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+

@@ -1,0 +1,89 @@
+"""Progress of a study per condition: trials done / running / pruned / failed, best objective, ETA.
+
+One summary, two sources: the live display feeds it Tune's in-memory trials while the study runs, and
+``kdtune status DIR`` feeds it the study folder's files (so it works from another terminal, during the run or
+after it, and after a crash).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrialView:
+    condition: str
+    state: str  # PENDING | RUNNING | COMPLETE | PRUNED | FAIL
+    objective: float | None
+
+
+def summarise(trials: list[TrialView], *, conditions: list[str], per_condition: int, mode: str,
+              elapsed: float) -> dict[str, Any]:
+    """Counts and best objective per condition, and an ETA from the pace so far (None before any trial ended)."""
+    rows = []
+    for condition in conditions:
+        mine = [t for t in trials if t.condition == condition]
+        counts = {s: sum(t.state == s for t in mine) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+        values = [t.objective for t in mine if t.state == "COMPLETE" and t.objective is not None
+                  and math.isfinite(t.objective)]
+        best = (max(values) if mode == "max" else min(values)) if values else None
+        rows.append({"condition": condition, "budget": per_condition, "done": counts["COMPLETE"],
+                     "pruned": counts["PRUNED"], "failed": counts["FAIL"], "running": counts["RUNNING"], "best": best})
+    ended = sum(r["done"] + r["pruned"] + r["failed"] for r in rows)
+    total = per_condition * len(conditions)
+    eta = elapsed * (total - ended) / ended if ended else None
+    return {"conditions": rows, "ended": ended, "total": total, "elapsed_seconds": elapsed,
+            "eta_seconds": None if eta is None else max(0.0, eta)}
+
+
+def from_files(study_dir: Path) -> dict[str, Any]:
+    """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``."""
+    from kdtune.results import read_results
+    from kdtune.results import read_trials
+    from kdtune.search import trials_per_condition
+    from kdtune.spec import StudySpec
+    from kdtune.study import load_study_json
+
+    meta = load_study_json(study_dir)
+    spec = StudySpec.model_validate(meta["spec"])
+    ended = read_trials(study_dir).to_pylist()
+    views = [TrialView(t["condition"], t["state"], t["objective"]) for t in ended]
+    done_ids = {t["trial_id"] for t in ended}
+    results = read_results(study_dir)
+    running = dict(zip(results.column("trial_id").to_pylist(), results.column("condition").to_pylist()))
+    finished = meta.get("finished_at") is not None
+    views += [TrialView(c, "RUNNING", None) for t, c in running.items() if t not in done_ids and not finished]
+    end = meta.get("finished_at") or time.time()
+    summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]],
+                        per_condition=trials_per_condition(spec) + spec.budget.confirm_top_k, mode=spec.mode,
+                        elapsed=end - meta["created_at"])
+    summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
+                   objective=spec.objective_name)
+    return summary
+
+
+def render(summary: dict[str, Any]) -> Any:
+    """A rich table of the summary."""
+    from rich.table import Table
+
+    eta = summary["eta_seconds"]
+    title = (f"{summary.get('study', 'study')}: {summary['ended']}/{summary['total']} trials ended, "
+             f"{_duration(summary['elapsed_seconds'])} elapsed"
+             + ("" if eta is None or summary.get("finished") else f", ~{_duration(eta)} left"))
+    table = Table(title=title)
+    for header in ("condition", "done", "running", "pruned", "failed", f"best {summary.get('objective', '')}"):
+        table.add_column(header, justify="left" if header == "condition" else "right")
+    for row in summary["conditions"]:
+        best = "-" if row["best"] is None else f"{row['best']:.4f}"
+        table.add_row(row["condition"], f"{row['done']}/{row['budget']}", str(row["running"]), str(row["pruned"]),
+                      str(row["failed"]), best)
+    return table
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

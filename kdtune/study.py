@@ -1,0 +1,249 @@
+"""Run, resume and describe a study: the driver that wires spec, cache, Ray Tune, Optuna and the results.
+
+A study folder holds everything a study produced::
+
+    runs/<name>/
+      study.json          resolved spec, conditions, kdtune version, storage URL (password redacted)
+      spec.yaml           the resolved spec, readable
+      teachers.json       per condition: cache key, selected epoch, teacher diagnostics (and α* for linear)
+      results.parquet/    one row per (trial, seed, epoch)  -- see kdtune.results
+      trials.parquet/     one row per ended trial
+      optuna.db           the Optuna studies (SQLite default; --storage for PostgreSQL)
+      tune/               Ray Tune's experiment (checkpoints; what `kdtune resume` restores)
+
+Per condition, a Ray task loads the data, gets the teacher and its logits from the cache (training it only
+on a miss) and returns the arrays, which stay in Ray's object store: every trial on a node reads them from
+there without a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdtune.errors import StudyError
+from kdtune.plan import Condition
+from kdtune.plan import expand
+from kdtune.spec import StudySpec
+
+
+logger = logging.getLogger(__name__)
+
+STUDY_JSON = "study.json"
+TEACHERS_JSON = "teachers.json"
+TUNE_DIR = "tune"
+EXPERIMENT = "kdtune"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How (not what) to run: where, on which cluster, with which storage."""
+
+    out: Path
+    storage: str | None = None  # Optuna storage URL; default: SQLite in the study folder
+    address: str | None = None  # Ray cluster; default: a local Ray
+    cache_dir: str | None = None
+    max_concurrent: int | None = None
+    progress: bool = True
+
+
+def default_storage(study_dir: Path) -> str:
+    return f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
+
+
+def run_study(spec: StudySpec, options: RunOptions) -> Path:
+    """Run a new study into ``options.out`` (refused if that folder already holds one: use resume)."""
+    study_dir = options.out
+    if (study_dir / STUDY_JSON).exists():
+        raise StudyError(f"{study_dir} already holds a study: continue it with `kdtune resume {study_dir}` "
+                         "or choose another --out")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage = options.storage or default_storage(study_dir)
+    conditions = expand(spec)
+    _write_study_json(study_dir, spec, conditions, storage, options)
+    return _execute(spec, conditions, study_dir, storage, options, resume=False)
+
+
+def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent: int | None = None,
+                 progress: bool = True) -> Path:
+    """Finish a study after Ctrl-C, a crash or ``kill -9`` of the driver, without re-running finished trials."""
+    meta = load_study_json(study_dir)
+    spec = StudySpec.model_validate(meta["spec"])
+    storage = meta["storage_url"] if "storage_url" in meta else default_storage(study_dir)
+    if meta.get("storage_redacted"):
+        storage = os.environ.get("KDTUNE_STORAGE") or _refuse_redacted(meta)
+    options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
+                         max_concurrent=max_concurrent, progress=progress)
+    return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
+
+
+def load_study_json(study_dir: Path) -> dict[str, Any]:
+    path = Path(study_dir) / STUDY_JSON
+    if not path.exists():
+        raise StudyError(f"{study_dir} is not a kdtune study folder (no {STUDY_JSON})")
+    return json.loads(path.read_text())
+
+
+def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, storage: str, options: RunOptions,
+             *, resume: bool) -> Path:
+    from ray import tune
+
+    from kdtune.ray_runtime import init_ray
+    from kdtune.search import ConditionSearcher
+    from kdtune.search import create_studies
+    from kdtune.search import make_storage
+    from kdtune.study_callbacks import LiveProgress
+    from kdtune.study_callbacks import ResultsRecorder
+    from kdtune.trial import run_trial
+
+    init_ray(options.address, extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
+    payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
+    (study_dir / TEACHERS_JSON).write_text(json.dumps(teachers, indent=2, sort_keys=True))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, payloads=payloads, study=_trial_context(spec, conditions)),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    callbacks = [ResultsRecorder(study_dir, spec, conditions)]
+    if options.progress:
+        callbacks.append(LiveProgress(study_dir, spec, [c.key for c in conditions]))
+    tune_dir = (study_dir / TUNE_DIR).resolve()
+    if resume and tune.Tuner.can_restore(str(tune_dir / EXPERIMENT)):
+        # The restored run keeps the searcher, scheduler and callbacks it pickled (all resume-safe).
+        tuner = tune.Tuner.restore(str(tune_dir / EXPERIMENT), trainable=trainable, resume_errored=True)
+    else:
+        create_studies(spec, make_storage(storage), [c.key for c in conditions])
+        searcher = ConditionSearcher(spec=spec, storage_url=storage, conditions=[c.key for c in conditions],
+                                     study_dir=study_dir)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
+                                        max_concurrent_trials=_concurrency(spec, options),
+                                        trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT, storage_path=str(tune_dir), callbacks=callbacks, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    tuner.fit()
+    update_study_json(study_dir, finished_at=time.time())
+    return study_dir
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's default folder name spells out the whole config; the trial id is enough."""
+    return str(trial.trial_id)
+
+
+def update_study_json(study_dir: Path, **fields: Any) -> None:
+    """Record facts learnt while running (``finished_at``, ``cut_short``) beside the spec."""
+    meta = load_study_json(study_dir)
+    meta.update(fields)
+    _atomic_write(Path(study_dir) / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _scheduler(spec: StudySpec) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
+
+    from kdtune.search import StratifiedASHA
+
+    if spec.scheduler.type == "fifo" or spec.task == "regression":
+        return FIFOScheduler()
+    return StratifiedASHA(mode=spec.mode, max_t=spec.student.epochs, grace_period=spec.scheduler.grace_period,
+                          reduction_factor=spec.scheduler.reduction_factor)
+
+
+def _concurrency(spec: StudySpec, options: RunOptions) -> int:
+    """Explicit limit, else as many trials as the cluster's CPUs (or GPUs) hold at the trial's resources."""
+    import ray
+
+    if options.max_concurrent or spec.resources.max_concurrent:
+        return int(options.max_concurrent or spec.resources.max_concurrent)  # type: ignore[arg-type]
+    resources = ray.cluster_resources()
+    by_cpu = int(resources.get("CPU", 1) // spec.resources.cpu)
+    if spec.resources.gpu > 0:
+        return max(1, min(by_cpu, int(resources.get("GPU", 0) // spec.resources.gpu)))
+    return max(1, by_cpu)
+
+
+def _trial_context(spec: StudySpec, conditions: list[Condition]) -> dict[str, Any]:
+    return {"student": spec.student.model_dump(), "allow_negative_alpha": spec.allow_negative_alpha,
+            "cpus_per_trial": spec.resources.cpu, "student_arch": {c.key: c.student_arch for c in conditions}}
+
+
+def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Prepare every condition's data and teacher in parallel Ray tasks; return object refs and teacher info."""
+    import ray
+
+    gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(num_returns=2, num_gpus=gpu)(_prepare_condition)
+    refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir) for c in conditions}
+    teachers = {key: ray.get(info) for key, (info, _) in refs.items()}
+    payloads = {key: payload for key, (_, payload) in refs.items()}
+    return payloads, teachers
+
+
+def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Runs in a Ray task: data + teacher (from the cache, trained on a miss) + logits, packed as arrays."""
+    import torch
+
+    from kdtune.trial import pack_payload
+
+    spec = StudySpec.model_validate(spec_dict)
+    cond = Condition(**condition)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    data = cond.load_data(spec)
+    if data.task == "regression":
+        from kdtune.linear import closed_form
+        from kdtune.linear import make_teacher_weights
+
+        assert data.linear_truth is not None
+        weights = make_teacher_weights(data.linear_truth, cond.teacher_error, cond.teacher_seed)
+        info = {"cache_key": None, "selected_epoch": None, "linear": closed_form(data, cond.teacher_error)}
+        return info, pack_payload(data, None, weights)
+    from kdtune.cache import LogitCache
+
+    prepared = LogitCache(cache_dir).prepare(cond.teacher_spec(spec), data)
+    info = {"cache_key": prepared.key, "selected_epoch": prepared.teacher.selected_epoch,
+            "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit}
+    return info, pack_payload(data, prepared.logits, None)
+
+
+def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Condition], storage: str,
+                      options: RunOptions) -> None:
+    import yaml
+
+    from kdtune import __version__
+    from kdtune.secrets import redact_url
+
+    safe_storage = redact_url(storage)
+    meta = {
+        "kdtune_version": __version__,
+        "spec": spec.to_dict(),
+        "conditions": [c.as_dict() for c in conditions],
+        "created_at": time.time(),
+        "storage_url": safe_storage,
+        "storage_redacted": safe_storage != storage,
+        "cache_dir": options.cache_dir,
+        "cut_short": False,
+    }
+    _atomic_write(study_dir / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
+    (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+
+
+def _refuse_redacted(meta: dict[str, Any]) -> str:
+    raise StudyError(f"the study's storage URL has a password ({meta['storage_url']}); "
+                     "pass it again with --storage or $KDTUNE_STORAGE")

@@ -1,0 +1,163 @@
+"""Driver-side Tune callbacks: record results as they arrive, and show live progress.
+
+Both pickle without their open state (Tune saves them in its experiment checkpoint and gives them back on
+``kdtune resume``): the writers reopen the study folder's tables, which also tells them which rows exist.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+from ray.tune import Callback
+
+from kdtune.search import trial_outcome
+from kdtune.search import trials_per_condition
+from kdtune.status import TrialView
+from kdtune.status import render
+from kdtune.status import summarise
+
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+    from kdtune.plan import Condition
+    from kdtune.results import PartWriter
+    from kdtune.spec import StudySpec
+
+FLUSH_SECONDS = 2.0
+
+
+class ResultsRecorder(Callback):
+    """Writes every reported epoch to ``results.parquet`` and every ended trial to ``trials.parquet``.
+
+    Rows are buffered for at most ``FLUSH_SECONDS``, so a driver crash loses at most the epochs in flight.
+    """
+
+    def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[Condition]) -> None:
+        self.study_dir = Path(study_dir)
+        self.study_name = spec.name
+        self.epochs = 1 if spec.task == "regression" else spec.student.epochs
+        self.conditions = {c.key: c.as_dict() for c in conditions}
+        self.restarts: dict[str, int] = {}
+        self._buffer: list[dict[str, Any]] = []
+        self._last_flush = 0.0
+        self._results: PartWriter | None = None
+        self._trials: PartWriter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_buffer": [], "_results": None, "_trials": None}
+
+    def _writers(self) -> tuple[PartWriter, PartWriter]:
+        from kdtune.results import results_writer
+        from kdtune.results import trials_writer
+
+        if self._results is None or self._trials is None:
+            self._results, self._trials = results_writer(self.study_dir), trials_writer(self.study_dir)
+        return self._results, self._trials
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+                        **info: Any) -> None:
+        config = trial.config
+        condition = self.conditions[config["condition"]]
+        common = {"study": self.study_name, "condition": config["condition"], **condition,
+                  "trial_id": trial.trial_id, "phase": config["phase"], **config["params"],
+                  "node_id": result.get("node_id"), "attempt": self.restarts.get(trial.trial_id, 0),
+                  "written_at": time.time()}
+        self._buffer += [{**common, **row} for row in result.get("rows", [])]
+        if time.time() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.restarts[trial.trial_id] = self.restarts.get(trial.trial_id, 0) + 1
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._record_end(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._record_end(trial, error=True)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._writers()[0].append(self._buffer)
+            self._buffer = []
+        self._last_flush = time.time()
+
+    def _record_end(self, trial: Trial, *, error: bool) -> None:
+        import json
+
+        self.flush()
+        result = trial.last_result or {}
+        state, reason = trial_outcome(result, error, self.epochs)
+        if error and trial.error_file:
+            reason = _last_line(Path(trial.error_file)) or reason
+        self._writers()[1].append([{
+            "trial_id": trial.trial_id, "condition": trial.config["condition"], "phase": trial.config["phase"],
+            "params": json.dumps(trial.config["params"], sort_keys=True), "state": state,
+            "objective": result.get("objective"), "epochs_done": result.get("epoch", 0),
+            "restarts": self.restarts.get(trial.trial_id, 0), "node_id": result.get("node_id"), "error": reason,
+            "ended_at": time.time(),
+        }])
+
+
+class LiveProgress(Callback):
+    """A live per-condition table on stderr (trials done / running / pruned / failed, best objective, ETA)."""
+
+    def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[str]) -> None:
+        self.study_dir = Path(study_dir)
+        self.conditions = conditions
+        self.per_condition = trials_per_condition(spec) + spec.budget.confirm_top_k
+        self.mode = spec.mode
+        self.epochs = 1 if spec.task == "regression" else spec.student.epochs
+        self.title = spec.name
+        self.objective = spec.objective_name
+        self._live: Any = None
+        self._start = time.time()
+        self._last = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_live": None}
+
+    def setup(self, **info: Any) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._start = time.time()
+        self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+        self._live.start()
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if self._live is not None and time.time() - self._last > 1.0:
+            self._last = time.time()
+            self._live.update(render(self._summary(trials)))
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        if self._live is not None:
+            self._live.update(render({**self._summary(trials), "finished": True}))
+            self._live.stop()
+
+    def _summary(self, trials: list[Trial]) -> dict[str, Any]:
+        views = []
+        for trial in trials:
+            if trial.status in ("TERMINATED", "ERROR"):
+                state, _ = trial_outcome(trial.last_result, trial.status == "ERROR", self.epochs)
+            else:
+                state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
+            views.append(TrialView(trial.config["condition"], state, (trial.last_result or {}).get("objective")))
+        summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
+                            elapsed=time.time() - self._start)
+        summary.update(study=self.title, objective=self.objective)
+        return summary
+
+
+def _last_line(path: Path) -> str | None:
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:500] if lines else None

@@ -1,0 +1,144 @@
+"""What runs inside one Ray Tune trial: one configuration, all its repeat seeds, in lockstep.
+
+The seeds of a configuration are trained one epoch at a time each, so that after every epoch the trial
+reports the mean over seeds of the objective, the number ASHA and Optuna decide on (``conventions.md``).
+Every student of a condition reads the same data and teacher logits from Ray's object store (zero-copy,
+read-only numpy views); the teacher never runs here. The trial checkpoints all its students after every
+epoch, so a retried trial continues where it stopped.
+
+The objective of one seed is its validation objective at its best validation epoch so far; the trial's is
+the mean over seeds. A NaN loss ends the trial at once with ``nan: True`` (recorded as FAIL, not retried).
+The checkpoint also carries every result row so far; the first report after a restore replays them, so rows
+a crashed driver never wrote are not lost (the writer skips the ones it has).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdtune.data import DataBundle
+from kdtune.data import LinearTruth
+from kdtune.data import Split
+from kdtune.train import TeacherLogits
+
+
+SPLITS = ("train", "val", "test")
+CHECKPOINT_FILE = "students.pt"
+
+
+def pack_payload(data: DataBundle, logits: TeacherLogits | None, teacher_weights: np.ndarray | None) -> dict[str, Any]:
+    """Everything a trial needs about its condition, as numpy arrays (Ray stores them once, zero-copy)."""
+    payload: dict[str, Any] = {
+        "name": data.name, "task": data.task, "num_classes": data.num_classes,
+        "input_shape": tuple(data.input_shape), "description": data.description,
+        "teacher_weights": teacher_weights,
+        "linear_truth": None if data.linear_truth is None else (data.linear_truth.weights, data.linear_truth.noise_std),
+    }
+    for name in SPLITS:
+        split: Split = getattr(data, name)
+        payload[name] = {k: getattr(split, k).numpy() for k in ("x", "y", "clean", "flipped")}
+        payload[f"logits_{name}"] = None if logits is None else getattr(logits, name).numpy()
+    return payload
+
+
+def unpack_payload(payload: dict[str, Any]) -> tuple[DataBundle, TeacherLogits | None]:
+    with warnings.catch_warnings():
+        # The arrays live read-only in Ray's object store; training never writes to its inputs.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        splits = {n: Split(**{k: torch.from_numpy(v) for k, v in payload[n].items()}) for n in SPLITS}
+        logits = None
+        if payload["logits_train"] is not None:
+            logits = TeacherLogits(*(torch.from_numpy(payload[f"logits_{n}"]) for n in SPLITS))
+    truth = payload["linear_truth"]
+    data = DataBundle(name=payload["name"], task=payload["task"], num_classes=payload["num_classes"],
+                      input_shape=payload["input_shape"], description=payload["description"],
+                      linear_truth=None if truth is None else LinearTruth(weights=truth[0], noise_std=truth[1]),
+                      **splits)
+    return data, logits
+
+
+def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[str, Any]) -> None:
+    """The Tune function trainable. ``study`` holds the student section, each condition's student
+    architecture and the trial resources."""
+    import ray
+    from ray import tune
+
+    threads = max(1, int(study["cpus_per_trial"]))
+    torch.set_num_threads(threads)
+    payload = ray.get(payloads[config["condition"]])
+    data, logits = unpack_payload(payload)
+    node_id = ray.get_runtime_context().get_node_id()
+    params = config["params"]
+    if data.task == "regression":
+        tune.report(_linear_result(data, payload["teacher_weights"], params, config["seeds"], node_id))
+        return
+    trainers, best = _students(data, logits, config, study, threads)
+    history: list[dict[str, Any]] = []  # every row so far: replayed after a restore (the driver de-duplicates)
+    replay: list[dict[str, Any]] = []
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+        for trainer, s in zip(trainers, state["students"]):
+            trainer.load_state_dict(s)
+        best, history = state["best"], state["rows"]
+        replay = list(history)  # rows the driver may have lost if it crashed before writing them
+    epochs = int(params["epochs"])
+    while trainers[0].epoch < epochs:
+        metrics = [trainer.step() for trainer in trainers]
+        nan = any(not math.isfinite(m.train_loss) for m in metrics)
+        for i, m in enumerate(metrics):
+            best[i] = max(best[i], m.val_accuracy)
+        rows = [{"seed": seed, **m.as_dict()} for seed, m in zip(config["seeds"], metrics)]
+        history += rows
+        result = {"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay + rows,
+                  "node_id": node_id, "nan": nan}
+        replay = []
+        if nan:
+            tune.report(result)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            state = {"students": [t.state_dict() for t in trainers], "best": best, "rows": history}
+            torch.save(state, Path(folder) / CHECKPOINT_FILE)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, Any], study: dict[str, Any],
+              threads: int) -> tuple[list[Any], list[float]]:
+    from kdtune.models import build_model
+    from kdtune.train import TrainConfig
+    from kdtune.train import Trainer
+
+    params = config["params"]
+    student = study["student"]
+    trainers = []
+    for seed in config["seeds"]:
+        model = build_model(study["student_arch"][config["condition"]], input_shape=data.input_shape, num_classes=data.num_classes,
+                            kwargs=student["kwargs"], field="student.arch", seed=seed)
+        train_config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]),
+                                   batch_size=int(params["batch_size"]), alpha=float(params["alpha"]),
+                                   temperature=float(params["temperature"]), seed=seed,
+                                   allow_negative_alpha=study["allow_negative_alpha"])
+        trainers.append(Trainer(model, data, train_config, teacher=logits, threads=threads))
+    return trainers, [-math.inf] * len(trainers)
+
+
+def _linear_result(data: DataBundle, teacher_weights: np.ndarray, params: dict[str, Any], seeds: list[int],
+                   node_id: str) -> dict[str, Any]:
+    """The linear task has no epochs: each seed's least-squares student is solved in closed form."""
+    from kdtune.linear import fit_student
+
+    rows = []
+    for seed in seeds:
+        fit = fit_student(data, teacher_weights, float(params["alpha"]), seed)
+        rows.append({"seed": seed, "epoch": 1, **fit})
+    objective = float(np.mean([r["val_loss"] for r in rows]))
+    return {"objective": objective, "epoch": 1, "rows": rows, "node_id": node_id, "nan": not math.isfinite(objective)}
+

@@ -1,0 +1,154 @@
+"""The per-condition searcher and scheduler, driven directly (real Optuna on SQLite, no Ray cluster)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from kdtune.search import ConditionSearcher
+from kdtune.search import create_studies
+from kdtune.search import make_storage
+from kdtune.search import optuna_study_name
+from kdtune.search import trials_per_condition
+from kdtune.spec import parse_spec
+
+
+def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
+    raw = {"name": "unit", "conditions": {"noise_level": [0.0, 0.1, 0.2]}, "student": {"epochs": 4},
+           "budget": {"trials_per_condition": 3, "repeats": 2}, "scheduler": {"grace_period": 1}}
+    raw.update(overrides)
+    return parse_spec(raw)
+
+
+def _searcher(spec, tmp: Path) -> ConditionSearcher:  # type: ignore[no-untyped-def]
+    from kdtune.plan import expand
+
+    url = f"sqlite:///{tmp / 'optuna.db'}"
+    keys = [c.key for c in expand(spec)]
+    create_studies(spec, make_storage(url), keys)
+    (tmp / "study.json").write_text("{}")
+    return ConditionSearcher(spec=spec, storage_url=url, conditions=keys, study_dir=tmp)
+
+
+def _complete(searcher: ConditionSearcher, trial_id: str, objective: float, epoch: int = 4) -> None:
+    searcher.on_trial_complete(trial_id, {"objective": objective, "epoch": epoch, "nan": False})
+
+
+def test_fair_across_conditions_and_baselines_first(short_tmp: Path) -> None:
+    spec = _spec()
+    searcher = _searcher(spec, short_tmp)
+    configs = [searcher.suggest(f"t{i}") for i in range(9)]
+    conditions = [c["condition"] for c in configs]  # type: ignore[index]
+    assert all(conditions.count(k) == 3 for k in set(conditions))
+    assert conditions[:3] == ["noise_level=0.0", "noise_level=0.1", "noise_level=0.2"]  # round robin
+    first_two = [c for c in configs if c["condition"] == "noise_level=0.1"][:2]  # type: ignore[index]
+    assert [c["phase"] for c in first_two] == ["baseline", "baseline"]
+    assert sorted(c["params"]["alpha"] for c in first_two) == [0.0, 1.0]
+    assert all(c["params"]["temperature"] == spec.default_temperature for c in first_two)
+    assert configs[0]["seeds"] == [0, 1]  # type: ignore[index]
+    # Same seeds for every configuration: paired comparisons.
+    assert all(c["seeds"] == [0, 1] for c in configs)  # type: ignore[index]
+
+
+def test_budget_includes_baselines_then_finishes(short_tmp: Path) -> None:
+    spec = _spec()
+    searcher = _searcher(spec, short_tmp)
+    assert trials_per_condition(spec) == 3 + 2
+    handed = [searcher.suggest(f"t{i}") for i in range(15)]
+    assert all(isinstance(c, dict) for c in handed)
+    assert searcher.suggest("t15") == "FINISHED"
+
+
+def test_states_reach_optuna(short_tmp: Path) -> None:
+    spec = _spec()
+    searcher = _searcher(spec, short_tmp)
+    for i in range(3):
+        searcher.suggest(f"t{i}")
+    _complete(searcher, "t0", 0.9)
+    _complete(searcher, "t1", 0.7, epoch=2)  # stopped by ASHA before student.epochs
+    searcher.on_trial_complete("t2", {"objective": float("nan"), "epoch": 1, "nan": True})
+    storage = make_storage(searcher.storage_url)
+    by_condition = {}
+    for key in searcher.conditions:
+        study = optuna.load_study(study_name=optuna_study_name("unit", key), storage=storage)
+        by_condition[key] = [t for t in study.trials if t.state.is_finished()]
+    complete, = by_condition["noise_level=0.0"]
+    assert complete.state == TrialState.COMPLETE and complete.value == pytest.approx(0.9)
+    pruned, = by_condition["noise_level=0.1"]
+    assert pruned.state == TrialState.PRUNED and pruned.user_attrs["last_value"] == pytest.approx(0.7)
+    failed, = by_condition["noise_level=0.2"]
+    assert failed.state == TrialState.FAIL and "NaN" in failed.user_attrs["reason"]
+
+
+def test_error_is_fail_and_repeated_completion_is_ignored(short_tmp: Path) -> None:
+    searcher = _searcher(_spec(), short_tmp)
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", None, error=True)
+    searcher.on_trial_complete("t0", {"objective": 0.5, "epoch": 4})  # a resumed driver repeats it
+    study = optuna.load_study(study_name="unit/noise_level=0.0", storage=make_storage(searcher.storage_url))
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert [t.state for t in finished] == [TrialState.FAIL]
+
+
+def test_pickled_searcher_resumes_where_it_stopped(short_tmp: Path) -> None:
+    searcher = _searcher(_spec(), short_tmp)
+    for i in range(4):
+        searcher.suggest(f"t{i}")
+    _complete(searcher, "t0", 0.8)
+    restored = pickle.loads(pickle.dumps(searcher))
+    assert restored.handed_out == searcher.handed_out and set(restored.live) == {"t1", "t2", "t3"}
+    _complete(restored, "t1", 0.6)  # told through a fresh connection to the same storage
+    nxt = restored.suggest("t4")
+    assert nxt["condition"] == "noise_level=0.1"  # type: ignore[index]
+    study = optuna.load_study(study_name="unit/noise_level=0.1", storage=make_storage(searcher.storage_url))
+    assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 1
+
+
+def test_grid_runs_every_point_once_and_adds_only_missing_baselines(short_tmp: Path) -> None:
+    spec = _spec(sampler="grid", conditions={"noise_level": [0.05]}, default_temperature=10.0,
+                 search={"alpha": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25},
+                         "temperature": {"type": "categorical", "choices": [10.0]}})
+    searcher = _searcher(spec, short_tmp)
+    assert trials_per_condition(spec) == 3 + 1  # alpha = 1 at T = 10 is a grid point; alpha = 0 is not
+    alphas = sorted(searcher.suggest(f"t{i}")["params"]["alpha"] for i in range(4))  # type: ignore[index]
+    assert alphas == [0.0, 0.5, 0.75, 1.0]
+    assert searcher.suggest("t4") == "FINISHED"
+
+
+def test_confirmation_reruns_top_k_with_fresh_seeds(short_tmp: Path) -> None:
+    spec = _spec(conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 2, "repeats": 2,
+                                                            "confirm_top_k": 2, "confirm_repeats": 3})
+    searcher = _searcher(spec, short_tmp)
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}
+    assert searcher.suggest("wait") is None  # search trials still running: confirmation not decided yet
+    for i, value in enumerate([0.5, 0.9, 0.7, 0.6]):
+        _complete(searcher, f"t{i}", value)
+    confirm = [searcher.suggest(f"c{i}") for i in range(2)]
+    assert [c["phase"] for c in confirm] == ["confirm", "confirm"]  # type: ignore[index]
+    assert confirm[0]["params"] == configs["t1"]["params"]  # the best first  # type: ignore[index]
+    assert confirm[1]["params"] == configs["t2"]["params"]  # type: ignore[index]
+    assert confirm[0]["seeds"] == [1000, 1001, 1002]  # type: ignore[index]
+    assert searcher.suggest("c2") == "FINISHED"
+
+
+def test_wall_clock_budget_cuts_the_study_short(short_tmp: Path) -> None:
+    import json
+
+    spec = _spec(budget={"trials_per_condition": 3, "max_wall_minutes": 0.001})
+    (short_tmp / "study.json").write_text("{}")
+    searcher = _searcher(spec, short_tmp)
+    searcher.deadline = 0.0  # already passed
+    assert searcher.suggest("t0") == "FINISHED"
+    assert json.loads((short_tmp / "study.json").read_text())["cut_short"] is True
+
+
+def test_direction_mismatch_with_stored_study_is_refused(short_tmp: Path) -> None:
+    url = f"sqlite:///{short_tmp / 'o.db'}"
+    optuna.create_study(study_name="unit/all", storage=make_storage(url), direction="minimize")
+    with pytest.raises(ValueError, match="exists with direction MINIMIZE, expected maximize"):
+        create_studies(_spec(conditions={"noise_level": [0.0]}), make_storage(url), ["all"])

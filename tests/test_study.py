@@ -1,0 +1,98 @@
+"""Studies end to end on a real local Ray, real Optuna storage, real Parquet files."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import tiny_study_spec
+from kdtune.results import read_results
+from kdtune.results import read_trials
+from kdtune.search import make_storage
+from kdtune.search import trials_per_condition
+from kdtune.status import from_files
+from kdtune.study import RunOptions
+from kdtune.study import run_study
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_small_study_writes_everything(small_study: Path) -> None:
+    meta = json.loads((small_study / "study.json").read_text())
+    assert [c["key"] for c in meta["conditions"]] == ["noise_level=0.0", "noise_level=0.2"]
+    assert meta["finished_at"] >= meta["created_at"] and meta["cut_short"] is False
+    assert (small_study / "spec.yaml").exists()
+    teachers = json.loads((small_study / "teachers.json").read_text())
+    assert set(teachers) == {"noise_level=0.0", "noise_level=0.2"}
+    assert teachers["noise_level=0.2"]["diagnostics"]["memorisation_rate"] is not None
+
+    trials = read_trials(small_study).to_pylist()
+    per_condition = trials_per_condition(tiny_study_spec("small"))
+    assert len(trials) == 2 * per_condition
+    assert {t["state"] for t in trials} <= {"COMPLETE", "PRUNED"}
+    baselines = [json.loads(t["params"])["alpha"] for t in trials if t["phase"] == "baseline"]
+    assert sorted(baselines) == [0.0, 0.0, 1.0, 1.0]
+
+    rows = read_results(small_study)
+    keys = list(zip(*(rows.column(k).to_pylist() for k in ("trial_id", "seed", "epoch"))))
+    assert len(keys) == len(set(keys))  # no duplicate (trial, seed, epoch)
+    epochs_by_trial = collections.Counter(rows.column("trial_id").to_pylist())
+    for t in trials:
+        assert epochs_by_trial[t["trial_id"]] == 2 * t["epochs_done"]  # two seeds per epoch
+        if t["state"] == "COMPLETE":
+            assert t["epochs_done"] == 4
+    # The dataset folder reads whole with plain pyarrow, as any Parquet reader would.
+    assert pq.read_table(small_study / "results.parquet").num_rows == rows.num_rows
+    assert set(rows.column("trial_state").to_pylist()) <= {"COMPLETE", "PRUNED"}
+
+
+def test_optuna_storage_agrees_with_trials_table(small_study: Path) -> None:
+    storage = make_storage(f"sqlite:///{small_study / 'optuna.db'}")
+    trials = read_trials(small_study).to_pylist()
+    for key in ("noise_level=0.0", "noise_level=0.2"):
+        study = optuna.load_study(study_name=f"small/{key}", storage=storage)
+        optuna_states = sorted(t.state.name for t in study.trials)
+        ours = sorted(t["state"] for t in trials if t["condition"] == key)
+        assert optuna_states == ours
+        best = max(t["objective"] for t in trials if t["condition"] == key and t["state"] == "COMPLETE")
+        assert study.best_value == pytest.approx(best)
+
+
+def test_status_from_files(small_study: Path) -> None:
+    summary = from_files(small_study)
+    assert summary["finished"] is True and summary["ended"] == summary["total"]
+    assert [r["condition"] for r in summary["conditions"]] == ["noise_level=0.0", "noise_level=0.2"]
+    for row in summary["conditions"]:
+        assert row["done"] + row["pruned"] + row["failed"] == row["budget"] and row["running"] == 0
+        assert 0.5 < row["best"] <= 1.0
+
+
+def test_failing_trial_retried_from_checkpoint_and_nan_trials_fail(ray_local: None, short_tmp: Path) -> None:
+    marker = short_tmp / "failed-once"
+    spec = tiny_study_spec(
+        "faults",
+        student={"arch": "kd_fixtures:fail_once", "epochs": 4, "kwargs": {"marker": str(marker), "fail_at": 60}},
+        conditions={"noise_level": [0.1], "student_arch": ["kd_fixtures:fail_once", "kd_fixtures:nan_model"]},
+        budget={"trials_per_condition": 1, "repeats": 2},
+        scheduler={"type": "fifo"},
+    )
+    study_dir = run_study(spec, RunOptions(out=short_tmp / "study", progress=False, max_concurrent=1))
+    assert marker.exists()
+    trials = read_trials(study_dir).to_pylist()
+    nan_trials = [t for t in trials if "nan_model" in t["condition"]]
+    assert len(nan_trials) == 3 and all(t["state"] == "FAIL" and "NaN" in t["error"] for t in nan_trials)
+    good = [t for t in trials if "fail_once" in t["condition"]]
+    assert [t["state"] for t in good] == ["COMPLETE"] * 3
+    retried = [t for t in good if t["restarts"] == 1]
+    assert len(retried) == 1
+    rows = read_results(study_dir).to_pandas()
+    mine = rows[rows.trial_id == retried[0]["trial_id"]]
+    assert sorted(mine.epoch.tolist()) == [1, 1, 2, 2, 3, 3, 4, 4]  # every epoch once, none twice
+    # Epochs before the failure came from the first attempt; the retry continued from the checkpoint.
+    assert mine[mine.attempt == 0].epoch.max() < 4 and mine[mine.attempt == 1].epoch.min() > 1
