@@ -19,7 +19,7 @@ from kdtune import __version__
 from kdtune.errors import KdtuneError
 
 
-COMMANDS = ("distill",)
+COMMANDS = ("run", "resume", "status", "distill", "cache", "recommend")
 
 
 class _Parser(argparse.ArgumentParser):

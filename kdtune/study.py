@@ -218,7 +218,8 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
 
     prepared = LogitCache(cache_dir).prepare(cond.teacher_spec(spec), data)
     info = {"cache_key": prepared.key, "selected_epoch": prepared.teacher.selected_epoch,
-            "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit}
+            "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit, "spec": prepared.teacher.spec.to_dict(),
+            "curve": prepared.teacher.curve, "fingerprint": prepared.teacher.fingerprint}
     return info, pack_payload(data, prepared.logits, None)
 
 

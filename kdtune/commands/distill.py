@@ -5,6 +5,9 @@ Both students share their seed (same initial weights, same batch order), so the 
 Reported test numbers are at each model's best validation epoch (validation labels carry the same noise
 as training labels, as they would for a user).
 
+The teacher and its logits come from the teacher-logit cache (--cache-dir): a second run with the same
+teacher options and data trains no teacher and runs no teacher forward pass.
+
 example:
   kdtune distill --dataset digits --noise 0.1 --alpha 0.5 --temperature 4 --epochs 20
 """
@@ -61,13 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--seed", type=int, default=0, help="student seed: initialisation and batch order (default: %(default)s)")
     training.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     training.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
+    training.add_argument("--cache-dir", default=None,
+                          help="teacher-logit cache: a folder or a pyarrow filesystem URI such as s3://bucket/prefix "
+                          "(default: $KDTUNE_CACHE_DIR, else ~/.cache/kdtune/cache)")
 
 
 # Core errors name spec fields; on this command the user typed flags.
 _FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "dataset.val_fraction": "--val-fraction",
           "noise_level": "--noise", "noise_type": "--noise-type", "teacher.arch": "--teacher",
           "teacher.select": "--teacher-select", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
-          "temperature": "--temperature", "alpha": "--alpha"}
+          "temperature": "--temperature", "alpha": "--alpha", "cache_dir": "--cache-dir"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,13 +91,12 @@ def _distill(args: argparse.Namespace) -> int:
     import dataclasses
     import os
 
+    from kdtune.cache import LogitCache
     from kdtune.data import load_dataset
     from kdtune.distill import check_alpha
     from kdtune.errors import SpecError
     from kdtune.models import build_model
     from kdtune.teacher import TeacherSpec
-    from kdtune.teacher import teacher_diagnostics
-    from kdtune.teacher import train_teacher
     from kdtune.train import TrainConfig
     from kdtune.train import train_student
 
@@ -105,6 +110,7 @@ def _distill(args: argparse.Namespace) -> int:
     teacher_spec = TeacherSpec(arch=args.teacher, epochs=args.teacher_epochs, lr=args.lr,
                                batch_size=args.batch_size, seed=args.teacher_seed, select=args.teacher_select)
     threads = args.threads or os.cpu_count() or 1
+    cache = LogitCache(args.cache_dir)
 
     data = load_dataset(args.dataset, data_root=args.data_root, download=args.download, train_size=args.train_size,
                         val_fraction=args.val_fraction, noise_level=args.noise_level, noise_type=args.noise_type,
@@ -114,10 +120,12 @@ def _distill(args: argparse.Namespace) -> int:
                 for name, config in (("student, distilled", student_config),
                                      ("student, no distillation", dataclasses.replace(student_config, alpha=1.0)))}
     with _Progress() as progress:
-        teacher = train_teacher(teacher_spec, data, on_epoch=progress.tracker("teacher", args.teacher_epochs),
-                                threads=threads)
-        logits = teacher.logits(data)
-        diagnostics = teacher_diagnostics(logits, data)
+        prepared = cache.prepare(teacher_spec, data, threads=threads,
+                                 on_epoch=progress.tracker("teacher", args.teacher_epochs, lazy=True))
+        if not prepared.trained:
+            state = "cached" if prepared.hit else "computed now"
+            progress.note(f"teacher from the cache: {prepared.teacher_key} (logits {prepared.key}, {state})")
+        teacher, logits, diagnostics = prepared.teacher, prepared.logits, prepared.diagnostics
         rows: list[dict[str, Any]] = [{"model": f"teacher ({args.teacher})", "alpha": None, "temperature": None,
                                        "epoch": teacher.selected_epoch, **_teacher_row(diagnostics)}]
         for name, (config, model) in students.items():
@@ -128,7 +136,8 @@ def _distill(args: argparse.Namespace) -> int:
                          "epoch": best.epoch, "test_accuracy": best.test_accuracy, "val_accuracy": best.val_accuracy,
                          "correction_rate": best.correction_rate, "memorisation_rate": best.memorisation_rate})
     if args.format == "json":
-        json.dump({"teacher_diagnostics": diagnostics, "models": rows}, sys.stdout, indent=2)
+        cache_record = {"teacher_key": prepared.teacher_key, "logits_key": prepared.key, "hit": prepared.hit}
+        json.dump({"teacher_diagnostics": diagnostics, "models": rows, "cache": cache_record}, sys.stdout, indent=2)
         print()
     else:
         _print_table(rows, data_name=args.dataset, noise=args.noise_level)
@@ -184,11 +193,18 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(*exc)
 
-    def tracker(self, name: str, epochs: int) -> Any:
-        task = self._progress.add_task(name, total=epochs, status="")
+    def tracker(self, name: str, epochs: int, *, lazy: bool = False) -> Any:
+        """A per-epoch callback; with ``lazy`` its bar appears only once an epoch runs (a cached teacher has none)."""
+        tasks = [] if lazy else [self._progress.add_task(name, total=epochs, status="")]
 
         def on_epoch(metrics: Any) -> None:
+            if not tasks:
+                tasks.append(self._progress.add_task(name, total=epochs, status=""))
             status = f"val {metrics.val_accuracy:.3f}  test {metrics.test_accuracy:.3f}"
-            self._progress.update(task, completed=metrics.epoch, status=status)
+            self._progress.update(tasks[0], completed=metrics.epoch, status=status)
 
         return on_epoch
+
+    def note(self, text: str) -> None:
+        """A line on stderr above the bars."""
+        self._progress.console.print(text, highlight=False, soft_wrap=True)
