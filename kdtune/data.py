@@ -130,7 +130,7 @@ def load_dataset(
         seed: the data seed: subset, split and noise draw (teacher and student seeds are separate).
         linear: options of the synthetic linear task (see :func:`make_linear`).
     """
-    _check_data_args(name, val_fraction, noise_level, noise_type, train_size)
+    check_data_args(name, val_fraction, noise_level, noise_type, train_size)
     description = {
         "name": name,
         "train_size": train_size,
@@ -240,7 +240,8 @@ def make_linear(
     )
 
 
-def _check_data_args(name: str, val_fraction: float, noise_level: float, noise_type: str, train_size: int | None) -> None:
+def check_data_args(name: str, val_fraction: float, noise_level: float, noise_type: str, train_size: int | None) -> None:
+    """Refuse bad dataset options before any data is read (also used to check a study before it starts)."""
     if name not in DATASETS:
         raise SpecError("dataset.name", name, f"must be one of {', '.join(DATASETS)}")
     if not 0.0 <= noise_level < 1.0:

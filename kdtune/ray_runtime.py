@@ -5,6 +5,11 @@ process probes cloud-metadata addresses (169.254.169.254, metadata.google.intern
 (see ``docs/stack-notes.md``). When the user has no proxy configured, kdtune points the proxy variables at a
 closed loopback port while the local cluster starts, so those probes die on 127.0.0.1:9, then restores the
 driver's environment and clears the variables for the workers. A user's own proxy settings are never touched.
+
+Ray also finds "its" address by a UDP connect to 8.8.8.8 and then binds its services to the machine's
+outward interface, even when given 127.0.0.1. A local study is one node, so kdtune switches Ray's cluster
+mode off for it (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's own switch for single-machine use): every
+Ray address is then 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ logger = logging.getLogger(__name__)
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")
 _NO_PROXY_VARS = ("no_proxy", "NO_PROXY")
 DEAD_PROXY = "http://127.0.0.1:9"
+_SINGLE_NODE_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: Variables a trial worker needs from the driver (workers on a ``ray start`` cluster do not inherit them).
 FORWARDED_ENV = ("KDTUNE_CACHE_DIR", "KDTUNE_DATA_ROOT", "PYTHONPATH", "AWS_REGION", "AWS_DEFAULT_REGION",
                  "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
@@ -27,6 +33,7 @@ FORWARDED_ENV = ("KDTUNE_CACHE_DIR", "KDTUNE_DATA_ROOT", "PYTHONPATH", "AWS_REGI
 def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_env: dict[str, str] | None = None) -> None:
     """Start a local Ray (``address=None``) or connect to a cluster; idempotent within a process."""
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return
@@ -44,14 +51,18 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     user_has_proxy = any(os.environ.get(v) for v in _PROXY_VARS)
     if address is None and not user_has_proxy:
-        saved = {v: os.environ.get(v) for v in _PROXY_VARS + _NO_PROXY_VARS}
+        saved = {v: os.environ.get(v) for v in _PROXY_VARS + _NO_PROXY_VARS + (_SINGLE_NODE_VAR,)}
         os.environ.update({v: DEAD_PROXY for v in _PROXY_VARS})
         os.environ.update({v: "localhost,127.0.0.1" for v in _NO_PROXY_VARS})
+        os.environ[_SINGLE_NODE_VAR] = "0"
         env_vars.update({v: "" for v in _PROXY_VARS + _NO_PROXY_VARS})
+        env_vars[_SINGLE_NODE_VAR] = "0"
+        single_node = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time; ray was imported before this point
         try:
-            # An explicit node address spares Ray its UDP "connect" to 8.8.8.8 to find the outward interface.
-            ray.init(num_cpus=num_cpus, runtime_env={"env_vars": env_vars}, _node_ip_address="127.0.0.1", **kwargs)
+            ray.init(num_cpus=num_cpus, runtime_env={"env_vars": env_vars}, **kwargs)
         finally:
+            ray_constants.ENABLE_RAY_CLUSTER = single_node
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)

@@ -13,6 +13,7 @@ would compare trials whose metrics sit on different scales (noise 0 vs noise 0.2
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -20,8 +21,10 @@ import os
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -29,6 +32,8 @@ from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
+
+from kdtune.errors import StudyError
 
 
 if TYPE_CHECKING:
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 METRIC = "objective"
 CONFIRM_SEED_OFFSET = 1000
 
@@ -79,9 +85,11 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, condit
     direction = "maximize" if spec.mode == "max" else "minimize"
     for condition in conditions:
         name = optuna_study_name(spec.name, condition)
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
+        study = _retrying(functools.partial(optuna.create_study, study_name=name, storage=storage,
+                                            direction=direction, load_if_exists=True))
         if study.direction.name.lower() != direction:
-            raise ValueError(f"Optuna study {name} exists with direction {study.direction.name}, expected {direction}")
+            raise StudyError(f"Optuna study {name} exists in the storage with direction {study.direction.name}, "
+                             f"but this spec's objective needs {direction}: use another study name or storage")
         if study.trials:
             continue  # created by an earlier run of this study
         points = grid(spec.search) if spec.sampler == "grid" else None
@@ -277,9 +285,26 @@ def trials_per_condition(spec: StudySpec) -> int:
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for ``sqlite:///...`` or ``postgresql://...`` (SQLite with a generous lock timeout)."""
+    """An RDB storage for ``sqlite:///...`` or ``postgresql://...`` (SQLite with a generous lock timeout).
+
+    Two drivers opening a fresh database at once race to create its tables; the loser retries.
+    """
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    return _retrying(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs))
+
+
+def _retrying(action: Callable[[], T], attempts: int = 6) -> T:
+    """Run ``action``, retrying on the integrity/operational errors of concurrent schema or study creation."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class StratifiedASHA(FIFOScheduler):

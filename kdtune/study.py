@@ -48,6 +48,7 @@ class RunOptions:
     storage: str | None = None  # Optuna storage URL; default: SQLite in the study folder
     address: str | None = None  # Ray cluster; default: a local Ray
     cache_dir: str | None = None
+    tune_storage: str | None = None  # Tune's storage_path (trial checkpoints); default: <study>/tune
     max_concurrent: int | None = None
     progress: bool = True
 
@@ -62,9 +63,10 @@ def run_study(spec: StudySpec, options: RunOptions) -> Path:
     if (study_dir / STUDY_JSON).exists():
         raise StudyError(f"{study_dir} already holds a study: continue it with `kdtune resume {study_dir}` "
                          "or choose another --out")
+    conditions = expand(spec)
+    preflight(spec, conditions)
     study_dir.mkdir(parents=True, exist_ok=True)
     storage = options.storage or default_storage(study_dir)
-    conditions = expand(spec)
     _write_study_json(study_dir, spec, conditions, storage, options)
     return _execute(spec, conditions, study_dir, storage, options, resume=False)
 
@@ -78,7 +80,7 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
     if meta.get("storage_redacted"):
         storage = os.environ.get("KDTUNE_STORAGE") or _refuse_redacted(meta)
     options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
-                         max_concurrent=max_concurrent, progress=progress)
+                         tune_storage=meta.get("tune_storage"), max_concurrent=max_concurrent, progress=progress)
     return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
 
 
@@ -102,6 +104,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.trial import run_trial
 
     init_ray(options.address, extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
+    check_shared_storage(storage, options)
     payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
     (study_dir / TEACHERS_JSON).write_text(json.dumps(teachers, indent=2, sort_keys=True))
     trainable = tune.with_resources(
@@ -111,10 +114,11 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     callbacks = [ResultsRecorder(study_dir, spec, conditions)]
     if options.progress:
         callbacks.append(LiveProgress(study_dir, spec, [c.key for c in conditions]))
-    tune_dir = (study_dir / TUNE_DIR).resolve()
-    if resume and tune.Tuner.can_restore(str(tune_dir / EXPERIMENT)):
+    tune_dir = options.tune_storage or str((study_dir / TUNE_DIR).resolve())
+    experiment = f"{tune_dir.rstrip('/')}/{EXPERIMENT}"
+    if resume and tune.Tuner.can_restore(experiment):
         # The restored run keeps the searcher, scheduler and callbacks it pickled (all resume-safe).
-        tuner = tune.Tuner.restore(str(tune_dir / EXPERIMENT), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
     else:
         create_studies(spec, make_storage(storage), [c.key for c in conditions])
         searcher = ConditionSearcher(spec=spec, storage_url=storage, conditions=[c.key for c in conditions],
@@ -125,7 +129,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
                                         max_concurrent_trials=_concurrency(spec, options),
                                         trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
-                name=EXPERIMENT, storage_path=str(tune_dir), callbacks=callbacks, verbose=0,
+                name=EXPERIMENT, storage_path=tune_dir, callbacks=callbacks, verbose=0,
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
@@ -133,6 +137,41 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     tuner.fit()
     update_study_json(study_dir, finished_at=time.time())
     return study_dir
+
+
+def preflight(spec: StudySpec, conditions: list[Condition]) -> None:
+    """Refuse unknown datasets and architectures before the study folder is written or Ray starts."""
+    from kdtune.data import check_data_args
+    from kdtune.models import check_arch
+
+    for c in conditions:
+        check_data_args(c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size)
+        check_arch(c.student_arch, field="student.arch")
+    if spec.task == "classification":
+        check_arch(spec.teacher.arch, field="teacher.arch")
+
+
+def check_shared_storage(storage: str, options: RunOptions) -> None:
+    """On a cluster of several nodes, refuse what only one node can see.
+
+    SQLite relies on file locks that fail on network filesystems; a plain folder for the cache or for Tune's
+    checkpoints exists on the driver's node only. Shared storage is a URI: ``s3://``, ``gs://``, or
+    ``file://`` for a filesystem the user has mounted on every node (NFS).
+    """
+    from kdtune.ray_runtime import cluster_nodes
+
+    nodes = len(cluster_nodes())
+    if nodes < 2:
+        return
+    if storage.startswith("sqlite"):
+        raise StudyError(f"this Ray cluster has {nodes} nodes: SQLite storage cannot be shared (its file locks "
+                         "fail on network filesystems); pass --storage postgresql://USER@HOST/DB")
+    for flag, value in (("--cache-dir", options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR")),
+                        ("--tune-storage", options.tune_storage)):
+        if not value or "://" not in value:
+            raise StudyError(f"this Ray cluster has {nodes} nodes: {flag} {value or '(default)'} is a folder "
+                             f"on one node that the others cannot see; pass {flag} s3://BUCKET/PREFIX "
+                             f"(or file:///PATH on a filesystem mounted on every node)")
 
 
 def trial_dirname(trial: Any) -> str:
@@ -239,6 +278,7 @@ def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Conditi
         "storage_url": safe_storage,
         "storage_redacted": safe_storage != storage,
         "cache_dir": options.cache_dir,
+        "tune_storage": options.tune_storage,
         "cut_short": False,
     }
     _atomic_write(study_dir / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))

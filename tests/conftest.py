@@ -112,3 +112,36 @@ def small_study(ray_local: None) -> Path:
 
     out = _SANDBOX / "small-study"
     return run_study(tiny_study_spec("small"), RunOptions(out=out, progress=False))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 (Debian's packages), started for the test session."""
+    import glob
+    import socket
+    import subprocess
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        require_service("PostgreSQL server not installed (apt-get install postgresql)")
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="kdt-pg-", dir="/tmp"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(root, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data)]
+    subprocess.run([*ctl, "-l", str(root / "server.log"), "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {port} -k {root}", "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None,
                         help="teacher/logit cache: a folder or a URI such as s3://bucket/prefix "
                         "(default: $KDTUNE_CACHE_DIR, else ~/.cache/kdtune/cache)")
+    parser.add_argument("--tune-storage", default=None,
+                        help="where Ray Tune keeps trial checkpoints: must be shared (s3://..., or file:// on a "
+                        "mount every node has) on a multi-node cluster (default: <study folder>/tune)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
                         help="override a spec field, value parsed as YAML (repeatable), e.g. budget.repeats=3")
 
@@ -50,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.study import RunOptions
     from kdtune.study import run_study
 
+    from kdtune.errors import SpecError
+
+    if args.out and "://" in args.out:
+        raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
+                        "(put trial checkpoints on shared storage with --tune-storage s3://...)")
     spec = load_spec(args.spec, overrides=args.overrides)
     out = Path(args.out) if args.out else Path("runs") / spec.name
     options = RunOptions(out=out, storage=args.storage or os.environ.get("KDTUNE_STORAGE"),
                          address=args.address or os.environ.get("RAY_ADDRESS"), cache_dir=args.cache_dir,
+                         tune_storage=args.tune_storage,
                          max_concurrent=args.max_concurrent, progress=not args.no_progress)
     study_dir = run_study(spec, options)
     print_next_steps(study_dir)

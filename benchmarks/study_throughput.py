@@ -1,0 +1,198 @@
+"""A kdtune study against the same trials run the way the tutorials teach, on the same machine, in one run.
+
+Both sides train the same configurations (alpha, temperature, seeds, epochs, batch size) with the same
+concurrency, on the same data, from the same teacher:
+
+* kdtune: ``run_study`` with the teacher's logits from the cache, data pre-loaded as tensors, seeds in
+  lockstep inside one trial, one torch thread per trial, channels_last.
+* naive: a straightforward Ray Tune + ``OptunaSearch`` script: a torchvision-style per-item ``Dataset``
+  (PIL image -> ``ToTensor`` -> ``Normalize``) through a ``DataLoader``, and the teacher run inline at every
+  step, as in the Keras KD tutorial.
+
+The teacher is trained (or taken from the cache) once before both runs and is not timed. Both sides use a
+FIFO scheduler, so every trial runs every epoch. The last lines print the wall-time ratio, the machine's CPU
+utilisation during each run and Ray Tune's overhead per trial (wall time x concurrency minus the trials'
+own compute time, per trial).
+
+    python benchmarks/study_throughput.py --data-root DIR     # DIR/MNIST/raw/*.gz; about 10 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=os.environ.get("KDTUNE_DATA_ROOT"),
+                        help="folder with MNIST/raw/*.gz (default: $KDTUNE_DATA_ROOT)")
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=4, help="searched configurations per noise level")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+    if not args.data_root:
+        parser.error("--data-root is required (a folder with MNIST/raw/*.gz); this benchmark uses real MNIST")
+
+    import ray
+
+    from kdtune.ray_runtime import init_ray
+    from kdtune.results import read_results
+    from kdtune.results import read_trials
+    from kdtune.spec import parse_spec
+    from kdtune.study import RunOptions
+    from kdtune.study import run_study
+
+    work = Path(tempfile.mkdtemp(prefix="kdtune-bench-"))
+    data_root = _writable_copy(Path(args.data_root), work / "data")
+    spec = parse_spec({
+        "name": "throughput",
+        "dataset": {"name": "mnist", "train_size": args.train_size, "data_root": str(data_root)},
+        "teacher": {"arch": "reference_teacher", "epochs": 2},
+        "student": {"arch": "reference_student", "epochs": args.epochs},
+        "conditions": {"noise_level": [0.05]},
+        "sampler": "random",
+        "budget": {"trials_per_condition": args.trials, "repeats": args.repeats},
+        "scheduler": {"type": "fifo"},
+        "tracking": "none",
+    })
+    init_ray(num_cpus=args.concurrency)
+    _warm_teacher_cache(spec)
+
+    cpu0, start = _cpu_busy(), time.time()
+    study_dir = run_study(spec, RunOptions(out=work / "study", progress=False, max_concurrent=args.concurrency))
+    kdtune_wall, kdtune_cpu = time.time() - start, _utilisation(cpu0)
+    trials = read_trials(study_dir).to_pylist()
+    rows = read_results(study_dir).to_pylist()
+    configs = [json.loads(t["params"]) for t in trials]
+    kdtune_compute = sum(r["seconds"] for r in rows)
+
+    cpu0, start = _cpu_busy(), time.time()
+    naive_compute = _naive_study(spec, configs, args.repeats, args.concurrency, work)
+    naive_wall, naive_cpu = time.time() - start, _utilisation(cpu0)
+    ray.shutdown()
+
+    n = len(configs)
+    print(f"trials: {n} configurations x {args.repeats} seeds x {args.epochs} epochs on {args.train_size} MNIST "
+          f"images, concurrency {args.concurrency}")
+    print(f"kdtune: {kdtune_wall:.1f} s wall, CPU utilisation {kdtune_cpu:.0%}, Tune overhead "
+          f"{(kdtune_wall * args.concurrency - kdtune_compute) / n:.2f} s per trial")
+    print(f"naive:  {naive_wall:.1f} s wall, CPU utilisation {naive_cpu:.0%}, Tune overhead "
+          f"{(naive_wall * args.concurrency - naive_compute) / n:.2f} s per trial")
+    print(f"study wall-time ratio (naive / kdtune): {naive_wall / kdtune_wall:.1f}x")
+
+
+def _warm_teacher_cache(spec: Any) -> None:
+    """Train the teacher and cache its logits before timing anything (both sides use this teacher)."""
+    from kdtune.cache import LogitCache
+    from kdtune.plan import expand
+
+    for condition in expand(spec):
+        LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec), threads=os.cpu_count())
+
+
+def _naive_study(spec: Any, configs: list[dict[str, Any]], repeats: int, concurrency: int, work: Path) -> float:
+    """The tutorial way; returns the trials' own compute time (seconds, summed over trials)."""
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from kdtune.cache import LogitCache
+    from kdtune.plan import expand
+
+    condition = expand(spec)[0]
+    prepared = LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec))
+    teacher_state = {k: v.clone() for k, v in prepared.teacher.model.state_dict().items()}
+    space = {k: tune.uniform(0, 1) if k == "alpha" else tune.loguniform(1, 20) for k in ("alpha", "temperature")}
+    searcher = OptunaSearch(metric="val_accuracy", mode="max", points_to_evaluate=[
+        {"alpha": c["alpha"], "temperature": c["temperature"]} for c in configs])
+    trainable = tune.with_parameters(_naive_trial, teacher_state=teacher_state, spec_dict=spec.to_dict(),
+                                     repeats=repeats)
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(configs), max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name="naive", storage_path=str(work / "naive"), verbose=0),
+    )
+    results = tuner.fit()
+    return sum(r.metrics.get("compute_seconds", 0.0) for r in results)
+
+
+def _naive_trial(config: dict[str, Any], *, teacher_state: dict[str, Any], spec_dict: dict[str, Any],
+                 repeats: int) -> None:
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    from ray import tune
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
+    from kdtune.distill import kd_loss
+    from kdtune.models import build_model
+    from kdtune.spec import StudySpec
+
+    spec = StudySpec.model_validate(spec_dict)
+    root = spec.dataset.data_root
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.0,), (1.0,))])
+    full = torchvision.datasets.MNIST(root, train=True, download=True, transform=transform)
+    train = torch.utils.data.Subset(full, range(spec.dataset.train_size or len(full)))
+    test = torchvision.datasets.MNIST(root, train=False, download=True, transform=transform)
+    teacher = build_model("reference_teacher", input_shape=(1, 28, 28), num_classes=10)
+    teacher.load_state_dict(teacher_state)
+    teacher.eval()
+    compute = 0.0
+    for seed in range(repeats):
+        torch.manual_seed(seed)
+        student = build_model("reference_student", input_shape=(1, 28, 28), num_classes=10)
+        optimizer = torch.optim.Adam(student.parameters(), lr=spec.student.lr)
+        loader = DataLoader(train, batch_size=spec.student.batch_size, shuffle=True)
+        for epoch in range(spec.student.epochs):
+            start = time.perf_counter()
+            student.train()
+            for x, y in loader:
+                with torch.no_grad():
+                    t = teacher(x)  # the teacher runs at every step
+                loss = kd_loss(student(x), t, y, alpha=config["alpha"], temperature=config["temperature"])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            student.eval()
+            correct = 0
+            with torch.no_grad():
+                for x, y in DataLoader(test, batch_size=1000):
+                    correct += int((student(x).argmax(1) == y).sum())
+            compute += time.perf_counter() - start
+            tune.report({"val_accuracy": correct / len(test), "compute_seconds": compute,
+                         "loss": float(F.cross_entropy(student(x), y))})
+
+
+def _writable_copy(source: Path, target: Path) -> Path:
+    """torchvision extracts the .gz files next to them: work on a copy, never in a read-only shared folder."""
+    import shutil
+
+    (target / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+    for f in (source / "MNIST" / "raw").glob("*.gz"):
+        shutil.copyfile(f, target / "MNIST" / "raw" / f.name)
+    return target
+
+
+def _cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def _utilisation(before: tuple[float, float]) -> float:
+    busy, total = _cpu_busy()
+    return (busy - before[0]) / max(1.0, total - before[1])
+
+
+if __name__ == "__main__":
+    main()
