@@ -63,7 +63,23 @@ def from_files(study_dir: Path) -> dict[str, Any]:
                         elapsed=end - meta["created_at"])
     summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
                    objective=spec.objective_name)
+    teachers = _teachers(study_dir)
+    for row in summary["conditions"]:
+        row["teacher"] = teachers.get(row["condition"])
     return summary
+
+
+def _teachers(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per condition: the teacher's selected epoch and diagnostics (teachers.json; absent before preparation)."""
+    import json
+
+    from kdtune.study import TEACHERS_JSON
+
+    path = Path(study_dir) / TEACHERS_JSON
+    if not path.exists():
+        return {}
+    return {key: {"selected_epoch": t.get("selected_epoch"), **(t.get("diagnostics") or {})}
+            for key, t in json.loads(path.read_text()).items()}
 
 
 def render(summary: dict[str, Any]) -> Any:
@@ -74,14 +90,26 @@ def render(summary: dict[str, Any]) -> Any:
     title = (f"{summary.get('study', 'study')}: {summary['ended']}/{summary['total']} trials ended, "
              f"{_duration(summary['elapsed_seconds'])} elapsed"
              + ("" if eta is None or summary.get("finished") else f", ~{_duration(eta)} left"))
-    table = Table(title=title)
-    for header in ("condition", "done", "running", "pruned", "failed", f"best {summary.get('objective', '')}"):
-        table.add_column(header, justify="left" if header == "condition" else "right")
+    table = Table(title=title, caption="teacher: clean test accuracy at its selected epoch, and the share of "
+                  "flipped training labels it predicts as the noisy label (memorised)")
+    headers = ("condition", "done", "running", "pruned", "failed", f"best {summary.get('objective', '')}",
+               "teacher acc (epoch)", "teacher memorised")
+    table.add_column(headers[0], no_wrap=True)
+    for header in headers[1:]:
+        table.add_column(header, justify="right")
     for row in summary["conditions"]:
         best = "-" if row["best"] is None else f"{row['best']:.4f}"
         table.add_row(row["condition"], f"{row['done']}/{row['budget']}", str(row["running"]), str(row["pruned"]),
-                      str(row["failed"]), best)
+                      str(row["failed"]), best, *_teacher_cells(row.get("teacher")))
     return table
+
+
+def _teacher_cells(teacher: dict[str, Any] | None) -> tuple[str, str]:
+    if not teacher or teacher.get("test_accuracy") is None:
+        return "-", "-"
+    memorised = teacher.get("memorisation_rate")
+    return (f"{teacher['test_accuracy']:.3f} ({teacher.get('selected_epoch')})",
+            "-" if memorised is None else f"{memorised:.0%}")
 
 
 def _duration(seconds: float) -> str:

@@ -128,7 +128,9 @@ class LiveProgress(Callback):
         from rich.live import Live
 
         self._start = time.time()
-        self._live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+        console = Console(stderr=True)
+        self._live = Live(console=Console(stderr=True, width=max(console.width, 120)), refresh_per_second=2,
+                          transient=False)
         self._live.start()
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:

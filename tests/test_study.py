@@ -96,3 +96,25 @@ def test_failing_trial_retried_from_checkpoint_and_nan_trials_fail(ray_local: No
     assert sorted(mine.epoch.tolist()) == [1, 1, 2, 2, 3, 3, 4, 4]  # every epoch once, none twice
     # Epochs before the failure came from the first attempt; the retry continued from the checkpoint.
     assert mine[mine.attempt == 0].epoch.max() < 4 and mine[mine.attempt == 1].epoch.min() > 1
+
+
+def test_teacher_quality_as_a_condition(ray_local: None, short_tmp: Path) -> None:
+    spec = tiny_study_spec(
+        "teachers",
+        teacher={"arch": "mlp", "epochs": 8, "kwargs": {"widths": [256]}, "lr": 3e-3, "batch_size": 32},
+        conditions={"noise_level": [0.3], "teacher_select": ["final", "best_val"]},
+        budget={"trials_per_condition": 1, "repeats": 1},
+        scheduler={"type": "fifo"},
+    )
+    study_dir = run_study(spec, RunOptions(out=short_tmp / "study", progress=False))
+    teachers = json.loads((study_dir / "teachers.json").read_text())
+    final, best = teachers["teacher_select=final"], teachers["teacher_select=best_val"]
+    assert final["cache_key"] != best["cache_key"]
+    assert final["selected_epoch"] == 8
+    best_curve = [e["val_accuracy"] for e in best["curve"]]
+    assert best["selected_epoch"] == best_curve.index(max(best_curve)) + 1
+    rows = read_results(study_dir).to_pandas()
+    assert set(rows.teacher_select) == {"final", "best_val"}
+    summary = from_files(study_dir)
+    shown = {r["condition"]: r["teacher"]["selected_epoch"] for r in summary["conditions"]}
+    assert shown == {"teacher_select=final": 8, "teacher_select=best_val": best["selected_epoch"]}

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from rich.console import Console
 
-        Console().print(render(summary))
+        Console(width=max(Console().width, 120)).print(render(summary))
         if summary["cut_short"]:
             print("the study was cut short by budget.max_wall_minutes")
     return 0
