@@ -1,0 +1,776 @@
+"""The teacher-logit cache: trained teachers and their logits, content-addressed, shared by every trial and node.
+
+A student step that reads its teacher's logits from memory is ~20x cheaper than one that runs the teacher
+(``docs/performance.md``), so the teacher runs once per (teacher, dataset) and everything else reads this cache.
+:meth:`LogitCache.prepare` is the one entry point: it returns the teacher, its logits and its diagnostics,
+training and computing only what the cache does not hold yet.
+
+Keys are hashes of content, never of user-chosen names:
+
+* a **teacher** checkpoint is keyed by its spec (:meth:`TeacherSpec.to_dict`, ``select`` and seed included),
+  the dataset fingerprint (samples, splits, clean and noisy labels) and the preprocessing version;
+* a **logits** entry is keyed by the teacher's *weights* fingerprint, the dataset fingerprint, the
+  preprocessing version, the stored dtype and :data:`CACHE_FORMAT_VERSION`.
+
+Layout under the root (a local folder, or any pyarrow filesystem URI such as ``s3://bucket/prefix``)::
+
+    teachers/<teacher key>/teacher.json                          sidecar + cache and dataset records
+    teachers/<teacher key>/weights-<weights fingerprint>.safetensors
+    logits/<logits key>/{train,val,test}.parquet                  one file per split, zstd, one row group
+    locks/<teacher key>.lock                                      local roots only
+
+Concurrency. On a local (or NFS) root every file is written under a temporary name and renamed, so readers
+never see half a file, and builders of one teacher key serialise on a lock file holding the owner's PID,
+host and a heartbeat (its mtime); a lock whose owner is dead (same host) or silent for
+:data:`STALE_LOCK_SECONDS` is broken. Object stores have neither rename nor locks: an object appears whole
+when its upload completes, so files are written to their final key directly, and a driver that starts many
+workers must build each entry once (e.g. one task per entry) before the trials read it. Either way the
+weights file is named by its own fingerprint and the sidecar written last names it, so racing builders can
+never pair one teacher's sidecar with another's weights.
+
+Reads are verified (schema, row count, sha256 of the logits, Parquet page CRCs); a damaged entry raises
+:class:`~kdtune.errors.CacheError` naming the file, and :meth:`LogitCache.prepare` rebuilds it rather than use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import urllib.parse
+import warnings
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import replace
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import torch
+
+from kdtune import __version__
+from kdtune.data import PREPROCESSING_VERSION
+from kdtune.data import DataBundle
+from kdtune.data import Split
+from kdtune.errors import CacheError
+from kdtune.errors import SpecError
+from kdtune.teacher import Teacher
+from kdtune.teacher import TeacherSpec
+from kdtune.teacher import teacher_diagnostics
+from kdtune.teacher import teacher_from_bytes
+from kdtune.teacher import teacher_to_bytes
+from kdtune.teacher import train_teacher
+from kdtune.train import EpochMetrics
+from kdtune.train import TeacherLogits
+from kdtune.train import default_device
+
+
+#: Bumped whenever the file layout, schema or metadata change: old entries then simply stop matching.
+CACHE_FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
+METADATA_KEY = b"kdtune"
+HEARTBEAT_SECONDS = 5.0
+STALE_LOCK_SECONDS = 60.0
+LOCK_POLL_SECONDS = 0.2
+
+_HOST = socket.gethostname()
+_LOG = logging.getLogger(__name__)
+_TMP_MARK = ".tmp-"
+
+
+@dataclass(frozen=True)
+class PreparedTeacher:
+    """What :meth:`LogitCache.prepare` returns.
+
+    ``logits`` are CPU float32 tensors sharing memory with ``arrays`` (the decoded Parquet columns, read-only,
+    in the stored dtype; a float16 entry is widened to float32 for ``logits``, which copies). Treat both as
+    read-only: they are the cache's single in-memory copy.
+    """
+
+    key: str  # the logits entry
+    teacher_key: str  # the teacher checkpoint
+    teacher: Teacher
+    logits: TeacherLogits
+    arrays: dict[str, np.ndarray]  # split -> (N, K) read-only
+    diagnostics: dict[str, Any]  # teacher_diagnostics() of the float32 logits, computed when built
+    hit: bool  # nothing was trained and no teacher forward pass ran
+    trained: bool  # the teacher was trained by this call
+    location: str  # where the logits entry lives (credentials redacted)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry as ``kdtune cache ls`` shows it; ``problem`` is set when it is damaged or unreadable."""
+
+    kind: str  # "teacher" or "logits"
+    key: str
+    location: str
+    size: int  # bytes, all files of the entry
+    created: str | None  # ISO 8601, UTC
+    dataset: str | None
+    noise: str | None
+    teacher: str | None
+    accuracy: float | None  # teacher test accuracy (clean labels)
+    dtype: str | None
+    problem: str | None = None
+
+
+def default_cache_root() -> Path:
+    """``$KDTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/kdtune/cache`` (``~/.cache/kdtune/cache``)."""
+    if os.environ.get("KDTUNE_CACHE_DIR"):
+        return Path(os.environ["KDTUNE_CACHE_DIR"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "kdtune" / "cache"
+
+
+def teacher_key(spec: TeacherSpec, data_fingerprint: str) -> str:
+    """The key of a teacher checkpoint: what it was trained from, not what it became."""
+    return _hash({"kind": "teacher", "format": CACHE_FORMAT_VERSION, "spec": spec.to_dict(),
+                  "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
+
+
+def logits_key(weights_fingerprint: str, data_fingerprint: str, dtype: str = "float32") -> str:
+    """The key of a logits entry: the exact weights and the exact data, so equal keys mean equal logits."""
+    return _hash({"kind": "logits", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
+                  "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
+
+
+class LogitCache:
+    """A cache root: a local folder (default :func:`default_cache_root`) or a pyarrow filesystem URI.
+
+    URIs are anything :meth:`pyarrow.fs.FileSystem.from_uri` accepts, e.g. ``file:///data/kdtune``,
+    ``gs://bucket/prefix`` or ``s3://bucket/prefix?region=eu-west-1&endpoint_override=host:port&scheme=http``
+    (credentials come from the usual environment variables; any in the URI are redacted from messages).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self._store = _Store(root if root is not None else default_cache_root())
+
+    @property
+    def location(self) -> str:
+        return self._store.show("")
+
+    def prepare(
+        self,
+        spec: TeacherSpec,
+        data: DataBundle,
+        *,
+        dtype: str = "float32",
+        on_epoch: Callable[[EpochMetrics], None] | None = None,
+        device: torch.device | str | None = None,
+        threads: int | None = None,
+    ) -> PreparedTeacher:
+        """The teacher for ``spec`` on ``data`` and its logits: from the cache, or built once and cached.
+
+        Args:
+            spec: how the teacher is trained (its identity).
+            data: the dataset; its fingerprint is part of every key.
+            dtype: ``float32`` or ``float16`` for the stored logits (float16 halves the files; its rounding
+                error stays below 0.01 for logits under 32 in magnitude).
+            on_epoch: called after each teacher epoch, only when the teacher is trained.
+            device: where the teacher trains and runs (default: CUDA when available, else CPU).
+            threads: CPU threads for torch while training (``None`` leaves the setting alone).
+        """
+        if dtype not in DTYPES:
+            raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
+        data_fp = data.fingerprint()
+        tkey = teacher_key(spec, data_fp)
+        _, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
+        if found is not None:
+            return found
+        with self._lock(tkey):
+            teacher, found = self._lookup(tkey, data, data_fp, dtype, quiet=False)
+            if found is not None:  # built by another process while we waited
+                return found
+            trained = teacher is None
+            if teacher is None:
+                teacher = train_teacher(spec, data, on_epoch=on_epoch, device=device, threads=threads)
+                self._write_teacher(tkey, teacher, data, data_fp)
+            return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=trained)
+
+    def read(self, key: str, data: DataBundle | None = None) -> dict[str, np.ndarray]:
+        """The verified logits of entry ``key``: split -> (N, K) read-only array in the stored dtype.
+
+        For workers that get the key from a driver (:attr:`PreparedTeacher.key`) and need no teacher. With
+        ``data`` the rows and labels are checked against it too. Raises :class:`CacheError` naming the file
+        when the entry is missing or damaged.
+        """
+        if data is not None:
+            return self._read_logits(key, data)[0]
+        return {name: self._read_split(f"logits/{key}/{name}.parquet", key)[0] for name in SPLITS}
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry under the root, described from its metadata only (no checksums: see :meth:`verify`)."""
+        return [self._describe(kind, key, files) for kind, key, files in self._groups()]
+
+    def verify(self) -> list[CacheEntry]:
+        """Read every entry in full and return the damaged ones, each with its ``problem``."""
+        damaged = []
+        for kind, key, files in self._groups():
+            entry = self._describe(kind, key, files)
+            try:
+                self._check_teacher_files(key) if kind == "teacher" else self.read(key)
+            except CacheError as exc:
+                damaged.append(replace(entry, problem=str(exc)))
+        return damaged
+
+    def prune(self, older_than_days: float) -> list[CacheEntry]:
+        """Remove entries created more than ``older_than_days`` days ago, and temporary files left as old
+        (at least an hour) by killed writers. Returns the removed entries."""
+        if not older_than_days >= 0:
+            raise SpecError("older_than_days", older_than_days, "must be a number of days >= 0")
+        cutoff = time.time() - older_than_days * 86400
+        removed = []
+        for kind, key, files in self._groups():
+            entry = self._describe(kind, key, files)
+            if _created_ts(entry.created, files) < cutoff:
+                self._store.delete_dir(f"{_DIRS[kind]}/{key}")
+                removed.append(entry)
+        abandoned = min(cutoff, time.time() - 3600)  # never a temporary file that is being written right now
+        for info in self._store.list(""):
+            if _TMP_MARK in info.base_name and (info.mtime_ns or 0) / 1e9 < abandoned:
+                self._store.delete_file(self._store.relative(info.path))
+        return removed
+
+    # -- prepare's steps ------------------------------------------------------------------------------
+
+    def _lookup(
+        self, tkey: str, data: DataBundle, data_fp: str, dtype: str, *, quiet: bool
+    ) -> tuple[Teacher | None, PreparedTeacher | None]:
+        """The cached teacher and the complete cached result, each None when missing or damaged."""
+        try:
+            teacher = self._read_teacher(tkey, data)
+        except CacheError as exc:
+            _warn_damage(exc, quiet)
+            return None, None
+        key = logits_key(teacher.fingerprint, data_fp, dtype)
+        try:
+            arrays, meta = self._read_logits(key, data)
+        except CacheError as exc:
+            _warn_damage(exc, quiet)
+            return teacher, None
+        return teacher, self._prepared(key, tkey, teacher, arrays, meta, hit=True, trained=False)
+
+    def _build_logits(
+        self, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str, dtype: str, *,
+        device: torch.device | str | None, trained: bool,
+    ) -> PreparedTeacher:
+        """Run the teacher once over every split, write the entry, and read it back verified.
+
+        Reading back means a fresh build returns exactly what every later cache hit will (float16 rounding
+        included) and that nothing is used before it has been checked.
+        """
+        key = logits_key(teacher.fingerprint, data_fp, dtype)
+        teacher.model.to(device if device is not None else default_device())
+        try:
+            logits = teacher.logits(data)
+        finally:
+            teacher.model.cpu()
+        diagnostics = teacher_diagnostics(logits, data)
+        meta = _entry_metadata(key, tkey, teacher, data, data_fp, dtype, diagnostics)
+        for name, split, values in zip(SPLITS, (data.train, data.val, data.test),
+                                       (logits.train, logits.val, logits.test)):
+            array = values.numpy().astype(DTYPES[dtype][0], copy=False)
+            self._store.write(f"logits/{key}/{name}.parquet", _encode(array, split, {**meta, "split": name}))
+        arrays, stored = self._read_logits(key, data)
+        return self._prepared(key, tkey, teacher, arrays, stored, hit=False, trained=trained)
+
+    def _prepared(
+        self, key: str, tkey: str, teacher: Teacher, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
+        hit: bool, trained: bool,
+    ) -> PreparedTeacher:
+        logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
+        return PreparedTeacher(key=key, teacher_key=tkey, teacher=teacher, logits=logits, arrays=arrays,
+                               diagnostics=meta["diagnostics"], hit=hit, trained=trained,
+                               location=self._store.show(f"logits/{key}"))
+
+    @contextmanager
+    def _lock(self, tkey: str) -> Iterator[None]:
+        local = self._store.local_path(f"locks/{tkey}.lock")
+        if local is None:  # object store: no locks (the driver de-duplicates builds)
+            yield
+            return
+        with _LocalLock(local):
+            yield
+
+    # -- teacher checkpoints -------------------------------------------------------------------------
+
+    def _write_teacher(self, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str) -> None:
+        """Weights first (named by their fingerprint), then the sidecar that names them."""
+        weights, sidecar = teacher_to_bytes(teacher)
+        meta = json.loads(sidecar)
+        weights_file = f"weights-{teacher.fingerprint}.safetensors"
+        meta["cache"] = {"format_version": CACHE_FORMAT_VERSION, "key": tkey, "weights_file": weights_file,
+                         "weights_sha256": hashlib.sha256(weights).hexdigest(), "created": _now()}
+        meta["dataset"] = {"description": data.description, "fingerprint": data_fp}
+        self._store.write(f"teachers/{tkey}/{weights_file}", weights)
+        self._store.write(f"teachers/{tkey}/teacher.json",
+                          json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
+
+    def _check_teacher_files(self, tkey: str) -> tuple[dict[str, Any], bytes, bytes]:
+        """The sidecar (parsed and raw) and the weights, checked against the sidecar's sha256."""
+        sidecar_path = f"teachers/{tkey}/teacher.json"
+        sidecar = self._store.read(sidecar_path)
+        try:
+            meta = json.loads(sidecar)
+            weights_path = f"teachers/{tkey}/{meta['cache']['weights_file']}"
+            expected = meta["cache"]["weights_sha256"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheError(f"{self._store.show(sidecar_path)}: damaged teacher sidecar ({_one_line(exc)})") from None
+        weights = self._store.read(weights_path)
+        if hashlib.sha256(weights).hexdigest() != expected:
+            raise CacheError(f"{self._store.show(weights_path)}: checksum mismatch (damaged teacher weights)")
+        return meta, sidecar, weights
+
+    def _read_teacher(self, tkey: str, data: DataBundle) -> Teacher:
+        _, sidecar, weights = self._check_teacher_files(tkey)
+        try:
+            return teacher_from_bytes(weights, sidecar, data)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CacheError(f"{self._store.show(f'teachers/{tkey}')}: unusable teacher checkpoint ({_one_line(exc)})") from None
+
+    # -- logits entries ------------------------------------------------------------------------------
+
+    def _read_logits(self, key: str, data: DataBundle) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The three splits, verified on their own and against ``data`` (row count and labels)."""
+        arrays, meta = {}, {}
+        for name, split in zip(SPLITS, (data.train, data.val, data.test)):
+            path = f"logits/{key}/{name}.parquet"
+            array, table, meta = self._read_split(path, key)
+            if len(array) != len(split) or not _labels_match(table, split) or array.shape[1] != data.num_classes:
+                raise CacheError(f"{self._store.show(path)}: rows or labels do not match the dataset")
+            arrays[name] = array
+        return arrays, meta
+
+    def _read_split(self, path: str, key: str) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
+        shown = self._store.show(path)
+        raw = self._store.read(path)
+        try:
+            array, table, meta = _decode(raw)
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+            raise CacheError(f"{shown}: damaged ({_one_line(exc)})") from None
+        except _Invalid as exc:
+            raise CacheError(f"{shown}: {exc}") from None
+        if meta.get("key") != key:
+            raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
+        return array, table, meta
+
+    # -- listing -------------------------------------------------------------------------------------
+
+    def _groups(self) -> list[tuple[str, str, list[pafs.FileInfo]]]:
+        """(kind, key, files) for every entry directory under the root, temporary files left out."""
+        groups: dict[tuple[str, str], list[pafs.FileInfo]] = {}
+        for info in self._store.list(""):
+            parts = self._store.relative(info.path).split("/")
+            kind = {"teachers": "teacher", "logits": "logits"}.get(parts[0])
+            if kind is None or len(parts) != 3 or _TMP_MARK in parts[2]:
+                continue
+            groups.setdefault((kind, parts[1]), []).append(info)
+        return [(kind, key, files) for (kind, key), files in sorted(groups.items())]
+
+    def _describe(self, kind: str, key: str, files: list[pafs.FileInfo]) -> CacheEntry:
+        base = {"kind": kind, "key": key, "location": self._store.show(f"{_DIRS[kind]}/{key}"),
+                "size": sum(f.size or 0 for f in files)}
+        try:
+            fields = self._describe_teacher(key) if kind == "teacher" else self._describe_logits(key)
+        except (CacheError, OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+            return CacheEntry(**base, created=None, dataset=None, noise=None, teacher=None, accuracy=None,
+                              dtype=None, problem=_one_line(exc))
+        return CacheEntry(**base, **fields)
+
+    def _describe_teacher(self, key: str) -> dict[str, Any]:
+        meta = json.loads(self._store.read(f"teachers/{key}/teacher.json"))
+        return {"created": meta["cache"]["created"], **_dataset_fields(meta["dataset"]["description"]),
+                "teacher": _teacher_label(meta["spec"], meta["selected_epoch"]),
+                "accuracy": meta["test_accuracy"], "dtype": None}
+
+    def _describe_logits(self, key: str) -> dict[str, Any]:
+        path = f"logits/{key}/train.parquet"
+        with self._store.open(path) as f:
+            meta = json.loads(pq.read_metadata(f).metadata[METADATA_KEY])
+        teacher = meta["teacher"]
+        return {"created": meta["created"], **_dataset_fields(meta["dataset"]["description"]),
+                "teacher": _teacher_label(teacher["spec"], teacher["selected_epoch"]),
+                "accuracy": meta["diagnostics"]["test_accuracy"], "dtype": meta["dtype"]}
+
+
+_DIRS = {"teacher": "teachers", "logits": "logits"}
+
+
+class _Invalid(Exception):
+    """A file that decodes but breaks the contract (schema, rows, checksum)."""
+
+
+class _Missing(CacheError):
+    """An entry file that does not exist: built, not reported."""
+
+
+# -- Parquet encoding ---------------------------------------------------------------------------------
+
+
+def _schema(num_classes: int, dtype: str) -> pa.Schema:
+    value = pa.field("element", DTYPES[dtype][1], nullable=False)  # Parquet's own name for list items
+    return pa.schema([
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("logits", pa.list_(value, num_classes), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
+        pa.field("train_label", pa.int64(), nullable=False),
+        pa.field("flipped", pa.bool_(), nullable=False),
+    ])
+
+
+def _encode(logits: np.ndarray, split: Split, meta: dict[str, Any]) -> bytes:
+    """One split as Parquet bytes: zstd, byte-stream-split logits, page CRCs, a single row group.
+
+    One row group keeps each column a single Arrow chunk on read, which is what makes the read zero-copy.
+    """
+    n, k = logits.shape
+    dtype = meta["dtype"]
+    values = np.ascontiguousarray(logits, dtype=DTYPES[dtype][0])
+    meta = {**meta, "rows": n, "num_classes": k, "logits_sha256": _sha256(values)}
+    schema = _schema(k, dtype).with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+    columns = [
+        pa.array(np.arange(n, dtype=np.int32)),
+        pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=DTYPES[dtype][1]), k),
+        pa.array(split.clean.numpy().astype(np.int64)),
+        pa.array(split.y.numpy().astype(np.int64)),
+        pa.array(split.flipped.numpy().astype(bool)),
+    ]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd",
+                   row_group_size=max(n, 1), use_dictionary=["label", "train_label"],
+                   use_byte_stream_split=["logits.list.element"], write_page_checksum=True)
+    return sink.getvalue().to_pybytes()
+
+
+def _decode(raw: bytes) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
+    """The logits as an (N, K) read-only view of the decoded Arrow buffer, the table, and the metadata."""
+    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
+    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
+    k, dtype = int(meta["num_classes"]), meta["dtype"]
+    if parquet.metadata.num_row_groups > 1:
+        raise _Invalid(f"{parquet.metadata.num_row_groups} row groups, expected 1")
+    table = parquet.read()
+    expected = _schema(k, dtype)
+    if not table.schema.remove_metadata().equals(expected):
+        raise _Invalid(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
+    if table.num_rows != meta["rows"]:
+        raise _Invalid(f"{table.num_rows} rows, metadata says {meta['rows']}")
+    column = table.column("logits")
+    chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # 0 rows: no chunk
+    array = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, k)
+    if _sha256(array) != meta["logits_sha256"]:
+        raise _Invalid("logits checksum mismatch")
+    if not np.array_equal(table.column("index").to_numpy(), np.arange(table.num_rows)):
+        raise _Invalid("index column is not 0..N-1")
+    return array, table, meta
+
+
+def _labels_match(table: pa.Table, split: Split) -> bool:
+    return all(np.array_equal(table.column(name).to_numpy(), values.numpy())
+               for name, values in (("label", split.clean), ("train_label", split.y), ("flipped", split.flipped)))
+
+
+def _entry_metadata(
+    key: str, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str, dtype: str, diagnostics: dict[str, Any]
+) -> dict[str, Any]:
+    """What every split file of an entry records about where its logits came from."""
+    return {
+        "format_version": CACHE_FORMAT_VERSION,
+        "key": key,
+        "dtype": dtype,
+        "teacher": {"key": tkey, "spec": teacher.spec.to_dict(), "selected_epoch": teacher.selected_epoch,
+                    "val_accuracy": teacher.selected["val_accuracy"],
+                    "test_accuracy": teacher.selected["test_accuracy"], "weights_fingerprint": teacher.fingerprint},
+        "diagnostics": diagnostics,
+        "dataset": {"description": data.description, "fingerprint": data_fp, "name": data.name,
+                    "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
+        "kdtune_version": __version__,
+        "created": _now(),
+    }
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU float32 tensor over ``array``, without a copy when it is float32 already.
+
+    Arrow hands out read-only arrays and ``torch.from_numpy`` warns that it cannot protect them. The cached
+    logits are only ever indexed (the trainer gathers batches from them), never written, so the warning is
+    silenced here rather than paying for a copy.
+    """
+    if array.dtype != np.float32:
+        return torch.from_numpy(array.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(array)
+
+
+# -- storage ------------------------------------------------------------------------------------------
+
+
+class _Store:
+    """A root on a pyarrow filesystem, with the one difference that matters: local roots can rename."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        text = os.fspath(root)
+        if "://" in text:
+            try:
+                self.fs, base = pafs.FileSystem.from_uri(text)
+            except (pa.ArrowException, ValueError, OSError) as exc:
+                reason = _one_line(exc).replace(text, _redact(text))  # never echo credentials
+                raise SpecError("cache_dir", _redact(text), f"is not a usable filesystem URI ({reason})") from None
+            self.display = _redact(text).rstrip("/")
+        else:
+            self.fs, base = pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
+            self.display = base
+        self.base = base.rstrip("/")
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, rel: str) -> str:
+        return f"{self.base}/{rel}" if rel else self.base
+
+    def relative(self, path: str) -> str:
+        return path[len(self.base) + 1:] if path.startswith(self.base + "/") else path
+
+    def show(self, rel: str) -> str:
+        return f"{self.display}/{rel}" if rel else self.display
+
+    def local_path(self, rel: str) -> Path | None:
+        return Path(self.path(rel)) if self.is_local else None
+
+    @contextmanager
+    def open(self, rel: str) -> Iterator[Any]:
+        try:
+            f = self.fs.open_input_file(self.path(rel))
+        except FileNotFoundError:
+            raise _Missing(f"{self.show(rel)}: not in the cache") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise CacheError(f"{self.show(rel)}: unreadable ({_one_line(exc)})") from None
+        with f:
+            yield f
+
+    def read(self, rel: str) -> bytes:
+        with self.open(rel) as f:
+            try:
+                return f.read()
+            except (OSError, pa.ArrowException) as exc:
+                raise CacheError(f"{self.show(rel)}: unreadable ({_one_line(exc)})") from None
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Local: a temporary file in the same folder, renamed over the final name. Elsewhere: the final key."""
+        local = self.local_path(rel)
+        try:
+            if local is None:
+                with self.fs.open_output_stream(self.path(rel)) as f:
+                    f.write(data)
+            else:
+                _write_atomic(local, data)
+        except (OSError, pa.ArrowException) as exc:
+            raise CacheError(f"{self.show(rel)}: cannot write ({_one_line(exc)})") from None
+
+    def list(self, rel: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
+        return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+
+    def delete_dir(self, rel: str) -> None:
+        try:
+            self.fs.delete_dir(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+    def delete_file(self, rel: str) -> None:
+        try:
+            self.fs.delete_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+
+class _LocalLock:
+    """An exclusive lock file for one key on a local or NFS root, safe against killed owners.
+
+    The file is created atomically with its content (a hard link of a finished temporary file) and holds
+    the owner's PID, host and a random token; a thread refreshes its mtime every :data:`HEARTBEAT_SECONDS`.
+    A waiter breaks it when the owner is dead (same host) or the heartbeat stopped for
+    :data:`STALE_LOCK_SECONDS`. Breaking moves the lock aside first and puts it back if what it moved was
+    not the lock it judged stale, so two waiters can never delete each other's fresh lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.token = secrets.token_hex(8)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _LocalLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = json.dumps({"pid": os.getpid(), "host": _HOST, "token": self.token, "created": _now()})
+        while not self._try_create(record):
+            self._wait_or_break()
+        self._thread = threading.Thread(target=self._heartbeat, name=f"kdtune-lock-{self.path.stem[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if (_read_lock(self.path) or {}).get("token") == self.token:
+            self.path.unlink(missing_ok=True)
+
+    def _try_create(self, record: str) -> bool:
+        tmp = self.path.with_name(f"{self.path.name}{_TMP_MARK}{self.token}")
+        tmp.write_text(record)
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _wait_or_break(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        owner = _read_lock(self.path)
+        reason = _stale_reason(owner, mtime)
+        if reason is None:
+            time.sleep(LOCK_POLL_SECONDS)
+            return
+        _LOG.warning("breaking stale cache lock %s: %s", self.path, reason)
+        aside = self.path.with_name(f"{self.path.name}{_TMP_MARK}broken-{self.token}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        if (_read_lock(aside) or {}).get("token") != (owner or {}).get("token"):
+            try:  # someone else broke it and locked again in between: give their lock back
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+        aside.unlink(missing_ok=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            if (_read_lock(self.path) or {}).get("token") != self.token:
+                _LOG.warning("cache lock %s was broken by another process while held", self.path)
+                return
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                return
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a temporary file in the same folder, flush it to disk, and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stale_reason(owner: dict[str, Any] | None, mtime: float) -> str | None:
+    if owner is not None and owner.get("host") == _HOST and not _pid_alive(int(owner.get("pid", -1))):
+        return f"its owner (PID {owner['pid']} on {_HOST}) is gone"
+    silent = time.time() - mtime
+    if silent > STALE_LOCK_SECONDS:
+        return f"no heartbeat for {silent:.0f} s"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when ``pid`` runs on this host; a zombie (killed, not yet reaped) counts as dead."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+
+def _hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).data).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _created_ts(created: str | None, files: list[pafs.FileInfo]) -> float:
+    """When an entry was made: its recorded creation time, else its newest file's mtime."""
+    if created:
+        try:
+            return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return max((f.mtime_ns or 0) / 1e9 for f in files)
+
+
+def _redact(uri: str) -> str:
+    """A URI without user info or query (where S3 keys and secrets can hide)."""
+    parts = urllib.parse.urlsplit(uri)
+    return urllib.parse.urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+
+
+def _warn_damage(exc: CacheError, quiet: bool) -> None:
+    if not quiet and not isinstance(exc, _Missing):
+        _LOG.warning("%s; rebuilding it", exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _schema_line(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in schema)
+
+
+def _dataset_fields(description: dict[str, Any]) -> dict[str, Any]:
+    noise = description.get("noise_level")
+    label = None if noise is None else f"{noise:.0%} {description.get('noise_type', '')}".strip()
+    return {"dataset": description.get("name"), "noise": label}
+
+
+def _teacher_label(spec: dict[str, Any], selected_epoch: int) -> str:
+    return f"{spec['arch']} seed {spec['seed']}, epoch {selected_epoch}/{spec['epochs']} ({spec['select']})"
+
