@@ -79,6 +79,25 @@ def ray_local() -> Iterator[None]:
 
 
 @pytest.fixture
+def teacher_forwards() -> Iterator[list[int]]:
+    """Counts forward calls of every MLP in this process (the teachers of the cache tests are MLPs and their
+    students CNNs), training and inference alike."""
+    import torch
+
+    from kdtune.models import MLP
+
+    calls = [0]
+
+    def hook(module: torch.nn.Module, inputs: object, output: object) -> None:
+        if isinstance(module, MLP):
+            calls[0] += 1
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    yield calls
+    handle.remove()
+
+
+@pytest.fixture
 def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="t-", dir=_SANDBOX))
     yield path

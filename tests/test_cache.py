@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from conftest import require_service
+
 from kdtune.cache import SPLITS
 from kdtune.cache import LogitCache
 from kdtune.cache import default_cache_root
@@ -35,7 +35,6 @@ from kdtune.cache import teacher_key
 from kdtune.data import DataBundle
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
-from kdtune.models import MLP
 from kdtune.teacher import TeacherSpec
 
 
@@ -45,20 +44,6 @@ SPEC = TeacherSpec(arch="mlp", kwargs={"widths": [32]}, epochs=2, lr=3e-3)
 @pytest.fixture(scope="module")
 def data(noisy_digits: DataBundle) -> DataBundle:
     return noisy_digits
-
-
-@pytest.fixture
-def count_teacher_forwards() -> Iterator[list[int]]:
-    """Counts forward calls of every MLP (the teacher here) in this process, training and inference alike."""
-    calls = [0]
-
-    def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        if isinstance(module, MLP):
-            calls[0] += 1
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    yield calls
-    handle.remove()
 
 
 def _split_file(root: Path, key: str, split: str = "train") -> Path:
@@ -128,13 +113,13 @@ def test_float16_entry_is_close_and_does_not_retrain(short_tmp: Path, data: Data
 
 
 def test_cache_hit_runs_no_teacher_at_all(short_tmp: Path, data: DataBundle,
-                                          count_teacher_forwards: list[int]) -> None:
+                                          teacher_forwards: list[int]) -> None:
     epochs: list[int] = []
     LogitCache(short_tmp).prepare(SPEC, data, threads=1, on_epoch=lambda m: epochs.append(m.epoch))
-    assert epochs == [1, 2] and count_teacher_forwards[0] > 0
-    count_teacher_forwards[0] = 0
+    assert epochs == [1, 2] and teacher_forwards[0] > 0
+    teacher_forwards[0] = 0
     hit = LogitCache(short_tmp).prepare(SPEC, data, threads=1, on_epoch=lambda m: epochs.append(m.epoch))
-    assert hit.hit and epochs == [1, 2] and count_teacher_forwards[0] == 0
+    assert hit.hit and epochs == [1, 2] and teacher_forwards[0] == 0
 
 
 def test_keys_follow_content(short_tmp: Path, data: DataBundle) -> None:

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from kdtune.cli import main
-from kdtune.models import MLP
 
 
 DISTILL = ["distill", "--dataset", "digits", "--noise", "0.1", "--teacher", "mlp", "--teacher-epochs", "2",
            "--epochs", "1", "--threads", "1", "--format", "json"]
-
-
-@pytest.fixture
-def teacher_forwards() -> Iterator[list[int]]:
-    """Forward calls of every MLP in this process; the students here are CNNs, so only the teacher counts."""
-    calls = [0]
-
-    def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        if isinstance(module, MLP):
-            calls[0] += 1
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    yield calls
-    handle.remove()
 
 
 @pytest.fixture

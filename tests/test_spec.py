@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,12 +166,7 @@ def test_v1_full_loads_with_its_values() -> None:
     assert spec.resources.gpu == 0.5 and spec.resources.max_concurrent == 3
     assert spec.tracking.wandb is not None and spec.tracking.wandb.entity == "my-team"
     same = set()  # fields left at their default: only where no other value makes sense
-    for path, model in _models(StudySpec).items():
-        if path == "search":
-            continue
-        section: Any = spec
-        for part in filter(None, path.split(".")):
-            section = getattr(section, part)
+    for path, model, section in _sections(spec):
         for name, field in model.model_fields.items():
             if not field.is_required() and getattr(section, name) == field.default:
                 same.add(f"{path}.{name}".lstrip("."))
@@ -179,12 +175,7 @@ def test_v1_full_loads_with_its_values() -> None:
 
 def test_defaults_come_from_the_schema() -> None:
     spec = load_spec(SPECS / "v1_minimal.yaml")
-    for path, model in _models(StudySpec).items():
-        if path == "search":
-            continue
-        section: Any = spec
-        for part in filter(None, path.split(".")):
-            section = getattr(section, part)
+    for path, model, section in _sections(spec):
         for name, field in model.model_fields.items():
             if field.is_required():
                 continue
@@ -265,3 +256,14 @@ def test_cli_set_override_error_is_one_line(sandbox: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "kdtune: error: --set = 'budget.repeats': must look like key.path=value, e.g. budget.repeats=3"]
+
+
+def _sections(spec: StudySpec) -> Iterator[tuple[str, type[BaseModel], Any]]:
+    """(path, schema model, the spec's value) for every section of the schema except the search space."""
+    for path, model in _models(StudySpec).items():
+        if path == "search":
+            continue
+        section: Any = spec
+        for part in filter(None, path.split(".")):
+            section = getattr(section, part)
+        yield path, model, section
