@@ -20,8 +20,8 @@ import math
 import os
 import time
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
@@ -266,8 +266,21 @@ class ConditionSearcher(Searcher):
         study = self.studies()[condition]
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         complete.sort(key=lambda t: t.value, reverse=self.spec.mode == "max")
-        self.confirm_queue[condition] = [dict(t.params) for t in complete[:k]]
+        queue = [dict(t.params) for t in complete[:k]]
+        # The no-distillation baseline is confirmed on the same fresh seeds, so the gain over it is paired and
+        # free of the search's winner's curse.
+        no_kd = [dict(t.params) for t in complete if t.user_attrs.get("phase") == "baseline" and t.params["alpha"] == 1]
+        if no_kd and no_kd[0] not in queue:
+            queue.append(no_kd[0])
+        self.confirm_queue[condition] = queue
         self.confirm_done[condition] = True
+
+
+def confirmation_trials(spec: StudySpec) -> int:
+    """At most this many confirmation trials per condition: the top k, plus the alpha = 1 baseline when it is
+    not among them (then one fewer)."""
+    k = spec.budget.confirm_top_k
+    return k + 1 if k else 0
 
 
 def trials_per_condition(spec: StudySpec) -> int:

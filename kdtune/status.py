@@ -44,6 +44,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``."""
     from kdtune.results import read_results
     from kdtune.results import read_trials
+    from kdtune.search import confirmation_trials
     from kdtune.search import trials_per_condition
     from kdtune.spec import StudySpec
     from kdtune.study import load_study_json
@@ -59,7 +60,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     views += [TrialView(c, "RUNNING", None) for t, c in running.items() if t not in done_ids and not finished]
     end = meta.get("finished_at") or time.time()
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]],
-                        per_condition=trials_per_condition(spec) + spec.budget.confirm_top_k, mode=spec.mode,
+                        per_condition=trials_per_condition(spec) + confirmation_trials(spec), mode=spec.mode,
                         elapsed=end - meta["created_at"])
     summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
                    objective=spec.objective_name)

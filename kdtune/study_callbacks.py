@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from kdtune.search import confirmation_trials
 from kdtune.search import trial_outcome
 from kdtune.search import trials_per_condition
 from kdtune.status import TrialView
@@ -108,10 +109,9 @@ class ResultsRecorder(Callback):
 class LiveProgress(Callback):
     """A live per-condition table on stderr (trials done / running / pruned / failed, best objective, ETA)."""
 
-    def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[str]) -> None:
-        self.study_dir = Path(study_dir)
+    def __init__(self, spec: StudySpec, conditions: list[str]) -> None:
         self.conditions = conditions
-        self.per_condition = trials_per_condition(spec) + spec.budget.confirm_top_k
+        self.per_condition = trials_per_condition(spec) + confirmation_trials(spec)
         self.mode = spec.mode
         self.epochs = 1 if spec.task == "regression" else spec.student.epochs
         self.title = spec.name

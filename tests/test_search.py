@@ -121,20 +121,22 @@ def test_grid_runs_every_point_once_and_adds_only_missing_baselines(short_tmp: P
     assert searcher.suggest("t4") == "FINISHED"
 
 
-def test_confirmation_reruns_top_k_with_fresh_seeds(short_tmp: Path) -> None:
+def test_confirmation_reruns_top_k_and_the_no_kd_baseline_with_fresh_seeds(short_tmp: Path) -> None:
     spec = _spec(conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 2, "repeats": 2,
                                                             "confirm_top_k": 2, "confirm_repeats": 3})
     searcher = _searcher(spec, short_tmp)
     configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}
     assert searcher.suggest("wait") is None  # search trials still running: confirmation not decided yet
+    assert configs["t0"]["params"]["alpha"] == 1.0  # type: ignore[index]
     for i, value in enumerate([0.5, 0.9, 0.7, 0.6]):
         _complete(searcher, f"t{i}", value)
-    confirm = [searcher.suggest(f"c{i}") for i in range(2)]
-    assert [c["phase"] for c in confirm] == ["confirm", "confirm"]  # type: ignore[index]
+    confirm = [searcher.suggest(f"c{i}") for i in range(3)]
+    assert [c["phase"] for c in confirm] == ["confirm"] * 3  # type: ignore[index]
     assert confirm[0]["params"] == configs["t1"]["params"]  # the best first  # type: ignore[index]
     assert confirm[1]["params"] == configs["t2"]["params"]  # type: ignore[index]
+    assert confirm[2]["params"] == configs["t0"]["params"]  # alpha = 1, for a paired gain  # type: ignore[index]
     assert confirm[0]["seeds"] == [1000, 1001, 1002]  # type: ignore[index]
-    assert searcher.suggest("c2") == "FINISHED"
+    assert searcher.suggest("c3") == "FINISHED"
 
 
 def test_wall_clock_budget_cuts_the_study_short(short_tmp: Path) -> None:
