@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "mount every node has) on a multi-node cluster (default: <study folder>/tune)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
                         help="override a spec field, value parsed as YAML (repeatable), e.g. budget.repeats=3")
+    parser.add_argument("--wandb-project", default=None, metavar="NAME",
+                        help="W&B project of the study's runs (same as --set tracking.wandb.project=NAME)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out and "://" in args.out:
         raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
                         "(put trial checkpoints on shared storage with --tune-storage s3://...)")
-    spec = load_spec(args.spec, overrides=args.overrides)
+    import json
+
+    wandb_project = [f"tracking.wandb.project={json.dumps(args.wandb_project)}"] if args.wandb_project else []
+    spec = load_spec(args.spec, overrides=[*args.overrides, *wandb_project])
     out = Path(args.out) if args.out else Path("runs") / spec.name
     options = RunOptions(out=out, storage=args.storage or os.environ.get("KDTUNE_STORAGE"),
                          address=args.address or os.environ.get("RAY_ADDRESS"), cache_dir=args.cache_dir,

@@ -1,0 +1,387 @@
+"""Weights & Biases tracking from the driver: one W&B run per run (one seed of one trial), one per teacher.
+
+Logging happens in a driver-side Tune callback, so every run lands under the study folder
+(``<study>/wandb/offline-run-*``) even on a cluster and trials need no network. Runs are plain
+``wandb.init(..., reinit="create_new")`` run objects, several open at once (a few tenths of a second per trial;
+Ray's ``WandbLoggerCallback`` costs ~2 s per trial).
+
+What a run holds (``docs/tracking.md``):
+
+* project from ``tracking.wandb.project`` (``kdtune run --wandb-project`` overrides it), group = the study
+  name, job type = the condition key (``teacher`` for teachers), a readable name
+  (``noise_level=0.2 alpha=0.35 T=4.1 seed=1``);
+* config: the resolved parameters, with alpha's meaning spelled out (``alpha`` and ``alpha_meaning``), the
+  condition's values, trial id, phase, seed, objective; never a secret (storage URLs are redacted);
+* history: every per-epoch metric of the run at step = epoch, per-class test accuracy as
+  ``test_class_accuracy/<class>``;
+* summary: the metrics at the run's best validation epoch (``best_epoch``) and the trial's ``state``
+  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.search.trial_outcome`).
+
+Offline by default (no account or key). Online when ``tracking.wandb.mode: online`` or ``WANDB_MODE=online``
+with a key configured; ``WANDB_MODE=offline`` forces offline. When W&B is unreachable or refuses the key,
+tracking warns once and goes on offline: a study never hangs or fails because of tracking.
+``tracking: none`` (or ``WANDB_MODE=disabled``) means no callback, and W&B is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+from ray.tune import Callback
+
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+    from kdtune.plan import Condition
+    from kdtune.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+
+ALPHA_MEANING = "weight on true labels; 1 = no distillation"
+WANDB_SUBDIR = "wandb"
+TEACHER_JOB_TYPE = "teacher"
+JOB_TYPE_MAX = 64  # W&B's limit on a job type; the full condition key is always in the config
+INIT_TIMEOUT_S = 20.0  # an online wandb.init waits this long for the server before tracking goes offline
+FINISH_TIMEOUT_S = 60.0  # an online run.finish() waits at most this long for its uploads
+TEACHERS_LOGGED = "kdtune-teachers.json"  # in <study>/wandb: teacher runs already written (no repeat on resume)
+PER_CLASS_KEY = "test_class_accuracy"
+_SKIP_KEYS = frozenset({"seed", "test_per_class_accuracy"})
+
+
+def tracking_callbacks(spec: StudySpec, study_dir: Path, conditions: list[Condition],
+                       teachers: dict[str, Any]) -> list[Callback]:
+    """The driver's tracking callbacks for this study (none when tracking is off); logs the teacher runs."""
+    _skip_ray_callback_census()
+    if spec.tracking.wandb is None or _env_mode() == "disabled":
+        return []
+    tracker = WandbTracker(study_dir, spec, conditions)
+    tracker.log_teachers(teachers)
+    return [tracker]
+
+
+def resolve_mode(spec_mode: str) -> str:
+    """``offline`` | ``online`` | ``disabled``: ``WANDB_MODE`` when set, else the spec's mode."""
+    env = _env_mode()
+    return env if env else spec_mode
+
+
+def credentials_configured() -> bool:
+    """Whether an online W&B session could authenticate without a prompt (API key, token file or netrc)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    import netrc
+    from urllib.parse import urlsplit
+
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or _default_base_url()).hostname
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return bool(host) and netrc.netrc(path).authenticators(host) is not None  # type: ignore[arg-type]
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_dir(study_dir: Path) -> Path:
+    """Where a study's W&B run folders are (``offline-run-*`` until synced)."""
+    return Path(study_dir) / WANDB_SUBDIR
+
+
+def sync_command(study_dir: Path | str) -> str:
+    """The exact command that uploads a study's offline runs."""
+    import shlex
+
+    return f"wandb sync {shlex.quote(str(wandb_dir(Path(study_dir))))}/offline-run-*"
+
+
+def condition_id(key: str) -> str:
+    """The condition key without ``=`` (``noise_level:0.2``): W&B report filters mangle ``=`` inside values."""
+    return key.replace("=", ":")
+
+
+@dataclass
+class _OpenRun:
+    run: Any
+    last_epoch: int = 0
+    best: dict[str, Any] = field(default_factory=dict)  # the logged metrics at the best validation epoch
+
+
+class WandbTracker(Callback):
+    """Logs every run of the study to W&B from the driver (see the module docstring).
+
+    Pickles without its open runs (Tune saves callbacks in its experiment checkpoint); after ``kdtune resume``
+    a trial that was running gets a new run holding its whole history (the trial replays its rows).
+    """
+
+    def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[Condition]) -> None:
+        from kdtune import __version__
+
+        wb = spec.tracking.wandb
+        assert wb is not None
+        self.study_dir = Path(study_dir).resolve()
+        self.study_name = spec.name
+        self.project = wb.project
+        self.entity = wb.entity
+        self.mode = resolve_mode(wb.mode)
+        self.regression = spec.task == "regression"
+        self.select_column = "val_loss" if self.regression else "val_accuracy"
+        self.sign = -1.0 if self.regression else 1.0
+        self.epochs = 1 if self.regression else spec.student.epochs
+        self.conditions = {c.key: c.as_dict() for c in conditions}
+        self.common = {"study": spec.name, "objective": spec.objective_name, "kdtune_version": __version__,
+                       "storage": _storage(self.study_dir)}
+        self.teacher_info: dict[str, dict[str, Any]] = {}
+        self.disabled = False
+        self._warned = False
+        self._runs: dict[tuple[str, int], _OpenRun] = {}
+        if self.mode == "online" and not credentials_configured():
+            self._go_offline("online tracking asked for, but no W&B API key is configured "
+                             "(WANDB_API_KEY or `wandb login`)")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_runs": {}}
+
+    # ------------------------------------------------------------------------------------------ Tune hooks
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._guard(self._open_trial, trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+                        **info: Any) -> None:
+        self._guard(self._log_rows, trial, result.get("rows", []))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._guard(self._finish_trial, trial, False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._guard(self._finish_trial, trial, True)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        for key in list(self._runs):  # trials that never ended (the study was stopped)
+            self._guard(self._finish_run, key, {"state": "UNFINISHED"}, 0)
+
+    # ------------------------------------------------------------------------------------------- teachers
+
+    def log_teachers(self, teachers: dict[str, Any]) -> None:
+        """One run per trained teacher (job type ``teacher``), from ``teachers.json``'s curve; once per study."""
+        self.teacher_info = {k: {"teacher_cache_key": v.get("cache_key"),
+                                 "teacher_selected_epoch": v.get("selected_epoch")} for k, v in teachers.items()}
+        self._guard(self._log_teachers, teachers)
+
+    def _log_teachers(self, teachers: dict[str, Any]) -> None:
+        marker = wandb_dir(self.study_dir) / TEACHERS_LOGGED
+        done = json.loads(marker.read_text()) if marker.exists() else {}
+        for key, info in teachers.items():
+            if not info.get("curve") or done.get(key) == info.get("cache_key"):
+                continue  # the linear task has no trained teacher; a resumed study has its runs already
+            config = {**self.common, "condition": key, "condition_id": condition_id(key), **self.conditions[key],
+                      "teacher": info.get("spec"), "cache_key": info.get("cache_key"),
+                      "selected_epoch": info.get("selected_epoch"), "fingerprint": info.get("fingerprint"),
+                      "cache_hit": info.get("cache_hit")}
+            config.pop("key", None)
+            run = self._init(name=f"teacher {key}", job_type=TEACHER_JOB_TYPE, config=config)
+            if run is None:
+                return
+            for row in info["curve"]:
+                run.log(_scalars(row), step=int(row["epoch"]), commit=True)
+            summary = _scalars(info["curve"][info["selected_epoch"] - 1]) if info.get("selected_epoch") else {}
+            summary.update(_flatten(info.get("diagnostics") or {}))
+            run.summary.update({**summary, "best_epoch": info.get("selected_epoch"), "state": "COMPLETE"})
+            run.finish()
+            done[key] = info.get("cache_key")
+            marker.write_text(json.dumps(done, indent=2, sort_keys=True))
+
+    # --------------------------------------------------------------------------------------------- trials
+
+    def _open_trial(self, trial: Trial) -> None:
+        for seed in trial.config.get("seeds", []):
+            self._run(trial, int(seed))
+
+    def _run(self, trial: Trial, seed: int) -> _OpenRun | None:
+        key = (trial.trial_id, seed)
+        if key not in self._runs:
+            run = self._init(**self._run_identity(trial, seed))
+            if run is None:
+                return None
+            self._runs[key] = _OpenRun(run)
+        return self._runs[key]
+
+    def _run_identity(self, trial: Trial, seed: int) -> dict[str, Any]:
+        config = trial.config
+        condition, params = config["condition"], dict(config["params"])
+        words = [condition, f"alpha={params['alpha']:.3g}"]
+        if params.get("temperature") is not None:
+            words.append(f"T={params['temperature']:.3g}")
+        words.append(f"seed={seed}")
+        full = {**self.common, **params, "alpha_meaning": ALPHA_MEANING, "condition": condition,
+                "condition_id": condition_id(condition), **self.conditions[condition], "trial_id": trial.trial_id,
+                "phase": config["phase"], "seed": seed, **self.teacher_info.get(condition, {})}
+        full.pop("key", None)
+        return {"name": " ".join(words), "job_type": condition[:JOB_TYPE_MAX], "config": full}
+
+    def _log_rows(self, trial: Trial, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            state = self._run(trial, int(row["seed"]))
+            epoch = int(row["epoch"])
+            if state is None or epoch <= state.last_epoch:
+                continue  # rows replayed after a restart are already logged
+            metrics = _scalars(row)
+            for i, value in enumerate(row.get("test_per_class_accuracy") or []):
+                if _finite(value):
+                    metrics[f"{PER_CLASS_KEY}/{i}"] = float(value)
+            state.run.log(metrics, step=epoch, commit=True)  # now: a later summary must win
+            state.last_epoch = epoch
+            value = metrics.get(self.select_column)
+            if value is not None and (not state.best or self.sign * value > self.sign * state.best[self.select_column]):
+                state.best = metrics
+
+    def _finish_trial(self, trial: Trial, error: bool) -> None:
+        from kdtune.search import trial_outcome
+
+        state, reason = trial_outcome(trial.last_result, error, self.epochs)
+        outcome = {"state": state, "state_reason": reason or "",
+                   "trial_objective": (trial.last_result or {}).get("objective")}
+        for key in [k for k in self._runs if k[0] == trial.trial_id]:
+            self._finish_run(key, outcome, 1 if state == "FAIL" else 0)
+
+    def _finish_run(self, key: tuple[str, int], outcome: dict[str, Any], exit_code: int) -> None:
+        state = self._runs.pop(key)
+        best = state.best
+        state.run.summary.update({**best, "best_epoch": best.get("epoch"), "last_epoch": state.last_epoch,
+                                  **{k: v for k, v in outcome.items() if v is not None}})
+        state.run.finish(exit_code=exit_code)
+
+    # ------------------------------------------------------------------------------------ W&B, carefully
+
+    def _init(self, *, name: str, job_type: str, config: dict[str, Any]) -> Any:
+        """A new run object, online if possible; None once tracking is off. Never raises."""
+        if self.disabled:
+            return None
+        import wandb
+
+        kwargs = {"project": self.project, "entity": self.entity, "group": self.study_name, "job_type": job_type,
+                  "name": name, "config": config, "dir": str(self.study_dir), "reinit": "create_new"}
+        folder = wandb_dir(self.study_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.mode == "online":
+            before = set(folder.glob("run-*"))
+            try:
+                return wandb.init(mode="online", settings=self._settings(wandb, online=True), **kwargs)
+            except Exception as exc:  # unreachable server, refused key, bad key format: all end offline
+                for leftover in set(folder.glob("run-*")) - before:
+                    shutil.rmtree(leftover, ignore_errors=True)
+                self._go_offline(f"W&B is unreachable or refused the key ({_first_line(exc)})")
+        try:
+            return wandb.init(mode="offline", settings=self._settings(wandb, online=False), **kwargs)
+        except Exception as exc:
+            self._disable(f"W&B could not start an offline run ({_first_line(exc)})")
+            return None
+
+    @staticmethod
+    def _settings(wandb: Any, *, online: bool) -> Any:
+        """Lean runs: no console capture, system stats, git, code or requirements (several runs share a process)."""
+        extra = {"finish_timeout": FINISH_TIMEOUT_S} if online else {}
+        return wandb.Settings(init_timeout=INIT_TIMEOUT_S, silent=True, console="off", x_disable_stats=True,
+                              x_disable_machine_info=True, disable_git=True, disable_code=True,
+                              x_save_requirements=False, **extra)
+
+    def _go_offline(self, why: str) -> None:
+        self.mode = "offline"
+        self._warn(f"W&B tracking: {why}; continuing offline: runs are kept under {wandb_dir(self.study_dir)} "
+                   f"(upload later with `{sync_command(self.study_dir)}`)")
+
+    def _disable(self, why: str) -> None:
+        self.disabled = True
+        self._runs.clear()
+        self._warn(f"W&B tracking: {why}; tracking is off for the rest of this study")
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(message)
+
+    def _guard(self, method: Any, *args: Any) -> None:
+        """Tracking must never fail a study: an error turns tracking off with one warning."""
+        if self.disabled:
+            return
+        try:
+            method(*args)
+        except Exception as exc:
+            self._disable(f"logging failed ({type(exc).__name__}: {_first_line(exc)})")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _skip_ray_callback_census() -> None:
+    """Keep Ray Tune from importing W&B when kdtune does not use it.
+
+    To count the driver's callbacks for its usage statistics, Tune (``ray.air._internal.usage.tag_callbacks``)
+    imports its W&B, MLflow and Comet integrations, and so ``wandb`` (~0.5 s), even with usage statistics
+    off. With them off the count goes nowhere, so kdtune skips it; with them on, Ray is left alone.
+    """
+    try:
+        from ray._common.usage.usage_lib import usage_stats_enabled
+        from ray.air._internal import usage
+    except ImportError:  # another Ray layout: nothing to skip
+        return
+    if not usage_stats_enabled() and hasattr(usage, "tag_callbacks"):
+        usage.tag_callbacks = _no_census
+
+
+def _no_census(callbacks: Any) -> bool:
+    return False
+
+
+def _env_mode() -> str | None:
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    return {"offline": "offline", "dryrun": "offline", "online": "online", "run": "online",
+            "disabled": "disabled"}.get(env)
+
+
+def _default_base_url() -> str:
+    import wandb
+
+    return str(wandb.Settings().base_url)
+
+
+def _storage(study_dir: Path) -> str | None:
+    from kdtune.secrets import redact_url
+
+    try:
+        url = json.loads((study_dir / "study.json").read_text()).get("storage_url")
+    except (OSError, ValueError):
+        return None
+    return redact_url(url) if url else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _scalars(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in _SKIP_KEYS and _finite(v)}
+
+
+def _flatten(diagnostics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"entropy": {"4.0": 0.3}}`` -> ``{"entropy/T=4.0": 0.3}``; numbers only."""
+    flat: dict[str, Any] = {}
+    for key, value in diagnostics.items():
+        if isinstance(value, dict):
+            inner = {f"T={k}" if key == "entropy" else k: v for k, v in value.items()}
+            flat.update(_flatten(inner, f"{prefix}{key}/"))
+        elif _finite(value):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
