@@ -12,6 +12,13 @@ Keys are hashes of content, never of user-chosen names:
 * a **logits** entry is keyed by the teacher's *weights* fingerprint, the dataset fingerprint, the
   preprocessing version, the stored dtype and :data:`CACHE_FORMAT_VERSION`.
 
+Teachers a user brings (``docs/byo.md``): a ``checkpoint`` teacher is never trained and not stored under
+``teachers/``; its identity is its weights fingerprint + the dataset fingerprint (:func:`checkpoint_teacher_key`)
+and its logits entry is keyed like any other. **Imported** logits (:meth:`LogitCache.import_logits`,
+``kdtune cache import``) have no teacher: their key hashes the logits themselves and the dataset's *samples*
+(:meth:`~kdtune.data.DataBundle.samples_fingerprint`: inputs and clean labels, not the noisy labels), so one
+import serves every noise level of the same dataset, subset and split; a study names it with ``teacher.logits``.
+
 Layout under the root (a local folder, or any pyarrow filesystem URI such as ``s3://bucket/prefix``)::
 
     teachers/<teacher key>/teacher.json                          sidecar + cache and dataset records
@@ -34,6 +41,7 @@ Reads are verified (schema, row count, sha256 of the logits, Parquet page CRCs);
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -65,9 +73,13 @@ from kdtune.data import PREPROCESSING_VERSION
 from kdtune.data import DataBundle
 from kdtune.data import Split
 from kdtune.errors import CacheError
+from kdtune.errors import DataError
 from kdtune.errors import SpecError
 from kdtune.teacher import Teacher
 from kdtune.teacher import TeacherSpec
+from kdtune.teacher import check_output
+from kdtune.teacher import given_curve
+from kdtune.teacher import load_checkpoint_teacher
 from kdtune.teacher import teacher_diagnostics
 from kdtune.teacher import teacher_from_bytes
 from kdtune.teacher import teacher_to_bytes
@@ -101,8 +113,8 @@ class PreparedTeacher:
     """
 
     key: str  # the logits entry
-    teacher_key: str  # the teacher checkpoint
-    teacher: Teacher
+    teacher_key: str | None  # the teacher checkpoint (None for imported logits)
+    teacher: Teacher | None  # None for imported logits: there is no teacher model
     logits: TeacherLogits
     arrays: dict[str, np.ndarray]  # split -> (N, K) read-only
     diagnostics: dict[str, Any]  # teacher_diagnostics() of the float32 logits, computed when built
@@ -128,10 +140,12 @@ class CacheEntry:
     problem: str | None = None
 
 
-def default_cache_root() -> Path:
-    """``$KDTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/kdtune/cache`` (``~/.cache/kdtune/cache``)."""
-    if os.environ.get("KDTUNE_CACHE_DIR"):
-        return Path(os.environ["KDTUNE_CACHE_DIR"]).expanduser()
+def default_cache_root() -> str | Path:
+    """``$KDTUNE_CACHE_DIR`` (a folder or a URI such as ``s3://bucket/prefix``), else
+    ``$XDG_CACHE_HOME/kdtune/cache`` (``~/.cache/kdtune/cache``)."""
+    value = os.environ.get("KDTUNE_CACHE_DIR")
+    if value:
+        return value if "://" in value else Path(value).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "kdtune" / "cache"
 
@@ -146,6 +160,18 @@ def logits_key(weights_fingerprint: str, data_fingerprint: str, dtype: str = "fl
     """The key of a logits entry: the exact weights and the exact data, so equal keys mean equal logits."""
     return _hash({"kind": "logits", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
+
+
+def checkpoint_teacher_key(weights_fingerprint: str, data_fingerprint: str) -> str:
+    """The identity of a teacher loaded from the user's checkpoint: its weights and the data it runs on."""
+    return _hash({"kind": "teacher-checkpoint", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
+                  "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
+
+
+def imported_logits_key(content_fingerprint: str, samples_fingerprint: str, dtype: str = "float32") -> str:
+    """The key of imported logits: their content and the samples (not the labels) they belong to."""
+    return _hash({"kind": "imported-logits", "format": CACHE_FORMAT_VERSION, "logits": content_fingerprint,
+                  "samples": samples_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
 
 
 class LogitCache:
@@ -186,6 +212,10 @@ class LogitCache:
         """
         if dtype not in DTYPES:
             raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
+        if spec.logits:
+            return self._prepare_imported(spec.logits, data)
+        if spec.checkpoint:
+            return self._prepare_checkpoint(spec, data, dtype, device)
         data_fp = data.fingerprint()
         tkey = teacher_key(spec, data_fp)
         _, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
@@ -200,6 +230,69 @@ class LogitCache:
                 teacher = train_teacher(spec, data, on_epoch=on_epoch, device=device, threads=threads)
                 self._write_teacher(tkey, teacher, data, data_fp)
             return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=trained)
+
+    def plan(self, spec: TeacherSpec, data: DataBundle, *, dtype: str = "float32") -> dict[str, Any]:
+        """What :meth:`prepare` would do for ``spec`` on ``data``, doing none of it (``kdtune plan``).
+
+        Returns ``source`` (trained | checkpoint | imported), ``teacher_key``, ``teacher_cached`` (None where no
+        teacher is stored), ``logits_key`` (None while the teacher is to be trained: its weights are not known),
+        ``logits_cached`` and ``action``: ``cached``, ``compute logits`` (one teacher forward pass),
+        ``train teacher`` or ``missing`` (imported logits not in this cache; ``problem`` says why).
+        """
+        data_fp = data.fingerprint()
+        if spec.logits:
+            try:
+                self._read_logits(spec.logits, data)
+            except CacheError as exc:
+                problem = (f"teacher.logits = {spec.logits!r} is not in the cache at {self.location} (import logits "
+                           "with `kdtune cache import`)") if isinstance(exc, _Missing) else str(exc)
+                return {"source": "imported", "teacher_key": None, "teacher_cached": None, "logits_key": spec.logits,
+                        "logits_cached": False, "action": "missing", "problem": problem}
+            return {"source": "imported", "teacher_key": None, "teacher_cached": None, "logits_key": spec.logits,
+                    "logits_cached": True, "action": "cached", "problem": None}
+        if spec.checkpoint:
+            teacher = load_checkpoint_teacher(spec, data, check=False)
+            key = logits_key(teacher.fingerprint, data_fp, dtype)
+            cached = self._has_logits(key, data)
+            return {"source": "checkpoint", "teacher_key": checkpoint_teacher_key(teacher.fingerprint, data_fp),
+                    "teacher_cached": None, "logits_key": key, "logits_cached": cached,
+                    "action": "cached" if cached else "compute logits", "problem": None}
+        tkey = teacher_key(spec, data_fp)
+        teacher, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
+        key = found.key if found else (logits_key(teacher.fingerprint, data_fp, dtype) if teacher else None)
+        action = "cached" if found else "compute logits" if teacher else "train teacher"
+        return {"source": "trained", "teacher_key": tkey, "teacher_cached": teacher is not None, "logits_key": key,
+                "logits_cached": found is not None, "action": action, "problem": None}
+
+    def import_logits(self, arrays: dict[str, np.ndarray], data: DataBundle, *, source: str,
+                      dtype: str = "float32") -> PreparedTeacher:
+        """Store precomputed teacher logits for ``data`` (split -> (N, K) array) as a verified cache entry.
+
+        Checked first, each failure one :class:`DataError` line naming the split and row: every split present,
+        two-dimensional and floating point, its rows equal to the split's size, its columns to
+        ``data.num_classes``, every value finite. The entry is keyed by its content and the dataset's samples
+        (:func:`imported_logits_key`); importing the same logits again returns the existing entry.
+        """
+        if dtype not in DTYPES:
+            raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
+        checked = _check_imported(arrays, data, source)
+        h = hashlib.sha256()
+        for name in SPLITS:
+            h.update(f"{name}:{checked[name].shape}".encode())
+            h.update(checked[name].astype(DTYPES[dtype][0]).tobytes())
+        content = h.hexdigest()[:32]
+        samples = data.samples_fingerprint()
+        key = imported_logits_key(content, samples, dtype)
+        with self._lock(key):
+            if not self._has_logits(key, data):
+                logits = TeacherLogits(*(_as_tensor(checked[name].astype(DTYPES[dtype][0]).astype(np.float32))
+                                         for name in SPLITS))
+                diagnostics = teacher_diagnostics(logits, data)
+                meta = _imported_metadata(key, content, samples, source, data, dtype, diagnostics)
+                for name, split in zip(SPLITS, (data.train, data.val, data.test)):
+                    self._store.write(f"logits/{key}/{name}.parquet",
+                                      _encode(checked[name].astype(DTYPES[dtype][0]), split, {**meta, "split": name}))
+        return self._prepare_imported(key, data)
 
     def read(self, key: str, data: DataBundle | None = None) -> dict[str, np.ndarray]:
         """The verified logits of entry ``key``: split -> (N, K) read-only array in the stored dtype.
@@ -247,6 +340,47 @@ class LogitCache:
 
     # -- prepare's steps ------------------------------------------------------------------------------
 
+    def _prepare_checkpoint(self, spec: TeacherSpec, data: DataBundle, dtype: str,
+                            device: torch.device | str | None) -> PreparedTeacher:
+        """A user's weights: loaded and fingerprinted; logits from the cache, else one forward pass. Never trained."""
+        teacher = load_checkpoint_teacher(spec, data, check=False)
+        data_fp = data.fingerprint()
+        tkey = checkpoint_teacher_key(teacher.fingerprint, data_fp)
+        key = logits_key(teacher.fingerprint, data_fp, dtype)
+        for quiet in (True, False):  # without the lock, then under it (another process may have built it)
+            lock = contextlib.nullcontext() if quiet else self._lock(tkey)
+            with lock:
+                try:
+                    arrays, meta = self._read_logits(key, data)
+                except CacheError as exc:
+                    _warn_damage(exc, quiet)
+                else:
+                    teacher.curve = given_curve(meta["diagnostics"])
+                    return self._prepared(key, tkey, teacher, arrays, meta, hit=True, trained=False)
+                if not quiet:
+                    check_output(teacher.model, data, arch=spec.arch, field="teacher.arch")
+                    return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=False)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _prepare_imported(self, key: str, data: DataBundle) -> PreparedTeacher:
+        """Imported logits: read verified against ``data``'s samples; diagnostics against its (noisy) labels."""
+        try:
+            arrays, _ = self._read_logits(key, data)
+        except _Missing:
+            raise SpecError("teacher.logits", key, f"is not in the cache at {self.location} (import logits with "
+                            "`kdtune cache import`, or pass the --cache-dir you imported them into)") from None
+        logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
+        return PreparedTeacher(key=key, teacher_key=None, teacher=None, logits=logits, arrays=arrays,
+                               diagnostics=teacher_diagnostics(logits, data), hit=True, trained=False,
+                               location=self._store.show(f"logits/{key}"))
+
+    def _has_logits(self, key: str, data: DataBundle) -> bool:
+        try:
+            self._read_logits(key, data)
+        except CacheError:
+            return False
+        return True
+
     def _lookup(
         self, tkey: str, data: DataBundle, data_fp: str, dtype: str, *, quiet: bool
     ) -> tuple[Teacher | None, PreparedTeacher | None]:
@@ -280,6 +414,8 @@ class LogitCache:
         finally:
             teacher.model.cpu()
         diagnostics = teacher_diagnostics(logits, data)
+        if not teacher.curve:  # a checkpoint teacher: its accuracies are measured here
+            teacher.curve = given_curve(diagnostics)
         meta = _entry_metadata(key, tkey, teacher, data, data_fp, dtype, diagnostics)
         for name, split, values in zip(SPLITS, (data.train, data.val, data.test),
                                        (logits.train, logits.val, logits.test)):
@@ -345,12 +481,26 @@ class LogitCache:
     # -- logits entries ------------------------------------------------------------------------------
 
     def _read_logits(self, key: str, data: DataBundle) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The three splits, verified on their own and against ``data`` (row count and labels)."""
+        """The three splits, verified on their own and against ``data`` (row count and labels).
+
+        Imported logits are checked against ``data``'s samples instead of its labels: they belong to the
+        inputs, whatever label noise a condition adds.
+        """
         arrays, meta = {}, {}
+        samples = None
         for name, split in zip(SPLITS, (data.train, data.val, data.test)):
             path = f"logits/{key}/{name}.parquet"
             array, table, meta = self._read_split(path, key)
-            if len(array) != len(split) or not _labels_match(table, split) or array.shape[1] != data.num_classes:
+            if meta.get("imported"):
+                samples = samples or data.samples_fingerprint()
+                if len(array) != len(split) or array.shape[1] != data.num_classes:
+                    raise CacheError(f"{self._store.show(path)}: imported logits of shape {array.shape} do not fit "
+                                     f"this dataset ({len(split)} {name} samples, {data.num_classes} classes)")
+                if meta["dataset"].get("samples_fingerprint") != samples:
+                    raise CacheError(f"{self._store.show(path)}: imported for other samples than this dataset's "
+                                     "(import them with the same dataset name, files, train_size, val_fraction "
+                                     "and seed)")
+            elif len(array) != len(split) or not _labels_match(table, split) or array.shape[1] != data.num_classes:
                 raise CacheError(f"{self._store.show(path)}: rows or labels do not match the dataset")
             arrays[name] = array
         return arrays, meta
@@ -498,6 +648,51 @@ def _entry_metadata(
         "diagnostics": diagnostics,
         "dataset": {"description": data.description, "fingerprint": data_fp, "name": data.name,
                     "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
+        "kdtune_version": __version__,
+        "created": _now(),
+    }
+
+
+def _check_imported(arrays: dict[str, np.ndarray], data: DataBundle, source: str) -> dict[str, np.ndarray]:
+    """Imported logits, checked split by split against ``data`` (see :meth:`LogitCache.import_logits`)."""
+    checked = {}
+    described = ", ".join(f"{k}={v}" for k, v in data.description.items() if v is not None)
+    for name, split in zip(SPLITS, (data.train, data.val, data.test)):
+        if name not in arrays or arrays[name] is None:
+            raise DataError(f"{source}: no {name} logits (train, val and test are required)")
+        array = np.asarray(arrays[name])
+        if array.ndim != 2:
+            raise DataError(f"{source}: {name} has shape {array.shape}: must be (rows, classes)")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise DataError(f"{source}: {name} has dtype {array.dtype}: logits must be floating point")
+        if len(array) != len(split):
+            raise DataError(f"{source}: {name} has {len(array)} rows; the dataset ({described}) has {len(split)} "
+                            f"{name} samples")
+        if array.shape[1] != data.num_classes:
+            raise DataError(f"{source}: {name} has {array.shape[1]} columns; the dataset has {data.num_classes} "
+                            "classes")
+        bad = ~np.isfinite(array).all(1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{source}: {name}[{i}] contains {'NaN' if np.isnan(array[i]).any() else 'inf'}")
+        checked[name] = array
+    return checked
+
+
+def _imported_metadata(key: str, content: str, samples: str, source: str, data: DataBundle, dtype: str,
+                       diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """What every split file of an imported entry records: where the logits came from, and for which samples."""
+    return {
+        "format_version": CACHE_FORMAT_VERSION,
+        "key": key,
+        "dtype": dtype,
+        "imported": True,
+        "teacher": {"key": None, "spec": {"imported": source}, "selected_epoch": None,
+                    "val_accuracy": diagnostics["val_accuracy"], "test_accuracy": diagnostics["test_accuracy"],
+                    "weights_fingerprint": None, "logits_fingerprint": content},
+        "diagnostics": diagnostics,
+        "dataset": {"description": data.description, "fingerprint": data.fingerprint(), "samples_fingerprint": samples,
+                    "name": data.name, "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
         "kdtune_version": __version__,
         "created": _now(),
     }
@@ -771,6 +966,10 @@ def _dataset_fields(description: dict[str, Any]) -> dict[str, Any]:
     return {"dataset": description.get("name"), "noise": label}
 
 
-def _teacher_label(spec: dict[str, Any], selected_epoch: int) -> str:
+def _teacher_label(spec: dict[str, Any], selected_epoch: int | None) -> str:
+    if spec.get("imported"):
+        return f"imported logits ({spec['imported']})"
+    if spec.get("checkpoint"):
+        return f"{spec['arch']} from checkpoint {spec['checkpoint'].rsplit('/', 1)[-1]}"
     return f"{spec['arch']} seed {spec['seed']}, epoch {selected_epoch}/{spec['epochs']} ({spec['select']})"
 

@@ -49,6 +49,8 @@ SPECS_BEING_ADDED = frozenset({"search_spaces/mnist_noise.yaml"})
 TRIAL_CPU, TRIAL_GPU, TRIALS_PER_GPU = 1, 0.25, 4
 #: Where the Dockerfile copies the repository: /opt/kdtune/X in the image is X in this checkout.
 IMAGE_REPO_ROOT = "/opt/kdtune"
+#: The image user's home on the head, where the driver writes the study folder (--out).
+HEAD_HOME = "/home/ray"
 #: vCPUs and GPUs of the worker instance types the AWS config may use (extend when adding a type).
 AWS_GPU_INSTANCES = {"g6.xlarge": (4, 1), "g5.xlarge": (4, 1), "g6.2xlarge": (8, 1), "g5.2xlarge": (8, 1)}
 #: Variables that kdtune forwards to its trials itself (kdtune/ray_runtime.py). A Ray Job's runtime env must
@@ -583,9 +585,12 @@ def test_dockerignore_keeps_the_project_and_drops_the_rest() -> None:
 
 def test_one_cache_and_output_location_everywhere() -> None:
     tokens = rayjob_entrypoint()
-    cache, out = option(tokens, "--cache-dir"), option(tokens, "--out")
+    cache, tune, out = option(tokens, "--cache-dir"), option(tokens, "--tune-storage"), option(tokens, "--out")
     bucket = re.fullmatch(r"s3://([a-z0-9.-]+)/.+", cache)
-    assert bucket and out.startswith(f"s3://{bucket.group(1)}/"), (cache, out)
+    assert bucket and tune.startswith(f"s3://{bucket.group(1)}/"), (cache, tune)
+    assert not tune.startswith(cache.rstrip("/") + "/"), "Tune's checkpoints are not cache entries"
+    # The study folder is written by the driver on the head: a local, absolute folder (kdtune refuses a URI).
+    assert out.startswith(f"{HEAD_HOME}/") and "://" not in out, out
     config_map = next(doc for doc in load_all(KDTUNE_CONFIG) if doc["kind"] == "ConfigMap")["data"]
     assert config_map["KDTUNE_CACHE_DIR"] == cache
     aws = load_one(AWS_CONFIG)
@@ -594,8 +599,37 @@ def test_one_cache_and_output_location_everywhere() -> None:
     regions |= {o.split("=", 1)[1] for o in aws["docker"]["run_options"] if "_REGION=" in o}
     assert len(regions) == 1, f"the bucket has one region: {regions}"
     submit = readme_job_submit()
-    assert (option(submit, "--cache-dir"), option(submit, "--out")) == (cache, out)
-    assert f"aws s3 sync {out} " in README.read_text()
+    assert (option(submit, "--cache-dir"), option(submit, "--tune-storage"), option(submit, "--out")) == \
+        (cache, tune, out)
+
+
+def test_the_study_folder_is_copied_back_from_the_head() -> None:
+    out = option(rayjob_entrypoint(), "--out")
+    text = README.read_text()
+    assert f"ray rsync-down cluster/aws/ray-cluster.yaml {out}/ " in text
+    copies = re.findall(r"kubectl cp -c (\S+) \$HEAD:(\S+) ", text)
+    head_containers = {c["name"] for label, pod in pod_specs() if label.endswith(" head") for c in pod["containers"]}
+    assert len(copies) == 2 and all(c in head_containers and path == out for c, path in copies), copies
+    assert f"kubectl cp -c ray-head $HEAD:{out} " in RAYJOB.read_text()
+    assert f"ray rsync-down cluster/aws/ray-cluster.yaml {out}/ " in AWS_CONFIG.read_text()
+    # The RayJob's cluster must live long enough after the job for that copy.
+    assert load_one(RAYJOB)["spec"]["ttlSecondsAfterFinished"] >= 1800
+    # /home/ray is the image user's home (the rayproject base image's), where the driver may write.
+    workdirs = [v for k, v in dockerfile_instructions(DOCKERFILE.read_text()) if k == "WORKDIR"]
+    assert workdirs and workdirs[-1] == HEAD_HOME
+
+
+@pytest.mark.parametrize("source", ["rayjob.yaml entrypoint", "README job submit"])
+def test_commands_parse_with_kdtunes_own_cli(source: str) -> None:
+    """Every option of the shipped commands exists in `kdtune run` (a renamed or missing flag fails here)."""
+    from kdtune.cli import build_parser
+
+    tokens = rayjob_entrypoint() if source.startswith("rayjob") else readme_job_submit()
+    command = tokens[tokens.index("kdtune") + 1:]
+    args = build_parser().parse_args(command)
+    assert args.command == "run" and args.address == "auto"
+    assert args.tune_storage.startswith("s3://") and args.cache_dir.startswith("s3://")
+    assert args.storage is None, "Optuna's URL comes from KDTUNE_STORAGE on the head, never the command line"
 
 
 def test_readme_job_submission_command() -> None:
