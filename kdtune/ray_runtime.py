@@ -42,6 +42,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
     # Experiment snapshots after every checkpoint are what makes `kdtune resume` lose nothing; Tune warns
     # about their frequency, which is by design here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's newer console output prints its own experiment table even at verbose=0; kdtune shows its own.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Without per-trial loggers there is no result.json for Tune's own analysis to read back; kdtune's
     # results come from results.parquet, so that complaint is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)

@@ -77,10 +77,13 @@ def _teachers(study_dir: Path) -> dict[str, dict[str, Any]]:
     from kdtune.study import TEACHERS_JSON
 
     path = Path(study_dir) / TEACHERS_JSON
-    if not path.exists():
-        return {}
+    return teacher_summaries(json.loads(path.read_text())) if path.exists() else {}
+
+
+def teacher_summaries(teachers: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the progress table shows of each condition's teacher (``teachers.json`` content)."""
     return {key: {"selected_epoch": t.get("selected_epoch"), **(t.get("diagnostics") or {})}
-            for key, t in json.loads(path.read_text()).items()}
+            for key, t in teachers.items()}
 
 
 def render(summary: dict[str, Any]) -> Any:

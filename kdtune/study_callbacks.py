@@ -19,6 +19,7 @@ from kdtune.search import trials_per_condition
 from kdtune.status import TrialView
 from kdtune.status import render
 from kdtune.status import summarise
+from kdtune.status import teacher_summaries
 
 
 if TYPE_CHECKING:
@@ -109,8 +110,9 @@ class ResultsRecorder(Callback):
 class LiveProgress(Callback):
     """A live per-condition table on stderr (trials done / running / pruned / failed, best objective, ETA)."""
 
-    def __init__(self, spec: StudySpec, conditions: list[str]) -> None:
+    def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
         self.conditions = conditions
+        self.teachers = teacher_summaries(teachers)
         self.per_condition = trials_per_condition(spec) + confirmation_trials(spec)
         self.mode = spec.mode
         self.epochs = 1 if spec.task == "regression" else spec.student.epochs
@@ -142,6 +144,7 @@ class LiveProgress(Callback):
         if self._live is not None:
             self._live.update(render({**self._summary(trials), "finished": True}))
             self._live.stop()
+            self._live.console.print()
 
     def _summary(self, trials: list[Trial]) -> dict[str, Any]:
         views = []
@@ -154,6 +157,8 @@ class LiveProgress(Callback):
         summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
                             elapsed=time.time() - self._start)
         summary.update(study=self.title, objective=self.objective)
+        for row in summary["conditions"]:
+            row["teacher"] = self.teachers.get(row["condition"])
         return summary
 
 

@@ -49,19 +49,17 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     import os
 
+    from kdtune.errors import SpecError
     from kdtune.spec import load_spec
     from kdtune.study import RunOptions
     from kdtune.study import run_study
 
-    from kdtune.errors import SpecError
-
     if args.out and "://" in args.out:
         raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
                         "(put trial checkpoints on shared storage with --tune-storage s3://...)")
-    import json
-
     wandb_project = [f"tracking.wandb.project={json.dumps(args.wandb_project)}"] if args.wandb_project else []
     spec = load_spec(args.spec, overrides=[*args.overrides, *wandb_project])
     out = Path(args.out) if args.out else Path("runs") / spec.name
@@ -69,9 +67,18 @@ def run(args: argparse.Namespace) -> int:
                          address=args.address or os.environ.get("RAY_ADDRESS"), cache_dir=args.cache_dir,
                          tune_storage=args.tune_storage,
                          max_concurrent=args.max_concurrent, progress=not args.no_progress)
+    quiet_libraries(args.verbose)
     study_dir = run_study(spec, options)
     print_next_steps(study_dir)
     return 0
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Optuna logs every study it creates at INFO; kdtune's own progress table says what matters."""
+    import optuna
+
+    if not verbose:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def print_next_steps(study_dir: Path) -> None:
