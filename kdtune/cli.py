@@ -19,7 +19,7 @@ from kdtune import __version__
 from kdtune.errors import KdtuneError
 
 
-COMMANDS = ("run", "resume", "status", "distill", "cache", "recommend")
+COMMANDS = ("run", "resume", "status", "distill", "cache", "recommend", "report", "plan", "export")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -35,6 +35,10 @@ class SpecError(UsageError):
         self.allowed = allowed
         super().__init__(f"{field} = {value!r}: {allowed}")
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[str, Any, str]]:
+        # Pickled by Ray when raised inside a task: rebuild from the three parts, not from the message.
+        return type(self), (self.field, self.value, self.allowed)
+
 
 class DataError(UsageError):
     """A dataset cannot be loaded as asked (missing files, malformed user data)."""

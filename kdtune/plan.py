@@ -46,7 +46,11 @@ class Condition:
         d = spec.dataset
         return load_dataset(self.dataset, data_root=d.data_root, download=d.download, train_size=d.train_size,
                             val_fraction=d.val_fraction, noise_level=self.noise_level, noise_type=self.noise_type,
-                            seed=d.seed, linear=d.linear.model_dump())
+                            seed=d.seed, linear=d.linear.model_dump(), files=self.files(spec))
+
+    def files(self, spec: StudySpec) -> list[str] | None:
+        """``dataset.files`` when this condition's dataset is the spec's (``conditions.dataset`` may add others)."""
+        return spec.dataset.files if self.dataset == spec.dataset.name else None
 
     def teacher_spec(self, spec: StudySpec) -> TeacherSpec:
         from kdtune.teacher import TeacherSpec
@@ -54,7 +58,7 @@ class Condition:
         t = spec.teacher
         return TeacherSpec(arch=t.arch, epochs=self.teacher_epochs, lr=t.lr, batch_size=t.batch_size,
                            seed=self.teacher_seed, select=self.teacher_select, patience=t.patience,
-                           kwargs=dict(t.kwargs))
+                           kwargs=dict(t.kwargs), checkpoint=t.checkpoint, logits=t.logits)
 
 
 def expand(spec: StudySpec) -> list[Condition]:

@@ -19,6 +19,13 @@ hollow and left out of the means. The panels:
 * search progress: best objective vs trial index per condition;
 * linear task (objective val_mse): validation and test excess MSE vs alpha, with the closed-form alpha*.
 
+:func:`write_comparison` (``kdtune report DIR1 DIR2 ...``) puts several studies side by side in one report
+(``report-compare.html``, PNGs in ``report-compare/``): the same panels through the same functions (a
+:class:`View` says what each colour is), one colour per study, conditions matched across studies by the values
+of the condition axes that vary in any of them, and each study's own recommendation in its section. The
+studies may differ in dataset, teacher and student; a linear (regression) study is not compared with
+classification ones.
+
 Matplotlib with the Agg backend; no Ray, no W&B (except in :func:`build_wandb_report`).
 """
 
@@ -32,6 +39,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -52,6 +60,7 @@ if TYPE_CHECKING:
 ALPHA_LABEL = "alpha (weight on true labels; 1 = no distillation)"
 REPORT_HTML = "report.html"
 FIGURES_DIR = "report"
+COMPARE_HTML = "report-compare.html"  # a comparison's default, in the current directory
 MANIFEST = "figures.json"
 PARAMS = ("alpha", "temperature", "lr", "batch_size", "epochs")
 STATES_IN_MEANS = ("COMPLETE",)
@@ -218,6 +227,7 @@ class Figure:
     caption: str
     file: Path
     axes: list[dict[str, Any]]
+    legend: list[str] = field(default_factory=list)  # the figure's own legend (comparison: one entry per study)
     notes: list[str] = field(default_factory=list)
 
 
@@ -226,95 +236,301 @@ class ReportResult:
     html: Path
     figures: list[Figure]
     notes: list[str]
-    verdicts: dict[str, str]
-    snapshot: bool
+    verdicts: dict[str, str]  # per condition; in a comparison per "study: condition"
+    snapshot: bool  # a study had not finished
+    studies: list[str] = field(default_factory=list)  # the studies' legend entries (comparison)
 
 
 def write_report(study_dir: Path | str, *, out: Path | None = None) -> ReportResult:
     """Write ``report.html`` and ``report/*.png`` (+ ``report/figures.json``) for a study folder."""
+    study_dir = Path(study_dir)
+    html_path = Path(out) if out else study_dir / REPORT_HTML
+    return _write(View([load_study(study_dir)]), html_path, html_path.parent / FIGURES_DIR)
+
+
+def write_comparison(study_dirs: Sequence[Path | str], *, out: Path | None = None) -> ReportResult:
+    """Several studies side by side in one report (default ``./report-compare.html``, the PNGs and
+    ``figures.json`` in a folder named after it): the same figures, one colour per study, conditions matched
+    by their values. The studies may differ in dataset, teacher and student, but not in task: a linear
+    regression study is not compared with classification studies."""
+    if len(study_dirs) < 2:
+        raise UsageError("a comparison needs at least two study folders")
+    studies = [load_study(Path(d)) for d in study_dirs]
+    regression = [str(d.path) for d in studies if d.regression]
+    if regression and len(regression) < len(studies):
+        classification = [str(d.path) for d in studies if not d.regression]
+        raise UsageError(f"cannot compare the linear regression (MSE) study {', '.join(regression)} with the "
+                         f"classification (accuracy) study {', '.join(classification)}: compare like with like")
+    html_path = Path(out) if out else Path(COMPARE_HTML)
+    folder = html_path.with_suffix("") if html_path.suffix else html_path.with_name(f"{html_path.name}-figures")
+    return _write(View(studies), html_path, folder)
+
+
+@dataclass
+class _Section:
+    """What the report says about one study besides the figures."""
+
+    data: StudyData
+    label: str
+    color: str
+    verdicts: dict[str, str]
+    notes: list[str]
+
+
+def _write(view: View, html_path: Path, folder: Path) -> ReportResult:
     import matplotlib
 
     matplotlib.use("Agg")
-    study_dir = Path(study_dir)
-    data = load_study(study_dir)
-    html_path = Path(out) if out else study_dir / REPORT_HTML
-    folder = html_path.parent / FIGURES_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    if not data.runs:
-        notes.append("No run has reported an epoch yet: the figures appear once trials report results.")
-    figures = []
-    for make in _panels(data):
-        built = make(data, folder)
+    sections = []
+    for data, label, color in zip(view.studies, view.labels, view.colors):
+        verdicts, verdict_note = _verdicts(data.path)
+        study_notes = [verdict_note] if verdict_note else []
+        if not data.runs:
+            study_notes.append("No run has reported an epoch yet: the figures appear once trials report results.")
+        sections.append(_Section(data, label, color, verdicts, study_notes))
+    figures, notes = [], []
+    for make in _panels(view):
+        built = make(view, folder)
         if isinstance(built, Figure):
             figures.append(built)
         elif built:
             notes.append(built)
-    verdicts, verdict_note = _verdicts(study_dir)
-    if verdict_note:
-        notes.insert(0, verdict_note)
-    manifest = {"study": data.spec.name, "alpha_label": ALPHA_LABEL, "figures": [
-        {"name": f.name, "file": f.file.name, "title": f.title, "axes": f.axes} for f in figures]}
+    manifest: dict[str, Any] = {"alpha_label": ALPHA_LABEL, "figures": [
+        {"name": f.name, "file": f.file.name, "title": f.title, "axes": f.axes, "legend": f.legend}
+        for f in figures]}
+    if view.compare:
+        manifest["studies"] = [{"label": s.label, "name": s.data.spec.name, "path": str(s.data.path),
+                                "color": s.color} for s in sections]
+        verdicts = {f"{s.label}: {k}": v for s in sections for k, v in s.verdicts.items()}
+        all_notes = notes + [f"{s.label}: {n}" for s in sections for n in s.notes]
+    else:
+        manifest["study"] = view.studies[0].spec.name
+        verdicts = sections[0].verdicts
+        notes = all_notes = sections[0].notes + notes
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _atomic_write(html_path, _html(data, figures, notes, verdicts))
-    return ReportResult(html=html_path, figures=figures, notes=notes, verdicts=verdicts,
-                        snapshot=not data.finished)
+    _atomic_write(html_path, _html(view, figures, notes, sections))
+    return ReportResult(html=html_path, figures=figures, notes=all_notes, verdicts=verdicts,
+                        snapshot=not all(d.finished for d in view.studies),
+                        studies=view.labels if view.compare else [])
 
 
-Panel = Callable[[StudyData, Path], "Figure | str | None"]
+# ------------------------------------------------------------------------ what each colour of a figure is
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One colour of a figure: one condition of one study."""
+
+    data: StudyData
+    condition: str  # the study's condition key
+    match: str  # the condition as matched across studies (one study: its key)
+    label: str  # its legend entry: the condition (one study) or the study (comparison)
+    where: str  # how notes name it
+    color: str
 
 
-def _panels(data: StudyData) -> list[Panel]:
-    if data.regression:
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """Series drawn together: one subplot, or one group of bars."""
+
+    title: str
+    series: list[Series]
+
+
+class View:
+    """The studies of a report and how its figures split them.
+
+    One study: a colour per condition, and the overlay panels draw every condition on one axis. Several (a
+    comparison): a colour per study and a subplot (or group of bars) per condition, conditions matched across
+    studies by the values of the condition axes that vary in any of them; what is constant within a study
+    (its dataset, its student, ...) is what the comparison is about.
+    """
+
+    def __init__(self, studies: list[StudyData]) -> None:
+        self.studies = studies
+        self.compare = len(studies) > 1
+        self.labels = _study_labels(studies) if self.compare else [studies[0].spec.name]
+        self.colors = [_color(i) for i in range(len(studies))]
+        self.match_axes = _varying_axes(studies) if self.compare else []
+        self.series: list[Series] = []
+        for data, label, color in zip(studies, self.labels, self.colors):
+            values = {c["key"]: c for c in data.meta.get("conditions", [])}
+            for k, key in enumerate(data.conditions):
+                if self.compare:
+                    match = ",".join(f"{a}={values[key].get(a)}" for a in self.match_axes) or "all"
+                    self.series.append(Series(data, key, match, label, f"{label}, {key}", color))
+                else:
+                    self.series.append(Series(data, key, key, key, key, _color(k)))
+        self.matches = list(dict.fromkeys(s.match for s in self.series))
+
+    @property
+    def regression(self) -> bool:
+        return self.studies[0].regression
+
+    @property
+    def objective_label(self) -> str:
+        return self.studies[0].objective_label
+
+    def any_runs(self) -> bool:
+        return any(d.runs for d in self.studies)
+
+    def label(self, data: StudyData) -> str:
+        return self.labels[next(i for i, d in enumerate(self.studies) if d is data)]
+
+    def cells(self, *, split: bool = True, keep: Callable[[Series], bool] = lambda s: True) -> list[Cell]:
+        """The series (those ``keep`` keeps) grouped by matched condition; one study and not ``split``: one
+        cell with every condition. Empty cells are left out."""
+        if self.compare or split:
+            cells = [Cell(m, [s for s in self.series if s.match == m and keep(s)]) for m in self.matches]
+        else:
+            cells = [Cell("", [s for s in self.series if keep(s)])]
+        return [c for c in cells if c.series]
+
+    def tiles(self, keep: Callable[[Series], bool]) -> tuple[list[Series | None], int]:
+        """One subplot per kept series, and the number of columns: a study per row when comparing."""
+        kept = [s for s in self.series if keep(s)]
+        if not self.compare:
+            return list(kept), min(3, len(kept))
+        matches = [m for m in self.matches if any(s.match == m for s in kept)]
+        tiles: list[Series | None] = []
+        for data in self.studies:
+            if any(s.data is data for s in kept):
+                tiles += [next((s for s in kept if s.data is data and s.match == m), None) for m in matches]
+        return tiles, len(matches)
+
+    def skipped(self, keep: Callable[[StudyData], bool], why: str) -> list[str]:
+        """Comparison notes for the studies a panel does not apply to."""
+        return [f"{label}: not shown ({why})" for d, label in zip(self.studies, self.labels) if not keep(d)]
+
+    def nowhere(self, why: str) -> str:
+        """The end of a note for a panel that applies to no study."""
+        return f"{why} in any of the studies" if self.compare else f"{why} in this study"
+
+    def bar_style(self, series: Series, role: str) -> dict[str, Any]:
+        """One study: a colour per role (teacher, no distillation, best); comparison: the study's colour,
+        solid for the best configuration and hatched for the others."""
+        if not self.compare:
+            return {"color": _ROLE_COLORS[role]}
+        solid = role == "best"
+        return {"facecolor": series.color if solid else "white", "edgecolor": series.color,
+                "hatch": _ROLE_HATCH[role], "linewidth": 0.8}
+
+    def bar_label(self, series: Series, role: str, text: str) -> str:
+        """One study: the role; comparison: the study, on its solid bars (the figure legend shows it)."""
+        if not self.compare:
+            return text
+        return series.label if role == "best" else "_nolegend_"
+
+    def legends(self, fig: MplFigure, axes: list[Axes], *, on: list[Axes], title: str | None = None,
+                styles: tuple[tuple[str, str], ...] = (), **kwargs: Any) -> None:
+        """One study: a legend on each axis of ``on``. Comparison: a figure legend with one entry per study
+        drawn, and on ``on`` what else is drawn (teacher rates, α*) and what the bar styles mean."""
+        from matplotlib.patches import Patch
+
+        if not self.compare:
+            for ax in on:
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=8, title=title if len(self.series) > 1 else None, **kwargs)
+            return
+        for ax in on:
+            pairs = [(h, t) for h, t in zip(*ax.get_legend_handles_labels()) if t not in self.labels]
+            pairs += [(Patch(label=text, facecolor="#777777" if role == "best" else "white",
+                             edgecolor="#555555", hatch=_ROLE_HATCH[role]), text) for text, role in styles]
+            if pairs:
+                ax.legend([h for h, _ in pairs], [t for _, t in pairs], fontsize=7, **kwargs)
+        drawn = {t for ax in axes for t in ax.get_legend_handles_labels()[1]}
+        handles = [Patch(facecolor=c, edgecolor=c, label=t) for t, c in zip(self.labels, self.colors) if t in drawn]
+        if handles:
+            fig.legend(handles=handles, title="study", loc="outside right upper", fontsize=8)
+
+
+_ROLE_COLORS = {"teacher": "#dd8452", "baseline": "#999999", "best": "#4c72b0"}
+_ROLE_HATCH = {"teacher": "..", "baseline": "///", "best": None}
+
+
+def _study_labels(studies: list[StudyData]) -> list[str]:
+    """Legend entries: each study's name; where names clash, its folder's name (numbered if those clash too)."""
+    names = [d.spec.name for d in studies]
+    labels = [n if names.count(n) == 1 else d.path.resolve().name for n, d in zip(names, studies)]
+    return [t if labels.count(t) == 1 else f"{t}#{i + 1}" for i, t in enumerate(labels)]
+
+
+def _varying_axes(studies: list[StudyData]) -> list[str]:
+    """The condition axes (noise_level, teacher_select, ...) that vary within any of the studies."""
+    axes: dict[str, None] = {}
+    for data in studies:
+        conditions = data.meta.get("conditions", [])
+        for name in conditions[0] if conditions else {}:
+            if name != "key" and len({json.dumps(c.get(name)) for c in conditions}) > 1:
+                axes[name] = None
+    return list(axes)
+
+
+def _titled(title: str, cell: Cell) -> str:
+    return f"{title} ({cell.title})" if cell.title else title
+
+
+# ------------------------------------------------------------------------------------------------ panels
+
+Panel = Callable[[View, Path], "Figure | str | None"]
+
+
+def _panels(view: View) -> list[Panel]:
+    if view.regression:
         return [_mse_vs_alpha, _importances, _search_progress]
     return [_accuracy_vs_alpha, _alpha_temperature, _importances, _per_class, _flips, _teacher_vs_student,
             _search_progress]
 
 
-def _accuracy_vs_alpha(data: StudyData, folder: Path) -> Figure | str | None:
-    if not data.runs:
+def _accuracy_vs_alpha(view: View, folder: Path) -> Figure | str | None:
+    if not view.any_runs():
         return None
-    fig, ax = _subplots(1, 1, (8, 5))
-    for i, condition in enumerate(data.conditions):
-        _alpha_series(ax[0], data, condition, i, "test")
-    ax[0].set_xlabel(ALPHA_LABEL)
-    ax[0].set_ylabel("test accuracy (at best validation epoch)")
-    ax[0].set_title("Test accuracy vs alpha, one line per condition")
-    _legend(ax[0], data)
+    cells = view.cells(split=False)
+    fig, axes = _grid(len(cells), (8, 5), (6.4, 4.4))
+    for axis, cell in zip(axes, cells):
+        for series in cell.series:
+            _alpha_series(axis, series, "test")
+        axis.set_xlabel(ALPHA_LABEL)
+        axis.set_ylabel("test accuracy (at best validation epoch)")
+        axis.set_title(cell.title or "Test accuracy vs alpha, one line per condition")
+    view.legends(fig, axes, on=axes, title="condition")
     return _save(fig, folder, "accuracy_vs_alpha", "Test accuracy vs alpha",
                  "Each point is a run (one seed) at its best validation epoch; the line joins the mean of each "
                  f"configuration's complete runs and the band is a {CONFIDENCE:.0%} t-interval over seeds. "
                  "Hollow points: running or pruned trials (not in the means).")
 
 
-def _mse_vs_alpha(data: StudyData, folder: Path) -> Figure | str | None:
-    if not data.runs:
+def _mse_vs_alpha(view: View, folder: Path) -> Figure | str | None:
+    if not view.any_runs():
         return None
-    fig, ax = _subplots(1, 2, (12, 4.8))
-    for i, condition in enumerate(data.conditions):
-        _alpha_series(ax[0], data, condition, i, "objective")
-        _alpha_series(ax[1], data, condition, i, "test")
-        star = ((data.teachers.get(condition) or {}).get("linear") or {}).get("alpha_star")
-        if _finite(star):
-            for axis in ax:
-                axis.axvline(star, color=_color(i), linestyle="--", linewidth=1,
-                             label=f"α* = {star:.3g} (closed form), {condition}")
-    ax[0].set_ylabel("validation MSE (noisy targets; objective)")
-    ax[1].set_ylabel("test excess MSE (vs noise-free targets)")
-    for axis, title in zip(ax, ("Validation MSE vs alpha", "Test excess MSE vs alpha")):
-        axis.set_xlabel(ALPHA_LABEL)
-        axis.set_title(title)
-    _legend(ax[1], data)
+    cells = view.cells(split=False)
+    fig, axes = _subplots(len(cells), 2, (12, 4.8 * len(cells)))
+    for row, cell in enumerate(cells):
+        pair = axes[2 * row: 2 * row + 2]
+        for series in cell.series:
+            _alpha_series(pair[0], series, "objective")
+            _alpha_series(pair[1], series, "test")
+            star = ((series.data.teachers.get(series.condition) or {}).get("linear") or {}).get("alpha_star")
+            if _finite(star):
+                for axis in pair:
+                    axis.axvline(star, color=series.color, linestyle="--", linewidth=1,
+                                 label=f"α* = {star:.3g} (closed form), {series.label}")
+        pair[0].set_ylabel("validation MSE (noisy targets; objective)")
+        pair[1].set_ylabel("test excess MSE (vs noise-free targets)")
+        for axis, title in zip(pair, ("Validation MSE vs alpha", "Test excess MSE vs alpha")):
+            axis.set_xlabel(ALPHA_LABEL)
+            axis.set_title(_titled(title, cell))
+    view.legends(fig, axes, on=axes[1::2], title="condition")
     return _save(fig, folder, "mse_vs_alpha", "Linear task: MSE vs alpha",
                  "Each point is a run (one seed); lines join configuration means with a "
                  f"{CONFIDENCE:.0%} t-interval band. Dashed: the closed-form optimum α* = B / (B + V) of the "
                  "same draws, where teachers.json records it.")
 
 
-def _alpha_series(ax: Axes, data: StudyData, condition: str, index: int, attr: str) -> None:
+def _alpha_series(ax: Axes, series: Series, attr: str) -> None:
     """Runs as points (hollow when not in the means), configuration means as a line with a t-interval band."""
-    color = _color(index)
-    runs = [r for r in data.runs if r.condition == condition and _finite(getattr(r, attr))]
+    color = series.color
+    runs = [r for r in series.data.runs if r.condition == series.condition and _finite(getattr(r, attr))]
     done = [r for r in runs if r.in_means]
     other = [r for r in runs if not r.in_means]
     ax.scatter([r.alpha for r in done], [getattr(r, attr) for r in done], s=14, color=color, alpha=0.6)
@@ -322,40 +538,42 @@ def _alpha_series(ax: Axes, data: StudyData, condition: str, index: int, attr: s
         ax.scatter([r.alpha for r in other], [getattr(r, attr) for r in other], s=18, facecolors="none",
                    edgecolors=color, alpha=0.8)
     points = []
-    for config in data.configurations(condition):
+    for config in series.data.configurations(series.condition):
         values = [getattr(r, attr) for r in config.complete() if _finite(getattr(r, attr))]
         if values:
             mean, half = _mean_interval(values)
             points.append((config.alpha, mean, half))
     if points:
         x, mean, half = (list(v) for v in zip(*points))
-        ax.plot(x, mean, color=color, marker="o", markersize=4, label=condition)
+        ax.plot(x, mean, color=color, marker="o", markersize=4, label=series.label)
         ax.fill_between(x, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)], color=color,
                         alpha=0.15, linewidth=0)
 
 
-def _alpha_temperature(data: StudyData, folder: Path) -> Figure | str | None:
-    search = data.spec.search
-    if "temperature" not in search or "alpha" not in search:
-        return "No alpha x temperature panel: temperature is not searched in this study."
-    if not data.runs:
+def _searches_temperature(data: StudyData) -> bool:
+    return "temperature" in data.spec.search and "alpha" in data.spec.search
+
+
+def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
+    if not any(_searches_temperature(d) for d in view.studies):
+        return f"No alpha x temperature panel: {view.nowhere('temperature is not searched')}."
+    if not any(d.runs for d in view.studies if _searches_temperature(d)):
         return None
     import numpy as np
 
-    n = len(data.conditions)
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
+    tiles, cols = view.tiles(lambda s: _searches_temperature(s.data))
+    rows = math.ceil(len(tiles) / cols)
     fig, axes = _subplots(rows, cols, (5.2 * cols, 4.4 * rows))
-    t_spec, a_spec = search["temperature"], search["alpha"]
-    a_edges = np.linspace(float(a_spec.low or 0.0), float(a_spec.high or 1.0), HEATMAP_BINS + 1)
-    t_low, t_high = float(t_spec.low or 1.0), float(t_spec.high or 20.0)
-    t_edges = (np.geomspace(t_low, t_high, HEATMAP_BINS + 1) if t_spec.log
-               else np.linspace(t_low, t_high, HEATMAP_BINS + 1))
-    values = [c.mean() for cond in data.conditions for c in data.configurations(cond) if _finite(c.mean())]
+    values = [c.mean() for s in tiles if s for c in s.data.configurations(s.condition) if _finite(c.mean())]
     vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
-    mesh = None
-    for axis, condition in zip(axes, data.conditions):
-        configs = [c for c in data.configurations(condition) if c.temperature is not None]
+    mesh, drawn = None, []
+    for axis, series in zip(axes, tiles):
+        if series is None:
+            axis.set_visible(False)
+            continue
+        drawn.append(axis)
+        a_edges, t_edges, log = _heatmap_edges(series.data)
+        configs = [c for c in series.data.configurations(series.condition) if c.temperature is not None]
         sums = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
         counts = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
         for c in configs:
@@ -366,74 +584,114 @@ def _alpha_temperature(data: StudyData, folder: Path) -> Figure | str | None:
                 counts[i, j] += 1
         grid = np.ma.masked_where(counts == 0, sums / np.maximum(counts, 1))
         mesh = axis.pcolormesh(a_edges, t_edges, grid, cmap="viridis", vmin=vmin, vmax=vmax, shading="flat")
+        edge = series.color if view.compare else "black"
         scored = [c for c in configs if _finite(c.mean())]
         pending = [c for c in configs if not _finite(c.mean())]
         axis.scatter([c.alpha for c in scored], [c.temperature for c in scored], c=[c.mean() for c in scored],
-                     cmap="viridis", vmin=vmin, vmax=vmax, edgecolors="black", s=30, zorder=3, clip_on=False)
+                     cmap="viridis", vmin=vmin, vmax=vmax, edgecolors=edge, s=30, zorder=3, clip_on=False,
+                     label=series.label)
         if pending:
             axis.scatter([c.alpha for c in pending], [c.temperature for c in pending], facecolors="none",
-                         edgecolors="black", s=30, zorder=3, clip_on=False)
-        if t_spec.log:
+                         edgecolors=edge, s=30, zorder=3, clip_on=False)
+        if log:
             axis.set_yscale("log")
         axis.set_xlabel(ALPHA_LABEL)
         axis.set_ylabel("temperature T")
-        axis.set_title(condition)
-    for axis in axes[n:]:
+        if view.compare:
+            axis.set_title(f"{series.label}: {series.match}", color=series.color)
+        else:
+            axis.set_title(series.condition)
+    for axis in axes[len(tiles):]:
         axis.set_visible(False)
     if mesh is not None:
-        bar = fig.colorbar(mesh, ax=axes[:n])
-        bar.set_label(data.objective_label)
-    return _save(fig, folder, "alpha_temperature", "Objective over alpha and temperature",
-                 f"The mean {data.objective_label} of each configuration's complete runs, averaged within "
-                 f"{HEATMAP_BINS}x{HEATMAP_BINS} bins of the searched ranges; dots are the configurations "
-                 "(hollow: no complete run yet).")
+        bar = fig.colorbar(mesh, ax=drawn)
+        bar.set_label(view.objective_label)
+    view.legends(fig, drawn, on=[])
+    figure = _save(fig, folder, "alpha_temperature", "Objective over alpha and temperature",
+                   f"The mean {view.objective_label} of each configuration's complete runs, averaged within "
+                   f"{HEATMAP_BINS}x{HEATMAP_BINS} bins of the searched ranges; dots are the configurations "
+                   "(hollow: no complete run yet).")
+    figure.notes = view.skipped(_searches_temperature, "temperature is not searched") if view.compare else []
+    return figure
 
 
-def _importances(data: StudyData, folder: Path) -> Figure | str | None:
-    searched = [p for p in data.spec.search]
-    if len(searched) < 2:
-        return f"No parameter-importance panel: only {', '.join(searched)} is searched."
-    storage, why = _optuna_storage(data)
-    if storage is None:
-        return f"No parameter-importance panel: {why}."
-    import optuna
+def _heatmap_edges(data: StudyData) -> tuple[Any, Any, bool]:
+    import numpy as np
 
-    from kdtune.search import optuna_study_name
+    t_spec, a_spec = data.spec.search["temperature"], data.spec.search["alpha"]
+    a_edges = np.linspace(float(a_spec.low or 0.0), float(a_spec.high or 1.0), HEATMAP_BINS + 1)
+    t_low, t_high = float(t_spec.low or 1.0), float(t_spec.high or 20.0)
+    t_edges = (np.geomspace(t_low, t_high, HEATMAP_BINS + 1) if t_spec.log
+               else np.linspace(t_low, t_high, HEATMAP_BINS + 1))
+    return a_edges, t_edges, bool(t_spec.log)
 
-    found: dict[str, dict[str, float]] = {}
+
+def _importances(view: View, folder: Path) -> Figure | str | None:
+    found: dict[Series, dict[str, float]] = {}
     notes = []
-    for condition in data.conditions:
-        try:
-            study = optuna.load_study(study_name=optuna_study_name(data.spec.name, condition), storage=storage)
-        except Exception as exc:  # a missing study or an unreadable database: a note, not a failure
-            notes.append(f"{condition}: no Optuna study readable ({_first_line(exc)})")
+    for data in view.studies:
+        prefix = f"{view.label(data)}: " if view.compare else ""
+        searched = list(data.spec.search)
+        if len(searched) < 2:
+            notes.append(f"{prefix}only {', '.join(searched)} is searched")
             continue
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(complete) < 2:
-            notes.append(f"{condition}: too few complete trials for importances ({len(complete)}; at least 2)")
+        storage, why = _optuna_storage(data)
+        if storage is None:
+            notes.append(f"{prefix}{why}")
             continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                found[condition] = optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-        except Exception as exc:
-            notes.append(f"{condition}: importances could not be computed ({_first_line(exc)})")
+        for series in (s for s in view.series if s.data is data):
+            importances, why = _condition_importances(data, series.condition, storage)
+            if importances is None:
+                notes.append(f"{series.where}: {why}")
+            else:
+                found[series] = importances
     if not found:
         return "No parameter-importance panel: " + "; ".join(notes) + "."
-    n = len(found)
-    fig, axes = _subplots(1, n, (6.5 * n, 0.6 * len(searched) + 2.2))
-    for axis, (condition, importances) in zip(axes, found.items()):
-        names = [p for p in searched if p in importances][::-1]
-        axis.barh([_PARAM_LABELS.get(p, p) for p in names], [importances[p] for p in names], color="#4c72b0")
+    import numpy as np
+
+    params = list(dict.fromkeys(p for d in view.studies for p in d.spec.search))
+    cells = view.cells(keep=lambda s: s in found)
+    k = max(len(c.series) for c in cells)
+    fig, axes = _subplots(1, len(cells), (6.5 * len(cells), (0.6 + 0.3 * (k - 1)) * len(params) + 2.2))
+    for axis, cell in zip(axes, cells):
+        names = [p for p in params if any(p in found[s] for s in cell.series)][::-1]
+        y = np.arange(len(names))
+        height = 0.8 / len(cell.series)
+        for j, series in enumerate(cell.series):
+            offset = ((len(cell.series) - 1) / 2 - j) * height  # the first study on top
+            axis.barh(y + offset, [found[series].get(p, math.nan) for p in names], height=height,
+                      label=series.label, **view.bar_style(series, "best"))
+        axis.set_yticks(y, [_PARAM_LABELS.get(p, p) for p in names])
         axis.set_xlabel("importance (fANOVA, share of objective variance)")
-        axis.set_title(condition)
+        axis.set_title(cell.title)
         axis.set_xlim(0, 1)
+    view.legends(fig, axes, on=[])
     figure = _save(fig, folder, "importances", "Optuna parameter importances",
                    "fANOVA importances of the searched parameters for each condition's Optuna study "
                    "(complete trials only).")
     figure.notes = notes
     return figure
+
+
+def _condition_importances(data: StudyData, condition: str, storage: Any) -> tuple[dict[str, float] | None, str]:
+    import optuna
+
+    from kdtune.search import optuna_study_name
+
+    try:
+        study = optuna.load_study(study_name=optuna_study_name(data.spec.name, condition), storage=storage)
+    except Exception as exc:  # a missing study or an unreadable database: a note, not a failure
+        return None, f"no Optuna study readable ({_first_line(exc)})"
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return None, f"too few complete trials for importances ({len(complete)}; at least 2)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))), ""
+    except Exception as exc:
+        return None, f"importances could not be computed ({_first_line(exc)})"
 
 
 def _optuna_storage(data: StudyData) -> tuple[Any, str]:
@@ -459,31 +717,42 @@ def _optuna_storage(data: StudyData) -> tuple[Any, str]:
         return None, f"the Optuna storage {redact_url(url)} could not be opened ({_first_line(exc)})"
 
 
-def _per_class(data: StudyData, folder: Path) -> Figure | str | None:
-    pairs = []
+def _per_class(view: View, folder: Path) -> Figure | str | None:
+    pairs: dict[Series, tuple[Configuration, Configuration]] = {}
     notes = []
-    for condition in data.conditions:
-        best, base = data.best(condition), data.no_distillation(condition)
+    for series in view.series:
+        best, base = series.data.best(series.condition), series.data.no_distillation(series.condition)
         if best is None or base is None:
-            notes.append(f"{condition}: no complete " + ("runs" if best is None else "alpha = 1 baseline"))
-            continue
-        pairs.append((condition, best, base))
+            notes.append(f"{series.where}: no complete " + ("runs" if best is None else "alpha = 1 baseline"))
+        else:
+            pairs[series] = (best, base)
     if not pairs:
         return "No per-class panel: " + "; ".join(notes) + "." if notes else None
     import numpy as np
 
-    fig, axes = _subplots(len(pairs), 1, (10, 3.2 * len(pairs)))
-    for axis, (condition, best, base) in zip(axes, pairs):
-        best_acc, base_acc = _per_class_mean(best), _per_class_mean(base)
-        x = np.arange(len(best_acc))
-        axis.bar(x - 0.2, base_acc, width=0.4, color="#999999", label="no distillation (alpha = 1 baseline)")
-        axis.bar(x + 0.2, best_acc, width=0.4, color="#4c72b0", label=f"best on validation ({best.describe()})")
-        axis.set_xticks(x)
+    cells = view.cells(keep=lambda s: s in pairs)
+    fig, axes = _subplots(len(cells), 1, (10, 3.2 * len(cells)))
+    for axis, cell in zip(axes, cells):
+        width = 0.8 / (2 * len(cell.series))
+        classes = 0
+        for j, series in enumerate(cell.series):
+            best, base = pairs[series]
+            bars = (("baseline", base, "no distillation (alpha = 1 baseline)"),
+                    ("best", best, f"best on validation ({best.describe()})"))
+            for r, (role, config, text) in enumerate(bars):
+                values = _per_class_mean(config)
+                classes = max(classes, len(values))
+                offset = (2 * j + r - (2 * len(cell.series) - 1) / 2) * width
+                axis.bar(np.arange(len(values)) + offset, values, width=width,
+                         label=view.bar_label(series, role, text), **view.bar_style(series, role))
+        axis.set_xticks(np.arange(classes))
         axis.set_xlabel("class")
         axis.set_ylabel("test accuracy per class")
         axis.set_ylim(0.0, 1.15)
-        axis.set_title(condition)
-        axis.legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
+        axis.set_title(cell.title)
+    view.legends(fig, axes, on=axes, styles=(("no distillation (alpha = 1 baseline)", "baseline"),
+                                             ("best on validation", "best")),
+                 loc="upper center", ncol=2, frameon=False)
     figure = _save(fig, folder, "per_class", "Per-class test accuracy: best configuration vs no distillation",
                    "Mean over the complete runs (each at its best validation epoch) of the configuration with the "
                    "best mean validation objective, next to the alpha = 1 baseline.")
@@ -499,115 +768,141 @@ def _per_class_mean(config: Configuration) -> list[float]:
     return [sum(v[k] for v in lists) / len(lists) for k in range(min(len(v) for v in lists))]
 
 
-def _flips(data: StudyData, folder: Path) -> Figure | str | None:
-    noisy = [c for c in data.conditions
-             if any(r.condition == c and _finite(r.row.get("correction_rate")) for r in data.runs)]
-    if not noisy:
-        return "No correction/memorisation panel: no condition has flipped training labels."
-    fig, axes = _subplots(1, 2, (12, 4.8))
-    for i, condition in enumerate(data.conditions):
-        if condition not in noisy:
-            continue
-        teacher = (data.teachers.get(condition) or {}).get("diagnostics") or {}
-        for axis, key in zip(axes, ("correction_rate", "memorisation_rate")):
-            _rate_series(axis, data, condition, i, key)
-            if _finite(teacher.get(key)):
-                axis.axhline(teacher[key], color=_color(i), linestyle=":", linewidth=1,
-                             label=f"teacher, {condition}")
-    for axis, what in zip(axes, ("correction", "memorisation")):
-        axis.set_xlabel(ALPHA_LABEL)
-        axis.set_ylabel(f"{what} rate of flipped training labels")
-        axis.set_title(f"Flipped-label {what} vs alpha")
-    axes[1].legend(fontsize=8)
-    return _save(fig, folder, "flips", "Flipped-label correction and memorisation vs alpha",
-                 "Share of the flipped training samples the student predicts as their clean label (correction) "
-                 "or as their noisy label (memorisation), at each run's best validation epoch; lines join "
-                 "configuration means, dotted lines are the teacher's rates.")
+def _has_flips(series: Series) -> bool:
+    return any(r.condition == series.condition and _finite(r.row.get("correction_rate")) for r in series.data.runs)
 
 
-def _rate_series(ax: Axes, data: StudyData, condition: str, index: int, key: str) -> None:
-    runs = [r for r in data.runs if r.condition == condition and _finite(r.row.get(key))]
+def _flips(view: View, folder: Path) -> Figure | str | None:
+    cells = view.cells(split=False, keep=_has_flips)
+    if not cells:
+        return f"No correction/memorisation panel: {view.nowhere('no condition has flipped training labels')}."
+    fig, axes = _subplots(len(cells), 2, (12, 4.8 * len(cells)))
+    for row, cell in enumerate(cells):
+        pair = axes[2 * row: 2 * row + 2]
+        for series in cell.series:
+            teacher = (series.data.teachers.get(series.condition) or {}).get("diagnostics") or {}
+            for axis, key in zip(pair, ("correction_rate", "memorisation_rate")):
+                _rate_series(axis, series, key)
+                if _finite(teacher.get(key)):
+                    axis.axhline(teacher[key], color=series.color, linestyle=":", linewidth=1,
+                                 label=f"teacher, {series.label}")
+        for axis, what in zip(pair, ("correction", "memorisation")):
+            axis.set_xlabel(ALPHA_LABEL)
+            axis.set_ylabel(f"{what} rate of flipped training labels")
+            axis.set_title(_titled(f"Flipped-label {what} vs alpha", cell))
+    view.legends(fig, axes, on=axes[1::2])
+    figure = _save(fig, folder, "flips", "Flipped-label correction and memorisation vs alpha",
+                   "Share of the flipped training samples the student predicts as their clean label (correction) "
+                   "or as their noisy label (memorisation), at each run's best validation epoch; lines join "
+                   "configuration means, dotted lines are the teacher's rates.")
+    if view.compare:
+        figure.notes = view.skipped(lambda d: any(_has_flips(s) for s in view.series if s.data is d),
+                                    "no condition has flipped training labels")
+    return figure
+
+
+def _rate_series(ax: Axes, series: Series, key: str) -> None:
+    runs = [r for r in series.data.runs if r.condition == series.condition and _finite(r.row.get(key))]
     ax.scatter([r.alpha for r in runs if r.in_means], [r.row[key] for r in runs if r.in_means], s=12,
-               color=_color(index), alpha=0.6)
+               color=series.color, alpha=0.6)
     means = []
-    for config in data.configurations(condition):
+    for config in series.data.configurations(series.condition):
         values = [r.row[key] for r in config.complete() if _finite(r.row.get(key))]
         if values:
             means.append((config.alpha, sum(values) / len(values)))
     if means:
-        ax.plot(*zip(*means), color=_color(index), marker="o", markersize=3, label=condition)
+        ax.plot(*zip(*means), color=series.color, marker="o", markersize=3, label=series.label)
 
 
-def _teacher_vs_student(data: StudyData, folder: Path) -> Figure | str | None:
+def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
     import numpy as np
 
-    rows = []
-    for condition in data.conditions:
-        teacher = ((data.teachers.get(condition) or {}).get("diagnostics") or {}).get("test_accuracy")
-        base, best = data.no_distillation(condition), data.best(condition)
-        rows.append((condition, teacher, base, best))
-    if not any(t is not None or b is not None for _, t, b, _ in rows):
+    bars: dict[Series, list[tuple[float, float | None]]] = {}
+    for series in view.series:
+        teacher = ((series.data.teachers.get(series.condition) or {}).get("diagnostics") or {}).get("test_accuracy")
+        base, best = series.data.no_distillation(series.condition), series.data.best(series.condition)
+        bars[series] = [(_nan(teacher), None), _mean_test(base), _mean_test(best)]
+    if not any(_finite(v) for b in bars.values() for v, _ in b[:2]):
         return "No teacher vs student panel: no teacher diagnostics and no complete baseline yet."
-    fig, axes = _subplots(1, 1, (max(6.0, 2.2 * len(rows)), 4.8))
-    x = np.arange(len(rows))
-    width = 0.27
-    series = [("teacher", "#dd8452", [_nan(t) for _, t, _, _ in rows], None),
-              ("student, no distillation (alpha = 1)", "#999999", *_means([b for _, _, b, _ in rows])),
-              ("student, best on validation", "#4c72b0", *_means([s for _, _, _, s in rows]))]
-    for k, (label, color, values, errors) in enumerate(series):
-        axes[0].bar(x + (k - 1) * width, values, width=width, color=color, label=label, yerr=errors, capsize=3)
-    finite = [v for _, _, values, _ in series for v in values if _finite(v)]
+    cells = view.cells()
+    roles = (("teacher", "teacher"), ("baseline", "student, no distillation (alpha = 1)"),
+             ("best", "student, best on validation"))
+    k = max(len(c.series) for c in cells)
+    fig, axes = _subplots(1, 1, (max(6.0, 2.2 * len(cells) * k), 4.8))
+    labelled: set[str] = set()
+    for i, cell in enumerate(cells):
+        width = 0.8 / (3 * len(cell.series))
+        for j, series in enumerate(cell.series):
+            for r, ((role, text), (value, error)) in enumerate(zip(roles, bars[series])):
+                label = view.bar_label(series, role, text)
+                if label in labelled:
+                    label = "_nolegend_"  # one legend entry per role (or study)
+                labelled.add(label)
+                axes[0].bar(i + (3 * j + r - (3 * len(cell.series) - 1) / 2) * width, value, width=width,
+                            yerr=error, capsize=3, label=label, **view.bar_style(series, role))
+    finite = [v for b in bars.values() for v, _ in b if _finite(v)]
     low = max(0.0, min(finite, default=0.0) - 0.05)
     axes[0].set_ylim(low, 1.0 + 0.15 * (1.0 - low))
-    axes[0].set_xticks(x, [c for c, *_ in rows], rotation=15)
+    axes[0].set_xticks(np.arange(len(cells)), [c.title for c in cells], rotation=15)
     axes[0].set_xlabel("condition")
     axes[0].set_ylabel("test accuracy")
     axes[0].set_title("Teacher vs student per condition")
-    axes[0].legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
-    return _save(fig, folder, "teacher_vs_student", "Teacher vs student test accuracy",
-                 "The teacher's test accuracy at its selected checkpoint (teachers.json), the student trained "
-                 "alone (alpha = 1 baseline) and the best configuration on validation; students are means over "
-                 f"complete runs with {CONFIDENCE:.0%} t-intervals.")
+    view.legends(fig, axes, on=axes, styles=tuple((text, role) for role, text in roles),
+                 loc="upper center", ncol=3, frameon=False)
+    figure = _save(fig, folder, "teacher_vs_student", "Teacher vs student test accuracy",
+                   "The teacher's test accuracy at its selected checkpoint (teachers.json), the student trained "
+                   "alone (alpha = 1 baseline) and the best configuration on validation; students are means over "
+                   f"complete runs with {CONFIDENCE:.0%} t-intervals.")
+    if view.compare:
+        figure.notes = view.skipped(lambda d: any(_finite(v) for s in view.series if s.data is d
+                                                  for v, _ in bars[s][:2]),
+                                    "no teacher diagnostics and no complete baseline yet")
+    return figure
 
 
-def _means(configs: list[Configuration | None]) -> tuple[list[float], list[float]]:
-    values, errors = [], []
-    for config in configs:
-        tests = [r.test for r in config.complete() if _finite(r.test)] if config else []
-        mean, half = _mean_interval(tests) if tests else (math.nan, 0.0)
-        values.append(mean)
-        errors.append(half)
-    return values, errors
+def _mean_test(config: Configuration | None) -> tuple[float, float]:
+    tests = [r.test for r in config.complete() if _finite(r.test)] if config else []
+    return _mean_interval(tests) if tests else (math.nan, 0.0)
 
 
-def _search_progress(data: StudyData, folder: Path) -> Figure | str | None:
-    if not data.trials:
+def _search_progress(view: View, folder: Path) -> Figure | str | None:
+    if not any(d.trials for d in view.studies):
         return "No search-progress panel: no trial has ended yet."
-    fig, axes = _subplots(1, 1, (8, 4.8))
-    ax = axes[0]
-    for i, condition in enumerate(data.conditions):
-        ended = sorted((t for t in data.trials if t["condition"] == condition), key=lambda t: t["ended_at"])
-        best, xs, ys = math.nan, [], []
-        for n, trial in enumerate(ended, start=1):
-            value = trial["objective"]
-            if trial["state"] == "COMPLETE" and _finite(value):
-                best = value if not _finite(best) else (max if data.sign > 0 else min)(best, value)
-                ax.scatter([n], [value], s=14, color=_color(i), alpha=0.6)
-            elif _finite(value):
-                ax.scatter([n], [value], s=18, facecolors="none", edgecolors=_color(i))
-            xs.append(n)
-            ys.append(best)
-        if xs:
-            ax.step(xs, ys, where="post", color=_color(i), label=condition)
-    ax.set_xlabel("trial index (order of ending, per condition)")
-    ax.set_ylabel(f"best {data.objective_label} so far")
-    ax.set_title("Search progress")
-    ax.legend(fontsize=8)
+    cells = view.cells(split=False)
+    fig, axes = _grid(len(cells), (8, 4.8), (6.4, 4.4))
+    for axis, cell in zip(axes, cells):
+        for series in cell.series:
+            _progress_series(axis, series)
+        axis.set_xlabel("trial index (order of ending, per condition)")
+        axis.set_ylabel(f"best {view.objective_label} so far")
+        axis.set_title(_titled("Search progress", cell))
+    view.legends(fig, axes, on=axes)
     caption = ("The best objective of complete trials so far, per condition; dots are each trial's objective "
                "(hollow: pruned or failed, not counted).")
-    if data.running_trials:
-        caption += f" {data.running_trials} running trial(s) are not shown yet."
-    return _save(fig, folder, "search_progress", "Search progress", caption)
+    running = sum(d.running_trials for d in view.studies)
+    if running:
+        caption += f" {running} running trial(s) are not shown yet."
+    figure = _save(fig, folder, "search_progress", "Search progress", caption)
+    if view.compare:
+        figure.notes = view.skipped(lambda d: bool(d.trials), "no trial has ended yet")
+    return figure
+
+
+def _progress_series(ax: Axes, series: Series) -> None:
+    data = series.data
+    ended = sorted((t for t in data.trials if t["condition"] == series.condition), key=lambda t: t["ended_at"])
+    best, xs, ys = math.nan, [], []
+    for n, trial in enumerate(ended, start=1):
+        value = trial["objective"]
+        if trial["state"] == "COMPLETE" and _finite(value):
+            best = value if not _finite(best) else (max if data.sign > 0 else min)(best, value)
+            ax.scatter([n], [value], s=14, color=series.color, alpha=0.6)
+        elif _finite(value):
+            ax.scatter([n], [value], s=18, facecolors="none", edgecolors=series.color)
+        xs.append(n)
+        ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color=series.color, label=series.label)
 
 
 # ----------------------------------------------------------------------------------- figure utilities
@@ -619,26 +914,35 @@ def _subplots(rows: int, cols: int, size: tuple[float, float]) -> tuple[MplFigur
     return fig, list(axes.flat)
 
 
+def _grid(n: int, one: tuple[float, float], each: tuple[float, float]) -> tuple[MplFigure, list[Axes]]:
+    """``n`` subplots: one of size ``one``, or up to three a row of size ``each``."""
+    if n == 1:
+        return _subplots(1, 1, one)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = _subplots(rows, cols, (each[0] * cols, each[1] * rows))
+    for axis in axes[n:]:
+        axis.set_visible(False)
+    return fig, axes[:n]
+
+
 def _save(fig: MplFigure, folder: Path, name: str, title: str, caption: str) -> Figure:
     import matplotlib.pyplot as plt
 
     path = folder / f"{name}.png"
     fig.savefig(path, dpi=DPI)
     axes = [_axis_info(ax) for ax in fig.axes if ax.get_visible()]
+    legend = [t.get_text() for found in fig.legends for t in found.get_texts()]
     plt.close(fig)
-    return Figure(name=name, title=title, caption=caption, file=path, axes=axes)
+    return Figure(name=name, title=title, caption=caption, file=path, axes=axes, legend=legend)
 
 
 def _axis_info(ax: Axes) -> dict[str, Any]:
     return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
+            "series": ax.get_legend_handles_labels()[1],
             "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
-
-
-def _legend(ax: Axes, data: StudyData) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, title="condition" if len(data.conditions) > 1 else None)
 
 
 def _color(index: int) -> str:
@@ -662,7 +966,8 @@ def _mean_interval(values: list[float]) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------ verdicts, HTML
 
 def _verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
-    """Per condition, the verdict of :func:`kdtune.recommend.recommend` (or a note why there is none)."""
+    """Per condition, the verdict of :func:`kdtune.recommend.recommend` on this study alone (or a note why
+    there is none)."""
     try:
         from kdtune.recommend import recommend
     except ImportError:
@@ -687,37 +992,60 @@ margin-top:1.8em}
 img{max-width:100%;height:auto;border:1px solid #eee}.caption{color:#444;font-size:.92em}
 table{border-collapse:collapse;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
 th{background:#f6f6f6}.notes li{color:#555;font-size:.92em}footer{margin-top:3em;color:#888;font-size:.85em}
+.swatch{display:inline-block;width:.9em;height:.9em;margin-right:.4em;vertical-align:-.1em;border-radius:2px}
 """
+_SCORING = ("Each run is scored at its best validation epoch (the validation objective selects, the test metric "
+            "at that epoch is reported).")
 
 
-def _html(data: StudyData, figures: list[Figure], notes: list[str], verdicts: dict[str, str]) -> str:
+def _html(view: View, figures: list[Figure], notes: list[str], sections: list[_Section]) -> str:
     from kdtune import __version__
 
     esc = html.escape
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    alpha = f"alpha is the {esc(ALPHA_LABEL[len('alpha ('):-1])}."
+    if view.compare:
+        title = "comparison of " + ", ".join(view.labels)
+        matched = (f"conditions are matched across studies by {', '.join(view.match_axes)}"
+                   if view.match_axes else "each study has one condition: one panel shows them all")
+        header = [f"<h1>kdtune {esc(title)}</h1>",
+                  f"<p>{alpha} {_SCORING} One colour per study in every figure; {esc(matched)}. Each study's "
+                  "recommendation (its own, not pooled) is in its section below the figures.</p>"]
+        summary = "<section id=\"studies\"><h2>Studies</h2>" + _studies_table(sections) + "</section>"
+    else:
+        one = sections[0]
+        title = one.data.spec.name
+        header = [f"<h1>kdtune study {esc(title)}</h1>", _study_status(one.data, now), f"<p>{alpha} {_SCORING}</p>"]
+        summary = ("<section id=\"summary\"><h2>Conditions</h2>" + _summary_table(one.data, one.verdicts)
+                   + "</section>")
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             f"<title>kdtune report: {esc(data.spec.name)}</title><style>{_CSS}</style></head><body>",
-             f"<header><h1>kdtune study {esc(data.spec.name)}</h1>",
-             f"<p class=\"status\">{esc(_status_line(data))}</p>"]
-    if not data.finished:
-        parts.append(f"<p class=\"snapshot\">Snapshot taken {esc(now)}: the study has not finished (still running, "
-                     f"or interrupted). {data.running_trials} trial(s) had not ended; their runs are drawn hollow "
-                     "and left out of means and selections.</p>")
-    parts.append(f"<p>alpha is the {esc(ALPHA_LABEL[len('alpha ('):-1])}. Each run is scored at its best "
-                 "validation epoch (the validation objective selects, the test metric at that epoch is "
-                 "reported).</p></header>")
-    parts.append("<section id=\"summary\"><h2>Conditions</h2>" + _summary_table(data, verdicts) + "</section>")
+             f"<title>kdtune report: {esc(title)}</title><style>{_CSS}</style></head><body>",
+             "<header>" + "\n".join(header) + "</header>", summary]
     for figure in figures:
         encoded = base64.b64encode(figure.file.read_bytes()).decode("ascii")
         parts.append(f"<section id=\"fig-{esc(figure.name)}\"><h2>{esc(figure.title)}</h2>"
                      f"<img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{encoded}\">"
                      f"<p class=\"caption\">{esc(figure.caption)}</p>"
                      + _list(figure.notes) + "</section>")
+    if view.compare:
+        for i, section in enumerate(sections, start=1):
+            parts.append(f"<section id=\"study-{i}\"><h2>{_swatch(section.color)}Study {esc(section.label)}</h2>"
+                         + _study_status(section.data, now) + _summary_table(section.data, section.verdicts)
+                         + _list(section.notes) + "</section>")
     if notes:
         parts.append("<section id=\"notes\"><h2>Notes</h2>" + _list(notes) + "</section>")
-    parts.append(f"<footer>kdtune {esc(__version__)}, {esc(now)}, from {esc(str(data.path))}</footer>"
-                 "</body></html>\n")
+    sources = ", ".join(str(d.path) for d in view.studies)
+    parts.append(f"<footer>kdtune {esc(__version__)}, {esc(now)}, from {esc(sources)}</footer></body></html>\n")
     return "\n".join(parts)
+
+
+def _study_status(data: StudyData, now: str) -> str:
+    text = f"<p class=\"status\">{html.escape(_status_line(data))}</p>"
+    if not data.finished:
+        text += (f"\n<p class=\"snapshot\">Snapshot taken {html.escape(now)}: the study has not finished (still "
+                 f"running, or interrupted). {data.running_trials} trial(s) had not ended; their runs are drawn "
+                 "hollow and left out of means and selections.</p>")
+    return text
 
 
 def _status_line(data: StudyData) -> str:
@@ -748,6 +1076,28 @@ def _summary_table(data: StudyData, verdicts: dict[str, str]) -> str:
         rows.append(f"<tr><td>{esc(condition)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
                     + f"<td>{len(runs)}</td><td>{esc(verdict)}</td></tr>")
     return head + "".join(rows) + "</table>"
+
+
+def _studies_table(sections: list[_Section]) -> str:
+    esc = html.escape
+    rows = ["<table><tr><th>study</th><th>name</th><th>dataset</th><th>teacher</th><th>student</th>"
+            "<th>conditions</th><th>status</th><th>folder</th></tr>"]
+    for s in sections:
+        spec = s.data.spec
+        cells = [spec.name, spec.dataset.name, _model_words(spec.teacher), _model_words(spec.student),
+                 ", ".join(s.data.conditions), "finished" if s.data.finished else "not finished", str(s.data.path)]
+        rows.append(f"<tr><td>{_swatch(s.color)}{esc(s.label)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
+                    + "</tr>")
+    return "".join(rows) + "</table>"
+
+
+def _model_words(section: Any) -> str:
+    kwargs = getattr(section, "kwargs", None)
+    return f"{section.arch} {json.dumps(dict(kwargs))}" if kwargs else str(section.arch)
+
+
+def _swatch(color: str) -> str:
+    return f"<span class=\"swatch\" style=\"background:{color}\"></span>"
 
 
 def _list(items: list[str]) -> str:

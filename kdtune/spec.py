@@ -23,6 +23,7 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
+from pydantic import field_validator
 from pydantic import model_validator
 
 from kdtune.errors import SpecError
@@ -55,6 +56,11 @@ class LinearTaskSpec(_Model):
     noise_std: float = Field(1.0, ge=0)
 
 
+def _absolute(path: str) -> str:
+    """A local path made absolute (Ray workers may run elsewhere); URIs (``s3://...``) are kept as they are."""
+    return path if "://" in path else str(Path(path).expanduser().absolute())
+
+
 class DatasetSpec(_Model):
     name: str = "digits"
     train_size: int | None = Field(None, ge=10)
@@ -63,6 +69,38 @@ class DatasetSpec(_Model):
     data_root: str | None = None
     download: bool = False
     linear: LinearTaskSpec = LinearTaskSpec()
+    # Your own data (docs/byo.md): the training pool, then an optional test set; .npz or Parquet.
+    files: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files_label(cls, raw: Any) -> Any:
+        """With ``files`` and no ``name``, the dataset is called ``files`` (not the default ``digits``)."""
+        if isinstance(raw, dict) and raw.get("files") and "name" not in raw:
+            return {**raw, "name": "files"}
+        return raw
+
+    @field_validator("files")
+    @classmethod
+    def _check_files(cls, files: list[str] | None) -> list[str] | None:
+        if files is None:
+            return None
+        if not 1 <= len(files) <= 2:
+            raise SpecError("dataset.files", files, "must list one file (the training pool) or two (the training "
+                            "pool, then the test set)")
+        for i, f in enumerate(files):
+            if not f.lower().endswith((".npz", ".parquet")):
+                raise SpecError(f"dataset.files[{i}]", f, "must be a .npz or .parquet file")
+        return [_absolute(f) for f in files]
+
+    @model_validator(mode="after")
+    def _check_files_name(self) -> DatasetSpec:
+        from kdtune.data import DATASETS
+
+        if self.files and (self.name in DATASETS or ":" in self.name):
+            raise SpecError("dataset.name", self.name, "must be a label of your own (not a built-in dataset or a "
+                            "loader) when dataset.files is set")
+        return self
 
 
 class TeacherSection(_Model):
@@ -75,6 +113,24 @@ class TeacherSection(_Model):
     patience: int | None = Field(None, ge=1)
     kwargs: dict[str, Any] = {}
     error: float = Field(0.1, ge=0)  # linear task only: squared norm B of the teacher's weight error
+    # A teacher you bring (docs/byo.md): weights to load into `arch` (nothing is trained) ...
+    checkpoint: str | None = None
+    # ... or logits imported with `kdtune cache import` (no teacher model at all): the entry's key.
+    logits: str | None = None
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _check_checkpoint(cls, path: str | None) -> str | None:
+        return None if path is None else _absolute(path)
+
+    @field_validator("logits")
+    @classmethod
+    def _check_logits(cls, key: str | None) -> str | None:
+        import re
+
+        if key is not None and not re.fullmatch(r"[0-9a-f]{32}", key):
+            raise SpecError("teacher.logits", key, "must be the 32-hex-digit key that `kdtune cache import` printed")
+        return key
 
 
 class StudentSection(_Model):
@@ -201,6 +257,27 @@ class StudySpec(_Model):
         if asha and self.scheduler.grace_period > self.student.epochs:
             raise SpecError("scheduler.grace_period", self.scheduler.grace_period,
                             f"must be at most student.epochs ({self.student.epochs})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_given_teacher(self) -> StudySpec:
+        """``teacher.checkpoint`` and ``teacher.logits`` give the teacher: nothing about training it applies."""
+        t = self.teacher
+        given = [name for name in ("checkpoint", "logits") if getattr(t, name) is not None]
+        if not given:
+            return self
+        field = f"teacher.{given[-1]}"
+        if len(given) == 2:
+            raise SpecError("teacher.logits", t.logits, "cannot be combined with teacher.checkpoint (imported "
+                            "logits need no teacher model); set one of them")
+        if self.task == "regression":
+            raise SpecError(field, getattr(t, given[0]), "is for classification; the linear task builds its "
+                            "teacher from teacher.error")
+        for axis in ("teacher_epochs", "teacher_select", "teacher_seeds"):
+            value = getattr(self.conditions, axis)
+            if value is not None:
+                raise SpecError(f"conditions.{axis}", value, f"has no effect with {field} (the teacher is given, "
+                                "not trained); remove it")
         return self
 
     @property

@@ -65,8 +65,9 @@ def run_study(spec: StudySpec, options: RunOptions) -> Path:
                          "or choose another --out")
     conditions = expand(spec)
     preflight(spec, conditions)
-    study_dir.mkdir(parents=True, exist_ok=True)
     storage = options.storage or default_storage(study_dir)
+    _connect(storage, options)  # a refusal leaves no study folder behind: the corrected command can run
+    study_dir.mkdir(parents=True, exist_ok=True)
     _write_study_json(study_dir, spec, conditions, storage, options)
     return _execute(spec, conditions, study_dir, storage, options, resume=False)
 
@@ -95,16 +96,15 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
              *, resume: bool) -> Path:
     from ray import tune
 
-    from kdtune.ray_runtime import init_ray
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
     from kdtune.search import make_storage
     from kdtune.study_callbacks import LiveProgress
     from kdtune.study_callbacks import ResultsRecorder
+    from kdtune.tracking import tracking_callbacks
     from kdtune.trial import run_trial
 
-    init_ray(options.address, extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
-    check_shared_storage(storage, options)
+    _connect(storage, options)
     payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
     (study_dir / TEACHERS_JSON).write_text(json.dumps(teachers, indent=2, sort_keys=True))
     trainable = tune.with_resources(
@@ -112,10 +112,11 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     callbacks = [ResultsRecorder(study_dir, spec, conditions)]
+    callbacks += tracking_callbacks(spec, study_dir, conditions, teachers)  # W&B runs; [] if tracking: none
     if options.progress:
-        callbacks.append(LiveProgress(study_dir, spec, [c.key for c in conditions]))
+        callbacks.append(LiveProgress(spec, [c.key for c in conditions], teachers))
     tune_dir = options.tune_storage or str((study_dir / TUNE_DIR).resolve())
-    experiment = f"{tune_dir.rstrip('/')}/{EXPERIMENT}"
+    experiment = experiment_path(tune_dir)
     if resume and tune.Tuner.can_restore(experiment):
         # The restored run keeps the searcher, scheduler and callbacks it pickled (all resume-safe).
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
@@ -139,16 +140,45 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     return study_dir
 
 
+def _connect(storage: str, options: RunOptions) -> None:
+    """Start or join Ray (idempotent) and refuse storage that the cluster's nodes cannot share."""
+    from kdtune.ray_runtime import init_ray
+
+    init_ray(options.address, extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
+    check_shared_storage(storage, options)
+
+
+def experiment_path(tune_dir: str) -> str:
+    """Tune's experiment folder under ``tune_dir``, a path or a URI whose query (``?endpoint_override=...``
+    for an S3-compatible store) must stay at the end: ``s3://b/tune?q`` -> ``s3://b/tune/kdtune?q``."""
+    import urllib.parse
+
+    if "://" not in tune_dir:
+        return f"{tune_dir.rstrip('/')}/{EXPERIMENT}"
+    parts = urllib.parse.urlsplit(tune_dir)
+    return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{EXPERIMENT}"))
+
+
 def preflight(spec: StudySpec, conditions: list[Condition]) -> None:
-    """Refuse unknown datasets and architectures before the study folder is written or Ray starts."""
+    """Refuse unknown datasets and architectures before the study folder is written or Ray starts.
+
+    Data is not loaded here (it may be large): loaders and model factories are imported, local files must
+    exist; each model's output shape is checked on one batch in ``_prepare_condition``, before any teacher trains.
+    """
     from kdtune.data import check_data_args
     from kdtune.models import check_arch
 
     for c in conditions:
-        check_data_args(c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size)
+        check_data_args(c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size,
+                        files=c.files(spec))
         check_arch(c.student_arch, field="student.arch")
-    if spec.task == "classification":
+    if spec.task == "classification" and spec.teacher.logits is None:
         check_arch(spec.teacher.arch, field="teacher.arch")
+    checkpoint = spec.teacher.checkpoint
+    if checkpoint is not None and "://" not in checkpoint and not Path(checkpoint).is_file():
+        from kdtune.errors import SpecError
+
+        raise SpecError("teacher.checkpoint", checkpoint, "file not found")
 
 
 def check_shared_storage(storage: str, options: RunOptions) -> None:
@@ -223,20 +253,43 @@ def _trial_context(spec: StudySpec, conditions: list[Condition]) -> dict[str, An
 
 def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None
                         ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Prepare every condition's data and teacher in parallel Ray tasks; return object refs and teacher info."""
+    """Prepare every condition's data and teacher in parallel Ray tasks; return object refs and teacher info.
+
+    A kdtune error inside a task (a model with the wrong output shape, malformed user data, imported logits that
+    do not fit) is raised here as the same one-line error, not as Ray's wrapped traceback; the other
+    conditions' tasks are cancelled.
+    """
     import ray
+    from ray.exceptions import RayTaskError
+
+    from kdtune.errors import KdtuneError
 
     gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(num_returns=2, num_gpus=gpu)(_prepare_condition)
     refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir) for c in conditions}
-    teachers = {key: ray.get(info) for key, (info, _) in refs.items()}
+    try:
+        teachers = {key: ray.get(info) for key, (info, _) in refs.items()}
+    except RayTaskError as exc:
+        for info, _ in refs.values():
+            try:
+                ray.cancel(info)
+            except Exception:  # already finished, or failed: nothing to cancel
+                pass
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, KdtuneError):
+            raise cause from None
+        raise
     payloads = {key: payload for key, (_, payload) in refs.items()}
     return payloads, teachers
 
 
 def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Runs in a Ray task: data + teacher (from the cache, trained on a miss) + logits, packed as arrays."""
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Runs in a Ray task: data + teacher (from the cache, trained on a miss) + logits, packed as arrays.
+
+    Before any teacher trains, the condition's student is checked on one batch of the real data (a trained or
+    checkpoint teacher is checked the same way inside the cache, before training or its forward pass).
+    """
     import torch
 
     from kdtune.trial import pack_payload
@@ -254,11 +307,18 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
         info = {"cache_key": None, "selected_epoch": None, "linear": closed_form(data, cond.teacher_error)}
         return info, pack_payload(data, None, weights)
     from kdtune.cache import LogitCache
+    from kdtune.teacher import build_checked
 
-    prepared = LogitCache(cache_dir).prepare(cond.teacher_spec(spec), data)
-    info = {"cache_key": prepared.key, "selected_epoch": prepared.teacher.selected_epoch,
-            "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit, "spec": prepared.teacher.spec.to_dict(),
-            "curve": prepared.teacher.curve, "fingerprint": prepared.teacher.fingerprint}
+    build_checked(cond.student_arch, data, kwargs=dict(spec.student.kwargs), field="student.arch")
+    teacher_spec = cond.teacher_spec(spec)
+    prepared = LogitCache(cache_dir).prepare(teacher_spec, data)
+    teacher = prepared.teacher
+    info = {"cache_key": prepared.key, "teacher_key": prepared.teacher_key, "source": teacher_spec.source,
+            "selected_epoch": teacher.selected_epoch if teacher else None,
+            "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit, "trained": prepared.trained,
+            "spec": teacher_spec.to_dict(),
+            "curve": teacher.curve if teacher is not None and teacher_spec.source == "trained" else [],
+            "fingerprint": teacher.fingerprint if teacher else None}
     return info, pack_payload(data, prepared.logits, None)
 
 

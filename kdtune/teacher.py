@@ -7,14 +7,22 @@ makes distillation look harmful for the wrong reason. The selection policy is pa
 (and so of every cache key built on it).
 
 Checkpoints are safetensors (no pickle, nothing executes on load) with a JSON sidecar.
+
+A teacher can also be *given* (``docs/byo.md``): ``TeacherSpec.checkpoint`` loads a user's weights into
+``arch`` (safetensors, or a state dict read with ``torch.load(weights_only=True)``; never an arbitrary pickle)
+and trains nothing; ``TeacherSpec.logits`` names logits imported into the cache, with no teacher model at all.
+Every model a user brings is run on one batch before anything trains (:func:`build_checked`), so a wrong output
+shape is one clear line instead of a failure deep inside a study.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -26,6 +34,7 @@ import torch
 from torch import nn
 
 from kdtune.data import DataBundle
+from kdtune.data import read_bytes
 from kdtune.errors import SpecError
 from kdtune.models import build_model
 from kdtune.models import check_arch
@@ -39,6 +48,7 @@ from kdtune.train import predict
 TEACHER_SELECT = ("best_val", "final")
 DIAGNOSTIC_TEMPERATURES = (1.0, 4.0, 10.0, 20.0)
 ECE_BINS = 15
+CHECK_BATCH = 4  # samples in the one batch every model is checked on before training
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class TeacherSpec:
     select: str = "best_val"
     patience: int | None = None  # stop after this many epochs without a better validation accuracy
     kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # a user's weights for ``arch`` (local path or URI): nothing is trained
+    logits: str | None = None  # a logits entry imported with ``kdtune cache import``: no teacher model
 
     def __post_init__(self) -> None:
         check_arch(self.arch, field="teacher.arch")
@@ -62,8 +74,18 @@ class TeacherSpec:
             raise SpecError("teacher.patience", self.patience, "must be a positive integer or omitted")
         TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)  # validates the shared fields
 
+    @property
+    def source(self) -> str:
+        """``trained`` (by kdtune), ``checkpoint`` (the user's weights) or ``imported`` (the user's logits)."""
+        return "imported" if self.logits else "checkpoint" if self.checkpoint else "trained"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; ``checkpoint`` and ``logits`` only when set, so keys of trained teachers never change."""
+        d = asdict(self)
+        for name in ("checkpoint", "logits"):
+            if d[name] is None:
+                del d[name]
+        return d
 
 
 @dataclass
@@ -82,6 +104,10 @@ class Teacher:
 
     @property
     def selected(self) -> dict[str, float]:
+        """The curve's row of the selected epoch (a given teacher's single row has epoch 0)."""
+        for row in self.curve:
+            if row.get("epoch") == self.selected_epoch:
+                return row
         return self.curve[self.selected_epoch - 1]
 
     def logits(self, data: DataBundle) -> TeacherLogits:
@@ -111,9 +137,13 @@ def train_teacher(
     device: torch.device | str | None = None,
     threads: int | None = 1,
 ) -> Teacher:
-    """Train a teacher with cross-entropy on the noisy labels and keep the checkpoint ``spec.select`` asks for."""
-    model = build_model(spec.arch, input_shape=data.input_shape, num_classes=data.num_classes,
-                        kwargs=spec.kwargs, field="teacher.arch", seed=spec.seed)
+    """Train a teacher with cross-entropy on the noisy labels and keep the checkpoint ``spec.select`` asks for.
+
+    The model's output shape is checked on one batch before training starts (:func:`build_checked`).
+    """
+    if spec.source != "trained":
+        raise SpecError("teacher", spec.source, "is given (checkpoint or imported logits): it is not trained")
+    model = build_checked(spec.arch, data, kwargs=spec.kwargs, field="teacher.arch", seed=spec.seed)
     config = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, seed=spec.seed, alpha=1.0)
     trainer = Trainer(model, data, config, device=device, threads=threads)
     curve: list[dict[str, float]] = []
@@ -136,6 +166,125 @@ def train_teacher(
         selected = len(curve)
     return Teacher(model=model.cpu(), spec=spec, selected_epoch=selected, curve=curve,
                    data_fingerprint=data.fingerprint())
+
+
+def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None = None, field: str = "arch",
+                  seed: int | None = 0) -> nn.Module:
+    """Build ``arch`` for ``data`` and run it on one batch; one-line :class:`SpecError` if anything is off.
+
+    Refused: an import path that does not import or is not callable, a factory call that fails or returns no
+    ``nn.Module``, a forward pass that fails, and outputs that are not float logits of shape
+    (batch, num_classes). Returns the model (its weights are untouched by the check).
+    """
+    from kdtune.models import resolve_factory
+
+    resolve_factory(arch, field=field)  # import errors first, with their own message
+    try:
+        model = build_model(arch, input_shape=data.input_shape, num_classes=data.num_classes, kwargs=kwargs,
+                            field=field, seed=seed)
+    except SpecError:
+        raise
+    except Exception as exc:  # the user's factory
+        call = f"factory({tuple(data.input_shape)}, {data.num_classes}{_kwargs_text(kwargs)})"
+        raise SpecError(field, arch, f"failed when called as {call}: {type(exc).__name__}: {_one_line(exc)}") from None
+    check_output(model, data, arch=arch, field=field)
+    return model
+
+
+def check_output(model: nn.Module, data: DataBundle, *, arch: str, field: str) -> None:
+    """Run ``model`` on the first :data:`CHECK_BATCH` training samples (eval mode, no gradient) and check the
+    output is a float tensor of shape (batch, num_classes)."""
+    x = data.train.x[:CHECK_BATCH]
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x.to(device))
+    except Exception as exc:  # the user's forward
+        raise SpecError(field, arch, f"failed on a batch of shape {tuple(x.shape)}: {type(exc).__name__}: "
+                        f"{_one_line(exc)}") from None
+    finally:
+        model.train(was_training)
+    expected = (len(x), data.num_classes)
+    if not isinstance(out, torch.Tensor):
+        raise SpecError(field, arch, f"returned {type(out).__name__} from forward; expected a tensor of shape "
+                        f"{expected} (logits for {data.num_classes} classes)")
+    if tuple(out.shape) != expected:
+        raise SpecError(field, arch, f"returned outputs of shape {tuple(out.shape)}; expected {expected} logits for "
+                        f"{data.num_classes} classes")
+    if not out.is_floating_point():
+        raise SpecError(field, arch, f"returned {out.dtype} outputs; expected float logits")
+
+
+def load_checkpoint_teacher(spec: TeacherSpec, data: DataBundle, *, check: bool = True) -> Teacher:
+    """The teacher of ``spec.checkpoint``: ``spec.arch`` (+ ``kwargs``) built for ``data`` with those weights.
+
+    The file is safetensors, or a state dict (optionally under a ``state_dict`` key) that
+    ``torch.load(..., weights_only=True)`` reads: arbitrary pickles are refused. Nothing is trained; the curve
+    is empty until the cache fills in the accuracies it measures (epoch 0). With ``check`` the output shape is
+    checked on one batch (the cache skips that on a hit, where the logits exist already).
+    """
+    assert spec.checkpoint is not None
+    state = _state_dict(read_bytes(spec.checkpoint, field="teacher.checkpoint"), spec.checkpoint)
+    model = build_model(spec.arch, input_shape=data.input_shape, num_classes=data.num_classes, kwargs=spec.kwargs,
+                        field="teacher.arch", seed=0)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise SpecError("teacher.checkpoint", spec.checkpoint, f"does not fit teacher.arch = {spec.arch!r}: "
+                        f"{_one_line(exc)}"[:600]) from None
+    if check:
+        check_output(model, data, arch=spec.arch, field="teacher.arch")
+    return Teacher(model=model, spec=spec, selected_epoch=0, curve=[], data_fingerprint=data.fingerprint())
+
+
+def given_curve(diagnostics: dict[str, Any]) -> list[dict[str, float]]:
+    """The one-row curve of a teacher that was not trained here: its measured accuracies at epoch 0."""
+    return [{"epoch": 0, "val_accuracy": diagnostics["val_accuracy"], "test_accuracy": diagnostics["test_accuracy"]}]
+
+
+def _state_dict(raw: bytes, path: str) -> dict[str, torch.Tensor]:
+    if path.lower().endswith(".safetensors") or _looks_like_safetensors(raw):
+        from safetensors.torch import load
+
+        try:
+            return load(raw)
+        except Exception as exc:
+            raise SpecError("teacher.checkpoint", path,
+                            f"is not a readable safetensors file ({_one_line(exc)})") from None
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # arbitrary pickles end here: weights_only refuses anything but tensors and containers
+        lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+        reason = next((line for line in lines if "Unsupported global" in line), lines[0] if lines else
+                      type(exc).__name__)
+        raise SpecError("teacher.checkpoint", path, "is neither safetensors nor a state dict that "
+                        f"torch.load(weights_only=True) accepts ({reason[:300]})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise SpecError("teacher.checkpoint", path, f"holds {type(obj).__name__}, not a state dict (parameter names "
+                        "mapped to tensors)")
+    return obj
+
+
+def _looks_like_safetensors(raw: bytes) -> bool:
+    """safetensors: an 8-byte little-endian header length, then a JSON header."""
+    if len(raw) < 10:
+        return False
+    n = int.from_bytes(raw[:8], "little")
+    return raw[8:9] == b"{" and 8 + n <= len(raw)
+
+
+def _kwargs_text(kwargs: dict[str, Any] | None) -> str:
+    return "".join(f", {k}={v!r}" for k, v in (kwargs or {}).items())
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -49,3 +49,87 @@ class _NaNOutput(nn.Module):
 
 def nan_model(input_shape: Sequence[int], num_classes: int, **unused: object) -> nn.Module:
     return _NaNOutput(MLP(input_shape, num_classes, widths=(8,)))
+
+
+# -- bring your own: model factories and data loaders (tests/test_byo.py, test_plan.py, test_export.py) ----------
+
+
+def small_mlp(input_shape: Sequence[int], num_classes: int, *, width: int = 16) -> nn.Module:
+    """A user's own student: a plain factory with a keyword argument."""
+    return MLP(input_shape, num_classes, widths=(width,))
+
+
+def wrong_classes(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """Three logits too few: the shape check must name (4, K - 3) and (4, K)."""
+    return MLP(input_shape, num_classes - 3, widths=(8,))
+
+
+def raises_on_call(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    raise RuntimeError("cannot build this model here")
+
+
+class _TupleOutput(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.inner(x)
+        return out, out
+
+
+def tuple_output(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    return _TupleOutput(MLP(input_shape, num_classes, widths=(8,)))
+
+
+class _FlatOnly(nn.Module):
+    """Expects (N, 64) inputs: fails in forward on (N, 1, 8, 8) images."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def flat_only(input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    return _FlatOnly(num_classes)
+
+
+NOT_CALLABLE = 42
+
+
+def blobs(n: int = 600, dim: int = 12, classes: int = 4, seed: int = 0) -> dict[str, object]:
+    """A user's own data as a loader: Gaussian blobs, flat features, no test split (kdtune holds out 20%)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(classes, dim))
+    y = np.arange(n) % classes
+    x = centres[y] + rng.normal(size=(n, dim))
+    return {"x_train": x.astype(np.float32), "y_train": y.astype(np.int64)}
+
+
+def blobs_tensors() -> dict[str, object]:
+    """The same blobs as torch tensors, with a test split and an explicit class count."""
+    train, test = blobs(seed=0), blobs(n=200, seed=0)
+    return {"x_train": torch.from_numpy(train["x_train"]), "y_train": torch.from_numpy(train["y_train"]),  # type: ignore[arg-type]
+            "x_test": torch.from_numpy(test["x_train"]), "y_test": torch.from_numpy(test["y_train"]),  # type: ignore[arg-type]
+            "num_classes": 4}
+
+
+def blobs_with_nan() -> dict[str, object]:
+    data = blobs()
+    data["x_train"][137, 3] = float("nan")  # type: ignore[index]
+    return data
+
+
+def blobs_float_labels() -> dict[str, object]:
+    data = blobs()
+    data["y_train"] = data["y_train"].astype("float64")  # type: ignore[attr-defined]
+    return data
+
+
+def loader_raises() -> dict[str, object]:
+    raise OSError("the data server is down")

@@ -104,26 +104,31 @@ def test_every_alpha_axis_says_what_alpha_means(reported: Path) -> None:
     assert {a["ylabel"] for a in heatmap["axes"]} == {"temperature T", "validation accuracy (objective)"}
 
 
-@pytest.mark.slow
-def test_report_renders_in_headless_chromium(reported: Path, short_tmp: Path) -> None:
+def render_in_chromium(page: Path, tmp: Path) -> tuple[int, int, Any]:
+    """Open an HTML report in headless Chromium (offline: every host unresolvable): the images that decoded
+    (naturalWidth > 0), the images on the page, and the pixels of a 1280x1600 screenshot."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         require_service("Chromium is not installed (Debian: apt-get install -y chromium)")
-    probe = short_tmp / "probe.html"
-    probe.write_text((reported / "report.html").read_text().replace("</body>", IMAGES_PROBE + "</body>"))
-    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={short_tmp / 'profile'}"]
+    probe = tmp / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", IMAGES_PROBE + "</body>"))
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}"]
     dom = subprocess.run([exe, *flags, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=180).stdout
     found = re.search(r'data-kdtune-images="(\d+)/(\d+)"', dom)
     assert found, dom[-2000:]
-    figures = len(_manifest(reported)["figures"])
-    assert found.group(1) == found.group(2) == str(figures)  # every image decoded (naturalWidth > 0)
-    shot = short_tmp / "shot.png"
-    subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1600",
-                    (reported / "report.html").as_uri()], capture_output=True, timeout=180)
+    shot = tmp / "shot.png"
+    subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()],
+                   capture_output=True, timeout=180)
     import matplotlib.image
 
-    pixels = matplotlib.image.imread(shot)
+    return int(found.group(1)), int(found.group(2)), matplotlib.image.imread(shot)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(reported: Path, short_tmp: Path) -> None:
+    loaded, images, pixels = render_in_chromium(reported / "report.html", short_tmp)
+    assert loaded == images == len(_manifest(reported)["figures"])  # every image decoded
     assert pixels.shape[0] == 1600 and pixels.shape[1] == 1280
     assert pixels[..., :3].std() > 0.05  # not a blank page
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -75,6 +76,6 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
 
 
 def test_resume_refuses_a_folder_without_a_study(short_tmp: Path) -> None:
-    result = subprocess.run(["python", "-m", "kdtune", "resume", str(short_tmp)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "kdtune", "resume", str(short_tmp)], capture_output=True, text=True)
     assert result.returncode == 1
     assert f"{short_tmp} is not a kdtune study folder (no study.json)" in result.stderr

@@ -142,6 +142,10 @@ def _models(model: type[BaseModel], path: str = "") -> dict[str, type[BaseModel]
     return found
 
 
+#: Bring-your-own fields exclude each other or the teacher conditions v1_full sets: v1_byo*.yaml cover them.
+BYO_FIELDS = {"dataset.files", "teacher.checkpoint", "teacher.logits"}
+
+
 def test_v1_full_sets_every_field_of_every_section() -> None:
     raw = yaml.safe_load((SPECS / "v1_full.yaml").read_text())
     for path, model in _models(StudySpec).items():
@@ -152,7 +156,17 @@ def test_v1_full_sets_every_field_of_every_section() -> None:
         node = raw
         for part in filter(None, path.split(".")):
             node = node[part]
-        assert set(node) == set(model.model_fields), path
+        expected = {name for name in model.model_fields if f"{path}.{name}" not in BYO_FIELDS}
+        assert set(node) == expected, path
+
+
+def test_v1_byo_specs_set_the_bring_your_own_fields() -> None:
+    byo = load_spec(SPECS / "v1_byo.yaml")
+    assert [Path(f).name for f in byo.dataset.files or []] == ["train.npz", "test.npz"]
+    assert all(Path(f).is_absolute() for f in byo.dataset.files or [])
+    assert byo.teacher.checkpoint is not None and byo.teacher.checkpoint.endswith("teacher.safetensors")
+    logits = load_spec(SPECS / "v1_byo_logits.yaml")
+    assert logits.teacher.logits == "0123456789abcdef0123456789abcdef"
 
 
 def test_v1_full_loads_with_its_values() -> None:
@@ -170,7 +184,8 @@ def test_v1_full_loads_with_its_values() -> None:
         for name, field in model.model_fields.items():
             if not field.is_required() and getattr(section, name) == field.default:
                 same.add(f"{path}.{name}".lstrip("."))
-    assert same == {"version", "scheduler.type"}  # the only version; asha, so that its two settings matter
+    # the only version; asha, so that its two settings matter; the bring-your-own fields (v1_byo*.yaml)
+    assert same == {"version", "scheduler.type"} | BYO_FIELDS
 
 
 def test_defaults_come_from_the_schema() -> None:

@@ -1,4 +1,4 @@
-"""Inspect and maintain the teacher-logit cache: list its entries, verify them, prune old ones.
+"""Inspect and maintain the teacher-logit cache: list its entries, verify them, prune old ones, import logits.
 
 The cache holds trained teachers (safetensors + JSON sidecar) and their logits (one Parquet file per split),
 keyed by content; see kdtune/cache.py. A damaged entry is never used: `kdtune distill` and studies rebuild
@@ -9,6 +9,13 @@ examples:
   kdtune cache ls --cache-dir 's3://bucket/kdtune?region=eu-west-1' --format json
   kdtune cache verify
   kdtune cache prune --older-than 30
+  kdtune cache import teacher_logits.npz --dataset digits --val-fraction 0.2
+
+`import` stores a teacher's logits computed elsewhere (npz with arrays train, val, test of shape (rows,
+classes); or Parquet with columns split and logits) for the dataset the data options produce (the same options
+as the study: name or files, train size, validation fraction, data seed; label noise does not matter). It checks
+rows, classes and finiteness, and prints the entry's key: use it in a study as `teacher.logits: KEY`.
+See docs/byo.md.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import sys
 from typing import Any
 
 
-HELP = "list, verify and prune the teacher-logit cache"
+HELP = "list, verify, prune the teacher-logit cache; import precomputed teacher logits"
 
 CACHE_DIR_HELP = ("cache root: a folder or a pyarrow filesystem URI such as s3://bucket/prefix "
                   "(default: $KDTUNE_CACHE_DIR, else $XDG_CACHE_HOME/kdtune/cache, i.e. ~/.cache/kdtune/cache)")
@@ -37,6 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prune = actions.add_parser("prune", parents=[common], help="remove entries created more than DAYS days ago")
     prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
                        help="age in days (fractions allowed; 0 removes everything)")
+    imp = actions.add_parser("import", parents=[common], help="import precomputed teacher logits for a dataset "
+                             "(npz: train, val, test arrays; Parquet: columns split, logits)")
+    imp.add_argument("logits", metavar="LOGITS", help="the logits file (.npz or .parquet)")
+    imp.add_argument("--spec", default=None, help="take the dataset options from this study spec's dataset section")
+    imp.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
+                     help="override a field of --spec (repeatable)")
+    imp.add_argument("--dataset", default=None, help="digits, mnist, ..., package.module:loader, or a label with "
+                     "--data-file (default: digits)")
+    imp.add_argument("--data-file", action="append", default=None, metavar="FILE", dest="data_files",
+                     help="your data (.npz or .parquet): the training pool, then optionally the test set")
+    imp.add_argument("--data-root", default=None, help="folder with torchvision's layout (MNIST/raw/*.gz)")
+    imp.add_argument("--download", action="store_true", help="allow downloading missing dataset files")
+    imp.add_argument("--train-size", type=int, default=None, help="as dataset.train_size (default: all)")
+    imp.add_argument("--val-fraction", type=float, default=0.1, help="as dataset.val_fraction (default: %(default)s)")
+    imp.add_argument("--data-seed", type=int, default=0, help="as dataset.seed (default: %(default)s)")
+    imp.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                     help="stored precision (default: %(default)s)")
+    imp.add_argument("--format", choices=("table", "json"), default="table",
+                     help="output format (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,9 +75,15 @@ def run(args: argparse.Namespace) -> int:
             return _ls(cache, args.format)
         if args.action == "verify":
             return _verify(cache)
+        if args.action == "import":
+            return _import(cache, args)
         return _prune(cache, args.older_than)
     except SpecError as exc:  # core errors name API fields; here the user typed flags
-        flags = {"cache_dir": "--cache-dir", "older_than_days": "--older-than"}
+        flags = {"cache_dir": "--cache-dir", "older_than_days": "--older-than", "dataset.name": "--dataset",
+                 "dataset.train_size": "--train-size", "dataset.val_fraction": "--val-fraction",
+                 "dataset.files": "--data-file", "dtype": "--dtype"}
+        if args.action == "import" and args.spec:
+            flags = {k: v for k, v in flags.items() if not k.startswith("dataset.")}
         raise SpecError(flags.get(exc.field, exc.field), exc.value, exc.allowed) from exc
 
 
@@ -85,6 +117,112 @@ def _prune(cache: Any, days: float) -> int:
         print(f"removed {entry.kind} {entry.key} (created {entry.created or 'unknown'}, {_size(entry.size)})")
     print(f"{len(removed)} entries removed, {_size(sum(e.size for e in removed))} freed")
     return 0
+
+
+def _import(cache: Any, args: argparse.Namespace) -> int:
+    from kdtune.data import load_dataset
+
+    if args.spec:
+        from kdtune.spec import load_spec
+
+        d = load_spec(args.spec, overrides=args.overrides).dataset
+        options = {"name": d.name, "files": d.files, "data_root": d.data_root, "download": d.download,
+                   "train_size": d.train_size, "val_fraction": d.val_fraction, "seed": d.seed}
+    else:
+        files = [_absolute(f) for f in args.data_files] if args.data_files else None
+        options = {"name": args.dataset or ("files" if files else "digits"), "files": files,
+                   "data_root": args.data_root, "download": args.download, "train_size": args.train_size,
+                   "val_fraction": args.val_fraction, "seed": args.data_seed}
+    name = options.pop("name")
+    data = load_dataset(name, **options)
+    prepared = cache.import_logits(read_logits_file(args.logits), data, source=args.logits.rsplit("/", 1)[-1],
+                                   dtype=args.dtype)
+    record = {"key": prepared.key, "location": prepared.location, "dataset": data.description,
+              "rows": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+              "num_classes": data.num_classes, "diagnostics": prepared.diagnostics}
+    if args.format == "json":
+        json.dump(record, sys.stdout, indent=2)
+        print()
+    else:
+        d = prepared.diagnostics
+        print(f"imported {args.logits} as {prepared.key} ({prepared.location})")
+        print(f"  rows: train {len(data.train)}, val {len(data.val)}, test {len(data.test)}; "
+              f"{data.num_classes} classes; teacher test accuracy {100 * d['test_accuracy']:.1f}%")
+        print(f"  use it in a study spec:  teacher: {{logits: {prepared.key}}}")
+    return 0
+
+
+def read_logits_file(path: str) -> dict[str, Any]:
+    """Imported logits as split -> array, read without unpickling.
+
+    ``.npz``: arrays ``train``, ``val``, ``test`` (rows, classes). Parquet: a column ``split`` (train | val |
+    test) and a column ``logits`` (list of floats per row), rows of a split in split order, or ordered by an
+    optional integer column ``index``.
+    """
+    import io
+
+    import numpy as np
+
+    from kdtune.cache import SPLITS
+    from kdtune.data import read_bytes
+    from kdtune.errors import DataError
+
+    raw = read_bytes(path, field="LOGITS")
+    if path.lower().endswith(".npz"):
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                unknown = sorted(set(npz.files) - set(SPLITS))
+                if unknown:
+                    raise DataError(f"{path}: unexpected array {unknown[0]!r} (allowed: {', '.join(SPLITS)})")
+                return {name: npz[name] for name in npz.files}
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable .npz of plain arrays ({' '.join(str(exc).split())})") from None
+    if not path.lower().endswith(".parquet"):
+        raise DataError(f"{path}: must be a .npz or .parquet file")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
+    for column in ("split", "logits"):
+        if column not in table.column_names:
+            raise DataError(f"{path}: no column {column!r} (columns: {', '.join(table.column_names)})")
+    splits = np.asarray(table.column("split").to_pylist(), dtype=object)
+    unknown = sorted({str(s) for s in splits} - set(SPLITS))
+    if unknown:
+        raise DataError(f"{path}: split {unknown[0]!r} is not one of {', '.join(SPLITS)}")
+    logits = table.column("logits").combine_chunks()
+    if not (pa.types.is_list(logits.type) or pa.types.is_large_list(logits.type)
+            or pa.types.is_fixed_size_list(logits.type)) or logits.null_count:
+        raise DataError(f"{path}: column logits must hold a list of floats on every row (type {logits.type})")
+    lengths = pc.list_value_length(logits).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != lengths[0]).any():
+        i = int(np.argmax(lengths != lengths[0]))
+        raise DataError(f"{path}: logits row {i} has {lengths[i]} values but row 0 has {lengths[0]}")
+    width = int(lengths[0]) if len(lengths) else 0
+    values = logits.flatten().to_numpy(zero_copy_only=False).reshape(len(logits), width)
+    order = np.arange(len(values))
+    if "index" in table.column_names:
+        order = np.asarray(table.column("index").to_numpy(zero_copy_only=False))
+    out = {}
+    for name in SPLITS:
+        rows = np.flatnonzero(splits == name)
+        if len(rows):
+            out[name] = values[rows[np.argsort(order[rows], kind="stable")]]
+            if "index" in table.column_names and not np.array_equal(np.sort(order[rows]), np.arange(len(rows))):
+                raise DataError(f"{path}: the index of split {name} is not 0 .. {len(rows) - 1}")
+    return out
+
+
+def _absolute(path: str) -> str:
+    from pathlib import Path
+
+    return path if "://" in path else str(Path(path).expanduser().absolute())
 
 
 def _print_table(entries: list[Any], *, title: str) -> None:

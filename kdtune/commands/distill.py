@@ -8,8 +8,15 @@ as training labels, as they would for a user).
 The teacher and its logits come from the teacher-logit cache (--cache-dir): a second run with the same
 teacher options and data trains no teacher and runs no teacher forward pass.
 
-example:
+Your own models, data and teacher (docs/byo.md): --teacher/--student take package.module:factory with
+--teacher-kwargs/--student-kwargs; --dataset takes package.module:loader; --data-file takes .npz or Parquet
+files; --teacher-checkpoint loads your teacher's weights (nothing is trained). Every model is checked on one
+batch before anything trains.
+
+examples:
   kdtune distill --dataset digits --noise 0.1 --alpha 0.5 --temperature 4 --epochs 20
+  kdtune distill --data-file train.npz --teacher mypkg.models:big --teacher-checkpoint big.safetensors \
+      --student mypkg.models:small --student-kwargs '{width: 64}'
 """
 
 from __future__ import annotations
@@ -25,8 +32,12 @@ HELP = "distil one student from one teacher and compare it with no distillation 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="digits",
-                      help="digits (bundled, no download), mnist, fashion_mnist or kmnist (default: %(default)s)")
+    data.add_argument("--dataset", default=None,
+                      help="digits (bundled, no download), mnist, fashion_mnist, kmnist, package.module:loader, or "
+                      "a label for --data-file (default: digits, or files with --data-file)")
+    data.add_argument("--data-file", action="append", default=None, metavar="FILE", dest="data_files",
+                      help="your data, .npz (x, y, optional x_test, y_test) or Parquet (columns x, y): the training "
+                      "pool; give it twice for pool then test set")
     data.add_argument("--data-root", default=None,
                       help="folder with torchvision's layout, e.g. ROOT/MNIST/raw/*.gz "
                       "(default: $KDTUNE_DATA_ROOT, else ~/.cache/kdtune/datasets)")
@@ -48,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--teacher-select", default="best_val", choices=("best_val", "final"),
                         help="teacher checkpoint: best validation epoch, or the last (default: %(default)s)")
     models.add_argument("--teacher-seed", type=int, default=0, help="teacher initialisation and batch order (default: %(default)s)")
+    models.add_argument("--teacher-kwargs", default=None, metavar="MAPPING",
+                        help="keyword arguments of the teacher's factory, as YAML/JSON, e.g. '{widths: [512]}'")
+    models.add_argument("--student-kwargs", default=None, metavar="MAPPING",
+                        help="keyword arguments of the student's factory, as YAML/JSON")
+    models.add_argument("--teacher-checkpoint", default=None, metavar="PATH",
+                        help="load the teacher's weights (safetensors or a torch state dict; never a pickle) into "
+                        "--teacher instead of training it")
 
     kd = parser.add_argument_group("distillation")
     kd.add_argument("--alpha", type=float, default=0.1,
@@ -71,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # Core errors name spec fields; on this command the user typed flags.
 _FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "dataset.val_fraction": "--val-fraction",
+          "dataset.files": "--data-file", "teacher.checkpoint": "--teacher-checkpoint",
+          "student.arch": "--student", "student.arch kwargs": "--student-kwargs",
+          "teacher.arch kwargs": "--teacher-kwargs",
           "noise_level": "--noise", "noise_type": "--noise-type", "teacher.arch": "--teacher",
           "teacher.select": "--teacher-select", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
           "temperature": "--temperature", "alpha": "--alpha", "cache_dir": "--cache-dir"}
@@ -97,35 +118,48 @@ def _distill(args: argparse.Namespace) -> int:
     from kdtune.errors import SpecError
     from kdtune.models import build_model
     from kdtune.teacher import TeacherSpec
+    from kdtune.teacher import build_checked
     from kdtune.train import TrainConfig
     from kdtune.train import train_student
 
     # Validate every option before loading data or training anything.
     check_alpha(args.alpha, allow_negative=args.allow_negative_alpha, field="--alpha")
+    teacher_kwargs = _mapping(args.teacher_kwargs, "--teacher-kwargs")
+    student_kwargs = _mapping(args.student_kwargs, "--student-kwargs")
+    files = [_absolute(f) for f in args.data_files] if args.data_files else None
+    dataset = args.dataset or ("files" if files else "digits")
+    checkpoint = _absolute(args.teacher_checkpoint) if args.teacher_checkpoint else None
     if args.teacher_epochs < 1:
         raise SpecError("--teacher-epochs", args.teacher_epochs, "must be a positive integer")
     student_config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
                                  temperature=args.temperature, seed=args.seed,
                                  allow_negative_alpha=args.allow_negative_alpha)
     teacher_spec = TeacherSpec(arch=args.teacher, epochs=args.teacher_epochs, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.teacher_seed, select=args.teacher_select)
+                               batch_size=args.batch_size, seed=args.teacher_seed, select=args.teacher_select,
+                               kwargs=teacher_kwargs, checkpoint=checkpoint)
     threads = args.threads or os.cpu_count() or 1
     cache = LogitCache(args.cache_dir)
 
-    data = load_dataset(args.dataset, data_root=args.data_root, download=args.download, train_size=args.train_size,
+    data = load_dataset(dataset, data_root=args.data_root, download=args.download, train_size=args.train_size,
                         val_fraction=args.val_fraction, noise_level=args.noise_level, noise_type=args.noise_type,
-                        seed=args.data_seed)
+                        seed=args.data_seed, files=files)
+    # The student's output shape on one batch, before the teacher trains (the teacher is checked in the cache).
+    build_checked(args.student, data, kwargs=student_kwargs, field="--student", seed=args.seed)
     students = {name: (config, build_model(args.student, input_shape=data.input_shape, num_classes=data.num_classes,
-                                          field="--student", seed=args.seed))
+                                          kwargs=student_kwargs, field="--student", seed=args.seed))
                 for name, config in (("student, distilled", student_config),
                                      ("student, no distillation", dataclasses.replace(student_config, alpha=1.0)))}
     with _Progress() as progress:
         prepared = cache.prepare(teacher_spec, data, threads=threads,
                                  on_epoch=progress.tracker("teacher", args.teacher_epochs, lazy=True))
-        if not prepared.trained:
+        if teacher_spec.checkpoint:
+            state = "cached" if prepared.hit else "computed now"
+            progress.note(f"teacher from checkpoint {teacher_spec.checkpoint} (logits {prepared.key}, {state})")
+        elif not prepared.trained:
             state = "cached" if prepared.hit else "computed now"
             progress.note(f"teacher from the cache: {prepared.teacher_key} (logits {prepared.key}, {state})")
         teacher, logits, diagnostics = prepared.teacher, prepared.logits, prepared.diagnostics
+        assert teacher is not None  # distill has no imported logits
         rows: list[dict[str, Any]] = [{"model": f"teacher ({args.teacher})", "alpha": None, "temperature": None,
                                        "epoch": teacher.selected_epoch, **_teacher_row(diagnostics)}]
         for name, (config, model) in students.items():
@@ -140,8 +174,31 @@ def _distill(args: argparse.Namespace) -> int:
         json.dump({"teacher_diagnostics": diagnostics, "models": rows, "cache": cache_record}, sys.stdout, indent=2)
         print()
     else:
-        _print_table(rows, data_name=args.dataset, noise=args.noise_level)
+        _print_table(rows, data_name=dataset, noise=args.noise_level)
     return 0
+
+
+def _mapping(text: str | None, flag: str) -> dict[str, Any]:
+    """A YAML/JSON mapping given on the command line (``{widths: [64]}``)."""
+    import yaml
+
+    from kdtune.errors import SpecError
+
+    if text is None:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise SpecError(flag, text, "must be a YAML/JSON mapping, e.g. '{widths: [64]}'")
+    return value
+
+
+def _absolute(path: str) -> str:
+    from pathlib import Path
+
+    return path if "://" in path else str(Path(path).expanduser().absolute())
 
 
 def _teacher_row(diagnostics: dict[str, Any]) -> dict[str, Any]:
