@@ -386,7 +386,7 @@ def test_ray_job_submit_runs_a_study(cluster: Cluster) -> None:
     entrypoint = [sys.executable, "-m", "kdtune", "run", str(spec), "--address", "auto", "--out", str(out),
                   "--no-progress", "--cache-dir", cluster.s3_uri("cache"),
                   "--tune-storage", cluster.s3_uri("tune/cl-job")]
-    deadline = time.time() + 180
+    deadline = time.time() + 360  # the dashboard agent can take minutes to register on a loaded machine
     for attempt in range(1000):
         # `ray job submit` waits for the job and streams its output; it exits non-zero if the job fails.
         submission = f"kdtune-cl-job-{attempt}"
