@@ -74,8 +74,22 @@ _PARAM_LABELS = {"alpha": ALPHA_LABEL, "temperature": "temperature T"}
 
 # ------------------------------------------------------------------------------------------------ reading
 
+class _Params:
+    """alpha and T read from ``params`` (ordered as PARAMS)."""
+
+    params: tuple[Any, ...]
+
+    @property
+    def alpha(self) -> float:
+        return float(self.params[0])
+
+    @property
+    def temperature(self) -> float | None:
+        return None if self.params[1] is None else float(self.params[1])
+
+
 @dataclass(frozen=True)
-class Run:
+class Run(_Params):
     """One seed of one trial, at its best validation epoch so far."""
 
     condition: str
@@ -89,33 +103,17 @@ class Run:
     row: dict[str, Any]
 
     @property
-    def alpha(self) -> float:
-        return float(self.params[0])
-
-    @property
-    def temperature(self) -> float | None:
-        return None if self.params[1] is None else float(self.params[1])
-
-    @property
     def in_means(self) -> bool:
         return self.state in STATES_IN_MEANS
 
 
 @dataclass
-class Configuration:
+class Configuration(_Params):
     """One point of the search space in one condition, with its runs."""
 
     condition: str
     params: tuple[Any, ...]
     runs: list[Run] = field(default_factory=list)
-
-    @property
-    def alpha(self) -> float:
-        return float(self.params[0])
-
-    @property
-    def temperature(self) -> float | None:
-        return None if self.params[1] is None else float(self.params[1])
 
     def complete(self) -> list[Run]:
         return [r for r in self.runs if r.in_means]

@@ -9,13 +9,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-
 from conftest import tiny_study_spec
+from processes import kill_processes_mentioning
+from processes import start_kdtune
+
 from kdtune.results import read_trials
 from kdtune.search import make_storage
 from kdtune.search import trials_per_condition
-from processes import kill_processes_mentioning
-from processes import start_kdtune
 
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_study_spec
+
 from kdtune.recommend import recommend
 from kdtune.spec import parse_spec
 from kdtune.study import RunOptions

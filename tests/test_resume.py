@@ -13,15 +13,15 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-
 from conftest import tiny_study_spec
+from processes import kill_processes_mentioning
+from processes import start_kdtune
+from processes import wait_for
+
 from kdtune.results import read_results
 from kdtune.results import read_trials
 from kdtune.search import make_storage
 from kdtune.search import trials_per_condition
-from processes import kill_processes_mentioning
-from processes import start_kdtune
-from processes import wait_for
 
 
 pytestmark = pytest.mark.slow

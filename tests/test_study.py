@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import tiny_study_spec
+
 from kdtune.results import read_results
 from kdtune.results import read_trials
 from kdtune.search import make_storage
