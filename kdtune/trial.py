@@ -14,6 +14,7 @@ a crashed driver never wrote are not lost (the writer skips the ones it has).
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import warnings
@@ -29,6 +30,7 @@ from kdtune.data import Split
 from kdtune.train import TeacherLogits
 
 
+logger = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 CHECKPOINT_FILE = "students.pt"
 
@@ -82,10 +84,8 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
     trainers, best = _students(data, logits, config, study, threads)
     history: list[dict[str, Any]] = []  # every row so far: replayed after a restore (the driver de-duplicates)
     replay: list[dict[str, Any]] = []
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+    state = _load_checkpoint(tune.get_checkpoint())
+    if state is not None:
         for trainer, s in zip(trainers, state["students"]):
             trainer.load_state_dict(s)
         best, history = state["best"], state["rows"]
@@ -108,6 +108,23 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
             state = {"students": [t.state_dict() for t in trainers], "best": best, "rows": history}
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
+    """The trial's last checkpoint, or None to start from epoch 0.
+
+    A crash can leave the newest checkpoint torn (processes killed while it was copied). Starting over is
+    then safe: each seed fixes its initial weights and batch order, so the epochs are trained again
+    identically, and the results writer skips the rows it already has.
+    """
+    if checkpoint is None:
+        return None
+    try:
+        with checkpoint.as_directory() as folder:
+            return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means the same thing: start over
+        logger.warning("unreadable trial checkpoint (%s); training this trial again from epoch 0", exc)
+        return None
 
 
 def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, Any], study: dict[str, Any],

@@ -42,7 +42,8 @@ def test_distill_end_to_end_json() -> None:
 def test_distill_table_shows_all_three_models() -> None:
     result = kdtune("distill", "--epochs", "2", "--teacher-epochs", "1", "--noise", "0.05")
     assert result.returncode == 0, result.stderr
-    for text in ("teacher (reference_teacher)", "student, distilled", "student, no distillation", "corrected"):
+    for text in ("teacher (reference_teacher)", "student, distilled", "student, no distillation", "corrected",
+                 "teacher calibration error (ECE)", "soft-target entropy"):
         assert text in result.stdout
     assert "teacher" in result.stderr  # the progress display
 

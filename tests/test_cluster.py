@@ -136,7 +136,10 @@ class Cluster:
     def start_head(self) -> None:
         args = ["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                 "--num-cpus=1", f"--memory={NODE_MEMORY}", f"--object-store-memory={OBJECT_STORE}",
-                f"--temp-dir={self.head_dir}"]
+                f"--temp-dir={self.head_dir}",
+                # Ray's default agent port (52365) is taken by the test session's own local Ray: without an
+                # agent of its own the head's Jobs API answers "No available agent".
+                f"--dashboard-agent-listen-port={_free_port()}"]
         if self.dashboard_port is None:
             args.append("--include-dashboard=false")
         else:  # the Jobs API lives in the dashboard
@@ -150,7 +153,7 @@ class Cluster:
         self.worker_dir = self.root / f"worker{self.workers_started}"
         args = [f"--address={self.address}", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                 "--num-cpus=1", f"--memory={NODE_MEMORY}", f"--object-store-memory={OBJECT_STORE}",
-                f"--temp-dir={self.worker_dir}"]
+                f"--temp-dir={self.worker_dir}", f"--dashboard-agent-listen-port={_free_port()}"]
         self._ray_start([sys.executable, "-c", WORKER_LAUNCHER, "start", *args], self.node_env, "worker")
         wait_for(lambda: len(self.nodes()) == 2, timeout=120, what="the worker node to join")
 

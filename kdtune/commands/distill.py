@@ -174,7 +174,7 @@ def _distill(args: argparse.Namespace) -> int:
         json.dump({"teacher_diagnostics": diagnostics, "models": rows, "cache": cache_record}, sys.stdout, indent=2)
         print()
     else:
-        _print_table(rows, data_name=dataset, noise=args.noise_level)
+        _print_table(rows, data_name=dataset, noise=args.noise_level, diagnostics=diagnostics)
     return 0
 
 
@@ -206,7 +206,7 @@ def _teacher_row(diagnostics: dict[str, Any]) -> dict[str, Any]:
     return {k: diagnostics[k] for k in keys}
 
 
-def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float) -> None:
+def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float, diagnostics: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -219,7 +219,11 @@ def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float) ->
     for row in rows:
         table.add_row(row["model"], _num(row["alpha"]), _num(row["temperature"]), str(row["epoch"]),
                       *(_pct(row[k]) for k in ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate")))
-    Console(width=max(Console().width, 120)).print(table)
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    entropy = ", ".join(f"T={float(t):g}: {v:.2f}" for t, v in sorted(diagnostics["entropy"].items(), key=lambda i: float(i[0])))
+    console.print(f"teacher calibration error (ECE) {diagnostics['ece']:.3f}; soft-target entropy as a share of "
+                  f"log K: {entropy} (near 1 the soft targets are almost uniform)")
 
 
 def _num(value: float | None) -> str:
