@@ -8,8 +8,8 @@ student and of the teacher on this machine (one thread, after a warm-up) and one
 estimates compute (CPU seconds) and wall time for the spec's resources:
 
   student epoch = steps per epoch x step time + evaluation (validation, test, flipped training samples)
-  trial         = repeats x epochs x student epoch + Tune's overhead (at least 1.25 s per trial; more on a
-                  busy machine: twice the measured start-up of a worker process)
+  trial         = repeats x epochs x student epoch + Tune's overhead (0.3 s per trial + 25 ms per epoch: trial
+                  actors are reused, and a trial waits for the driver after each epoch's report)
   concurrency   = CPUs // resources.cpu (or --max-concurrent / resources.max_concurrent)
   wall          = start-up + teacher preparation (parallel over conditions) + trials / concurrency
 
@@ -35,20 +35,19 @@ from typing import Any
 
 HELP = "dry run: conditions, trials, cached teachers, and a compute / wall-time estimate"
 
-#: Ray Tune's own cost per trial (actor start, result processing) on an idle machine (conventions.md).
-TUNE_TRIAL_OVERHEAD_S = 1.25
-#: A new Ray worker process imports torch and Ray: each Tune trial pays about two such start-ups (measured on a
-#: loaded 2-core machine: ~2.2x), which is what makes the overhead grow on a busy machine.
-TRIAL_STARTS = 2.0
+#: Ray Tune's cost per trial with reused trial actors (Optuna ask/tell, actor reset, bookkeeping), and per epoch
+#: (a trial waits for the driver to process each report): measured with benchmarks/study_throughput.py.
+TUNE_TRIAL_OVERHEAD_S = 0.3
+TUNE_REPORT_S = 0.025
 #: Tune and Optuna set-up before the first trial (storage, searcher, scheduler), on top of one worker start.
 TUNE_SETUP_S = 3.0
 CALIBRATION_STEPS = 20
 WARMUP_STEPS = 3
 ASSUMPTIONS = [
     "worst case: ASHA stops no trial early (every trial runs all its epochs); teacher patience stops nothing",
-    f"Tune overhead per trial: the larger of {TUNE_TRIAL_OVERHEAD_S} s and {TRIAL_STARTS:g} x the measured start-up "
-    "of a worker process (python -c 'import torch, ray.tune'), so a busy machine costs more",
-    f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + one worker start (+ two more to start a local Ray)",
+    f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
+    f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + two worker starts, measured as python -c 'import torch, "
+    "ray.tune' (+ two more to start a local Ray)",
     f"step times from {CALIBRATION_STEPS} timed steps after {WARMUP_STEPS} warm-up steps, one thread, on this machine",
     "searched epochs at their maximum, searched batch sizes at their minimum",
 ]
@@ -106,7 +105,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
     epochs, batch_size = _worst_case_student(spec)
     worker_start_s = _worker_start_seconds()
-    overhead_s = max(TUNE_TRIAL_OVERHEAD_S, TRIAL_STARTS * worker_start_s)
+    overhead_s = TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * epochs
     calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
     loaded: dict[tuple[Any, ...], tuple[Any, float]] = {}
     rows = []
@@ -142,7 +141,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     prep_wall = max(max(prep), sum(prep) / cpus)  # one Ray task per condition, in parallel
     all_trials = [s for r in rows for s in r.pop("trial_seconds")]
     trial_wall = max(max(all_trials), sum(all_trials) / concurrency)
-    startup = TUNE_SETUP_S + worker_start_s * (1 if ray_running else 3)
+    startup = TUNE_SETUP_S + worker_start_s * (2 if ray_running else 4)  # + the trial actors' one start
     return {
         "spec": spec.name,
         "conditions": rows,
