@@ -6,13 +6,15 @@ concurrency, on the same data, from the same teacher:
 * kdtune: ``run_study`` with the teacher's logits from the cache, data pre-loaded as tensors, seeds in
   lockstep inside one trial, one torch thread per trial, channels_last.
 * naive: a straightforward Ray Tune + ``OptunaSearch`` script: a torchvision-style per-item ``Dataset``
-  (PIL image -> ``ToTensor`` -> ``Normalize``) through a ``DataLoader``, and the teacher run inline at every
-  step, as in the Keras KD tutorial.
+  (PIL image -> ``ToTensor`` -> ``Normalize``) through a ``DataLoader``, the teacher run inline at every
+  step as in the Keras KD tutorial, models in PyTorch's default NCHW layout, Tune's default of a fresh
+  actor per trial.
 
 The teacher is trained (or taken from the cache) once before both runs and is not timed. Both sides use a
-FIFO scheduler, so every trial runs every epoch. The last lines print the wall-time ratio, the machine's CPU
-utilisation during each run and Ray Tune's overhead per trial (wall time x concurrency minus the trials'
-own compute time, per trial).
+FIFO scheduler, so every trial runs every epoch. The last lines print each side's peak memory, the wall-time
+ratio, the machine's CPU utilisation during each run and Ray Tune's overhead per trial (wall time x concurrency minus the trials'
+own compute time, per trial; for kdtune over the search itself, after the teachers are loaded, so idle slots
+while the last trials of a condition finish count as overhead too).
 
     python benchmarks/study_throughput.py --data-root DIR     # DIR/MNIST/raw/*.gz; about 10 minutes on 2 cores
 """
@@ -67,7 +69,8 @@ def main() -> None:
     _warm_teacher_cache(spec)
 
     cpu0, start = _cpu_busy(), time.time()
-    study_dir = run_study(spec, RunOptions(out=work / "study", progress=False, max_concurrent=args.concurrency))
+    with PeakMemory() as kdtune_memory:
+        study_dir = run_study(spec, RunOptions(out=work / "study", progress=False, max_concurrent=args.concurrency))
     kdtune_wall, kdtune_cpu = time.time() - start, _utilisation(cpu0)
     trials = read_trials(study_dir).to_pylist()
     rows = read_results(study_dir).to_pylist()
@@ -75,17 +78,24 @@ def main() -> None:
     kdtune_compute = sum(r["seconds"] for r in rows)
 
     cpu0, start = _cpu_busy(), time.time()
-    naive_compute = _naive_study(spec, configs, args.repeats, args.concurrency, work)
+    with PeakMemory() as naive_memory:
+        naive_compute = _naive_study(spec, configs, args.repeats, args.concurrency, work)
     naive_wall, naive_cpu = time.time() - start, _utilisation(cpu0)
     ray.shutdown()
 
     n = len(configs)
+    meta = json.loads((study_dir / "study.json").read_text())
+    search_wall = meta["finished_at"] - meta["trials_started_at"]
+    overhead = (search_wall * args.concurrency - kdtune_compute) / n
     print(f"trials: {n} configurations x {args.repeats} seeds x {args.epochs} epochs on {args.train_size} MNIST "
           f"images, concurrency {args.concurrency}")
-    print(f"kdtune: {kdtune_wall:.1f} s wall, CPU utilisation {kdtune_cpu:.0%}, Tune overhead "
-          f"{(kdtune_wall * args.concurrency - kdtune_compute) / n:.2f} s per trial")
+    print(f"kdtune: {kdtune_wall:.1f} s wall ({kdtune_wall - search_wall:.1f} s of start-up and teacher loading), "
+          f"CPU utilisation {kdtune_cpu:.0%}, Tune overhead {overhead:.2f} s per trial "
+          f"({overhead / (overhead + kdtune_compute / n):.0%} of trial time)")
     print(f"naive:  {naive_wall:.1f} s wall, CPU utilisation {naive_cpu:.0%}, Tune overhead "
-          f"{(naive_wall * args.concurrency - naive_compute) / n:.2f} s per trial")
+          f"{(naive_wall * args.concurrency - naive_compute) / n:.2f} s per trial (start-up included)")
+    print(f"peak memory of the study (PSS of this process and every Ray process): kdtune {kdtune_memory.peak_gib:.2f} "
+          f"GiB, naive {naive_memory.peak_gib:.2f} GiB, ratio {naive_memory.peak_gib / kdtune_memory.peak_gib:.2f}")
     print(f"study wall-time ratio (naive / kdtune): {naive_wall / kdtune_wall:.1f}x")
 
 
@@ -143,13 +153,15 @@ def _naive_trial(config: dict[str, Any], *, teacher_state: dict[str, Any], spec_
     full = torchvision.datasets.MNIST(root, train=True, download=True, transform=transform)
     train = torch.utils.data.Subset(full, range(spec.dataset.train_size or len(full)))
     test = torchvision.datasets.MNIST(root, train=False, download=True, transform=transform)
+    # The tutorials' models run in PyTorch's default NCHW layout (kdtune's build_model returns channels_last).
     teacher = build_model("reference_teacher", input_shape=(1, 28, 28), num_classes=10)
     teacher.load_state_dict(teacher_state)
-    teacher.eval()
+    teacher.to(memory_format=torch.contiguous_format).eval()
     compute = 0.0
     for seed in range(repeats):
         torch.manual_seed(seed)
         student = build_model("reference_student", input_shape=(1, 28, 28), num_classes=10)
+        student.to(memory_format=torch.contiguous_format)
         optimizer = torch.optim.Adam(student.parameters(), lr=spec.student.lr)
         loader = DataLoader(train, batch_size=spec.student.batch_size, shuffle=True)
         for epoch in range(spec.student.epochs):
@@ -180,6 +192,59 @@ def _writable_copy(source: Path, target: Path) -> Path:
     for f in (source / "MNIST" / "raw").glob("*.gz"):
         shutil.copyfile(f, target / "MNIST" / "raw" / f.name)
     return target
+
+
+class PeakMemory:
+    """Samples, twice a second, the summed proportional set size (PSS: shared pages split between the processes
+    that map them, so Ray's shared object store counts once) of this process and its descendants, which include
+    the local Ray's raylet, object store and workers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_gib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak_gib = max(self.peak_gib, sum(_pss_kib(pid) for pid in _tree(os.getpid())) / 2**20)
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            ppid = int(rest.rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        children.setdefault(ppid, []).append(int(pid))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass  # ended, or not ours to read
+    return 0
 
 
 def _cpu_busy() -> tuple[float, float]:
