@@ -46,7 +46,10 @@ def main(study_dir: str, out: str) -> None:
 
 def _mean_ci(name: str, values: np.ndarray) -> dict[str, float]:
     mean = float(values.mean())
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    if len(values) < 2:
+        half = float("nan")
+    else:
+        half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
     return {name: round(mean, 4), f"{name}_ci_low": round(mean - half, 4), f"{name}_ci_high": round(mean + half, 4)}
 
 

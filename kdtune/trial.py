@@ -137,8 +137,8 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, 
     student = study["student"]
     trainers = []
     for seed in config["seeds"]:
-        model = build_model(study["student_arch"][config["condition"]], input_shape=data.input_shape, num_classes=data.num_classes,
-                            kwargs=student["kwargs"], field="student.arch", seed=seed)
+        model = build_model(study["student_arch"][config["condition"]], input_shape=data.input_shape,
+                            num_classes=data.num_classes, kwargs=student["kwargs"], field="student.arch", seed=seed)
         train_config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]),
                                    batch_size=int(params["batch_size"]), alpha=float(params["alpha"]),
                                    temperature=float(params["temperature"]), seed=seed,

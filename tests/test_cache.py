@@ -265,6 +265,9 @@ def _builder(root: str, out: str, barrier: Any) -> None:
     """One process of the concurrency test: leaves a marker only if it really trained a teacher."""
     from kdtune.data import load_dataset
 
+    log = os.open(Path(out) / f"stderr-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT)  # shown if this process fails
+    os.dup2(log, 2)
+
     data = load_dataset("digits", noise_level=0.1, seed=0)
     marker = Path(out) / f"trained-{os.getpid()}"
     barrier.wait(timeout=120)
@@ -282,7 +285,8 @@ def test_concurrent_builders_train_once_and_agree(short_tmp: Path) -> None:
         w.start()
     for w in workers:
         w.join(timeout=300)
-    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    logs = "\n".join(f"{f.name}: {f.read_text()[-2000:]}" for f in sorted(out.glob("stderr-*.log")))
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0], logs
     assert len(list(out.glob("trained-*"))) == 1  # one teacher training on this machine
     results = [np.load(f) for f in sorted(out.glob("arrays-*.npz"))]
     assert len(results) == 4 and len({str(r["key"]) for r in results}) == 1

@@ -63,7 +63,8 @@ def test_distill_table_shows_all_three_models() -> None:
     (["--dataset", "mnist", "--data-root", "/nonexistent-kdtune"], "files missing in /nonexistent-kdtune/MNIST/raw"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(args: list[str], message: str) -> None:
-    result = kdtune("distill", *args, "--epochs" if "--epochs" not in args else "--lr", "1" if "--epochs" not in args else "0.001")
+    extra = ["--epochs", "1"] if "--epochs" not in args else ["--lr", "0.001"]
+    result = kdtune("distill", *args, *extra)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr

@@ -153,5 +153,6 @@ def test_wall_clock_budget_cuts_the_study_short(short_tmp: Path) -> None:
 def test_direction_mismatch_with_stored_study_is_refused(short_tmp: Path) -> None:
     url = f"sqlite:///{short_tmp / 'o.db'}"
     optuna.create_study(study_name="unit/all", storage=make_storage(url), direction="minimize")
-    with pytest.raises(StudyError, match="exists in the storage with direction MINIMIZE, but this spec's objective needs maximize"):
+    message = "exists in the storage with direction MINIMIZE, but this spec's objective needs maximize"
+    with pytest.raises(StudyError, match=message):
         create_studies(_spec(conditions={"noise_level": [0.0]}), make_storage(url), ["all"])

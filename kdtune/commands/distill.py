@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--teacher-epochs", type=int, default=8, help="teacher training epochs (default: %(default)s)")
     models.add_argument("--teacher-select", default="best_val", choices=("best_val", "final"),
                         help="teacher checkpoint: best validation epoch, or the last (default: %(default)s)")
-    models.add_argument("--teacher-seed", type=int, default=0, help="teacher initialisation and batch order (default: %(default)s)")
+    models.add_argument("--teacher-seed", type=int, default=0,
+                        help="teacher initialisation and batch order (default: %(default)s)")
     models.add_argument("--teacher-kwargs", default=None, metavar="MAPPING",
                         help="keyword arguments of the teacher's factory, as YAML/JSON, e.g. '{widths: [512]}'")
     models.add_argument("--student-kwargs", default=None, metavar="MAPPING",
@@ -79,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--epochs", type=int, default=20, help="student training epochs (default: %(default)s)")
     training.add_argument("--batch-size", type=int, default=64, help="samples per step (default: %(default)s)")
     training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    training.add_argument("--seed", type=int, default=0, help="student seed: initialisation and batch order (default: %(default)s)")
+    training.add_argument("--seed", type=int, default=0,
+                          help="student seed: initialisation and batch order (default: %(default)s)")
     training.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     training.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
     training.add_argument("--cache-dir", default=None,
