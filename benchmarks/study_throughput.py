@@ -87,11 +87,13 @@ def main() -> None:
     meta = json.loads((study_dir / "study.json").read_text())
     search_wall = meta["finished_at"] - meta["trials_started_at"]
     overhead = (search_wall * args.concurrency - kdtune_compute) / n
+    inside = (sum(t["seconds"] for t in trials) - kdtune_compute) / n  # set-up and report round trips
     print(f"trials: {n} configurations x {args.repeats} seeds x {args.epochs} epochs on {args.train_size} MNIST "
           f"images, concurrency {args.concurrency}")
     print(f"kdtune: {kdtune_wall:.1f} s wall ({kdtune_wall - search_wall:.1f} s of start-up and teacher loading), "
           f"CPU utilisation {kdtune_cpu:.0%}, Tune overhead {overhead:.2f} s per trial "
-          f"({overhead / (overhead + kdtune_compute / n):.0%} of trial time)")
+          f"({overhead / (overhead + kdtune_compute / n):.0%} of trial time): {inside:.2f} s inside trials (set-up, "
+          f"waiting on reports), {overhead - inside:.2f} s between trials and in idle slots")
     print(f"naive:  {naive_wall:.1f} s wall, CPU utilisation {naive_cpu:.0%}, Tune overhead "
           f"{(naive_wall * args.concurrency - naive_compute) / n:.2f} s per trial (start-up included)")
     print(f"peak memory of the study (PSS of this process and every Ray process): kdtune {kdtune_memory.peak_gib:.2f} "

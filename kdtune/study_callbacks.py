@@ -103,7 +103,7 @@ class ResultsRecorder(Callback):
             "params": json.dumps(trial.config["params"], sort_keys=True), "state": state,
             "objective": result.get("objective"), "epochs_done": result.get("epoch", 0),
             "restarts": self.restarts.get(trial.trial_id, 0), "node_id": result.get("node_id"), "error": reason,
-            "ended_at": time.time(),
+            "ended_at": time.time(), "seconds": result.get("time_total_s"),
         }])
 
 

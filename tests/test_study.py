@@ -43,8 +43,12 @@ def test_small_study_writes_everything(small_study: Path) -> None:
     keys = list(zip(*(rows.column(k).to_pylist() for k in ("trial_id", "seed", "epoch"))))
     assert len(keys) == len(set(keys))  # no duplicate (trial, seed, epoch)
     epochs_by_trial = collections.Counter(rows.column("trial_id").to_pylist())
+    compute = collections.Counter()
+    for trial_id, seconds in zip(rows.column("trial_id").to_pylist(), rows.column("seconds").to_pylist()):
+        compute[trial_id] += seconds
     for t in trials:
         assert epochs_by_trial[t["trial_id"]] == 2 * t["epochs_done"]  # two seeds per epoch
+        assert t["seconds"] > compute[t["trial_id"]]  # the trial's time in its actor includes its epochs
         if t["state"] == "COMPLETE":
             assert t["epochs_done"] == 4
     # The dataset folder reads whole with plain pyarrow, as any Parquet reader would.
