@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 METRIC = "objective"
+UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see StratifiedASHA)
 CONFIRM_SEED_OFFSET = 1000
 
 
@@ -321,7 +322,12 @@ def _retrying(action: Callable[[], T], attempts: int = 6) -> T:
 
 
 class StratifiedASHA(FIFOScheduler):
-    """One :class:`AsyncHyperBandScheduler` per condition, selected by ``trial.config["condition"]``."""
+    """One :class:`AsyncHyperBandScheduler` per condition, selected by ``trial.config["condition"]``.
+
+    Baselines and confirmation runs are never stopped early: they are what the searched configurations are
+    compared with (a pruned alpha = 1 baseline leaves no gain to measure), and confirmation runs exist to give
+    full, unbiased numbers. Their results still enter their condition's rungs.
+    """
 
     def __init__(self, *, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
         super().__init__()
@@ -344,7 +350,8 @@ class StratifiedASHA(FIFOScheduler):
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         if result.get("nan"):
             return TrialScheduler.STOP
-        return self._for(trial).on_trial_result(tune_controller, trial, result)
+        decision = self._for(trial).on_trial_result(tune_controller, trial, result)  # also records the rung value
+        return TrialScheduler.CONTINUE if trial.config.get("phase") in UNPRUNED_PHASES else decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
         self._for(trial).on_trial_complete(tune_controller, trial, result)

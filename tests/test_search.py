@@ -156,3 +156,28 @@ def test_direction_mismatch_with_stored_study_is_refused(short_tmp: Path) -> Non
     message = "exists in the storage with direction MINIMIZE, but this spec's objective needs maximize"
     with pytest.raises(StudyError, match=message):
         create_studies(_spec(conditions={"noise_level": [0.0]}), make_storage(url), ["all"])
+
+
+def test_asha_stops_weak_search_trials_but_never_baselines_or_confirmations() -> None:
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from kdtune.search import StratifiedASHA
+
+    scheduler = StratifiedASHA(mode="max", max_t=8, grace_period=1, reduction_factor=2)
+
+    def trial(phase: str, condition: str = "noise_level=0.1") -> Trial:
+        t = Trial("kdtune_trial", config={"condition": condition, "phase": phase}, stub=True)
+        scheduler.on_trial_add(None, t)
+        return t
+
+    def report(t: Trial, value: float) -> str:
+        return scheduler.on_trial_result(None, t, {"objective": value, "training_iteration": 1})
+
+    assert report(trial("search"), 0.5) == TrialScheduler.CONTINUE  # the rung's first value
+    assert report(trial("search"), 0.9) == TrialScheduler.CONTINUE
+    assert report(trial("search"), 0.1) == TrialScheduler.STOP  # below the rung's cut-off
+    assert report(trial("baseline"), 0.1) == TrialScheduler.CONTINUE
+    assert report(trial("confirm"), 0.1) == TrialScheduler.CONTINUE
+    # Another condition has its own rungs: a value that is poor above is its first, so it continues.
+    assert report(trial("search", "noise_level=0.2"), 0.1) == TrialScheduler.CONTINUE
