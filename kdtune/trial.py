@@ -108,6 +108,10 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
             state = {"students": [t.state_dict() for t in trainers], "best": best, "rows": history}
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+    if replay:  # restored from a checkpoint of the last epoch: nothing left to train, but the rows must reach
+        # the driver, which may have died before writing them
+        tune.report({"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay,
+                     "node_id": node_id, "nan": False})
 
 
 def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
