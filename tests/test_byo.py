@@ -8,6 +8,7 @@ alpha is the weight on the true labels: alpha = 1 means no distillation.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from kdtune.teacher import TeacherSpec
 from kdtune.teacher import build_checked
 from kdtune.teacher import train_teacher
 from kdtune.teacher import weights_fingerprint
+from kdtune.train import EVAL_BATCH_SIZE
 from kdtune.train import predict
 
 
@@ -278,8 +280,9 @@ def test_checkpoint_teacher_trains_nothing_and_is_keyed_by_its_weights(
     teacher_forwards[0] = 0
     spec = TeacherSpec(arch="mlp", kwargs={"widths": [32]}, checkpoint=str(short_tmp / "teacher.pt"))
     built = cache.prepare(spec, digits)
-    # one check batch + one forward per split (digits fits one 2048-sample batch): no training step
-    assert (built.trained, built.hit, teacher_forwards[0]) == (False, False, 1 + 3)
+    # one check batch + the evaluation batches of each split: no training step
+    passes = sum(math.ceil(len(s.y) / EVAL_BATCH_SIZE) for s in (digits.train, digits.val, digits.test))
+    assert (built.trained, built.hit, teacher_forwards[0]) == (False, False, 1 + passes)
     assert built.key == logits_key(weights_fingerprint(trained_mlp), digits.fingerprint())
     assert built.diagnostics["test_accuracy"] == pytest.approx(_accuracy(trained_mlp, digits))
     assert built.teacher is not None and built.teacher.selected_epoch == 0
