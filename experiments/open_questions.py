@@ -38,7 +38,7 @@ def main() -> None:
     for r in table:
         print(f"| {r['study']} | {r['condition']} | {r['teacher_test']:.3f} | {_rates(r, 'teacher')} "
               f"| {r['alone_test']:.3f} ({r['alone_low']:.3f}–{r['alone_high']:.3f}) | {_rates(r, 'alone')} "
-              f"| {r['alpha']:.2f} ({r['alpha_low']:.2f}–{r['alpha_high']:.2f}), T {r['temperature']:.1f} "
+              f"| {r['alpha']:.2f} ({r['alpha_low']:.2f}–{r['alpha_high']:.2f}){_t(r['temperature'])} "
               f"| {r['best_test']:.3f} ({r['best_low']:.3f}–{r['best_high']:.3f}) | {_rates(r, 'best')} "
               f"| {100 * r['gain']:+.1f} ({100 * r['gain_low']:+.1f} to {100 * r['gain_high']:+.1f}), "
               f"p = {r['p_value']:.3f} | {r['verdict']} |")
@@ -53,13 +53,13 @@ def _rows(study: Path) -> list[dict[str, Any]]:
     for c in recommendation["conditions"]:
         rec, alone, teacher, gain = c["recommended"], c["no_distillation"], c["teacher"], c["gain"]
         out.append({
-            "study": study.name, "condition": c["key"],
+            "study": recommendation["studies"][0]["name"], "condition": c["key"],
             "teacher_test": teacher["test_accuracy"], "teacher_selected_epoch": teacher["selected_epoch"],
             "teacher_corrects": teacher["correction_rate"], "teacher_memorises": teacher["memorisation_rate"],
             "alone_test": alone["test"]["mean"], "alone_low": alone["test"]["low"], "alone_high": alone["test"]["high"],
             **_flip_rates("alone", best, alone["trial_ids"]), **_flip_rates("alone_last", last, alone["trial_ids"]),
             "alpha": rec["alpha"]["value"], "alpha_low": rec["alpha"]["low"], "alpha_high": rec["alpha"]["high"],
-            "temperature": rec["temperature"]["value"],
+            "temperature": (rec["temperature"] or {}).get("value"),  # none when no distillation is recommended
             "best_test": rec["test"]["mean"], "best_low": rec["test"]["low"], "best_high": rec["test"]["high"],
             **_flip_rates("best", best, rec["trial_ids"]), **_flip_rates("best_last", last, rec["trial_ids"]),
             "gain": gain["mean"], "gain_low": gain["low"], "gain_high": gain["high"], "p_value": gain["p_value"],
@@ -74,6 +74,10 @@ def _flip_rates(prefix: str, best: Any, trial_ids: list[str]) -> dict[str, float
         return {f"{prefix}_corrects": None, f"{prefix}_memorises": None}
     return {f"{prefix}_corrects": float(runs.correction_rate.mean()),
             f"{prefix}_memorises": float(runs.memorisation_rate.mean())}
+
+
+def _t(temperature: float | None) -> str:
+    return "" if temperature is None else f", T {temperature:.1f}"
 
 
 def _rates(row: dict[str, Any], prefix: str) -> str:
