@@ -265,7 +265,7 @@ def _builder(root: str, out: str, barrier: Any) -> None:
     """One process of the concurrency test: leaves a marker only if it really trained a teacher."""
     from kdtune.data import load_dataset
 
-    log = os.open(Path(out) / f"stderr-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT)  # shown if this process fails
+    log = os.open(Path(out) / f"stderr-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT, 0o644)  # shown if it fails
     os.dup2(log, 2)
 
     data = load_dataset("digits", noise_level=0.1, seed=0)
