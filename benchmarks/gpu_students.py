@@ -47,43 +47,18 @@ def main() -> None:
     print(f"samples/s per GPU: {best:,.0f}; students per GPU (90% of the best total): {enough}")
 
 
-def _setup(samples: int, device: str) -> tuple[Any, Any, Any]:
-    """A Trainer on random MNIST-shaped data with random 'teacher' logits, and the teacher model itself."""
-    import torch
-
-    from kdtune.data import DataBundle
-    from kdtune.data import Split
-    from kdtune.models import build_model
-    from kdtune.train import TeacherLogits
-    from kdtune.train import TrainConfig
-    from kdtune.train import Trainer
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(samples, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (samples,), generator=g)
-    logits = torch.randn(samples, 10, generator=g)
-    split = Split(x=x, y=y, clean=y, flipped=torch.zeros(samples, dtype=torch.bool))
-    small = Split(x=x[:64], y=y[:64], clean=y[:64], flipped=torch.zeros(64, dtype=torch.bool))
-    data = DataBundle(name="random", task="classification", num_classes=10, input_shape=(1, 28, 28), train=split,
-                      val=small, test=small, description={})
-    config = TrainConfig(epochs=1, alpha=0.1, temperature=10.0, batch_size=64)
-    trainer = Trainer(build_model("reference_student", input_shape=(1, 28, 28), num_classes=10, seed=0), data,
-                      config, teacher=TeacherLogits(logits, logits[:64], logits[:64]), device=device)
-    teacher = build_model("reference_teacher", input_shape=(1, 28, 28), num_classes=10, seed=0).to(device).eval()
-    return trainer, teacher, logits
-
-
 def _one_process(samples: int, blocks: int) -> dict[str, float]:
     import torch
+    from random_student import random_trainer
 
     from kdtune.distill import kd_loss
     from kdtune.models import build_model
 
-    trainer, teacher, logits = _setup(samples, "cuda")
-    x, y = trainer.train_split.x, trainer.train_split.y
+    trainer = random_trainer(samples, "cuda")
+    x, y, device_logits = trainer.train_split.x, trainer.train_split.y, trainer.teacher.train
+    teacher = build_model("reference_teacher", input_shape=(1, 28, 28), num_classes=10, seed=0).cuda().eval()
     model = build_model("reference_student", input_shape=(1, 28, 28), num_classes=10, seed=0).cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    device_logits = logits.cuda()
 
     def loop(inline: bool) -> None:
         order = torch.randperm(samples, device="cuda")
@@ -133,8 +108,9 @@ def _k_processes(k: int, samples: int, seconds: float) -> float:
 
 def _worker(samples: int, seconds: float, barrier: Any, results: Any) -> None:
     import torch
+    from random_student import random_trainer
 
-    trainer = _setup(samples, "cuda")[0]
+    trainer = random_trainer(samples, "cuda")
     trainer._train_epoch()  # noqa: SLF001 - warm-up
     torch.cuda.synchronize()
     barrier.wait()

@@ -25,30 +25,17 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from kdtune.data import DataBundle
-    from kdtune.data import Split
+    from random_student import random_trainer
+
     from kdtune.distill import kd_loss
     from kdtune.models import build_model
-    from kdtune.train import TeacherLogits
-    from kdtune.train import TrainConfig
-    from kdtune.train import Trainer
 
-    g = torch.Generator().manual_seed(0)
     n = args.samples
-    x = torch.rand(n, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    logits = torch.randn(n, 10, generator=g)
-    split = Split(x=x, y=y, clean=y, flipped=torch.zeros(n, dtype=torch.bool))
-    small = Split(x=x[:64], y=y[:64], clean=y[:64], flipped=torch.zeros(64, dtype=torch.bool))
-    data = DataBundle(name="random", task="classification", num_classes=10, input_shape=(1, 28, 28), train=split,
-                      val=small, test=small, description={})
-    config = TrainConfig(epochs=1, alpha=0.1, temperature=10.0, batch_size=64)
-    trainer = Trainer(build_model("reference_student", input_shape=(1, 28, 28), num_classes=10, seed=0), data,
-                      config, teacher=TeacherLogits(logits, logits[:64], logits[:64]), device="cpu")
+    trainer = random_trainer(n, "cpu")
+    x_cl, y, logits = trainer.train_split.x, trainer.train_split.y, trainer.teacher.train  # x in channels_last
 
     model = build_model("reference_student", input_shape=(1, 28, 28), num_classes=10, seed=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
 
     def bare_epoch() -> None:
         order = torch.randperm(n)

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from kdtune.recommend import t_estimate
 from kdtune.results import read_results
 
 
@@ -45,12 +45,9 @@ def main(study_dir: str, out: str) -> None:
 
 
 def _mean_ci(name: str, values: np.ndarray) -> dict[str, float]:
-    mean = float(values.mean())
-    if len(values) < 2:
-        half = float("nan")
-    else:
-        half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return {name: round(mean, 4), f"{name}_ci_low": round(mean - half, 4), f"{name}_ci_high": round(mean + half, 4)}
+    e = t_estimate(list(values))
+    return {name: round(e["mean"], 4), **{f"{name}_ci_{side}": round(e[side], 4) if e[side] is not None else float("nan")
+                                          for side in ("low", "high")}}
 
 
 if __name__ == "__main__":

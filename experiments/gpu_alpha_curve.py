@@ -132,7 +132,8 @@ def summarise(path: Path, epochs: list[int], table_path: Path, plot_path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from scipy import stats
+
+    from kdtune.recommend import t_estimate
 
     with open(path) as f:
         rows = [{k: float(v) if v else float("nan") for k, v in r.items()} for r in csv.DictReader(f)]
@@ -148,13 +149,11 @@ def summarise(path: Path, epochs: list[int], table_path: Path, plot_path: Path) 
         for alpha in alphas:
             picked = ([b for (a, _), b in best.items() if a == alpha] if epoch == "best_val"
                       else [r for r in rows if r["alpha"] == alpha and r["epoch"] == epoch])
-            acc = np.array([r["test_accuracy"] for r in picked])
-            if len(acc) < 2:
+            e = t_estimate([r["test_accuracy"] for r in picked])
+            if e["n"] < 2:
                 continue
-            half = float(stats.t.ppf(0.975, len(acc) - 1) * acc.std(ddof=1) / np.sqrt(len(acc)))
-            mean = float(acc.mean())
-            table.append({"epoch": epoch, "alpha": alpha, "seeds": len(acc), "test_accuracy": round(mean, 4),
-                          "ci_low": round(mean - half, 4), "ci_high": round(mean + half, 4),
+            table.append({"epoch": epoch, "alpha": alpha, "seeds": e["n"], "test_accuracy": round(e["mean"], 4),
+                          "ci_low": round(e["low"], 4), "ci_high": round(e["high"], 4),
                           "correction_rate": round(float(np.mean([r["correction_rate"] for r in picked])), 4),
                           "memorisation_rate": round(float(np.mean([r["memorisation_rate"] for r in picked])), 4)})
     with open(table_path, "w", newline="") as f:

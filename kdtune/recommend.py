@@ -524,7 +524,7 @@ def _baseline(arms: dict[tuple[Any, ...], Arm], alpha: float, default_temperatur
                                           -len(a.search) - len(a.confirm)))
 
 
-def _estimate(values: list[float]) -> dict[str, Any]:
+def t_estimate(values: list[float]) -> dict[str, Any]:
     """Mean with a two-sided ``CONFIDENCE`` t-interval (None with fewer than two values)."""
     from scipy import stats
 
@@ -544,8 +544,8 @@ def _arm_summary(arm: Arm) -> dict[str, Any]:
         "params": arm.params,
         "trial_ids": sorted(arm.trial_ids),
         "source": arm.source(),
-        "validation": _estimate([r.objective for r in runs]),
-        "test": _estimate([r.test for r in runs]),
+        "validation": t_estimate([r.objective for r in runs]),
+        "test": t_estimate([r.test for r in runs]),
     }
 
 
@@ -558,7 +558,7 @@ def _gain(distilled: Arm, baseline: Arm, sign: float) -> dict[str, Any]:
     a, b = distilled.runs(group), baseline.runs(group)
     common = sorted(s for s in set(a) & set(b) if math.isfinite(a[s].test) and math.isfinite(b[s].test))
     diff = np.array([sign * (a[s].test - b[s].test) for s in common])
-    estimate = _estimate(list(diff))
+    estimate = t_estimate(list(diff))
     p_value = wilcoxon_p = None
     if len(diff) >= 2 and np.ptp(diff) > 0:
         p_value = float(stats.ttest_rel([a[s].test for s in common], [b[s].test for s in common]).pvalue)
