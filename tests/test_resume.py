@@ -57,7 +57,7 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
 
     trials = read_trials(study_dir).to_pylist()
     assert len(trials) == total and len({t["trial_id"] for t in trials}) == total
-    assert all(t["state"] == "COMPLETE" for t in trials)
+    assert all(t["state"] == "COMPLETE" for t in trials), [(t["state"], t["error"]) for t in trials]
     for trial_id, before in ended_before.items():  # finished trials were not run again
         after = next(t for t in trials if t["trial_id"] == trial_id)
         assert after["ended_at"] == before["ended_at"]
@@ -65,7 +65,7 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
     keys = list(zip(*(rows.column(k).to_pylist() for k in ("trial_id", "seed", "epoch"))))
     assert len(keys) == len(set(keys))
     per_trial = collections.Counter(rows.column("trial_id").to_pylist())
-    assert all(per_trial[t["trial_id"]] == 2 * 6 for t in trials)
+    assert all(per_trial[t["trial_id"]] == 2 * 6 for t in trials), (per_trial, resume_log.read_text()[-3000:])
     # Optuna agrees: every condition has its completed trials, and nothing is left RUNNING.
     storage = make_storage(f"sqlite:///{study_dir / 'optuna.db'}")
     for key in ("noise_level=0.0", "noise_level=0.2"):
