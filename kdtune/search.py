@@ -331,7 +331,7 @@ class StratifiedASHA(FIFOScheduler):
 
     def __init__(self, *, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
         super().__init__()
-        self._kwargs = {"metric": METRIC, "mode": mode, "time_attr": "training_iteration", "max_t": max_t,
+        self._kwargs = {"metric": METRIC, "mode": mode, "time_attr": "epoch", "max_t": max_t,
                         "grace_period": grace_period, "reduction_factor": reduction_factor}
         self._by_condition: dict[str, AsyncHyperBandScheduler] = {}
 

@@ -9,19 +9,23 @@ epoch, so a retried trial continues where it stopped.
 The objective of one seed is its validation objective at its best validation epoch so far; the trial's is
 the mean over seeds. A NaN loss ends the trial at once with ``nan: True`` (recorded as FAIL, not retried).
 The checkpoint also carries every result row so far; the first report after a restore replays them, so rows
-a crashed driver never wrote are not lost (the writer skips the ones it has).
+a crashed driver never wrote are not lost (the writer skips the ones it has). A restore whose checkpoint Tune
+already deleted continues from the trial's newest one (:class:`RestoreNewestCheckpoint`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import posixpath
+import re
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.fs
 import torch
 
 from kdtune.data import DataBundle
@@ -33,6 +37,7 @@ from kdtune.train import TeacherLogits
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 CHECKPOINT_FILE = "students.pt"
+CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")  # Tune's names for a trial's checkpoint folders
 
 
 def pack_payload(data: DataBundle, logits: TeacherLogits | None, teacher_weights: np.ndarray | None) -> dict[str, Any]:
@@ -112,6 +117,50 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
         # the driver, which may have died before writing them
         tune.report({"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay,
                      "node_id": node_id, "nan": False})
+
+
+class RestoreNewestCheckpoint:
+    """Mixed into the trial's Tune trainable: a restore whose checkpoint is gone uses the trial's newest one.
+
+    `kdtune resume` restores Tune's experiment snapshot, which Tune writes every few seconds. Between two
+    snapshots, ``CheckpointConfig(num_to_keep=1)`` deletes the checkpoint that the last snapshot names as soon
+    as the trial reports a newer one, so a driver killed in that window leaves a snapshot naming a deleted
+    checkpoint, and Tune fails the trial on every retry ("does not exist on storage anymore"). The newer
+    checkpoint is beside it in the trial's folder; with none there the trial trains again from epoch 0 (the
+    same epochs, since each seed fixes its initial weights and batch order).
+    """
+
+    def restore(self, checkpoint_result: Any) -> None:
+        named = checkpoint_result.checkpoint
+        fs = named.filesystem
+        if fs.get_file_info(named.path).type != pyarrow.fs.FileType.NotFound:
+            super().restore(checkpoint_result)  # type: ignore[misc]
+            return
+        newest = newest_checkpoint(fs, posixpath.dirname(named.path.rstrip("/")))
+        # The driver still tracks the named folder and deletes it once the trial reports a newer checkpoint;
+        # an empty stand-in lets it do so (deleting a missing folder raises inside Tune's bookkeeping).
+        fs.create_dir(named.path)
+        if newest is None:
+            logger.warning("trial checkpoint %s is gone and the trial has no other; training it again from epoch 0",
+                           named.path)
+            return
+        logger.warning("trial checkpoint %s is gone; restoring the trial's newest, %s", named.path, newest.path)
+        super().restore(type(checkpoint_result)(checkpoint=newest, metrics=checkpoint_result.metrics))  # type: ignore[misc]
+
+
+def newest_checkpoint(fs: Any, trial_dir: str) -> Any:
+    """The ``checkpoint_N`` folder with the largest N in a trial's folder on ``fs``, or None."""
+    from ray import tune
+
+    found = fs.get_file_info(pyarrow.fs.FileSelector(trial_dir, allow_not_found=True))
+    folders = [f for f in found if f.type == pyarrow.fs.FileType.Directory and CHECKPOINT_DIR.fullmatch(f.base_name)]
+    if not folders:
+        return None
+    newest = max(folders, key=lambda f: int(f.base_name.rsplit("_", 1)[1]))
+    return tune.Checkpoint(path=newest.path, filesystem=fs)
+
+
+run_trial.__mixins__ = (RestoreNewestCheckpoint,)  # type: ignore[attr-defined]  # read by Tune's wrap_function
 
 
 def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:

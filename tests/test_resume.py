@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
     ended_before = {t["trial_id"]: t for t in read_trials(study_dir).to_pylist()}
     total = 2 * trials_per_condition(spec)
     assert len(ended_before) < total, "the study finished before it could be killed: give it more work"
+    kept = _lose_the_snapshot_race(study_dir / "tune" / "kdtune")
 
     resume_log = short_tmp / "resume.log"
     resumed = start_kdtune(["resume", str(study_dir), "--no-progress"], short_tmp / "ray2", resume_log)
@@ -57,8 +59,8 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
 
     trials = read_trials(study_dir).to_pylist()
     assert len(trials) == total and len({t["trial_id"] for t in trials}) == total
-    assert all(t["state"] == "COMPLETE" for t in trials), [(t["state"], t["error"]) for t in trials
-                                                           if t["state"] != "COMPLETE"]
+    assert all(t["state"] == "COMPLETE" for t in trials), ([(t["state"], t["error"]) for t in trials
+                                                            if t["state"] != "COMPLETE"], kept)
     for trial_id, before in ended_before.items():  # finished trials were not run again
         after = next(t for t in trials if t["trial_id"] == trial_id)
         assert after["ended_at"] == before["ended_at"]
@@ -74,6 +76,27 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
         states = collections.Counter(t.state.name for t in study.trials)
         assert states["COMPLETE"] == trials_per_condition(spec) and states["RUNNING"] == 0
     assert json.loads((study_dir / "study.json").read_text())["finished_at"] is not None
+
+
+def _lose_the_snapshot_race(experiment: Path) -> list[str]:
+    """Leave every trial's checkpoints as a driver killed at the worst moment leaves them.
+
+    Tune snapshots the experiment every few seconds, and ``num_to_keep=1`` deletes a trial's checkpoint as
+    soon as the driver registers the next one: a kill in between leaves a snapshot that names a deleted
+    checkpoint with a newer one beside it. Keeping only each trial's newest checkpoint, moved one number up,
+    recreates that state whichever checkpoint the snapshot names. Returns the trials' kept checkpoints.
+    """
+    kept = []
+    for trial_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
+        if checkpoints:
+            *older, newest = checkpoints
+            for folder in older:
+                shutil.rmtree(folder)
+            moved = trial_dir / f"checkpoint_{int(newest.name.rsplit('_', 1)[1]) + 1:06d}"
+            newest.rename(moved)
+            kept.append(f"{trial_dir.name}/{moved.name}")
+    return kept
 
 
 def test_resume_refuses_a_folder_without_a_study(short_tmp: Path) -> None:

@@ -172,7 +172,7 @@ def test_asha_stops_weak_search_trials_but_never_baselines_or_confirmations() ->
         return t
 
     def report(t: Trial, value: float) -> str:
-        return scheduler.on_trial_result(None, t, {"objective": value, "training_iteration": 1})
+        return scheduler.on_trial_result(None, t, {"objective": value, "epoch": 1})
 
     assert report(trial("search"), 0.5) == TrialScheduler.CONTINUE  # the rung's first value
     assert report(trial("search"), 0.9) == TrialScheduler.CONTINUE
