@@ -122,9 +122,9 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
 class RestoreNewestCheckpoint:
     """Mixed into the trial's Tune trainable: a restore whose checkpoint is gone uses the trial's newest one.
 
-    `kdtune resume` restores Tune's experiment snapshot, which Tune writes every few seconds. Between two
-    snapshots, ``CheckpointConfig(num_to_keep=1)`` deletes the checkpoint that the last snapshot names as soon
-    as the trial reports a newer one, so a driver killed in that window leaves a snapshot naming a deleted
+    `kdtune resume` restores Tune's experiment snapshot. When the driver registers a trial's new checkpoint,
+    ``CheckpointConfig(num_to_keep=1)`` deletes the previous one at once, and the snapshot that names the new
+    one is written only afterwards, so a driver killed in between leaves a snapshot naming a deleted
     checkpoint, and Tune fails the trial on every retry ("does not exist on storage anymore"). The newer
     checkpoint is beside it in the trial's folder; with none there the trial trains again from epoch 0 (the
     same epochs, since each seed fixes its initial weights and batch order).
