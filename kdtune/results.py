@@ -79,8 +79,9 @@ TRIAL_SCHEMA = pa.schema([
     ("node_id", pa.string()),  # the Ray node of its last report
     ("error", pa.string()),
     ("ended_at", pa.float64()),
-    # Seconds the trial ran in its Ray actor (its last attempt: set-up, epochs, reports); minus the rows'
-    # ``seconds`` it is what Tune cost inside the trial. Null in study folders written before it existed.
+    # Seconds the trial ran in Ray actors (Tune's time_total_s: set-up, epochs, reports; attempts restored from a
+    # checkpoint add to the time it recorded); minus the rows' ``seconds`` it is what Tune cost inside the trial.
+    # Null in study folders written before it existed.
     ("seconds", pa.float64()),
 ])
 
