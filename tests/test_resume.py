@@ -81,9 +81,9 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
 def _lose_the_snapshot_race(experiment: Path) -> list[str]:
     """Leave every trial's checkpoints as a driver killed at the worst moment leaves them.
 
-    Tune snapshots the experiment every few seconds, and ``num_to_keep=1`` deletes a trial's checkpoint as
-    soon as the driver registers the next one: a kill in between leaves a snapshot that names a deleted
-    checkpoint with a newer one beside it. Keeping only each trial's newest checkpoint, moved one number up,
+    ``num_to_keep=1`` deletes a trial's checkpoint as soon as the driver registers the next one, and Tune
+    writes the snapshot that names the new one only afterwards: a kill in between leaves a snapshot that names
+    a deleted checkpoint with a newer one beside it. Keeping only each trial's newest checkpoint, moved one number up,
     recreates that state whichever checkpoint the snapshot names. Returns the trials' kept checkpoints.
     """
     kept = []

@@ -52,7 +52,7 @@ def _checkpoint(trial_dir: Path, index: int) -> Path:
 
 def test_missing_checkpoint_restores_the_newest_beside_it(trial: tuple[Any, Path]) -> None:
     trainable, trial_dir = trial
-    newest = _checkpoint(trial_dir, 10)  # numbered past 9 and 2: the order is numeric
+    newest = _checkpoint(trial_dir, 10)
     _checkpoint(trial_dir, 9)
     loaded = _restore(trainable, trial_dir / "checkpoint_000002")
     assert loaded.path == str(newest)
