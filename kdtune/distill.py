@@ -13,15 +13,17 @@ import torch.nn.functional as F
 from kdtune.errors import SpecError
 
 
-def check_alpha(alpha: float, *, allow_negative: bool = False, field: str = "alpha") -> None:
-    """Refuse an alpha outside [0, 1], or outside (-inf, 1] when negative alpha is explicitly allowed.
+def check_alpha(alpha: float, *, field: str = "alpha") -> None:
+    """Refuse an alpha outside [0, 1] for classification.
 
-    alpha < 0 puts a weight above 1 on the teacher (Das & Sanghavi 2023 report it useful under heavy label
-    noise); it is opt-in because it is usually a sign convention mistake.
+    alpha < 0 would put a weight above 1 on the teacher (Das & Sanghavi 2023 find it useful under heavy label
+    noise, for squared loss). With cross-entropy the mixed target alpha*y + (1 - alpha)*softmax(t/T) then has a
+    negative entry and the loss is unbounded below, so only the linear (MSE) task allows it
+    (``allow_negative_alpha`` in a spec).
     """
-    if alpha > 1 or (alpha < 0 and not allow_negative):
-        allowed = "(-inf, 1]" if allow_negative else "[0, 1] (negative values need --allow-negative-alpha)"
-        raise SpecError(field, alpha, f"must be in {allowed}; alpha is the weight on the true labels, 1 = no distillation")
+    if not 0 <= alpha <= 1:
+        raise SpecError(field, alpha, "must be in [0, 1]; alpha is the weight on the true labels, 1 = no distillation "
+                        "(alpha < 0 is only for the linear regression task)")
 
 
 def kd_loss(

@@ -675,7 +675,7 @@ def _importances(view: View, folder: Path) -> Figure | str | None:
 def _condition_importances(data: StudyData, condition: str, storage: Any) -> tuple[dict[str, float] | None, str]:
     import optuna
 
-    from kdtune.search import optuna_study_name
+    from kdtune.rules import optuna_study_name
 
     try:
         study = optuna.load_study(study_name=optuna_study_name(data.spec.name, condition), storage=storage)
@@ -694,7 +694,7 @@ def _condition_importances(data: StudyData, condition: str, storage: Any) -> tup
 
 
 def _optuna_storage(data: StudyData) -> tuple[Any, str]:
-    from kdtune.search import make_storage
+    from kdtune.optuna_storage import make_storage
 
     url = data.meta.get("storage_url") or f"sqlite:///{data.path / 'optuna.db'}"
     if data.meta.get("storage_redacted"):

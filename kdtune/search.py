@@ -16,15 +16,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
-from typing import TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -34,6 +31,14 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from kdtune.errors import StudyError
+from kdtune.optuna_storage import make_storage
+from kdtune.optuna_storage import retrying
+from kdtune.rules import CONFIRM_SEED_OFFSET
+from kdtune.rules import METRIC
+from kdtune.rules import UNPRUNED_PHASES
+from kdtune.rules import optuna_study_name
+from kdtune.rules import trial_outcome
+from kdtune.rules import trials_per_condition
 
 
 if TYPE_CHECKING:
@@ -43,27 +48,6 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-METRIC = "objective"
-UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see StratifiedASHA)
-CONFIRM_SEED_OFFSET = 1000
-
-
-def optuna_study_name(study: str, condition: str) -> str:
-    return f"{study}/{condition}"
-
-
-def trial_outcome(result: dict[str, Any] | None, error: bool, epochs: int) -> tuple[str, str | None]:
-    """(state, reason) of an ended trial, decided the same way for Optuna and for ``trials.parquet``."""
-    if error:
-        return "FAIL", "the trial raised an error (see the Tune trial log)"
-    if not result or METRIC not in result:
-        return "FAIL", "the trial reported no result"
-    if result.get("nan") or not math.isfinite(result[METRIC]):
-        return "FAIL", "the loss or objective became NaN or infinite"
-    if result.get("epoch", 0) < epochs:
-        return "PRUNED", f"stopped early by ASHA after epoch {result.get('epoch')}"
-    return "COMPLETE", None
 
 
 def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
@@ -86,7 +70,7 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, condit
     direction = "maximize" if spec.mode == "max" else "minimize"
     for condition in conditions:
         name = optuna_study_name(spec.name, condition)
-        study = _retrying(functools.partial(optuna.create_study, study_name=name, storage=storage,
+        study = retrying(functools.partial(optuna.create_study, study_name=name, storage=storage,
                                             direction=direction, load_if_exists=True))
         if study.direction.name.lower() != direction:
             raise StudyError(f"Optuna study {name} exists in the storage with direction {study.direction.name}, "
@@ -275,50 +259,6 @@ class ConditionSearcher(Searcher):
             queue.append(no_kd[0])
         self.confirm_queue[condition] = queue
         self.confirm_done[condition] = True
-
-
-def confirmation_trials(spec: StudySpec) -> int:
-    """At most this many confirmation trials per condition: the top k, plus the alpha = 1 baseline when it is
-    not among them (then one fewer)."""
-    k = spec.budget.confirm_top_k
-    return k + 1 if k else 0
-
-
-def trials_per_condition(spec: StudySpec) -> int:
-    """Search trials per condition: the sampler's proposals plus the baselines it does not already contain
-    (confirmation trials, ``budget.confirm_top_k``, come on top)."""
-    from kdtune.space import baselines
-    from kdtune.space import grid
-    from kdtune.space import grid_size
-
-    if spec.sampler != "grid":
-        return spec.budget.trials_per_condition + len(baselines(spec))
-    points = grid(spec.search)
-    extra = sum(any(p.get(k) not in v for k, v in points.items()) for p in baselines(spec))
-    return grid_size(spec.search) + extra
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for ``sqlite:///...`` or ``postgresql://...`` (SQLite with a generous lock timeout).
-
-    Two drivers opening a fresh database at once race to create its tables; the loser retries.
-    """
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return _retrying(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs))
-
-
-def _retrying(action: Callable[[], T], attempts: int = 6) -> T:
-    """Run ``action``, retrying on the integrity/operational errors of concurrent schema or study creation."""
-    import sqlalchemy.exc
-
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 class StratifiedASHA(FIFOScheduler):

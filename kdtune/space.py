@@ -100,9 +100,14 @@ def check_search_space(spec: StudySpec) -> None:
     alpha_low, alpha_high = _bounds(spec.search["alpha"], "search.alpha")
     if alpha_high > 1:
         raise SpecError("search.alpha.high", alpha_high, "must be <= 1 (alpha is the weight on the true labels)")
+    if spec.allow_negative_alpha and spec.task == "classification":
+        raise SpecError("allow_negative_alpha", True, "is only for the linear regression task: in classification the "
+                        "mixed target alpha*y + (1 - alpha)*softmax(t/T) has a negative entry when alpha < 0 and the "
+                        "loss is unbounded below")
     if alpha_low < 0 and not spec.allow_negative_alpha:
-        raise SpecError("search.alpha.low", alpha_low,
-                        "must be >= 0 (alpha < 0 weights the teacher above 1: set allow_negative_alpha: true)")
+        allowed = ("must be >= 0 (alpha < 0 weights the teacher above 1: set allow_negative_alpha: true)"
+                   if spec.task == "regression" else "must be >= 0 (alpha < 0 is only for the linear regression task)")
+        raise SpecError("search.alpha.low", alpha_low, allowed)
     if "temperature" in spec.search:
         if spec.task == "regression":
             raise SpecError("search.temperature", spec.search["temperature"].model_dump(exclude_none=True),

@@ -191,8 +191,32 @@ class BudgetSpec(_Model):
     repeats: int = Field(2, ge=1)  # seeds per configuration, trained inside one trial (paired across configurations)
     seed: int = 0  # first student seed; the repeats use seed, seed + 1, ...
     max_wall_minutes: float | None = Field(None, gt=0)
-    confirm_top_k: int = Field(0, ge=0)
-    confirm_repeats: int = Field(3, ge=1)
+    # Confirmation (docs/recommendation_schema.md): the recommended configuration (and the next best ones up
+    # to confirm_top_k) and alpha = 1 re-run on fresh seeds, confirm_repeats per round, until the verdict is
+    # clear or confirm_max_repeats seeds are spent. Verdicts come from these runs only; 0 switches it off.
+    confirm_top_k: int = Field(1, ge=0, le=8)
+    confirm_repeats: int = Field(4, ge=2, le=100)
+    confirm_max_repeats: int = Field(16, ge=2, le=500)
+
+    @model_validator(mode="after")
+    def _check_confirmation(self) -> BudgetSpec:
+        if self.confirm_max_repeats < self.confirm_repeats:
+            raise SpecError("budget.confirm_max_repeats", self.confirm_max_repeats,
+                            f"must be at least budget.confirm_repeats ({self.confirm_repeats}): it is the most "
+                            "confirmation seeds per configuration, added confirm_repeats at a time")
+        return self
+
+
+class RecommendSpec(_Model):
+    """How verdicts are drawn (``kdtune recommend --margin`` overrides ``margin``)."""
+
+    # Equivalence margin, in points of test accuracy: "no gain" only when the gain's interval lies inside
+    # +-margin. Classification only: the linear task's test metric (excess MSE) has no points.
+    margin: float | None = Field(None, gt=0, le=100)
+
+
+#: The default equivalence margin for classification: 0.5 points of test accuracy.
+DEFAULT_MARGIN_POINTS = 0.5
 
 
 class SchedulerSpec(_Model):
@@ -238,6 +262,7 @@ class StudySpec(_Model):
     resources: ResourcesSpec = ResourcesSpec()
     objective: Literal["val_accuracy", "val_mse"] | None = None  # None: val_accuracy, or val_mse for regression
     tracking: Annotated[TrackingSpec, BeforeValidator(_as_tracking)] = TrackingSpec()
+    recommend: RecommendSpec = RecommendSpec()
 
     @model_validator(mode="after")
     def _check_study(self) -> StudySpec:
@@ -252,6 +277,9 @@ class StudySpec(_Model):
             raise SpecError("objective", self.objective, "must be val_mse for the linear regression task")
         if not all(regression) and self.objective == "val_mse":
             raise SpecError("objective", self.objective, "val_mse is only for the linear regression task")
+        if all(regression) and self.recommend.margin is not None:
+            raise SpecError("recommend.margin", self.recommend.margin, "is in points of test accuracy; the linear "
+                            "task's test metric (excess MSE) has no such unit: omit it")
         # Only ASHA reads grace_period (fifo, and the epoch-less linear task, never stop early).
         asha = self.scheduler.type == "asha" and not all(regression)
         if asha and self.scheduler.grace_period > self.student.epochs:
@@ -288,6 +316,14 @@ class StudySpec(_Model):
     @property
     def objective_name(self) -> str:
         return self.objective or ("val_mse" if self.task == "regression" else "val_accuracy")
+
+    @property
+    def margin(self) -> float | None:
+        """The equivalence margin as a fraction of test accuracy (None for the linear task: no margin)."""
+        if self.task == "regression":
+            return None
+        points = self.recommend.margin if self.recommend.margin is not None else DEFAULT_MARGIN_POINTS
+        return points / 100
 
     @property
     def mode(self) -> Literal["max", "min"]:

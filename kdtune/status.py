@@ -44,8 +44,8 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``."""
     from kdtune.results import read_results
     from kdtune.results import read_trials
-    from kdtune.search import confirmation_trials
-    from kdtune.search import trials_per_condition
+    from kdtune.rules import confirmation_trials
+    from kdtune.rules import trials_per_condition
     from kdtune.spec import StudySpec
     from kdtune.study import load_study_json
 

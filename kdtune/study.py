@@ -96,9 +96,9 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
              *, resume: bool) -> Path:
     from ray import tune
 
+    from kdtune.optuna_storage import make_storage
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
-    from kdtune.search import make_storage
     from kdtune.study_callbacks import LiveProgress
     from kdtune.study_callbacks import ResultsRecorder
     from kdtune.tracking import tracking_callbacks
@@ -251,8 +251,8 @@ def _concurrency(spec: StudySpec, options: RunOptions) -> int:
 
 
 def _trial_context(spec: StudySpec, conditions: list[Condition]) -> dict[str, Any]:
-    return {"student": spec.student.model_dump(), "allow_negative_alpha": spec.allow_negative_alpha,
-            "cpus_per_trial": spec.resources.cpu, "student_arch": {c.key: c.student_arch for c in conditions}}
+    return {"student": spec.student.model_dump(), "cpus_per_trial": spec.resources.cpu,
+            "student_arch": {c.key: c.student_arch for c in conditions}}
 
 
 def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None

@@ -13,9 +13,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from kdtune.search import confirmation_trials
-from kdtune.search import trial_outcome
-from kdtune.search import trials_per_condition
+from kdtune.rules import confirmation_trials
+from kdtune.rules import trial_outcome
+from kdtune.rules import trials_per_condition
 from kdtune.status import TrialView
 from kdtune.status import render
 from kdtune.status import summarise

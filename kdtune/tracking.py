@@ -15,7 +15,7 @@ What a run holds (``docs/tracking.md``):
 * history: every per-epoch metric of the run at step = epoch, per-class test accuracy as
   ``test_class_accuracy/<class>``;
 * summary: the metrics at the run's best validation epoch (``best_epoch``) and the trial's ``state``
-  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.search.trial_outcome`).
+  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.rules.trial_outcome`).
 
 Offline by default (no account or key). Online when ``tracking.wandb.mode: online`` or ``WANDB_MODE=online``
 with a key configured; ``WANDB_MODE=offline`` forces offline. When W&B is unreachable or refuses the key,
@@ -244,7 +244,7 @@ class WandbTracker(Callback):
                 state.best = metrics
 
     def _finish_trial(self, trial: Trial, error: bool) -> None:
-        from kdtune.search import trial_outcome
+        from kdtune.rules import trial_outcome
 
         state, reason = trial_outcome(trial.last_result, error, self.epochs)
         outcome = {"state": state, "state_reason": reason or "",

@@ -44,7 +44,6 @@ class TrainConfig:
     alpha: float = 1.0
     temperature: float = 1.0
     seed: int = 0
-    allow_negative_alpha: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -55,7 +54,7 @@ class TrainConfig:
             raise SpecError("lr", self.lr, "must be > 0")
         if not self.temperature > 0:
             raise SpecError("temperature", self.temperature, "must be > 0")
-        check_alpha(self.alpha, allow_negative=self.allow_negative_alpha)
+        check_alpha(self.alpha)
 
 
 @dataclass(frozen=True)

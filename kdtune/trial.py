@@ -194,8 +194,7 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, 
                             num_classes=data.num_classes, kwargs=student["kwargs"], field="student.arch", seed=seed)
         train_config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]),
                                    batch_size=int(params["batch_size"]), alpha=float(params["alpha"]),
-                                   temperature=float(params["temperature"]), seed=seed,
-                                   allow_negative_alpha=study["allow_negative_alpha"])
+                                   temperature=float(params["temperature"]), seed=seed)
         trainers.append(Trainer(model, data, train_config, teacher=logits, threads=threads))
     return trainers, [-math.inf] * len(trainers)
 

@@ -51,7 +51,7 @@ def test_distill_table_shows_all_three_models() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--dataset", "cifar"], "--dataset = 'cifar': must be one of digits, mnist"),
     (["--noise", "1.2"], r"--noise = 1.2: must be in [0, 1)"),
-    (["--alpha", "1.5"], "--alpha = 1.5: must be in [0, 1] (negative values need --allow-negative-alpha)"),
+    (["--alpha", "1.5"], "--alpha = 1.5: must be in [0, 1]; alpha is the weight on the true labels"),
     (["--alpha", "-0.2"], "--alpha = -0.2"),
     (["--temperature", "0"], "--temperature = 0.0: must be > 0"),
     (["--epochs", "0"], "--epochs = 0: must be a positive integer"),
@@ -76,8 +76,10 @@ def test_debug_shows_the_traceback() -> None:
     assert result.returncode != 0 and "Traceback" in result.stderr and "SpecError" in result.stderr
 
 
-def test_negative_alpha_with_flag_runs() -> None:
-    result = kdtune("distill", "--alpha", "-0.5", "--allow-negative-alpha", "--epochs", "1", "--teacher-epochs", "1",
-                    "--format", "json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["models"][1]["alpha"] == -0.5
+def test_negative_alpha_is_refused_for_classification() -> None:
+    """alpha < 0 makes the cross-entropy's mixed target negative (unbounded loss): only the linear task allows it."""
+    result = kdtune("distill", "--alpha", "-0.5", "--epochs", "1", "--teacher-epochs", "1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "kdtune: error: --alpha = -0.5: must be in [0, 1]; alpha is the weight on the true labels, 1 = no distillation "
+        "(alpha < 0 is only for the linear regression task)"]

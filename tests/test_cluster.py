@@ -51,7 +51,7 @@ from processes import wait_for
 
 from kdtune.results import read_results
 from kdtune.results import read_trials
-from kdtune.search import trials_per_condition
+from kdtune.rules import trials_per_condition
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -95,10 +95,9 @@ def test_alpha_out_of_range_is_refused(alpha: float) -> None:
         check_alpha(alpha)
 
 
-def test_negative_alpha_only_when_allowed() -> None:
-    check_alpha(-0.5, allow_negative=True)
-    with pytest.raises(SpecError, match="alpha = 1.1"):
-        check_alpha(1.1, allow_negative=True)
+def test_negative_alpha_is_refused_with_its_reason() -> None:
+    with pytest.raises(SpecError, match=r"alpha = -0\.5: .*only for the linear regression task"):
+        check_alpha(-0.5)
 
 
 def test_non_positive_temperature_is_refused() -> None:

@@ -11,11 +11,11 @@ import pytest
 from optuna.trial import TrialState
 
 from kdtune.errors import StudyError
+from kdtune.optuna_storage import make_storage
+from kdtune.rules import optuna_study_name
+from kdtune.rules import trials_per_condition
 from kdtune.search import ConditionSearcher
 from kdtune.search import create_studies
-from kdtune.search import make_storage
-from kdtune.search import optuna_study_name
-from kdtune.search import trials_per_condition
 from kdtune.spec import parse_spec
 
 

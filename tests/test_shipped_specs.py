@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic import TypeAdapter
 
 from kdtune.plan import expand
-from kdtune.search import trials_per_condition
+from kdtune.rules import trials_per_condition
 from kdtune.space import baselines
 from kdtune.space import grid
 from kdtune.space import grid_size

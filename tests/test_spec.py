@@ -41,7 +41,7 @@ INVALID: dict[str, tuple[str, str]] = {
         "search.alpha.high",
         r"^search\.alpha\.high = 1\.5: must be <= 1 \(alpha is the weight on the true labels\)$"),
     "invalid_negative_alpha": (
-        "search.alpha.low", r"^search\.alpha\.low = -0\.5: must be >= 0 .*set allow_negative_alpha: true\)$"),
+        "search.alpha.low", r"^search\.alpha\.low = -0\.5: must be >= 0 \(alpha < 0 is only for the linear regression task\)$"),
     "invalid_temperature_low": (
         "search.temperature.low", r"^search\.temperature\.low = 0\.0: must be > 0$"),
     "invalid_noise_level": (
@@ -92,10 +92,29 @@ def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
         load_spec(tmp_path / "nowhere.yaml")
 
 
-def test_negative_alpha_is_accepted_when_allowed() -> None:
+def test_negative_alpha_is_accepted_for_the_linear_task_when_allowed() -> None:
     raw = yaml.safe_load((SPECS / "invalid_negative_alpha.yaml").read_text())
-    spec = parse_spec({**raw, "allow_negative_alpha": True})
+    spec = parse_spec({**raw, "allow_negative_alpha": True, "dataset": {"name": "linear"}})
     assert spec.search["alpha"].low == -0.5
+
+
+def test_negative_alpha_is_refused_for_classification_even_when_allowed() -> None:
+    """Cross-entropy on a mixed target with a negative entry is unbounded below (item 6 of the verdicts work)."""
+    raw = yaml.safe_load((SPECS / "invalid_negative_alpha.yaml").read_text())
+    with pytest.raises(SpecError, match=r"^allow_negative_alpha = True: is only for the linear regression task"):
+        parse_spec({**raw, "allow_negative_alpha": True})
+
+
+def test_confirmation_budget_and_margin_are_checked() -> None:
+    with pytest.raises(SpecError, match=r"^budget\.confirm_max_repeats = 3: must be at least budget\.confirm_repeats \(4\)"):
+        parse_spec({"name": "x", "budget": {"confirm_repeats": 4, "confirm_max_repeats": 3}})
+    with pytest.raises(SpecError, match=r"^recommend\.margin = 0\.5: is in points of test accuracy; the linear task"):
+        parse_spec({"name": "x", "dataset": {"name": "linear"}, "search": {"alpha": {"type": "float", "low": 0, "high": 1}},
+                    "recommend": {"margin": 0.5}})
+    with pytest.raises(SpecError, match=r"^recommend\.margin = -1: input should be greater than 0"):
+        parse_spec({"name": "x", "recommend": {"margin": -1}})
+    spec = parse_spec({"name": "x"})
+    assert spec.budget.confirm_top_k == 1 and spec.margin == 0.005  # confirmation on, 0.5 points by default
 
 
 def test_grace_period_is_only_checked_for_asha() -> None:
@@ -175,8 +194,9 @@ def test_v1_full_loads_with_its_values() -> None:
     assert spec.teacher.select == "final" and spec.teacher.kwargs == {"dropout": 0.1}
     assert spec.conditions.noise_type == ["symmetric", "pairflip"]
     assert spec.search["batch_size"].choices == [32, 64]
-    assert spec.allow_negative_alpha and spec.search["alpha"].low == -0.5
+    assert not spec.allow_negative_alpha and spec.search["alpha"].low == 0.0
     assert spec.budget.max_wall_minutes == 90.5 and spec.budget.confirm_top_k == 2
+    assert spec.budget.confirm_max_repeats == 15 and spec.recommend.margin == 1.0 and spec.margin == 0.01
     assert spec.resources.gpu == 0.5 and spec.resources.max_concurrent == 3
     assert spec.tracking.wandb is not None and spec.tracking.wandb.entity == "my-team"
     same = set()  # fields left at their default: only where no other value makes sense
@@ -184,8 +204,9 @@ def test_v1_full_loads_with_its_values() -> None:
         for name, field in model.model_fields.items():
             if not field.is_required() and getattr(section, name) == field.default:
                 same.add(f"{path}.{name}".lstrip("."))
-    # the only version; asha, so that its two settings matter; the bring-your-own fields (v1_byo*.yaml)
-    assert same == {"version", "scheduler.type"} | BYO_FIELDS
+    # the only version; asha, so that its two settings matter; negative alpha is for the linear task only (this
+    # spec is classification); the bring-your-own fields (v1_byo*.yaml)
+    assert same == {"version", "scheduler.type", "allow_negative_alpha"} | BYO_FIELDS
 
 
 def test_defaults_come_from_the_schema() -> None:

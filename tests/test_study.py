@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_study_spec
 
+from kdtune.optuna_storage import make_storage
 from kdtune.results import read_results
 from kdtune.results import read_trials
-from kdtune.search import make_storage
-from kdtune.search import trials_per_condition
+from kdtune.rules import trials_per_condition
 from kdtune.status import from_files
 from kdtune.study import RunOptions
 from kdtune.study import run_study

@@ -73,8 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="weight on the true labels, in [0, 1]; 1 = no distillation, 0 = teacher only "
                     "(default: %(default)s, the Keras tutorial's)")
     kd.add_argument("--temperature", type=float, default=10.0, help="softmax temperature T > 0 (default: %(default)s)")
-    kd.add_argument("--allow-negative-alpha", action="store_true",
-                    help="allow alpha < 0, i.e. a weight above 1 on the teacher")
 
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=20, help="student training epochs (default: %(default)s)")
@@ -125,7 +123,7 @@ def _distill(args: argparse.Namespace) -> int:
     from kdtune.train import train_student
 
     # Validate every option before loading data or training anything.
-    check_alpha(args.alpha, allow_negative=args.allow_negative_alpha, field="--alpha")
+    check_alpha(args.alpha, field="--alpha")
     teacher_kwargs = _mapping(args.teacher_kwargs, "--teacher-kwargs")
     student_kwargs = _mapping(args.student_kwargs, "--student-kwargs")
     files = [_absolute(f) for f in args.data_files] if args.data_files else None
@@ -134,8 +132,7 @@ def _distill(args: argparse.Namespace) -> int:
     if args.teacher_epochs < 1:
         raise SpecError("--teacher-epochs", args.teacher_epochs, "must be a positive integer")
     student_config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
-                                 temperature=args.temperature, seed=args.seed,
-                                 allow_negative_alpha=args.allow_negative_alpha)
+                                 temperature=args.temperature, seed=args.seed)
     teacher_spec = TeacherSpec(arch=args.teacher, epochs=args.teacher_epochs, lr=args.lr,
                                batch_size=args.batch_size, seed=args.teacher_seed, select=args.teacher_select,
                                kwargs=teacher_kwargs, checkpoint=checkpoint)

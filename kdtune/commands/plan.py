@@ -92,15 +92,18 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     """The plan as a JSON-ready dict (see the module docstring); nothing is trained or written."""
     from kdtune.cache import LogitCache
     from kdtune.plan import expand
-    from kdtune.search import trials_per_condition
+    from kdtune.rules import confirmation_trials
+    from kdtune.rules import trials_per_condition
     from kdtune.study import preflight
 
     conditions = expand(spec)
     preflight(spec, conditions)
     cache = LogitCache(cache_dir)
     trials = trials_per_condition(spec)
-    confirm_trials = spec.budget.confirm_top_k
-    runs = trials * spec.budget.repeats + confirm_trials * spec.budget.confirm_repeats
+    # Confirmation at its most: every round run (rounds stop early once the verdict is clear).
+    confirm_trials = confirmation_trials(spec)
+    confirm_runs = (spec.budget.confirm_top_k + 1) * spec.budget.confirm_max_repeats if confirm_trials else 0
+    runs = trials * spec.budget.repeats + confirm_runs
     cpus = cpus or os.cpu_count() or 1
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
     epochs, batch_size = _worst_case_student(spec)
@@ -131,7 +134,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
             run_s = epochs * _epoch_seconds(student, data, batch_size)
             teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data)
         trial_s = spec.budget.repeats * run_s + overhead_s
-        confirm_s = spec.budget.confirm_repeats * run_s + overhead_s
+        confirm_s = (confirm_runs / confirm_trials * run_s if confirm_trials else 0.0) + overhead_s
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s, "trial_s": trial_s,
                            "cpu_s": load_s + teacher_s + trials * trial_s + confirm_trials * confirm_s,
                            "longest_trial_s": max(trial_s, confirm_s if confirm_trials else 0.0)}
@@ -268,7 +271,8 @@ def _print(result: dict[str, Any]) -> None:
 
     total, res = result["total"], result["resources"]
     table = Table(title=f"plan for study {result['spec']}: {total['conditions']} conditions, {total['trials']} trials, "
-                  f"{total['runs']} runs", caption="runs = trials x repeats (+ confirmation trials x their repeats); "
+                  f"{total['runs']} runs", caption="runs = trials x repeats (+ confirmation at its most: every round; it stops once the "
+                  "verdict is clear); "
                   "teacher: cached / compute logits (one forward pass) / train teacher")
     for header in ("condition", "trials", "runs", "teacher", "teacher key", "logits key", "compute"):
         table.add_column(header, justify="right" if header in ("trials", "runs", "compute") else "left",

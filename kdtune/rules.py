@@ -1,0 +1,78 @@
+"""The study's pure rules: phases, budgets, seeds and how an ended trial is classified.
+
+They are shared by the Ray Tune plugin (:mod:`kdtune.search`), the results writer, ``kdtune status`` and
+``kdtune plan``, and need neither Ray nor torch, so the read-only commands stay light.
+
+Phases: ``search`` (proposed by the condition's sampler), ``baseline`` (alpha = 1, no distillation, and
+alpha = 0, pure distillation, enqueued in every condition) and ``confirm`` (the recommended configuration and
+alpha = 1 re-run on fresh student seeds, in rounds, until the verdict is clear or the budget is spent).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+from typing import Any
+
+
+if TYPE_CHECKING:
+    from kdtune.spec import StudySpec
+
+
+METRIC = "objective"
+PHASES = ("search", "baseline", "confirm")
+UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see search.StratifiedASHA)
+#: Confirmation seeds start here (after ``budget.seed``), far from the search's seeds, so they are fresh.
+CONFIRM_SEED_OFFSET = 1000
+
+
+def optuna_study_name(study: str, condition: str) -> str:
+    return f"{study}/{condition}"
+
+
+def trial_outcome(result: dict[str, Any] | None, error: bool, epochs: int) -> tuple[str, str | None]:
+    """(state, reason) of an ended trial, decided the same way for Optuna and for ``trials.parquet``."""
+    if error:
+        return "FAIL", "the trial raised an error (see the Tune trial log)"
+    if not result or METRIC not in result:
+        return "FAIL", "the trial reported no result"
+    if result.get("nan") or not math.isfinite(result[METRIC]):
+        return "FAIL", "the loss or objective became NaN or infinite"
+    if result.get("epoch", 0) < epochs:
+        return "PRUNED", f"stopped early by ASHA after epoch {result.get('epoch')}"
+    return "COMPLETE", None
+
+
+def trials_per_condition(spec: StudySpec) -> int:
+    """Search trials per condition: the sampler's proposals plus the baselines it does not already contain
+    (confirmation trials come on top: :func:`confirmation_trials`)."""
+    from kdtune.space import baselines
+    from kdtune.space import grid
+    from kdtune.space import grid_size
+
+    if spec.sampler != "grid":
+        return spec.budget.trials_per_condition + len(baselines(spec))
+    points = grid(spec.search)
+    extra = sum(any(p.get(k) not in v for k, v in points.items()) for p in baselines(spec))
+    return grid_size(spec.search) + extra
+
+
+def confirmation_rounds(spec: StudySpec) -> int:
+    """The most confirmation rounds per condition: ``confirm_repeats`` fresh seeds each, until
+    ``confirm_max_repeats`` seeds (0 without confirmation)."""
+    if spec.budget.confirm_top_k == 0:
+        return 0
+    return math.ceil(spec.budget.confirm_max_repeats / spec.budget.confirm_repeats)
+
+
+def confirmation_seeds(spec: StudySpec, round_index: int) -> list[int]:
+    """The fresh student seeds of confirmation round ``round_index`` (0-based); the last round may be short."""
+    first = spec.budget.seed + CONFIRM_SEED_OFFSET + round_index * spec.budget.confirm_repeats
+    last = spec.budget.seed + CONFIRM_SEED_OFFSET + spec.budget.confirm_max_repeats
+    return list(range(first, min(first + spec.budget.confirm_repeats, last)))
+
+
+def confirmation_trials(spec: StudySpec) -> int:
+    """At most this many confirmation trials per condition: per round, the ``confirm_top_k`` candidates and
+    the alpha = 1 baseline. Rounds stop early once the verdict is clear, so a study usually runs fewer."""
+    return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1)
