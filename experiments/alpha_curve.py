@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtune.recommend import t_estimate
+from kdtune.scoring import t_estimate
 from kdtune.results import read_results
 
 

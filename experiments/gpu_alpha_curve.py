@@ -133,7 +133,7 @@ def summarise(path: Path, epochs: list[int], table_path: Path, plot_path: Path) 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from kdtune.recommend import t_estimate
+    from kdtune.scoring import t_estimate
 
     with open(path) as f:
         rows = [{k: float(v) if v else float("nan") for k, v in r.items()} for r in csv.DictReader(f)]

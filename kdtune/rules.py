@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 METRIC = "objective"
+#: The parameters a study may search, in one order: the results tables' columns and every configuration key.
+SEARCH_PARAMS = ("alpha", "temperature", "lr", "batch_size", "epochs")
 PHASES = ("search", "baseline", "confirm")
 UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see search.StratifiedASHA)
 #: Confirmation seeds start here (after ``budget.seed``), far from the search's seeds, so they are fresh.

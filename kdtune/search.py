@@ -4,8 +4,11 @@
 so far goes next) and asks the condition's own Optuna study for each configuration, so that TPE never
 learns across noise levels. It tells Optuna what really happened: COMPLETE with the trial's objective,
 PRUNED (with the last value as a user attribute) when ASHA stopped it early, FAIL with the reason on an error
-or a NaN. Its state is the Optuna storage plus a few counters, so it pickles small and resumes after a
-driver crash.
+or a NaN. Once a condition's search has ended it confirms: its best distilled configuration(s) and
+alpha = 1 re-run on fresh paired seeds, round after round, until :func:`kdtune.verdicts.confirm` gives a
+clear verdict or ``budget.confirm_max_repeats`` seeds are spent (the rule ``kdtune recommend`` applies to the
+same runs). Its state is the Optuna storage plus counters and the completed trials' per-seed scores (JSON), so
+it resumes after a driver crash.
 
 :class:`StratifiedASHA` runs one ASHA bracket state per condition inside one Tune scheduler: a global ASHA
 would compare trials whose metrics sit on different scales (noise 0 vs noise 0.2) and cut whole conditions.
@@ -33,9 +36,9 @@ from ray.tune.search import Searcher
 from kdtune.errors import StudyError
 from kdtune.optuna_storage import make_storage
 from kdtune.optuna_storage import retrying
-from kdtune.rules import CONFIRM_SEED_OFFSET
 from kdtune.rules import METRIC
 from kdtune.rules import UNPRUNED_PHASES
+from kdtune.rules import confirmation_seeds
 from kdtune.rules import optuna_study_name
 from kdtune.rules import trial_outcome
 from kdtune.rules import trials_per_condition
@@ -107,7 +110,11 @@ class ConditionSearcher(Searcher):
         self.handed_out = {c: 0 for c in conditions}
         self.ended = {c: 0 for c in conditions}
         self.confirm_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
-        self.confirm_done = {c: False for c in conditions}
+        self.confirm_done = {c: spec.budget.confirm_top_k == 0 for c in conditions}
+        self.confirm_round = {c: -1 for c in conditions}  # the last round queued
+        self.confirm_arms: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # candidates, then alpha = 1
+        self.confirm_pending = {c: 0 for c in conditions}  # trials of the current round not ended yet
+        self.scores: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # completed trials' seeds
         self.live: dict[str, dict[str, Any]] = {}  # tune trial id -> condition, phase, optuna number
         self.cut_short = False
         self._spec: StudySpec | None = None
@@ -182,21 +189,31 @@ class ConditionSearcher(Searcher):
         for condition, queue in self.confirm_queue.items():
             if queue:
                 params = queue.pop(0)
-                self.live[trial_id] = {"condition": condition, "phase": "confirm", "number": None}
-                return self._config(condition, "confirm", params)
-        waiting = self.spec.budget.confirm_top_k > 0 and not all(self.confirm_done.values())
-        return None if waiting else Searcher.FINISHED
+                config = self._config(condition, "confirm", params)
+                self.live[trial_id] = {"condition": condition, "phase": "confirm", "number": None,
+                                       "params": config["params"]}
+                return config
+        return None if not all(self.confirm_done.values()) else Searcher.FINISHED
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         entry = self.live.pop(trial_id, None)
         if entry is None:
             return  # already told (a resumed driver may repeat a completion)
         state, reason = trial_outcome(result, error, self._epochs(entry))
+        condition = entry["condition"]
         if entry["number"] is not None:
-            self._tell(entry["condition"], entry["number"], state, reason, result)
-        if entry["phase"] != "confirm":
-            self.ended[entry["condition"]] += 1
-            self._maybe_queue_confirmation(entry["condition"])
+            self._tell(condition, entry["number"], state, reason, result)
+        if state == "COMPLETE" and result is not None:
+            self.scores[condition].append({"phase": entry["phase"], "params": entry["params"],
+                                           "scores": result.get("scores", [])})
+        if entry["phase"] == "confirm":
+            self.confirm_pending[condition] -= 1
+            if self.confirm_pending[condition] == 0:
+                self._after_round(condition)
+        else:
+            self.ended[condition] += 1
+            if self.ended[condition] >= self.budget and self.confirm_round[condition] < 0:
+                self._start_confirmation(condition)
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _ask(self, trial_id: str, condition: str) -> dict[str, Any]:
@@ -211,8 +228,10 @@ class ConditionSearcher(Searcher):
         ot_trial.set_user_attr("phase", phase)
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         self.handed_out[condition] += 1
-        self.live[trial_id] = {"condition": condition, "phase": phase, "number": ot_trial.number}
-        return self._config(condition, phase, dict(ot_trial.params))
+        config = self._config(condition, phase, dict(ot_trial.params))
+        self.live[trial_id] = {"condition": condition, "phase": phase, "number": ot_trial.number,
+                               "params": config["params"]}
+        return config
 
     def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> dict[str, Any]:
         s = self.spec
@@ -221,9 +240,11 @@ class ConditionSearcher(Searcher):
         if s.task == "regression":  # closed form: no epochs, no temperature
             params["epochs"] = 1
             params.pop("temperature")
-        first = s.budget.seed + (CONFIRM_SEED_OFFSET if phase == "confirm" else 0)
-        repeats = s.budget.confirm_repeats if phase == "confirm" else s.budget.repeats
-        return {"condition": condition, "phase": phase, "params": params, "seeds": list(range(first, first + repeats))}
+        if phase == "confirm":
+            seeds = confirmation_seeds(s, self.confirm_round[condition])
+        else:
+            seeds = list(range(s.budget.seed, s.budget.seed + s.budget.repeats))
+        return {"condition": condition, "phase": phase, "params": params, "seeds": seeds}
 
     def _epochs(self, entry: dict[str, Any]) -> int:
         return 1 if self.spec.task == "regression" else self.spec.student.epochs
@@ -244,21 +265,81 @@ class ConditionSearcher(Searcher):
         else:
             study.tell(number, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
 
-    def _maybe_queue_confirmation(self, condition: str) -> None:
-        k = self.spec.budget.confirm_top_k
-        if k == 0 or self.ended[condition] < self.budget or self.confirm_done[condition]:
+    # -- adaptive confirmation -----------------------------------------------------------------------------
+    def _context(self) -> Any:
+        from kdtune.recommend import Context
+        from kdtune.scoring import METRICS
+        from kdtune.sequential import Design
+
+        spec = self.spec
+        return Context(spec=spec, metric=METRICS[spec.objective_name], margin=spec.margin,
+                       design=Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats),
+                       conditions=len(self.conditions))
+
+    def _arms(self, condition: str, phases: tuple[str, ...]) -> dict[str, Any]:
+        """The condition's completed trials of ``phases`` as :class:`kdtune.recommend.Arm` (seed-level runs)."""
+        from kdtune.recommend import Arm
+        from kdtune.recommend import Run
+
+        arms: dict[str, Arm] = {}
+        for trial in self.scores[condition]:
+            if trial["phase"] not in phases:
+                continue
+            arm = arms.setdefault(_key(trial["params"]), Arm(params=dict(trial["params"])))
+            arm.phases.add(trial["phase"])
+            for seed, objective, test in trial["scores"]:
+                run = Run(trial_id="", phase=trial["phase"], seed=("", int(seed)), objective=objective, test=test)
+                (arm.confirm if trial["phase"] == "confirm" else arm.search)[run.seed] = run
+        return arms
+
+    def _start_confirmation(self, condition: str) -> None:
+        """After the condition's last search trial: pick what to confirm, queue round 0 (or finish)."""
+        from kdtune.recommend import confirmation_candidates
+
+        if self.confirm_done[condition]:
             return
-        study = self.studies()[condition]
-        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        complete.sort(key=lambda t: t.value, reverse=self.spec.mode == "max")
-        queue = [dict(t.params) for t in complete[:k]]
-        # The no-distillation baseline is confirmed on the same fresh seeds, so the gain over it is paired and
-        # free of the search's winner's curse.
-        no_kd = [dict(t.params) for t in complete if t.user_attrs.get("phase") == "baseline" and t.params["alpha"] == 1]
-        if no_kd and no_kd[0] not in queue:
-            queue.append(no_kd[0])
-        self.confirm_queue[condition] = queue
-        self.confirm_done[condition] = True
+        searched = list(self._arms(condition, ("search", "baseline")).values())
+        candidates = confirmation_candidates(searched, self._context(), self.spec.budget.confirm_top_k)
+        no_kd = [a.params for a in searched if a.alpha == 1.0 and "baseline" in a.phases]
+        if not candidates or not no_kd:
+            logger.warning("%s: no %s completed, so nothing can be confirmed", condition,
+                           "distilled configuration" if not candidates else "alpha = 1 baseline")
+            self.confirm_done[condition] = True
+            return
+        self.confirm_arms[condition] = [*candidates, no_kd[0]]
+        self._queue_round(condition)
+
+    def _queue_round(self, condition: str) -> None:
+        self.confirm_round[condition] += 1
+        self.confirm_queue[condition] = [dict(p) for p in self.confirm_arms[condition]]
+        self.confirm_pending[condition] = len(self.confirm_arms[condition])
+
+    def _after_round(self, condition: str) -> None:
+        """Judge the confirmation so far; another round unless the verdict is clear or the budget spent."""
+        from kdtune.rules import confirmation_rounds
+        from kdtune.verdicts import DECISIVE
+        from kdtune.verdicts import confirm
+
+        context = self._context()
+        arms = self._arms(condition, ("confirm",))
+        *candidates, no_kd = [arms.get(_key(p)) for p in self.confirm_arms[condition]]
+        candidates = [a for a in candidates if a is not None]
+        kind = "inconclusive"
+        if candidates and no_kd is not None:
+            kind = confirm([a.confirmed() for a in candidates], no_kd.confirmed(), sign=context.metric.sign,
+                           design=context.design, conditions=context.conditions, margin=context.margin).kind
+        if kind in DECISIVE or self.confirm_round[condition] + 1 >= confirmation_rounds(self.spec):
+            logger.info("%s: confirmation ends after round %d: %s", condition, self.confirm_round[condition] + 1, kind)
+            self.confirm_done[condition] = True
+        else:
+            self._queue_round(condition)
+
+
+def _key(params: dict[str, Any]) -> str:
+    """A configuration's identity as :mod:`kdtune.scoring` keys it (floats to 12 significant digits)."""
+    from kdtune.scoring import clean
+
+    return json.dumps({k: clean(v) for k, v in params.items()}, sort_keys=True)
 
 
 class StratifiedASHA(FIFOScheduler):

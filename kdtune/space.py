@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.errors import SpecError
+from kdtune.rules import SEARCH_PARAMS
 
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 
 #: Search parameters a trial understands, and what they override.
-SEARCHABLE = ("alpha", "temperature", "lr", "batch_size", "epochs")
+SEARCHABLE = SEARCH_PARAMS
 _INTEGER = ("batch_size", "epochs")
 
 

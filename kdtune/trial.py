@@ -6,8 +6,10 @@ Every student of a condition reads the same data and teacher logits from Ray's o
 read-only numpy views); the teacher never runs here. The trial checkpoints all its students after every
 epoch, so a retried trial continues where it stopped.
 
-The objective of one seed is its validation objective at its best validation epoch so far; the trial's is
-the mean over seeds. A NaN loss ends the trial at once with ``nan: True`` (recorded as FAIL, not retried).
+The objective of one seed is its validation objective at its best validation epoch so far (the earliest on
+ties, as :mod:`kdtune.scoring` scores a run); the trial's is the mean over seeds. Each report also carries
+``scores``, every seed's (seed, objective, test metric at that epoch): the searcher's adaptive confirmation
+judges its rounds on them. A NaN loss ends the trial at once with ``nan: True`` (recorded as FAIL, not retried).
 The checkpoint also carries every result row so far; the first report after a restore replays them, so rows
 a crashed driver never wrote are not lost (the writer skips the ones it has). A restore whose checkpoint Tune
 already deleted continues from the trial's newest one (:class:`RestoreNewestCheckpoint`).
@@ -87,6 +89,7 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
         tune.report(_linear_result(data, payload["teacher_weights"], params, config["seeds"], node_id))
         return
     trainers, best = _students(data, logits, config, study, threads)
+    best_test = [math.nan] * len(trainers)  # test accuracy at each seed's best validation epoch
     history: list[dict[str, Any]] = []  # every row so far: replayed after a restore (the driver de-duplicates)
     replay: list[dict[str, Any]] = []
     state = _load_checkpoint(tune.get_checkpoint())
@@ -94,29 +97,37 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
         for trainer, s in zip(trainers, state["students"]):
             trainer.load_state_dict(s)
         best, history = state["best"], state["rows"]
+        best_test = state.get("best_test", best_test)
         replay = list(history)  # rows the driver may have lost if it crashed before writing them
     epochs = int(params["epochs"])
     while trainers[0].epoch < epochs:
         metrics = [trainer.step() for trainer in trainers]
         nan = any(not math.isfinite(m.train_loss) for m in metrics)
         for i, m in enumerate(metrics):
-            best[i] = max(best[i], m.val_accuracy)
+            if m.val_accuracy > best[i]:
+                best[i], best_test[i] = m.val_accuracy, m.test_accuracy
         rows = [{"seed": seed, **m.as_dict()} for seed, m in zip(config["seeds"], metrics)]
         history += rows
         result = {"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay + rows,
-                  "node_id": node_id, "nan": nan}
+                  "node_id": node_id, "nan": nan, "scores": _scores(config["seeds"], best, best_test)}
         replay = []
         if nan:
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as folder:
-            state = {"students": [t.state_dict() for t in trainers], "best": best, "rows": history}
+            state = {"students": [t.state_dict() for t in trainers], "best": best, "best_test": best_test,
+                     "rows": history}
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
     if replay:  # restored from a checkpoint of the last epoch: nothing left to train, but the rows must reach
         # the driver, which may have died before writing them
         tune.report({"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay,
-                     "node_id": node_id, "nan": False})
+                     "node_id": node_id, "nan": False, "scores": _scores(config["seeds"], best, best_test)})
+
+
+def _scores(seeds: list[int], objectives: list[float], tests: list[float]) -> list[list[float]]:
+    """[seed, objective, test] per seed, as plain floats (Tune's results are JSON)."""
+    return [[int(s), float(o), float(t)] for s, o, t in zip(seeds, objectives, tests)]
 
 
 class RestoreNewestCheckpoint:
@@ -209,5 +220,6 @@ def _linear_result(data: DataBundle, teacher_weights: np.ndarray, params: dict[s
         fit = fit_student(data, teacher_weights, float(params["alpha"]), seed)
         rows.append({"seed": seed, "epoch": 1, **fit})
     objective = float(np.mean([r["val_loss"] for r in rows]))
-    return {"objective": objective, "epoch": 1, "rows": rows, "node_id": node_id, "nan": not math.isfinite(objective)}
+    return {"objective": objective, "epoch": 1, "rows": rows, "node_id": node_id, "nan": not math.isfinite(objective),
+            "scores": _scores(seeds, [r["val_loss"] for r in rows], [r["test_excess_mse"] for r in rows])}
 

@@ -20,9 +20,11 @@ from kdtune.spec import parse_spec
 
 
 def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
+    """A small spec; confirmation off unless the test's budget turns it on."""
     raw = {"name": "unit", "conditions": {"noise_level": [0.0, 0.1, 0.2]}, "student": {"epochs": 4},
            "budget": {"trials_per_condition": 3, "repeats": 2}, "scheduler": {"grace_period": 1}}
     raw.update(overrides)
+    raw["budget"] = {"confirm_top_k": 0, **raw["budget"]}
     return parse_spec(raw)
 
 
@@ -36,8 +38,11 @@ def _searcher(spec, tmp: Path) -> ConditionSearcher:  # type: ignore[no-untyped-
     return ConditionSearcher(spec=spec, storage_url=url, conditions=keys, study_dir=tmp)
 
 
-def _complete(searcher: ConditionSearcher, trial_id: str, objective: float, epoch: int = 4) -> None:
-    searcher.on_trial_complete(trial_id, {"objective": objective, "epoch": epoch, "nan": False})
+def _complete(searcher: ConditionSearcher, trial_id: str, objective: float, epoch: int = 4,
+              tests: list[float] | None = None, seeds: list[int] | None = None) -> None:
+    """End a trial as Tune would, with per-seed scores (seed, objective, test) when ``tests`` are given."""
+    scores = [[s, objective, t] for s, t in zip(seeds or [], tests or [])]
+    searcher.on_trial_complete(trial_id, {"objective": objective, "epoch": epoch, "nan": False, "scores": scores})
 
 
 def test_fair_across_conditions_and_baselines_first(short_tmp: Path) -> None:
@@ -121,22 +126,50 @@ def test_grid_runs_every_point_once_and_adds_only_missing_baselines(short_tmp: P
     assert searcher.suggest("t4") == "FINISHED"
 
 
-def test_confirmation_reruns_top_k_and_the_no_kd_baseline_with_fresh_seeds(short_tmp: Path) -> None:
+def _confirming_searcher(tmp: Path) -> tuple[ConditionSearcher, dict[str, Any]]:
+    """One condition, 2 proposals + 2 baselines on seeds 0, 1; confirmation in rounds of 3 up to 6 seeds."""
     spec = _spec(conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 2, "repeats": 2,
-                                                            "confirm_top_k": 2, "confirm_repeats": 3})
-    searcher = _searcher(spec, short_tmp)
+                                                            "confirm_top_k": 1, "confirm_repeats": 3,
+                                                            "confirm_max_repeats": 6})
+    searcher = _searcher(spec, tmp)
     configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}
     assert searcher.suggest("wait") is None  # search trials still running: confirmation not decided yet
-    assert configs["t0"]["params"]["alpha"] == 1.0  # type: ignore[index]
-    for i, value in enumerate([0.5, 0.9, 0.7, 0.6]):
-        _complete(searcher, f"t{i}", value)
-    confirm = [searcher.suggest(f"c{i}") for i in range(3)]
-    assert [c["phase"] for c in confirm] == ["confirm"] * 3  # type: ignore[index]
-    assert confirm[0]["params"] == configs["t1"]["params"]  # the best first  # type: ignore[index]
-    assert confirm[1]["params"] == configs["t2"]["params"]  # type: ignore[index]
-    assert confirm[2]["params"] == configs["t0"]["params"]  # alpha = 1, for a paired gain  # type: ignore[index]
-    assert confirm[0]["seeds"] == [1000, 1001, 1002]  # type: ignore[index]
-    assert searcher.suggest("c3") == "FINISHED"
+    for i, value in enumerate([0.5, 0.4, 0.9, 0.7]):  # t0: alpha = 1, t1: alpha = 0, t2 the best distilled
+        _complete(searcher, f"t{i}", value, tests=[value, value], seeds=[0, 1])
+    return searcher, configs
+
+
+def _round(searcher: ConditionSearcher, prefix: str) -> list[dict[str, Any]]:
+    return [searcher.suggest(f"{prefix}{i}") for i in range(2)]  # type: ignore[misc]
+
+
+def test_confirmation_reruns_the_best_distilled_and_no_kd_in_rounds_until_clear(short_tmp: Path) -> None:
+    searcher, configs = _confirming_searcher(short_tmp)
+    assert configs["t0"]["params"]["alpha"] == 1.0 and configs["t1"]["params"]["alpha"] == 0.0
+    first = _round(searcher, "a")
+    assert [c["phase"] for c in first] == ["confirm", "confirm"]
+    assert first[0]["params"] == configs["t2"]["params"]  # the best distilled configuration on validation
+    assert first[1]["params"] == configs["t0"]["params"]  # alpha = 1 on the same fresh seeds: paired
+    assert first[0]["seeds"] == first[1]["seeds"] == [1000, 1001, 1002]
+    assert searcher.suggest("wait") is None  # the round is judged once both arms have ended
+    # Round 1 is unclear (gains +2, -1, +0.5 points): a second round with the next fresh seeds.
+    _complete(searcher, "a0", 0.9, tests=[0.92, 0.89, 0.905], seeds=[1000, 1001, 1002])
+    _complete(searcher, "a1", 0.88, tests=[0.90, 0.90, 0.90], seeds=[1000, 1001, 1002])
+    second = _round(searcher, "b")
+    assert [c["seeds"] for c in second] == [[1003, 1004, 1005]] * 2
+    _complete(searcher, "b0", 0.9, tests=[0.92, 0.93, 0.925], seeds=[1003, 1004, 1005])
+    _complete(searcher, "b1", 0.88, tests=[0.90, 0.90, 0.90], seeds=[1003, 1004, 1005])
+    assert searcher.suggest("c0") == "FINISHED"  # confirm_max_repeats (6) spent
+
+
+def test_confirmation_stops_after_a_round_that_makes_the_verdict_clear(short_tmp: Path) -> None:
+    searcher, _ = _confirming_searcher(short_tmp)
+    _round(searcher, "a")
+    _complete(searcher, "a0", 0.95, tests=[0.950, 0.951, 0.952], seeds=[1000, 1001, 1002])  # +5 points each
+    _complete(searcher, "a1", 0.90, tests=[0.900, 0.901, 0.902], seeds=[1000, 1001, 1002])
+    assert searcher.suggest("b0") == "FINISHED"
+    restored = pickle.loads(pickle.dumps(searcher))  # the confirmation's state survives a driver restart
+    assert restored.confirm_done == searcher.confirm_done and restored.scores == searcher.scores
 
 
 def test_wall_clock_budget_cuts_the_study_short(short_tmp: Path) -> None:

@@ -271,7 +271,8 @@ def _print(result: dict[str, Any]) -> None:
 
     total, res = result["total"], result["resources"]
     table = Table(title=f"plan for study {result['spec']}: {total['conditions']} conditions, {total['trials']} trials, "
-                  f"{total['runs']} runs", caption="runs = trials x repeats (+ confirmation at its most: every round; it stops once the "
+                  f"{total['runs']} runs",
+                  caption="runs = trials x repeats (+ confirmation at its most: every round; it stops once the "
                   "verdict is clear); "
                   "teacher: cached / compute logits (one forward pass) / train teacher")
     for header in ("condition", "trials", "runs", "teacher", "teacher key", "logits key", "compute"):

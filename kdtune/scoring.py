@@ -1,0 +1,114 @@
+"""How a run is scored: one owner for what every later step (recommend, report, export, load_results) reads.
+
+A *run* is one student seed of one trial. It is scored at its **best validation epoch** (the earliest on
+ties): the objective is the validation metric there, and the test metric reported for it is the one at that
+same epoch, never the best test epoch (test metrics are reported, never selected on).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kdtune.rules import SEARCH_PARAMS
+
+
+CONFIDENCE = 0.95
+PARAMS = SEARCH_PARAMS
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What is selected on (a validation column of the results) and what is reported (a test column)."""
+
+    column: str
+    mode: str  # max | min, for both columns
+    test_column: str
+
+    @property
+    def sign(self) -> float:
+        """+1 when larger is better."""
+        return 1.0 if self.mode == "max" else -1.0
+
+
+#: The linear task reports the test MSE against the noise-free targets: the excess risk that α* minimises.
+METRICS = {
+    "val_accuracy": Metric("val_accuracy", "max", "test_accuracy"),
+    "val_mse": Metric("val_loss", "min", "test_excess_mse"),
+}
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """One run at its best validation epoch: its configuration (``params`` in :data:`PARAMS` order), phase,
+    trial state, seed, objective, test metric and the whole row of that epoch."""
+
+    condition: str
+    trial_id: str
+    phase: str
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING
+    seed: int
+    params: tuple[Any, ...]
+    objective: float
+    test: float
+    row: dict[str, Any]
+
+    @property
+    def alpha(self) -> float:
+        return float(self.params[0])
+
+    @property
+    def temperature(self) -> float | None:
+        return None if self.params[1] is None else float(self.params[1])
+
+    def param_dict(self) -> dict[str, Any]:
+        return dict(zip(PARAMS, self.params))
+
+
+def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun]:
+    """Every run of ``rows`` (results rows with their ``trial_state``) at its best validation epoch; runs
+    without a finite validation value are left out."""
+    by_run: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_run.setdefault((str(row["trial_id"]), int(row["seed"])), []).append(row)
+    runs = []
+    for (trial_id, seed), run_rows in by_run.items():
+        scored = [r for r in run_rows if finite(r[metric.column])]
+        if not scored:
+            continue
+        best = max(scored, key=lambda r: (metric.sign * r[metric.column], -r["epoch"]))
+        test = best[metric.test_column]
+        runs.append(ScoredRun(condition=best["condition"], trial_id=trial_id, phase=best["phase"],
+                              state=best["trial_state"], seed=seed, params=tuple(clean(best[p]) for p in PARAMS),
+                              objective=float(best[metric.column]), test=float(test) if finite(test) else math.nan,
+                              row=best))
+    return runs
+
+
+def finite(value: Any) -> bool:
+    """A number that is neither missing, NaN nor infinite."""
+    return value is not None and math.isfinite(value)
+
+
+def clean(value: Any) -> Any:
+    """A parameter value as a configuration key: floats rounded (12 significant digits), NaN as None."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.12g}")
+    return value
+
+
+def t_estimate(values: Iterable[float]) -> dict[str, Any]:
+    """Mean with a two-sided ``CONFIDENCE`` t-interval over seeds (None with fewer than two values)."""
+    import numpy as np
+    from scipy import stats
+
+    x = np.asarray([v for v in values if finite(v)], dtype=float)
+    if len(x) == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    mean = float(x.mean())
+    if len(x) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": 1}
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(x)}
