@@ -48,6 +48,9 @@ from typing import Any
 
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
+from kdtune.scoring import METRICS
+from kdtune.scoring import ScoredRun as Run
+from kdtune.scoring import score_runs
 
 
 if TYPE_CHECKING:
@@ -62,20 +65,16 @@ REPORT_HTML = "report.html"
 FIGURES_DIR = "report"
 COMPARE_HTML = "report-compare.html"  # a comparison's default, in the current directory
 MANIFEST = "figures.json"
-PARAMS = ("alpha", "temperature", "lr", "batch_size", "epochs")
-STATES_IN_MEANS = ("COMPLETE",)
 CONFIDENCE = 0.95
 HEATMAP_BINS = 8
 DPI = 100
-RECOMMEND_HOOK = ("Recommendation hook: kdtune.recommend.recommend() is not available in this installation; "
-                  "its per-condition verdicts appear here when it is.")
 _PARAM_LABELS = {"alpha": ALPHA_LABEL, "temperature": "temperature T"}
 
 
 # ------------------------------------------------------------------------------------------------ reading
 
 class _Params:
-    """alpha and T read from ``params`` (ordered as PARAMS)."""
+    """alpha and T read from ``params`` (ordered as :data:`kdtune.scoring.PARAMS`)."""
 
     params: tuple[Any, ...]
 
@@ -88,25 +87,6 @@ class _Params:
         return None if self.params[1] is None else float(self.params[1])
 
 
-@dataclass(frozen=True)
-class Run(_Params):
-    """One seed of one trial, at its best validation epoch so far."""
-
-    condition: str
-    trial_id: str
-    phase: str
-    state: str  # COMPLETE | PRUNED | FAIL | RUNNING
-    seed: int
-    params: tuple[Any, ...]  # values of PARAMS
-    objective: float
-    test: float
-    row: dict[str, Any]
-
-    @property
-    def in_means(self) -> bool:
-        return self.state in STATES_IN_MEANS
-
-
 @dataclass
 class Configuration(_Params):
     """One point of the search space in one condition, with its runs."""
@@ -116,7 +96,7 @@ class Configuration(_Params):
     runs: list[Run] = field(default_factory=list)
 
     def complete(self) -> list[Run]:
-        return [r for r in self.runs if r.in_means]
+        return [r for r in self.runs if r.state == "COMPLETE"]
 
     def mean(self, attr: str = "objective") -> float:
         values = [getattr(r, attr) for r in self.complete() if _finite(getattr(r, attr))]
@@ -191,22 +171,8 @@ def load_study(study_dir: Path) -> StudyData:
     spec = StudySpec.model_validate(meta["spec"])
     teachers_file = study_dir / "teachers.json"
     teachers = json.loads(teachers_file.read_text()) if teachers_file.exists() else {}
-    select = "val_loss" if spec.task == "regression" else "val_accuracy"
-    test = "test_excess_mse" if spec.task == "regression" else "test_accuracy"
-    sign = -1.0 if spec.task == "regression" else 1.0
     rows = read_results(study_dir).to_pylist()
-    by_run: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_run.setdefault((row["trial_id"], row["seed"]), []).append(row)
-    runs = []
-    for (trial_id, seed), run_rows in by_run.items():
-        scored = [r for r in run_rows if _finite(r[select])]
-        if not scored:
-            continue
-        best = max(scored, key=lambda r: (sign * r[select], -r["epoch"]))
-        runs.append(Run(condition=best["condition"], trial_id=trial_id, phase=best["phase"],
-                        state=best["trial_state"], seed=int(seed), params=tuple(_clean(best[p]) for p in PARAMS),
-                        objective=float(best[select]), test=_float(best[test]), row=best))
+    runs = score_runs(rows, METRICS[spec.objective_name])
     trials = read_trials(study_dir).to_pylist()
     ended = {t["trial_id"] for t in trials}
     running = len({r["trial_id"] for r in rows if r["trial_id"] not in ended})
@@ -530,8 +496,8 @@ def _alpha_series(ax: Axes, series: Series, attr: str) -> None:
     """Runs as points (hollow when not in the means), configuration means as a line with a t-interval band."""
     color = series.color
     runs = [r for r in series.data.runs if r.condition == series.condition and _finite(getattr(r, attr))]
-    done = [r for r in runs if r.in_means]
-    other = [r for r in runs if not r.in_means]
+    done = [r for r in runs if r.state == "COMPLETE"]
+    other = [r for r in runs if not r.state == "COMPLETE"]
     ax.scatter([r.alpha for r in done], [getattr(r, attr) for r in done], s=14, color=color, alpha=0.6)
     if other:
         ax.scatter([r.alpha for r in other], [getattr(r, attr) for r in other], s=18, facecolors="none",
@@ -802,7 +768,7 @@ def _flips(view: View, folder: Path) -> Figure | str | None:
 
 def _rate_series(ax: Axes, series: Series, key: str) -> None:
     runs = [r for r in series.data.runs if r.condition == series.condition and _finite(r.row.get(key))]
-    ax.scatter([r.alpha for r in runs if r.in_means], [r.row[key] for r in runs if r.in_means], s=12,
+    ax.scatter([r.alpha for r in runs if r.state == "COMPLETE"], [r.row[key] for r in runs if r.state == "COMPLETE"], s=12,
                color=series.color, alpha=0.6)
     means = []
     for config in series.data.configurations(series.condition):
@@ -967,11 +933,8 @@ def _mean_interval(values: list[float]) -> tuple[float, float]:
 def _verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
     """Per condition, the verdict of :func:`kdtune.recommend.recommend` on this study alone (or a note why
     there is none)."""
-    try:
-        from kdtune.recommend import recommend
-    except ImportError:
-        return {}, RECOMMEND_HOOK
     from kdtune.errors import KdtuneError
+    from kdtune.recommend import recommend
 
     try:
         result = recommend([study_dir])
@@ -1189,18 +1152,8 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _float(value: Any) -> float:
-    return float(value) if _finite(value) else math.nan
-
-
 def _nan(value: Any) -> float:
     return float(value) if _finite(value) else math.nan
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) else float(f"{value:.12g}")
-    return value
 
 
 def _first_line(exc: BaseException) -> str:

@@ -57,6 +57,7 @@ def harmful(alpha: float, temperature: float) -> float:
 
 def classification_spec(name: str, noise_levels: list[float], *, repeats: int = 10, seed: int = 0,
                         select: str = "best_val", **overrides: Any) -> dict[str, Any]:
+    """A grid study's spec; confirmation in rounds of 8 fresh seeds up to 24."""
     raw: dict[str, Any] = {
         "name": name,
         "dataset": {"name": "digits", "seed": 0},
@@ -65,7 +66,7 @@ def classification_spec(name: str, noise_levels: list[float], *, repeats: int = 
         "search": {"alpha": {"type": "float", "low": 0.1, "high": 0.9, "step": 0.1},
                    "temperature": {"type": "categorical", "choices": GRID_TEMPERATURES}},
         "sampler": "grid",
-        "budget": {"repeats": repeats, "seed": seed},
+        "budget": {"repeats": repeats, "seed": seed, "confirm_repeats": 8, "confirm_max_repeats": 24},
     }
     for path, value in overrides.items():
         node: dict[str, Any] = raw
@@ -190,64 +191,120 @@ def three_cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     return folder, recommend([folder])
 
 
+def confirm(builder: StudyBuilder, level: float, truth: Truth, alphas: list[float], *, seeds: list[int],
+            rng_seed: int, temperature: float = 4.0) -> None:
+    """Confirmation runs (fresh seeds, phase confirm) of the given alphas at ``temperature`` and of alpha = 1."""
+    rng = np.random.default_rng(rng_seed)
+    seed_effect = centred(rng, len(seeds), SD)
+    for alpha in [*alphas, 1.0]:
+        shared = seed_effect + centred(rng, len(seeds), SD)
+        val = truth(alpha, temperature) + shared + centred(rng, len(seeds), SD)
+        test = truth(alpha, temperature) + shared + centred(rng, len(seeds), SD)
+        builder.add(level, {"alpha": alpha, "temperature": 4.0 if alpha == 1.0 else temperature}, seeds,
+                    list(val), list(test), phase="confirm")
+
+
+FRESH = list(range(1000, 1024))  # 24 fresh seeds: three rounds of 8
+
+
+@pytest.fixture(scope="module")
+def confirmed_cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
+    """Three conditions, each confirmed on 24 fresh seeds: the search's best distilled configuration vs alpha = 1."""
+    folder = tmp_path_factory.mktemp("studies") / "confirmed-study"
+    builder = build(folder, {0.0: flat, 0.1: peaked, 0.2: harmful},
+                    teachers={0.2: teacher_info(test_accuracy=0.95, memorisation=0.34)})
+    for i, (level, truth, alpha) in enumerate(((0.0, flat, 0.9), (0.1, peaked, 0.3), (0.2, harmful, 0.9))):
+        confirm(builder, level, truth, [alpha], seeds=FRESH, rng_seed=50 + i)
+    return folder, recommend([folder])
+
+
 # ----------------------------------------------------------------------------------------------- verdicts
 
-def test_distillation_that_helps_is_recommended_with_intervals(three_cases: Cases) -> None:
+def test_without_confirmation_runs_the_verdict_is_unconfirmed(three_cases: Cases) -> None:
+    """The search's gain is optimistic (its best configuration won on these seeds): no verdict from it."""
+    for c in three_cases[1]["conditions"]:
+        assert c["verdict"]["kind"] == "unconfirmed" and c["gain"]["source"] == "search"
     c = by_noise(three_cases[1], 0.1)
-    rec = c["recommended"]
-    assert rec["params"]["alpha"] == 0.3 and rec["params"]["temperature"] == 4.0
-    alpha, temperature = rec["alpha"], rec["temperature"]
-    assert alpha["low"] <= 0.3 <= alpha["high"] and alpha["high"] - alpha["low"] <= 0.2
-    assert temperature["value"] == 4.0 and temperature["low"] <= 4.0 <= temperature["high"]
-    assert 1 <= rec["near_optimal"]["size"] <= 6 and rec["near_optimal"]["coverage"] >= 0.95
-    # Reported at the best validation epoch (2), not at the best test epoch (3, +1 point).
-    assert rec["test"]["mean"] == pytest.approx(0.96, abs=1e-9)
-    assert rec["test"]["low"] < 0.96 < rec["test"]["high"] and rec["test"]["n"] == 10
-    gain = c["gain"]
-    assert gain["mean"] == pytest.approx(0.02, abs=1e-9) and gain["low"] > 0.01 and gain["n_pairs"] == 10
-    assert gain["p_value"] < 0.001 and gain["wilcoxon_p"] < 0.01 and gain["source"] == "search"
-    assert c["verdict"]["kind"] == "distil"
+    assert c["gain"]["mean"] == pytest.approx(0.02, abs=1e-9) and c["gain"]["n_pairs"] == 10
     text = c["verdict"]["text"]
-    assert "10% symmetric label noise" in text and "distil with alpha ≈ 0.3 (" in text and "T ≈ 4" in text
-    assert "weight on the true labels, 1 = no distillation" in text
+    assert "unconfirmed" in text and "optimistic (winner's curse)" in text and "budget.confirm_top_k" in text
     assert "+2.0 points test accuracy vs no distillation (95% CI +1." in text
 
 
-def test_flat_alpha_gives_no_measurable_gain(three_cases: Cases) -> None:
-    c = by_noise(three_cases[1], 0.0)
-    assert c["gain"]["low"] < 0 < c["gain"]["high"] and c["gain"]["p_value"] > 0.2
-    assert c["verdict"]["kind"] == "no_gain"
-    assert "distillation does not help here (no measurable gain)" in c["verdict"]["text"]
-    assert c["recommended"]["near_optimal"]["size"] > 5  # nothing stands out: many configurations tie
+def test_the_recommended_alpha_comes_from_the_fitted_curve_with_an_interval(three_cases: Cases) -> None:
+    rec = by_noise(three_cases[1], 0.1)["recommended"]
+    assert rec["method"] == "polynomial surface" and rec["configurations"] == 29 and rec["source"] == "fit"
+    assert rec["params"]["alpha"] == pytest.approx(0.3, abs=0.08)  # the designed optimum
+    assert rec["alpha"]["low"] <= 0.3 <= rec["alpha"]["high"] and rec["alpha"]["high"] - rec["alpha"]["low"] <= 0.4
+    assert rec["temperature"]["low"] <= rec["temperature"]["value"] <= rec["temperature"]["high"]
+    near = rec["near_optimal"]
+    assert near["alpha_low"] <= rec["params"]["alpha"] <= near["alpha_high"] and near["tolerance"] == 0.005
+    flat_rec = by_noise(three_cases[1], 0.0)["recommended"]
+    assert flat_rec["alpha"]["high"] - flat_rec["alpha"]["low"] >= 0.8  # nothing stands out: a wide interval
 
 
-def test_harm_is_explained_by_the_teachers_memorisation(three_cases: Cases) -> None:
-    c = by_noise(three_cases[1], 0.2)
-    assert c["recommended"]["params"]["alpha"] == 1.0 and c["recommended"]["temperature"] is None
-    assert c["gain"]["params"]["alpha"] == 0.9 and c["gain"]["high"] < 0
-    assert c["verdict"]["kind"] == "hurts"
+def test_confirmed_gain_gives_distil(confirmed_cases: Cases) -> None:
+    c = by_noise(confirmed_cases[1], 0.1)
+    gain = c["gain"]
+    assert c["verdict"]["kind"] == "distil" and gain["source"] == "confirm" and gain["n_pairs"] == 24
+    assert gain["mean"] == pytest.approx(0.02, abs=1e-9) and gain["low"] > 0.01
+    assert gain["confidence"] == pytest.approx(1 - 0.05 / 3)  # Bonferroni over the three conditions
+    assert c["confirmed"]["params"]["alpha"] == 0.3 and c["confirmed"]["source"] == "confirm"
+    assert c["recommended"]["source"] == "confirm" and c["recommended"]["params"]["alpha"] == 0.3
+    # Reported at the best validation epoch (2), not at the best test epoch (3, +1 point).
+    assert c["confirmed"]["test"]["mean"] == pytest.approx(0.96, abs=1e-9)
     text = c["verdict"]["text"]
-    assert "distillation hurts here because the teacher memorised 34% of the flipped training labels" in text
-    assert "validation chose no distillation (alpha = 1)" in text
-    assert "teacher.select" not in text  # the teacher is already validation-selected: nothing to suggest
-    assert c["teacher"]["memorisation_rate"] == 0.34 and c["teacher"]["select"] == "best_val"
+    assert "student reference_student: distil: alpha 0.3, T 4 vs no distillation on 24 fresh paired seeds" in text
+    assert "+2.0 points test accuracy vs no distillation (repeated 98.3% CI +1." in text
+    assert "weight on the true labels, 1 = no distillation" in text
+
+
+def test_a_flat_curve_confirms_no_gain_within_the_margin(confirmed_cases: Cases) -> None:
+    c = by_noise(confirmed_cases[1], 0.0)
+    gain = c["gain"]
+    assert c["verdict"]["kind"] == "no_gain"
+    assert -0.005 < gain["low"] < 0 < gain["high"] < 0.005
+    assert "no gain: any gain or loss is within ±0.5 points" in c["verdict"]["text"]
+
+
+def test_harm_is_confirmed_and_the_teacher_is_shown_not_blamed(confirmed_cases: Cases) -> None:
+    c = by_noise(confirmed_cases[1], 0.2)
+    assert c["verdict"]["kind"] == "hurts" and c["gain"]["high"] < 0
+    text = c["verdict"]["text"]
+    assert "distillation hurts here" in text and "use alpha = 1" in text
+    assert "because" not in text  # no causal claim from one teacher number
+    assert "Teacher: 95.0% test accuracy; the student alone: 94.0% (95% CI 93." in text
+    assert any("predicts the noisy label on 34% of the flipped training labels" in n for n in c["notes"])
+    assert not any("teacher.select" in n for n in c["notes"])  # already validation-selected: nothing to suggest
+
+
+def test_too_few_confirmation_seeds_are_inconclusive_with_the_seeds_needed(tmp_path: Path) -> None:
+    folder = tmp_path / "four-fresh"
+    builder = build(folder, {0.0: flat})
+    confirm(builder, 0.0, flat, [0.9], seeds=FRESH[:4], rng_seed=7)
+    c = recommend([folder])["conditions"][0]
+    assert c["verdict"]["kind"] == "inconclusive"
+    assert c["gain"]["low"] < -0.005 and c["gain"]["high"] > 0.005 and c["gain"]["seeds_to_resolve"] > 4
+    text = c["verdict"]["text"]
+    assert "inconclusive (can't tell yet, which is not the same as no effect)" in text
+    assert f"about {c['gain']['seeds_to_resolve']} paired seeds would resolve it" in text
+
+
+def test_a_wider_margin_turns_inconclusive_into_no_gain(tmp_path: Path) -> None:
+    folder = tmp_path / "margin"
+    builder = build(folder, {0.0: flat})
+    confirm(builder, 0.0, flat, [0.9], seeds=FRESH[:8], rng_seed=7)
+    assert recommend([folder])["conditions"][0]["verdict"]["kind"] == "inconclusive"
+    wide = recommend([folder], margin=5.0)
+    assert wide["margin"] == 0.05 and wide["conditions"][0]["verdict"]["kind"] == "no_gain"
 
 
 def test_a_final_epoch_teacher_that_memorised_gets_the_best_val_suggestion(tmp_path: Path) -> None:
     folder = tmp_path / "final-teacher"
     build(folder, {0.2: harmful}, select="final", teachers={0.2: teacher_info(memorisation=0.34)})
-    text = recommend([folder])["conditions"][0]["verdict"]["text"]
-    assert "memorised 34%" in text
-    assert "a validation-selected teacher is available with `teacher.select: best_val`" in text
-
-
-def test_a_teacher_worse_than_the_student_is_named(tmp_path: Path) -> None:
-    folder = tmp_path / "weak-teacher"
-    build(folder, {0.1: harmful}, teachers={0.1: teacher_info(test_accuracy=0.931, memorisation=0.1)})
-    c = recommend([folder])["conditions"][0]
-    assert c["verdict"]["kind"] == "hurts"
-    assert "the teacher (93.1%) is worse than the student trained alone (94.0%)" in c["verdict"]["text"]
-    assert c["no_distillation"]["test"]["mean"] == pytest.approx(0.94, abs=1e-9)
+    notes = recommend([folder])["conditions"][0]["notes"]
+    assert any("34%" in n and "a validation-selected teacher is available with `teacher.select: best_val`" in n
+               for n in notes)
 
 
 def test_baselines_and_teacher_are_reported(three_cases: Cases) -> None:
@@ -259,6 +316,7 @@ def test_baselines_and_teacher_are_reported(three_cases: Cases) -> None:
     for arm in (c["no_distillation"], c["pure_distillation"]):
         assert arm["source"] == "search" and arm["test"]["n"] == 10
         assert arm["test"]["low"] < arm["test"]["mean"] < arm["test"]["high"]
+    assert c["best_observed"]["params"]["alpha"] == 0.3 and c["best_observed"]["params"]["temperature"] == 4.0
     assert c["teacher"]["test_accuracy"] == 0.97 and c["teacher"]["selected_epoch"] == 4
     assert c["trials"] == {"complete": 29, "pruned": 0, "failed": 0, "unfinished": 0}
 
@@ -270,7 +328,7 @@ def test_pruned_failed_and_unfinished_trials_are_not_used(tmp_path: Path) -> Non
     for state in ("PRUNED", "FAIL", None):  # None: never ended (RUNNING)
         builder.add(0.1, {"alpha": 0.55, "temperature": 4.0}, list(range(10)), lucky, lucky, state=state)
     c = recommend([folder])["conditions"][0]
-    assert c["recommended"]["params"]["alpha"] == 0.3
+    assert c["best_observed"]["params"]["alpha"] == 0.3 and c["recommended"]["configurations"] == 29
     assert c["trials"] == {"complete": 29, "pruned": 1, "failed": 1, "unfinished": 1}
     assert "1 trial(s) had not ended" in c["verdict"]["text"]
 
@@ -290,40 +348,7 @@ def test_too_few_seeds_cannot_decide(tmp_path: Path) -> None:
     c = recommend([folder])["conditions"][0]
     assert c["verdict"]["kind"] == "undetermined"
     assert "only 1 paired seed(s); raise budget.repeats" in c["verdict"]["text"]
-    assert c["gain"]["low"] is None and c["gain"]["p_value"] is None
-
-
-def test_few_seeds_are_flagged(tmp_path: Path) -> None:
-    folder = tmp_path / "three-seeds"
-    build(folder, {0.1: peaked}, seeds=[0, 1, 2])
-    c = recommend([folder])["conditions"][0]
-    assert any("few paired seeds (n = 3)" in note for note in c["notes"])
-
-
-# ------------------------------------------------------------------------------------------- confirmation
-
-def test_confirmation_runs_decide_and_are_reported(tmp_path: Path) -> None:
-    folder = tmp_path / "confirmed"
-    builder = StudyBuilder(folder, classification_spec(folder.name, [0.1]))
-    # In the search, alpha 0.4 got lucky on validation (+0.3 points) and beats the truly better 0.3 (by 0.08
-    # points); over search and confirmation runs together, 0.3 is ahead again (by 0.05 points).
-    fill(builder, 0.1, peaked, seeds=list(range(10)), rng_seed=3, phase_luck={(0.4, 4.0): 0.003})
-    builder.teacher(0.1, teacher_info())
-    rng = np.random.default_rng(9)
-    seeds = list(range(1000, 1008))
-    for alpha in (0.4, 0.3, 1.0):  # top 2 of the search, and the baseline
-        shared = centred(rng, 8, SD)
-        val = peaked(alpha, 4.0) + shared + centred(rng, 8, SD)
-        test = peaked(alpha, 4.0) + shared + centred(rng, 8, SD)
-        builder.add(0.1, {"alpha": alpha, "temperature": 4.0}, seeds, list(val), list(test), phase="confirm")
-    c = recommend([folder])["conditions"][0]
-    rec = c["recommended"]
-    assert rec["params"]["alpha"] == 0.3 and rec["selected_on"] == "search+confirm"
-    assert rec["source"] == "confirm" and rec["validation"]["n"] == 8
-    assert rec["test"]["n"] == 8 and rec["test"]["mean"] == pytest.approx(0.96, abs=1e-9)
-    assert c["gain"]["source"] == "confirm" and c["gain"]["n_pairs"] == 8
-    assert c["no_distillation"]["source"] == "confirm"
-    assert "confirmation changed the choice from alpha 0.4, T 4 (search) to alpha 0.3, T 4" in c["notes"]
+    assert c["gain"]["low"] is None
 
 
 # ------------------------------------------------------------------------------------------------- pooling
@@ -340,18 +365,18 @@ def test_pooling_two_studies_narrows_the_intervals(tmp_path: Path) -> None:
     assert pooled["gain"]["n_pairs"] == 10 and alone["gain"]["n_pairs"] == 5
     width = {name: c["gain"]["high"] - c["gain"]["low"] for name, c in (("alone", alone), ("pooled", pooled))}
     assert width["pooled"] < 0.7 * width["alone"]
-    assert pooled["recommended"]["test"]["n"] == 10
-    assert all(t.startswith(("seeds-low/", "seeds-high/")) for t in pooled["recommended"]["trial_ids"])
-    assert len(pooled["recommended"]["trial_ids"]) == 2
+    assert pooled["best_observed"]["test"]["n"] == 10
+    assert all(t.startswith(("seeds-low/", "seeds-high/")) for t in pooled["best_observed"]["trial_ids"])
     assert [s["label"] for s in pooled_report["studies"]] == ["seeds-low", "seeds-high"]
-    assert pooled_report["notes"] == []
 
 
-def test_pooling_studies_with_the_same_seeds_warns(tmp_path: Path) -> None:
+def test_pooling_studies_that_share_seeds_is_refused(tmp_path: Path) -> None:
+    """The same seeds on the same data and teacher are the same runs twice (pseudo-replication)."""
     build(tmp_path / "x", {0.1: peaked}, seeds=[0, 1, 2])
-    build(tmp_path / "y", {0.1: peaked}, seeds=[0, 1, 2], rng_seed=5)
-    notes = recommend([tmp_path / "x", tmp_path / "y"])["notes"]
-    assert len(notes) == 1 and "x and y share student seeds [0, 1, 2]" in notes[0]
+    build(tmp_path / "y", {0.1: peaked}, seeds=[2, 3, 4], rng_seed=5)
+    with pytest.raises(UsageError, match=r"cannot pool .*x and .*y: they share student seeds 2, so their runs "
+                                         r"repeat each other .*give each study its own budget.seed$"):
+        recommend([tmp_path / "x", tmp_path / "y"])
 
 
 def test_mismatched_studies_are_refused_naming_the_field(tmp_path: Path) -> None:
@@ -371,7 +396,7 @@ def test_studies_with_different_conditions_are_refused(tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------------------- linear
 
-def test_linear_study_recommends_near_alpha_star(tmp_path: Path) -> None:
+def test_linear_study_recommends_near_alpha_star_and_confirms_the_gain(tmp_path: Path) -> None:
     """Rows from the real closed-form students (kdtune.linear), as the study engine writes them."""
     from kdtune.data import make_linear
     from kdtune.linear import closed_form
@@ -388,21 +413,28 @@ def test_linear_study_recommends_near_alpha_star(tmp_path: Path) -> None:
     teacher = make_teacher_weights(data.linear_truth, 0.1, seed=0)
     form = closed_form(data, 0.1)
     builder.teacher(0.1, {"cache_key": None, "selected_epoch": None, "linear": form})
-    seeds = list(range(8))
-    for alpha in np.round(np.linspace(0, 1, 21), 2):
-        fits = [fit_student(data, teacher, float(alpha), s) for s in seeds]
-        phase = "baseline" if alpha in (0.0, 1.0) else "search"
-        builder.add(0.1, {"alpha": float(alpha)}, seeds, [f["val_loss"] for f in fits],
+
+    def add(alpha: float, seeds: list[int], phase: str) -> None:
+        fits = [fit_student(data, teacher, alpha, s) for s in seeds]
+        builder.add(0.1, {"alpha": alpha}, seeds, [f["val_loss"] for f in fits],
                     [f["test_excess_mse"] for f in fits], phase=phase, metric="mse")
+
+    for alpha in np.round(np.linspace(0, 1, 21), 2):
+        add(float(alpha), list(range(8)), "baseline" if alpha in (0.0, 1.0) else "search")
     report = recommend([tmp_path / "linear"])
     c = report["conditions"][0]
-    header = (report["objective"], report["mode"], report["test_metric"])
-    assert header == ("val_mse", "min", "test_excess_mse")
+    header = (report["objective"], report["mode"], report["test_metric"], report["margin"])
+    assert header == ("val_mse", "min", "test_excess_mse", None)  # no margin: excess MSE has no points
     assert c["closed_form"] == pytest.approx(form)
     assert c["recommended"]["params"]["alpha"] == pytest.approx(form["alpha_star"], abs=0.07)
     assert c["recommended"]["temperature"] is None
     assert c["recommended"]["alpha"]["low"] <= form["alpha_star"] <= c["recommended"]["alpha"]["high"]
-    assert c["verdict"]["kind"] == "distil" and c["gain"]["low"] > 0
+    assert c["verdict"]["kind"] == "unconfirmed"
+    best = c["best_observed"]["params"]["alpha"]
+    for alpha in (best, 1.0):
+        add(alpha, list(range(1000, 1008)), "confirm")
+    c = recommend([tmp_path / "linear"])["conditions"][0]
+    assert c["verdict"]["kind"] == "distil" and c["gain"]["low"] > 0 and c["gain"]["source"] == "confirm"
     assert f"closed-form α* = {form['alpha_star']:.3g}" in c["verdict"]["text"]
     assert "reduction of test_excess_mse vs no distillation" in c["verdict"]["text"]
 
@@ -413,58 +445,89 @@ ARM_KEYS = {"params", "trial_ids", "source", "validation", "test"}
 ESTIMATE_KEYS = {"mean", "low", "high", "n"}
 
 
-def test_schema_is_pinned(three_cases: Cases) -> None:
-    report = three_cases[1]
-    assert report["schema_version"] == SCHEMA_VERSION == 1
+def test_schema_is_pinned(confirmed_cases: Cases) -> None:
+    report = confirmed_cases[1]
+    assert report["schema_version"] == SCHEMA_VERSION == 2
     assert set(report) == {"schema_version", "kdtune_version", "created_at", "studies", "objective", "mode",
-                           "test_metric", "method", "conditions", "notes"}
+                           "test_metric", "margin", "method", "conditions", "notes"}
     assert set(report["studies"][0]) == {"path", "label", "name", "cut_short", "finished"}
-    assert set(report["method"]) == {"selection", "interval", "resamples", "bootstrap_seed", "confidence",
-                                     "near_optimal_coverage", "test_interval", "gain_test"}
+    assert set(report["method"]) == {"scoring", "recommended", "verdict", "multiplicity", "equivalence", "looks",
+                                     "confidence", "coverage"}
+    assert report["method"]["looks"] == [8, 16, 24]
     for c in report["conditions"]:
         assert set(c) == {"key", "condition", "description", "trials", "cut_short", "recommended",
-                          "no_distillation", "pure_distillation", "teacher", "gain", "closed_form", "verdict",
-                          "notes"}
-        assert set(c["trials"]) == {"complete", "pruned", "failed", "unfinished"}
-        assert set(c["recommended"]) == ARM_KEYS | {"alpha", "temperature", "near_optimal", "selected_on"}
+                          "best_observed", "confirmed", "no_distillation", "pure_distillation", "teacher", "gain",
+                          "closed_form", "verdict", "notes"}
+        assert set(c["recommended"]) == {"params", "source", "alpha", "temperature", "indistinguishable_from_best",
+                                         "method", "terms", "configurations", "near_optimal"}
         assert set(c["recommended"]["alpha"]) == {"value", "low", "high"}
-        assert set(c["recommended"]["near_optimal"]) == {"size", "coverage", "alpha_low", "alpha_high",
-                                                         "configurations"}
-        for arm in (c["recommended"], c["no_distillation"], c["pure_distillation"]):
-            assert ARM_KEYS <= set(arm) and set(arm["validation"]) == set(arm["test"]) == ESTIMATE_KEYS
-        assert set(c["teacher"]) == {"test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate",
-                                     "ece", "selected_epoch", "select", "cache_key"}
-        assert set(c["gain"]) == {"params", "mean", "low", "high", "n_pairs", "p_value", "wilcoxon_p",
-                                  "source"}
+        assert set(c["recommended"]["near_optimal"]) == {"alpha_low", "alpha_high", "tolerance"}
+        for arm in (c["best_observed"], c["confirmed"], c["no_distillation"], c["pure_distillation"]):
+            assert set(arm) == ARM_KEYS and set(arm["validation"]) == set(arm["test"]) == ESTIMATE_KEYS
+        assert set(c["gain"]) == {"params", "source", "family_level", "mean", "low", "high", "n_pairs", "sd",
+                                  "nominal_level", "confidence", "seeds_to_resolve"}
         assert set(c["verdict"]) == {"kind", "text"} and c["verdict"]["kind"] in (
-            "distil", "no_gain", "hurts", "undetermined")
+            "distil", "hurts", "no_gain", "inconclusive", "unconfirmed", "undetermined")
     assert json.loads(json.dumps(report)) == report  # plain JSON types only
 
 
-def test_the_bootstrap_is_deterministic(three_cases: Cases) -> None:
+def test_the_recommendation_is_deterministic(three_cases: Cases) -> None:
     again = recommend([three_cases[0]])
     for a, b in zip(again["conditions"], three_cases[1]["conditions"]):
-        assert a["recommended"]["alpha"] == b["recommended"]["alpha"]
-        assert a["recommended"]["near_optimal"] == b["recommended"]["near_optimal"]
+        assert a["recommended"] == b["recommended"]
 
 
-def test_cli_json_writes_the_file_and_prints_it(three_cases: Cases,
+def test_cli_json_writes_the_file_and_prints_it(confirmed_cases: Cases,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    folder = three_cases[0]
+    folder = confirmed_cases[0]
     assert main(["recommend", str(folder), "--format", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((folder / "recommendation.json").read_text())
-    assert printed == written and printed["schema_version"] == 1
-    assert by_noise(printed, 0.1)["recommended"]["params"]["alpha"] == 0.3
+    assert printed == written and printed["schema_version"] == 2
+    assert by_noise(printed, 0.1)["verdict"]["kind"] == "distil"
 
 
-def test_cli_table_shows_verdicts(three_cases: Cases, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["recommend", str(three_cases[0])]) == 0
+def test_cli_table_shows_verdicts(confirmed_cases: Cases, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", str(confirmed_cases[0])]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "distil with alpha ≈ 0.3" in out
-    assert "distillation hurts here because the teacher memorised 34%" in out
+    assert "distil: alpha 0.3, T 4 vs no distillation" in out and "distillation hurts here" in out
     assert "alpha = weight on the true labels; 1 = no distillation" in out
     assert "recommendation.json" in out
+
+
+@pytest.mark.parametrize(("margin", "message"), [
+    ("-1", "--margin = -1.0: must be a number of points of test accuracy in (0, 100]"),
+    ("nan", "--margin = nan: must be a number of points of test accuracy in (0, 100]"),
+    ("wide", "argument --margin: invalid float value: 'wide'"),
+])
+def test_cli_bad_margin_is_one_line_exit_2(three_cases: Cases, capsys: pytest.CaptureFixture[str], margin: str,
+                                           message: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) if margin == "wide" else _no_exit() as caught:
+        code = main(["recommend", str(three_cases[0]), "--margin", margin, "--out", str(out)])
+    code = caught.value.code if margin == "wide" else code  # type: ignore[union-attr]
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_cli_margin_on_the_linear_task_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = {"name": "lin", "dataset": {"name": "linear"}, "search": {"alpha": {"type": "float", "low": 0, "high": 1}}}
+    builder = StudyBuilder(tmp_path / "lin", raw)
+    builder.add(0.1, {"alpha": 1.0}, [0, 1], [1.0, 1.1], [0.1, 0.2], phase="baseline", metric="mse")
+    assert main(["recommend", str(tmp_path / "lin"), "--margin", "0.5"]) == 2
+    assert "--margin = 0.5: is in points of test accuracy; the linear task's test metric" in capsys.readouterr().err
+
+
+class _no_exit:
+    """A context that expects no SystemExit (the parametrized test's other branch)."""
+
+    value: Any = None
+
+    def __enter__(self) -> _no_exit:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
 
 
 def test_cli_pools_into_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

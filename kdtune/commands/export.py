@@ -2,8 +2,8 @@
 
 alpha is the weight on the true labels: alpha = 1 means no distillation.
 
-The configuration is the one `kdtune recommend` selects for the condition (best mean validation objective
-over paired seeds among COMPLETE trials, confirmed configurations first; see docs/recommendation_schema.md).
+The configuration is the one `kdtune recommend` recommends for the condition (the confirmed configuration when
+its verdict is "distil", else the optimum of the surface fitted to the search; see docs/recommendation_schema.md).
 The student is trained from the study's cached teacher logits (no Ray; the teacher does not run when its
 logits are in the cache) with one seed (default: the study's first student seed, budget.seed, so the run
 repeats that seed of the study), and the weights of its best validation epoch are written to PATH. Beside
@@ -139,7 +139,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
         "temperature": config.temperature,
         "params": {**params, "temperature": temperature},
         "seed": seed,
-        "selection": "kdtune.recommend: " + report["method"]["selection"],
+        "selection": "kdtune.recommend: " + report["method"]["recommended"],
         "teacher": {"source": teacher_info.get("source", "trained"), "fingerprint": teacher_info.get("fingerprint"),
                     "teacher_key": teacher_info.get("teacher_key"), "cache_key": cache_key,
                     "cache_key_in_study": recorded_key, "logits_rebuilt": rebuilt,
@@ -150,7 +150,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
                     "test_accuracy": best.test_accuracy, "test_loss": best.test_loss,
                     "test_macro_f1": best.test_macro_f1, "teacher_agreement": best.teacher_agreement,
                     "correction_rate": best.correction_rate, "memorisation_rate": best.memorisation_rate},
-        "study_estimates": {"validation": entry["recommended"]["validation"], "test": entry["recommended"]["test"],
+        "study_estimates": {"confirmed": entry["confirmed"], "best_observed": entry["best_observed"],
                             "alpha_interval": entry["recommended"]["alpha"],
                             "temperature_interval": entry["recommended"]["temperature"],
                             "source": entry["recommended"]["source"], "gain_over_no_distillation": entry["gain"],

@@ -3,10 +3,11 @@
 alpha is the weight on the true labels: alpha = 1 means no distillation (Hinton et al.'s lambda = 1 - alpha).
 
 Selection uses the validation objective only (each run at its best validation epoch); test numbers are
-reported, never optimised on. Intervals: a percentile bootstrap over the paired seeds for alpha and T, a
-t-interval for test accuracy, and the paired gain over no distillation (alpha = 1) with a paired t-test.
-With confirmation runs (budget.confirm_top_k) the choice is made among the confirmed configurations and
-their reported numbers come from the confirmation runs (fresh seeds, free of the search's selection bias).
+reported, never optimised on. The recommended alpha and T are the optimum of a surface fitted to the search,
+with an interval. Verdicts come from confirmation runs only (the best distilled configuration and alpha = 1 on
+fresh paired seeds): distil / hurts when the gain's repeated confidence interval excludes 0, no gain when it
+lies inside +-margin (--margin, points of test accuracy; default 0.5), inconclusive otherwise, unconfirmed
+without confirmation runs. Intervals are Bonferroni-adjusted over the conditions (family-wise 95%).
 
 Several folders of the same experiment (same dataset, teacher, student and search sections, same conditions;
 budget and dataset.data_root may differ) are pooled per condition; their seeds count as separate runs.
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="PATH",
                         help="where to write the JSON "
                         "(default: DIR/recommendation.json, in the first DIR when pooling)")
+    parser.add_argument("--margin", type=float, default=None, metavar="POINTS",
+                        help="equivalence margin in points of test accuracy: 'no gain' needs the gain's interval "
+                        "inside +-POINTS (default: the spec's recommend.margin, else 0.5; classification only)")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="what to print: a table with verdicts, or the JSON itself "
                         "(default: %(default)s)")
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.recommend import recommend
     from kdtune.recommend import write_recommendation
 
-    report = recommend(args.study_dirs)
+    report = recommend(args.study_dirs, margin=args.margin)
     path = write_recommendation(report, args.out or default_output(args.study_dirs))
     if args.format == "json":
         json.dump(report, sys.stdout, indent=2)
@@ -79,11 +83,12 @@ def _table(report: dict[str, Any]) -> Any:
     test = "test excess MSE" if linear else "test acc"
     table = Table(
         title="recommendation per condition (alpha = weight on the true labels; 1 = no distillation)",
-        caption=f"selected on {report['objective']} (validation); {test} reported at each run's best "
-        "validation epoch with 95% intervals; gain = best distilled - no distillation, paired by seed",
+        caption=f"alpha, T: fitted optimum on {report['objective']} (validation) with its interval; {test}: of "
+        "the confirmed configuration and of alpha = 1 on their confirmation seeds (95% t-intervals); gain: "
+        "confirmed - no distillation, paired by seed, repeated CI (Bonferroni over conditions)",
     )
-    for header in ("condition", "alpha", "T", "near-opt", test, "alpha = 1", "alpha = 0",
-                   "α*" if linear else "teacher", "gain", "p", "verdict"):
+    for header in ("condition", "alpha", "T", "near-opt alpha", test, "alpha = 1",
+                   "α*" if linear else "teacher", "gain", "seeds", "verdict"):
         table.add_column(header, justify="left" if header in ("condition", "verdict") else "right")
     for c in report["conditions"]:
         table.add_row(*_row(c, linear))
@@ -97,17 +102,17 @@ def _row(c: dict[str, Any], linear: bool) -> list[str]:
     teacher = (c["teacher"] or {}).get("test_accuracy")
     last = _num((c["closed_form"] or {}).get("alpha_star")) if linear else value(teacher)
     near = rec.get("near_optimal")
+    shown = c["confirmed"] or c["best_observed"] or {}
     return [
         c["key"],
         _interval(rec.get("alpha"), _num),
         _interval(rec.get("temperature"), _num),
-        "-" if near is None else f"{near['size']}/{near['configurations']}",
-        _estimate(rec.get("test"), value),
+        "-" if near is None else f"{_num(near['alpha_low'])}-{_num(near['alpha_high'])}",
+        _estimate(shown.get("test"), value),
         _estimate((c["no_distillation"] or {}).get("test"), value),
-        _estimate((c["pure_distillation"] or {}).get("test"), value),
         last,
         _gain(gain, linear),
-        "-" if gain.get("p_value") is None else f"{gain['p_value']:.2g}",
+        str(gain.get("n_pairs", "-")) + ("" if gain.get("source") != "search" else " (search)"),
         c["verdict"]["kind"],
     ]
 
