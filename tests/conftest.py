@@ -105,7 +105,8 @@ def short_tmp() -> Iterator[Path]:
 
 
 def tiny_study_spec(name: str, **sections: object):  # type: ignore[no-untyped-def]
-    """A digits study small enough for a test: MLP teacher and student, few epochs and trials."""
+    """A digits study small enough for a test: MLP teacher and student, few epochs and trials. Confirmation is
+    off unless ``budget`` turns it on (tests/test_recommend_e2e.py runs it end to end)."""
     from kdtune.spec import parse_spec
 
     raw: dict[str, object] = {
@@ -119,6 +120,7 @@ def tiny_study_spec(name: str, **sections: object):  # type: ignore[no-untyped-d
         "tracking": "none",
     }
     raw.update(sections)
+    raw["budget"] = {"confirm_top_k": 0, **raw["budget"]}  # type: ignore[dict-item]
     return parse_spec(raw)
 
 

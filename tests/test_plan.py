@@ -34,15 +34,17 @@ def test_plan_counts_trials_and_runs_and_writes_nothing(short_tmp: Path, capsys:
     spec_file = _write(tiny_study_spec("plan-count"), short_tmp / "spec.yaml")
     cache = short_tmp / "cache"
     assert main(["plan", str(spec_file), "--set", "budget.confirm_top_k=2", "--set", "budget.confirm_repeats=3",
-                 "--cache-dir", str(cache), "--cpus", "4", "--format", "json"]) == 0
+                 "--set", "budget.confirm_max_repeats=6", "--cache-dir", str(cache), "--cpus", "4",
+                 "--format", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     per_condition = trials_per_condition(tiny_study_spec("plan-count"))  # 2 proposals + 2 baselines
     assert [c["key"] for c in plan["conditions"]] == ["noise_level=0.0", "noise_level=0.2"]
     for row in plan["conditions"]:
-        assert (row["trials"], row["confirm_trials"], row["runs"]) == (per_condition, 2, per_condition * 2 + 2 * 3)
+        # confirmation at its most: 2 rounds of 3 seeds, each for the 2 candidates and alpha = 1
+        assert (row["trials"], row["confirm_trials"], row["runs"]) == (per_condition, 6, per_condition * 2 + 3 * 6)
         assert row["teacher"]["action"] == "train teacher" and row["teacher"]["teacher_cached"] is False
         assert row["estimate"]["teacher_s"] > 0 and row["estimate"]["cpu_s"] > row["estimate"]["teacher_s"]
-    assert plan["total"]["trials"] == 2 * (per_condition + 2) and plan["total"]["runs"] == 2 * (per_condition * 2 + 6)
+    assert plan["total"]["trials"] == 2 * (per_condition + 6) and plan["total"]["runs"] == 2 * (per_condition * 2 + 18)
     assert plan["total"]["teachers_to_train"] == 2 and plan["resources"]["concurrency"] == 4
     assert any("ASHA" in line for line in plan["assumptions"])
     assert not cache.exists() and not (short_tmp / "runs").exists()  # a dry run: nothing written

@@ -28,7 +28,7 @@ def _linear_study(name: str, dim: int, n_train: int, noise_std: float, errors: l
         "search": {"alpha": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.05}},
         "sampler": "grid",
         # Each repeat redraws the training-label noise: 24 draws average the per-draw scatter of the optimum.
-        "budget": {"repeats": 24},
+        "budget": {"repeats": 24, "confirm_top_k": 0},
         "scheduler": {"type": "fifo"},
         "tracking": "none",
     })
@@ -67,3 +67,36 @@ def test_digits_recommendation_within_a_dense_grid_interval(ray_local: None, sho
     chosen = recommend([tpe_dir])["conditions"][0]["recommended"]["alpha"]["value"]
     interval = recommend([grid_dir])["conditions"][0]["recommended"]["alpha"]
     assert interval["low"] - 0.05 <= chosen <= interval["high"] + 0.05, (chosen, interval)
+
+
+def test_a_study_confirms_adaptively_and_recommend_gives_confirmed_verdicts(ray_local: None, short_tmp: Path) -> None:
+    """Search, then rounds of 2 fresh seeds (at most 3 rounds) for the best distilled configuration and
+    alpha = 1, through real Ray Tune; recommend judges those runs only."""
+    from kdtune.results import read_trials
+    from kdtune.rules import CONFIRM_SEED_OFFSET
+
+    spec = tiny_study_spec("confirming", budget={"trials_per_condition": 3, "repeats": 2, "confirm_top_k": 1,
+                                                 "confirm_repeats": 2, "confirm_max_repeats": 6})
+    study_dir = run_study(spec, RunOptions(out=short_tmp / "study", progress=False))
+    trials = read_trials(study_dir).to_pylist()
+    report = recommend([study_dir])
+    for condition in report["conditions"]:
+        confirm = [t for t in trials if t["condition"] == condition["key"] and t["phase"] == "confirm"]
+        assert confirm and len(confirm) % 2 == 0 and len(confirm) <= 6  # candidate + alpha = 1 per round
+        assert {json.loads(t["params"])["alpha"] for t in confirm} >= {1.0}
+        kind = condition["verdict"]["kind"]
+        assert kind in ("distil", "hurts", "no_gain", "inconclusive")
+        gain = condition["gain"]
+        assert gain["source"] == "confirm" and gain["n_pairs"] == len(confirm)  # 2 seeds per trial, 2 arms
+        assert condition["confirmed"]["params"]["alpha"] != 1.0
+        if len(confirm) < 6:  # stopped before the budget: only a clear verdict stops early
+            assert kind in ("distil", "hurts", "no_gain")
+    rows = read_results_seeds(study_dir)
+    assert min(rows) >= CONFIRM_SEED_OFFSET and not rows & {0, 1}  # fresh seeds, never the search's
+
+
+def read_results_seeds(study_dir: Path) -> set[int]:
+    from kdtune.results import read_results
+
+    table = read_results(study_dir).to_pylist()
+    return {r["seed"] for r in table if r["phase"] == "confirm"}
