@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtune.scoring import t_estimate
 from kdtune.results import read_results
+from kdtune.scoring import t_estimate
 
 
 def main(study_dir: str, out: str) -> None:

@@ -105,17 +105,19 @@ def repeated_interval(differences: list[float] | np.ndarray, design: Design, alp
 
 
 def seeds_to_resolve(interval: Interval, margin: float | None) -> int | None:
-    """About how many paired seeds would resolve an inconclusive interval at the observed spread, were the
-    observed mean the true gain: enough to exclude 0, or (with a margin) to fit inside +-margin, whichever
-    is fewer. A planning figure from the normal approximation, not a guarantee."""
+    """About how many paired seeds in all would resolve an inconclusive interval at the observed spread, were
+    the observed mean the true gain: the fewest whose t-interval half-width (at the design's nominal level)
+    excludes 0, or (with a margin) fits inside +-margin, whichever comes first. A planning figure, not a
+    guarantee; None when the spread is 0 or nothing would resolve it within 100,000 seeds."""
     from scipy import stats
 
-    if interval.sd == 0:
-        return None
-    z = float(stats.norm.ppf(1 - interval.nominal_level / 2))
-    needed = []
-    if interval.mean != 0:
-        needed.append((z * interval.sd / abs(interval.mean)) ** 2)
+    targets = [abs(interval.mean)] if interval.mean != 0 else []
     if margin is not None and abs(interval.mean) < margin:
-        needed.append((z * interval.sd / (margin - abs(interval.mean))) ** 2)
-    return math.ceil(min(needed)) if needed else None
+        targets.append(margin - abs(interval.mean))
+    if interval.sd == 0 or not targets:
+        return None
+    target = max(targets)
+    n = np.arange(2, 100_001)
+    half = stats.t.ppf(1 - interval.nominal_level / 2, n - 1) * interval.sd / np.sqrt(n)
+    enough = np.flatnonzero(half < target)
+    return int(n[enough[0]]) if len(enough) else None
