@@ -48,7 +48,8 @@ def test_exported_student_loads_and_reproduces_its_test_accuracy(small_study: Pa
     assert card["teacher"]["fingerprint"] == teachers["noise_level=0.2"]["fingerprint"]
     assert card["teacher"]["logits_rebuilt"] is False
     assert card["dataset"]["fingerprint"] == data.fingerprint()
-    assert set(card["study_estimates"]["test"]) == {"mean", "low", "high", "n"}
+    assert set(card["study_estimates"]["best_observed"]["test"]) == {"mean", "low", "high", "n"}
+    assert card["study_estimates"]["verdict"] == entry["verdict"]
     assert card["kdtune_version"] and card["spec"]["name"] == "small"
 
 
