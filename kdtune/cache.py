@@ -310,15 +310,38 @@ class LogitCache:
         return [self._describe(kind, key, files) for kind, key, files in self._groups()]
 
     def verify(self) -> list[CacheEntry]:
-        """Read every entry in full and return the damaged ones, each with its ``problem``."""
+        """Read every entry in full and return the damaged ones, each with its ``problem``.
+
+        A logits entry is checked file by file (Parquet page CRCs, schema, rows, the sha256 of its logits) and
+        as a whole: each split file must hold its own split (``train.parquet`` the train split, ...) of one
+        dataset, and where that dataset can be rebuilt here from the entry's description (the built-in
+        datasets, local data files; never a loader, which would run code) its rows and labels must match it.
+        Not defended against: someone who rewrites a file together with its embedded checksum and records
+        (``docs/security.md``).
+        """
         damaged = []
+        datasets: dict[str, DataBundle | None] = {}
         for kind, key, files in self._groups():
             entry = self._describe(kind, key, files)
             try:
-                self._check_teacher_files(key) if kind == "teacher" else self.read(key)
+                self._check_teacher_files(key) if kind == "teacher" else self._verify_logits(key, datasets)
             except CacheError as exc:
                 damaged.append(replace(entry, problem=str(exc)))
         return damaged
+
+    def _verify_logits(self, key: str, datasets: dict[str, DataBundle | None]) -> None:
+        metas = {}
+        for name in SPLITS:
+            path = f"logits/{key}/{name}.parquet"
+            _, _, meta = self._read_split(path, key)
+            if meta.get("split") != name:
+                raise CacheError(f"{self._store.show(path)}: holds the {meta.get('split')!r} split, not {name!r}")
+            metas[name] = meta
+        if len({json.dumps(m.get("dataset"), sort_keys=True) for m in metas.values()}) > 1:
+            raise CacheError(f"{self._store.show(f'logits/{key}')}: its split files come from different datasets")
+        data = _rebuild_dataset(metas["train"].get("dataset") or {}, datasets)
+        if data is not None:
+            self._read_logits(key, data)  # rows and labels of every split against the dataset itself
 
     def prune(self, older_than_days: float) -> list[CacheEntry]:
         """Remove entries created more than ``older_than_days`` days ago, and temporary files left as old
@@ -439,8 +462,16 @@ class LogitCache:
         if local is None:  # object store: no locks (the driver de-duplicates builds)
             yield
             return
-        with _LocalLock(local):
+        lock = _LocalLock(local)
+        try:
+            lock.__enter__()
+        except OSError as exc:  # a read-only cache: nothing can be built or repaired in it
+            raise CacheError(f"{self._store.show(f'locks/{tkey}.lock')}: cannot write ({_one_line(exc)}); the "
+                             "entry is missing or damaged and this cache cannot be written to") from None
+        try:
             yield
+        finally:
+            lock.__exit__()
 
     # -- teacher checkpoints -------------------------------------------------------------------------
 
@@ -730,6 +761,8 @@ class _Store:
         else:
             self.fs, base = pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
             self.display = base
+            if Path(base).exists() and not Path(base).is_dir():
+                raise SpecError("cache_dir", base, "is a file; the cache is a folder (created if missing)")
         self.base = base.rstrip("/")
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
@@ -777,19 +810,26 @@ class _Store:
 
     def list(self, rel: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
-        return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        try:
+            return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        except (OSError, pa.ArrowException) as exc:
+            raise CacheError(f"{self.show(rel)}: cannot list ({_one_line(exc)})") from None
 
     def delete_dir(self, rel: str) -> None:
         try:
             self.fs.delete_dir(self.path(rel))
         except FileNotFoundError:
             pass
+        except (OSError, pa.ArrowException) as exc:
+            raise CacheError(f"{self.show(rel)}: cannot remove ({_one_line(exc)})") from None
 
     def delete_file(self, rel: str) -> None:
         try:
             self.fs.delete_file(self.path(rel))
         except FileNotFoundError:
             pass
+        except (OSError, pa.ArrowException) as exc:
+            raise CacheError(f"{self.show(rel)}: cannot remove ({_one_line(exc)})") from None
 
 
 class _LocalLock:
@@ -945,6 +985,26 @@ def _redact(uri: str) -> str:
     """A URI without user info or query (where S3 keys and secrets can hide)."""
     parts = urllib.parse.urlsplit(uri)
     return urllib.parse.urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+
+
+def _rebuild_dataset(record: dict[str, Any], loaded: dict[str, DataBundle | None]) -> DataBundle | None:
+    """The dataset an entry was built from, rebuilt from its description when that is possible here and gives
+    the recorded fingerprint; None otherwise (a loader is never called: verifying must not run code)."""
+    from kdtune.data import load_dataset
+
+    description = dict(record.get("description") or {})
+    text = json.dumps(description, sort_keys=True, default=str)
+    if text not in loaded:
+        name = description.pop("name", None)
+        data = None
+        if isinstance(name, str) and ":" not in name and name != "linear":
+            try:
+                data = load_dataset(name, **description)
+            except Exception:  # files or data root not here, an option this version does not know: not checkable
+                data = None
+        loaded[text] = data
+    data = loaded[text]
+    return data if data is not None and data.fingerprint() == record.get("fingerprint") else None
 
 
 def _warn_damage(exc: CacheError, quiet: bool) -> None:

@@ -2,8 +2,8 @@
 
 Command modules live in :mod:`kdtune.commands`; each defines ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int`` and imports torch, Ray or W&B only inside ``run`` so that ``kdtune --help`` stays fast.
-A :class:`~kdtune.errors.KdtuneError` prints as ``kdtune: error: <one line>`` and exits with its code
-(2 usage/spec, 1 runtime); ``--debug`` shows the traceback instead.
+A :class:`~kdtune.errors.KdtuneError` prints as ``kdtune: error: <one line>`` (one line per mistake when a
+spec has several) and exits with its code (2 usage/spec, 1 runtime); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdtuneError as exc:
         if args.debug:
             raise
-        print(f"kdtune: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:  # several mistakes: one line each
+            print(f"kdtune: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("kdtune: interrupted", file=sys.stderr)

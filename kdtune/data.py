@@ -312,6 +312,20 @@ def check_data_args(name: str, val_fraction: float, noise_level: float, noise_ty
         raise SpecError("dataset.train_size", train_size, "must be at least 10 (or omitted for the whole set)")
 
 
+def check_data_root(name: str, root: str | os.PathLike[str] | None, download: bool) -> None:
+    """Refuse a data root that lacks a built-in image dataset's files (unless downloading is allowed), before
+    anything starts: ``root`` (default :func:`default_data_root`) must hold ``<Dataset>/raw/*[.gz]``."""
+    if name not in IMAGE_DATASETS or download:
+        return
+    folder = Path(root or default_data_root()).expanduser() / IMAGE_DATASETS[name] / "raw"
+    missing = [f for f in _IDX_FILES if not (folder / f).is_file() and not (folder / f"{f}.gz").is_file()]
+    if missing:
+        raise DataError(
+            f"{name}: files missing in {folder}: {', '.join(f + '.gz' for f in missing)} "
+            f"(set --data-root / KDTUNE_DATA_ROOT to a folder with them, or allow downloading with --download)"
+        )
+
+
 def _stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator, name: str = "dataset") -> np.ndarray:
     """Indices of ``n`` samples drawn without replacement, each class in proportion to its frequency."""
     from sklearn.model_selection import train_test_split
@@ -356,12 +370,7 @@ def _load_idx_dataset(name: str, root: Path, download: bool) -> tuple[np.ndarray
     import torchvision
 
     folder = root / IMAGE_DATASETS[name] / "raw"
-    missing = [f for f in _IDX_FILES if not (folder / f).exists() and not (folder / f"{f}.gz").exists()]
-    if missing and not download:
-        raise DataError(
-            f"{name}: files missing in {folder}: {', '.join(f + '.gz' for f in missing)} "
-            f"(set --data-root / KDTUNE_DATA_ROOT to a folder with them, or allow downloading with --download)"
-        )
+    check_data_root(name, root, download)
     cls = getattr(torchvision.datasets, IMAGE_DATASETS[name])
     # With every .gz present, download=True only verifies their MD5 and extracts them: no network is used.
     try:

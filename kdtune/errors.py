@@ -7,6 +7,7 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -33,11 +34,44 @@ class SpecError(UsageError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field} = {value!r}: {allowed}")
+        super().__init__(f"{shorten(field)} = {shorten(repr(value))}: {' '.join(str(allowed).split())}")
 
     def __reduce__(self) -> tuple[type[SpecError], tuple[str, Any, str]]:
         # Pickled by Ray when raised inside a task: rebuild from the three parts, not from the message.
         return type(self), (self.field, self.value, self.allowed)
+
+
+class SpecErrors(UsageError):
+    """Several mistakes found in one pass (a spec, or the checks before a study starts): one line each.
+
+    Raised only for two or more; a single mistake stays a plain :class:`SpecError`.
+    """
+
+    def __init__(self, errors: list[UsageError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __reduce__(self) -> tuple[type[SpecErrors], tuple[list[UsageError]]]:
+        return type(self), (self.errors,)
+
+
+def raise_all(errors: Sequence[UsageError]) -> None:
+    """Raise nothing, the one error, or :class:`SpecErrors` for several."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SpecErrors(list(errors))
+
+
+#: Longest echo of a user's value in a message: a 50 MB spec value must not become a 50 MB "line".
+MAX_ECHO = 120
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class DataError(UsageError):

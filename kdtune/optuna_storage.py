@@ -13,6 +13,27 @@ import optuna
 
 
 T = TypeVar("T")
+#: Redacted storage URL -> the full URL, known to this driver process only (never pickled, never written).
+_FULL_URLS: dict[str, str] = {}
+
+
+def remember_storage(url: str) -> None:
+    """Let what holds ``redact_url(url)`` (a searcher, new or restored by Tune) connect with ``url``."""
+    from kdtune.secrets import redact_url
+
+    _FULL_URLS[redact_url(url)] = url
+
+
+def full_storage_url(url: str) -> str:
+    """The full URL of a (possibly redacted) storage URL that this driver was given."""
+    from kdtune.errors import StudyError
+    from kdtune.secrets import REDACTED
+
+    if url in _FULL_URLS:
+        return _FULL_URLS[url]
+    if REDACTED in url:
+        raise StudyError(f"the study's storage URL has a password ({url}); pass it again with $KDTUNE_STORAGE")
+    return url
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:

@@ -30,13 +30,20 @@ FORWARDED_ENV = ("KDTUNE_CACHE_DIR", "KDTUNE_DATA_ROOT", "PYTHONPATH", "AWS_REGI
                  "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_env: dict[str, str] | None = None) -> None:
-    """Start a local Ray (``address=None``) or connect to a cluster; idempotent within a process."""
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_env: dict[str, str] | None = None) -> bool:
+    """Start a local Ray (``address=None``) or connect to a cluster; idempotent within a process.
+
+    Returns True when this call started (or joined) Ray, False when it was up already. Values that carry a
+    secret (a URL with a password or a secret query parameter) are never put in the runtime env, which Ray
+    logs (``runtime_env_agent.log``): workers that need credentials get them from their environment.
+    """
     import ray
     from ray._private import ray_constants
 
+    from kdtune.secrets import redact_url
+
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # kdtune writes its own results
     # Experiment snapshots after every checkpoint are what makes `kdtune resume` lose nothing; Tune warns
@@ -49,6 +56,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
     env_vars.update(extra_env or {})
+    for name in [n for n, value in env_vars.items() if redact_url(value) != value]:
+        logger.warning("not forwarding $%s to Ray's workers: it carries credentials (see docs/security.md)", name)
+        del env_vars[name]
     env_vars["RAY_USAGE_STATS_ENABLED"] = "0"
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     user_has_proxy = any(os.environ.get(v) for v in _PROXY_VARS)
@@ -74,6 +84,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
         ray.init(address=address, num_cpus=num_cpus if address is None else None,
                  runtime_env={"env_vars": env_vars}, **kwargs)
     logger.debug("ray started: %s", ray.cluster_resources())
+    return True
 
 
 def cluster_nodes() -> list[dict[str, Any]]:

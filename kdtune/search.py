@@ -34,7 +34,9 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from kdtune.errors import StudyError
+from kdtune.optuna_storage import full_storage_url
 from kdtune.optuna_storage import make_storage
+from kdtune.optuna_storage import remember_storage
 from kdtune.optuna_storage import retrying
 from kdtune.rules import METRIC
 from kdtune.rules import UNPRUNED_PHASES
@@ -98,9 +100,14 @@ class ConditionSearcher(Searcher):
         study_dir: Path,
         start_time: float | None = None,
     ) -> None:
+        from kdtune.secrets import redact_url
+
         super().__init__(metric=METRIC, mode=spec.mode)
         self.spec_dict = spec.to_dict()
-        self.storage_url = storage_url
+        # Tune saves this object (searcher state, tuner.pkl): it keeps the URL without its password and finds
+        # the full one in this driver (remember_storage), as a resumed driver does after being given it again.
+        remember_storage(storage_url)
+        self.storage_url = redact_url(storage_url)
         self.study_dir = Path(study_dir)
         self.conditions = list(conditions)
         self.budget = trials_per_condition(spec)
@@ -161,7 +168,7 @@ class ConditionSearcher(Searcher):
 
     def studies(self) -> dict[str, optuna.Study]:
         if self._studies is None:
-            storage = make_storage(self.storage_url)
+            storage = make_storage(full_storage_url(self.storage_url))
             self._studies = {
                 c: optuna.load_study(study_name=optuna_study_name(self.spec.name, c), storage=storage,
                                      sampler=make_sampler(self.spec, i))

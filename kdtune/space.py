@@ -8,7 +8,6 @@ baselines alpha = 1 and alpha = 0 at the spec's default temperature (``conventio
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import TYPE_CHECKING
 from typing import Any
@@ -24,6 +23,9 @@ if TYPE_CHECKING:
     from kdtune.spec import StudySpec
 
 
+#: Most configurations a grid may have per condition (each is a trial of ``budget.repeats`` trainings); the
+#: size is computed from low, high and step before any list of points is built.
+MAX_GRID_POINTS = 10_000
 #: Search parameters a trial understands, and what they override.
 SEARCHABLE = SEARCH_PARAMS
 _INTEGER = ("batch_size", "epochs")
@@ -41,6 +43,10 @@ def to_optuna(search: dict[str, DistributionSpec]) -> dict[str, optuna.distribut
         if d.type == "categorical":
             if not d.choices:
                 raise SpecError(f"{field}.choices", d.choices, "a categorical parameter needs a non-empty list")
+            for i, choice in enumerate(d.choices):
+                if isinstance(choice, float) and not math.isfinite(choice):
+                    raise SpecError(f"{field}.choices[{i}]", choice, "must be a finite number (NaN and infinity "
+                                    "are not allowed)")
             out[name] = CategoricalDistribution(d.choices)
             continue
         if d.low is None or d.high is None:
@@ -61,25 +67,51 @@ def to_optuna(search: dict[str, DistributionSpec]) -> dict[str, optuna.distribut
 
 
 def grid(search: dict[str, DistributionSpec]) -> dict[str, list[Any]]:
-    """Every value of every parameter for Optuna's GridSampler: categorical choices, or low..high by step."""
+    """Every value of every parameter for Optuna's GridSampler: categorical choices, or low..high by step.
+
+    Refused, before any list is built: more than :data:`MAX_GRID_POINTS` configurations in all.
+    """
+    counts = grid_counts(search)
+    total = math.prod(counts.values())
+    if total > MAX_GRID_POINTS:
+        sizes = ", ".join(f"{name}: {n:.3g}" for name, n in counts.items())
+        raise SpecError("search", sizes, f"the grid has {total:.3g} configurations per condition; at most "
+                        f"{MAX_GRID_POINTS:,} are allowed (use a larger step, fewer choices, or sampler: tpe)")
     points: dict[str, list[Any]] = {}
     for name, d in search.items():
         if d.type == "categorical":
             points[name] = list(d.choices or [])
-        elif (d.step is not None or d.type == "int") and d.low is not None and d.high is not None:
-            step = 1 if d.step is None else d.step  # an int without a step counts by 1, as in to_optuna
-            # low, low + step, ... up to high inclusive, never beyond it (as Optuna does when step does not
-            # divide the range)
-            n = int(math.floor((d.high - d.low) / step + 1e-9)) + 1
-            points[name] = [_round(d.low + i * step, d.type) for i in range(n)]
         else:
-            raise SpecError(f"search.{name}", d.model_dump(exclude_none=True),
-                            "the grid sampler needs choices, or low/high with a step")
+            assert d.low is not None  # grid_counts has checked
+            step = 1 if d.step is None else d.step
+            points[name] = [_round(d.low + i * step, d.type) for i in range(int(counts[name]))]
     return points
 
 
+def grid_counts(search: dict[str, DistributionSpec]) -> dict[str, float]:
+    """How many values each parameter has on the grid (a float: it may be astronomically large)."""
+    counts: dict[str, float] = {}
+    for name, d in search.items():
+        if d.type == "categorical":
+            counts[name] = len(d.choices or [])
+        elif (d.step is not None or d.type == "int") and d.low is not None and d.high is not None:
+            step = 1 if d.step is None else d.step  # an int without a step counts by 1, as in to_optuna
+            if not step > 0:
+                raise SpecError(f"search.{name}.step", step, "must be > 0")
+            # low, low + step, ... up to high inclusive, never beyond it (as Optuna does when step does not
+            # divide the range)
+            span = (d.high - d.low) / step  # may overflow to inf for a tiny step: still larger than any bound
+            counts[name] = float(math.floor(span + 1e-9) + 1) if math.isfinite(span) else math.inf
+        else:
+            raise SpecError(f"search.{name}", d.model_dump(exclude_none=True),
+                            "the grid sampler needs choices, or low/high with a step")
+    return counts
+
+
 def grid_size(search: dict[str, DistributionSpec]) -> int:
-    return len(list(itertools.product(*grid(search).values())))
+    """Configurations on the grid (refused above :data:`MAX_GRID_POINTS`, as :func:`grid` does)."""
+    grid(search)
+    return int(math.prod(grid_counts(search).values()))
 
 
 def baselines(spec: StudySpec) -> list[dict[str, Any]]:

@@ -1,8 +1,12 @@
 """The study spec: one YAML file that says what to compare, what to search and how much to spend.
 
-Loaded with ``yaml.safe_load`` (no code runs), validated by a frozen pydantic schema that rejects unknown
-keys, with defaults in one place (the field declarations below). Any mistake becomes one
-:class:`~kdtune.errors.SpecError` line naming the field path, the value and what is allowed.
+Loaded with ``yaml.safe_load`` (no YAML tag runs code; import paths such as ``teacher.arch:
+package.module:factory`` are imported later, when the study is checked: ``docs/security.md``), validated by a
+frozen pydantic schema that rejects unknown keys, with defaults in one place (the field declarations below).
+Every number must be finite (NaN and infinity slip through comparisons such as ``gt=0``) and a boolean is
+never read as a number. Each mistake becomes one :class:`~kdtune.errors.SpecError` line naming the field
+path, the value (cut short) and what is allowed; a spec with several mistakes reports each
+(:class:`~kdtune.errors.SpecErrors`). A spec file is at most :data:`MAX_SPEC_BYTES`.
 ``search_spaces/README.md`` documents every field.
 
 Words (``conventions.md``): a *condition* (noise level, teacher quality, dataset, student) is compared, never
@@ -23,13 +27,20 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
+from pydantic import ValidationInfo
 from pydantic import field_validator
 from pydantic import model_validator
+from pydantic_core import PydanticCustomError
 
 from kdtune.errors import SpecError
+from kdtune.errors import raise_all
 
 
 SPEC_VERSION = 1
+#: A spec is a page of YAML; anything bigger is a mistake (or an attack) and is refused before it is parsed.
+MAX_SPEC_BYTES = 1_000_000
+#: Values a spec may hold once YAML aliases are expanded (a "billion laughs" file is small but expands forever).
+MAX_SPEC_VALUES = 100_000
 
 
 def _as_list(value: Any) -> Any:
@@ -43,7 +54,28 @@ def _as_tracking(value: Any) -> Any:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every section: unknown keys refused; every float and int finite (``allow_inf_nan``), and never a boolean
+    (pydantic would read ``epochs: true`` as 1). Declared here once, so that fields added later are covered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) for v in values) and info.field_name is not None:
+            kinds = _leaf_types(cls.model_fields[info.field_name].annotation)
+            if kinds & {int, float} and not kinds & {bool, Any}:
+                raise PydanticCustomError("bool_number", "must be a number; true and false are not numbers")
+        return value
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The plain types an annotation is made of: ``list[int] | None`` -> {int, NoneType}."""
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return {annotation}
+    return set().union(*(_leaf_types(a) for a in args))
 
 
 class LinearTaskSpec(_Model):
@@ -334,19 +366,66 @@ class StudySpec(_Model):
 
 
 def load_spec(path: str | Path, *, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
-    """Read a YAML spec, apply ``key.path=value`` overrides (values parsed as YAML), validate."""
+    """Read a YAML spec, apply ``key.path=value`` overrides (values parsed as YAML), validate.
+
+    A folder, a file over :data:`MAX_SPEC_BYTES`, a binary file or YAML that expands beyond
+    :data:`MAX_SPEC_VALUES` values is refused with one line before (or instead of) parsing it.
+    """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError("spec", str(path), "file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SpecError("spec", str(path), f"is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = yaml_value(_read_spec_text(path), "spec", str(path))
     if not isinstance(raw, dict):
         raise SpecError("spec", str(path), "must be a YAML mapping with at least `name`")
     return parse_spec(apply_overrides(raw, overrides))
+
+
+def _read_spec_text(path: Path) -> str:
+    if path.is_dir():
+        raise SpecError("spec", str(path), "is a folder; give the spec's YAML file")
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)  # never more, whatever the file claims (a pipe, /dev/zero)
+    except FileNotFoundError:
+        raise SpecError("spec", str(path), "file not found") from None
+    except OSError as exc:
+        raise SpecError("spec", str(path), f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError("spec", str(path), f"is larger than {MAX_SPEC_BYTES:,} bytes; a spec is a page of YAML")
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("spec", str(path), "is a binary file, not YAML text") from None
+
+
+def yaml_value(text: str, field: str, shown: str) -> Any:
+    """``yaml.safe_load(text)``, refusing malformed YAML, nesting too deep and alias bombs in one line each."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(field, shown, f"is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise SpecError(field, shown, "nests too deeply to be a spec") from None
+    if _count_values(value, MAX_SPEC_VALUES) > MAX_SPEC_VALUES:
+        raise SpecError(field, shown, f"expands to more than {MAX_SPEC_VALUES:,} values (YAML aliases?)")
+    return value
+
+
+def _count_values(value: Any, budget: int) -> int:
+    """Values in ``value`` counted as pydantic will see them (an alias counts every time it is used); stops
+    counting past ``budget`` so that an alias bomb costs no more than the budget."""
+    count, stack = 0, [value]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -365,20 +444,24 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if not isinstance(child, dict):
                 raise SpecError("--set", item, f"{part} is not a mapping in the spec")
             node = child
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = yaml_value(text, "--set", item)
     return raw
 
 
 def parse_spec(raw: dict[str, Any]) -> StudySpec:
-    """Validate a spec given as a mapping; pydantic's errors become one :class:`SpecError`."""
+    """Validate a spec given as a mapping; pydantic's errors become :class:`SpecError` lines, one per mistake."""
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as exc:
-        raise _spec_error(exc, raw) from None
+        errors: dict[str, SpecError] = {}
+        for error in exc.errors(include_url=False):
+            spec_error = _spec_error(error)
+            errors.setdefault(spec_error.field, spec_error)  # a union reports one field more than once
+        raise_all(list(errors.values()))
+        raise AssertionError("a ValidationError without errors") from None  # pragma: no cover
 
 
-def _spec_error(exc: ValidationError, raw: dict[str, Any]) -> SpecError:
-    error = exc.errors(include_url=False)[0]
+def _spec_error(error: Any) -> SpecError:
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "list[", "union["))]
     # a list index reads as conditions.noise_level[1], as in the messages of the validators
     field = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or "spec"
@@ -390,6 +473,8 @@ def _spec_error(exc: ValidationError, raw: dict[str, Any]) -> SpecError:
         return SpecError(field, error["input"], f"unknown key; allowed here: {', '.join(allowed)}")
     if error["type"] == "missing":
         return SpecError(field, None, "is required")
+    if error["type"] == "finite_number":
+        return SpecError(field, error.get("input"), "must be a finite number (NaN and infinity are not allowed)")
     message = error["msg"]
     if error["type"] == "literal_error":
         message = message.replace("Input should be", "must be")

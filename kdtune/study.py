@@ -58,18 +58,41 @@ def default_storage(study_dir: Path) -> str:
 
 
 def run_study(spec: StudySpec, options: RunOptions) -> Path:
-    """Run a new study into ``options.out`` (refused if that folder already holds one: use resume)."""
+    """Run a new study into ``options.out`` (refused if that folder already holds one: use resume).
+
+    Everything that can be checked without training is checked first (:mod:`kdtune.preflight`), then Ray
+    starts and the trial's resources are checked against it; only then is the study folder created (mode
+    0700). A failure before the first trial starts removes what this call wrote, so the corrected command is
+    never refused; a later one leaves a folder that ``kdtune resume`` continues. A Ray that this call started
+    is stopped on every way out. Credentials in ``--cache-dir`` / ``--tune-storage`` S3 URIs move to the
+    environment (``docs/security.md``): the study records the URIs without them.
+    """
+    from kdtune.preflight import check_study
+
     study_dir = options.out
     if (study_dir / STUDY_JSON).exists():
         raise StudyError(f"{study_dir} already holds a study: continue it with `kdtune resume {study_dir}` "
                          "or choose another --out")
+    options = _without_credentials(options)
     conditions = expand(spec)
-    preflight(spec, conditions)
     storage = options.storage or default_storage(study_dir)
-    _connect(storage, options)  # a refusal leaves no study folder behind: the corrected command can run
-    study_dir.mkdir(parents=True, exist_ok=True)
-    _write_study_json(study_dir, spec, conditions, storage, options)
-    return _execute(spec, conditions, study_dir, storage, options, resume=False)
+    check_study(spec, conditions, out=study_dir, storage=options.storage,
+                cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"), tune_storage=options.tune_storage)
+    started = _connect(storage, options)
+    try:
+        check_resources(spec, options)  # a refusal leaves no study folder behind: the corrected command can run
+        created = not study_dir.exists()
+        before = set() if created else set(study_dir.iterdir())
+        study_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            _write_study_json(study_dir, spec, conditions, storage, options)
+            return _execute(spec, conditions, study_dir, storage, options, resume=False)
+        except BaseException:
+            if "trials_started_at" not in load_study_json(study_dir, missing_ok=True):
+                _remove_written(study_dir, created, before)
+            raise
+    finally:
+        _stop_ray(started)
 
 
 def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent: int | None = None,
@@ -82,12 +105,18 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
         storage = os.environ.get("KDTUNE_STORAGE") or _refuse_redacted(meta)
     options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
                          tune_storage=meta.get("tune_storage"), max_concurrent=max_concurrent, progress=progress)
-    return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
+    started = _connect(storage, options)
+    try:
+        return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
+    finally:
+        _stop_ray(started)
 
 
-def load_study_json(study_dir: Path) -> dict[str, Any]:
+def load_study_json(study_dir: Path, *, missing_ok: bool = False) -> dict[str, Any]:
     path = Path(study_dir) / STUDY_JSON
     if not path.exists():
+        if missing_ok:
+            return {}
         raise StudyError(f"{study_dir} is not a kdtune study folder (no {STUDY_JSON})")
     return json.loads(path.read_text())
 
@@ -97,6 +126,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from ray import tune
 
     from kdtune.optuna_storage import make_storage
+    from kdtune.optuna_storage import remember_storage
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
     from kdtune.study_callbacks import LiveProgress
@@ -104,9 +134,9 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.tracking import tracking_callbacks
     from kdtune.trial import run_trial
 
-    _connect(storage, options)
+    remember_storage(storage)  # a searcher restored by Tune holds the URL without its password
     payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
-    (study_dir / TEACHERS_JSON).write_text(json.dumps(teachers, indent=2, sort_keys=True))
+    _atomic_write(study_dir / TEACHERS_JSON, json.dumps(teachers, indent=2, sort_keys=True))
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, payloads=payloads, study=_trial_context(spec, conditions)),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
@@ -116,6 +146,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     if options.progress:
         callbacks.append(LiveProgress(spec, [c.key for c in conditions], teachers))
     tune_dir = options.tune_storage or str((study_dir / TUNE_DIR).resolve())
+    if "://" not in tune_dir:  # Tune's state (tuner.pkl, the searcher's) is the user's alone
+        Path(tune_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     experiment = experiment_path(tune_dir)
     if resume and tune.Tuner.can_restore(experiment):
         # The restored run keeps the searcher, scheduler and callbacks it pickled (all resume-safe).
@@ -141,15 +173,112 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     update_study_json(study_dir, trials_started_at=time.time())  # teachers are ready: Tune's part begins
     tuner.fit()
     update_study_json(study_dir, finished_at=time.time())
+    check_some_trial_ran(study_dir)
     return study_dir
 
 
-def _connect(storage: str, options: RunOptions) -> None:
-    """Start or join Ray (idempotent) and refuse storage that the cluster's nodes cannot share."""
+def check_some_trial_ran(study_dir: Path) -> None:
+    """A study in which every trial failed is a failure (exit code 1), with the most common reason."""
+    from collections import Counter
+
+    from kdtune.results import read_trials
+
+    try:
+        trials = read_trials(study_dir).select(["state", "error"]).to_pylist()
+    except (FileNotFoundError, KeyError, OSError):
+        return  # no trial ended (e.g. cut short before the first): nothing to judge
+    if trials and all(t["state"] == "FAIL" for t in trials):
+        reason, _ = Counter(t["error"] or "unknown" for t in trials).most_common(1)[0]
+        raise StudyError(f"all {len(trials)} trials failed: {reason} (details: the Tune trial logs under "
+                         f"{study_dir / TUNE_DIR})")
+
+
+def _connect(storage: str, options: RunOptions) -> bool:
+    """Start or join Ray (idempotent) and refuse storage that the cluster's nodes cannot share; True when
+    this call started or joined Ray (and so must stop it)."""
     from kdtune.ray_runtime import init_ray
 
-    init_ray(options.address, extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
-    check_shared_storage(storage, options)
+    # Only a URI without credentials goes to Ray's runtime env (which Ray logs): see _without_credentials.
+    started = init_ray(options.address,
+                       extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
+    try:
+        check_shared_storage(storage, options)
+    except BaseException:
+        _stop_ray(started)
+        raise
+    return started
+
+
+def _stop_ray(started: bool) -> None:
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+def check_resources(spec: StudySpec, options: RunOptions) -> None:
+    """On the local Ray kdtune started, refuse a trial that no node can hold (Tune would wait forever).
+
+    A cluster (``--address``) may add nodes on demand, so there the request is left to its autoscaler.
+    """
+    from kdtune.errors import SpecError
+    from kdtune.ray_runtime import cluster_nodes
+
+    if options.address is not None:
+        return
+    nodes = [n.get("Resources", {}) for n in cluster_nodes()]
+    for field, name, asked in (("resources.cpu", "CPU", spec.resources.cpu), ("resources.gpu", "GPU", spec.resources.gpu)):
+        most = max((float(n.get(name, 0)) for n in nodes), default=0.0)
+        if asked > most:
+            raise SpecError(field, asked, f"must be at most {most:g}: this machine's Ray has {most:g} {name}s, and a "
+                            "trial that needs more would wait forever")
+
+
+def _without_credentials(options: RunOptions) -> RunOptions:
+    """Take S3 credentials out of the cache and Tune storage URIs and into this process's environment.
+
+    The URIs are then recorded in study.json, saved in Tune's state and handed to Ray as they are; pyarrow (in
+    this driver and in the local Ray workers, which inherit its environment) finds the credentials in
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``. The nodes of a remote cluster
+    need their own (``cluster/``).
+    """
+    import dataclasses
+
+    from kdtune.errors import UsageError
+    from kdtune.secrets import split_credentials
+
+    cache_dir = options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR")
+    found: dict[str, str] = {}
+    clean: dict[str, str | None] = {}
+    for flag, name, value in (("--cache-dir", "cache_dir", cache_dir), ("--tune-storage", "tune_storage",
+                                                                        options.tune_storage)):
+        if value is None:
+            clean[name] = None
+            continue
+        clean[name], env = split_credentials(value, flag)
+        for var, secret in env.items():
+            if found.setdefault(var, secret) != secret:
+                raise UsageError(f"--cache-dir and --tune-storage carry different {var}; give one set of "
+                                 "credentials in the environment instead")
+    os.environ.update(found)
+    if cache_dir is not None and options.cache_dir is None:
+        os.environ["KDTUNE_CACHE_DIR"] = clean["cache_dir"] or ""
+    return dataclasses.replace(options, cache_dir=clean["cache_dir"] if options.cache_dir else None,
+                               tune_storage=clean["tune_storage"])
+
+
+def _remove_written(study_dir: Path, created: bool, before: set[Path]) -> None:
+    """Undo a study folder whose trials never started: the folder if this run created it, else its new files."""
+    import shutil
+
+    if created:
+        shutil.rmtree(study_dir, ignore_errors=True)
+        return
+    for path in set(study_dir.iterdir()) - before:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def experiment_path(tune_dir: str) -> str:
@@ -161,28 +290,6 @@ def experiment_path(tune_dir: str) -> str:
         return f"{tune_dir.rstrip('/')}/{EXPERIMENT}"
     parts = urllib.parse.urlsplit(tune_dir)
     return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{EXPERIMENT}"))
-
-
-def preflight(spec: StudySpec, conditions: list[Condition]) -> None:
-    """Refuse unknown datasets and architectures before the study folder is written or Ray starts.
-
-    Data is not loaded here (it may be large): loaders and model factories are imported, local files must
-    exist; each model's output shape is checked on one batch in ``_prepare_condition``, before any teacher trains.
-    """
-    from kdtune.data import check_data_args
-    from kdtune.models import check_arch
-
-    for c in conditions:
-        check_data_args(c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size,
-                        files=c.files(spec))
-        check_arch(c.student_arch, field="student.arch")
-    if spec.task == "classification" and spec.teacher.logits is None:
-        check_arch(spec.teacher.arch, field="teacher.arch")
-    checkpoint = spec.teacher.checkpoint
-    if checkpoint is not None and "://" not in checkpoint and not Path(checkpoint).is_file():
-        from kdtune.errors import SpecError
-
-        raise SpecError("teacher.checkpoint", checkpoint, "file not found")
 
 
 def check_shared_storage(storage: str, options: RunOptions) -> None:
@@ -221,8 +328,12 @@ def update_study_json(study_dir: Path, **fields: Any) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name and rename it; readable by the user only (0600)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)  # an older file of that name kept its mode through O_CREAT
     os.replace(tmp, path)
 
 
@@ -334,6 +445,7 @@ def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Conditi
     from kdtune.secrets import redact_url
 
     safe_storage = redact_url(storage)
+    study_dir.chmod(0o700)  # study.json and Tune's state say where the data is: the user's eyes only
     meta = {
         "kdtune_version": __version__,
         "spec": spec.to_dict(),
@@ -346,7 +458,7 @@ def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Conditi
         "cut_short": False,
     }
     _atomic_write(study_dir / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
-    (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    _atomic_write(study_dir / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
 
 
 def _refuse_redacted(meta: dict[str, Any]) -> str:

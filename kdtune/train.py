@@ -11,6 +11,7 @@ loop around it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -50,10 +51,10 @@ class TrainConfig:
             raise SpecError("epochs", self.epochs, "must be a positive integer")
         if self.batch_size < 1:
             raise SpecError("batch_size", self.batch_size, "must be a positive integer")
-        if not self.lr > 0:
-            raise SpecError("lr", self.lr, "must be > 0")
-        if not self.temperature > 0:
-            raise SpecError("temperature", self.temperature, "must be > 0")
+        if not 0 < self.lr < math.inf:  # also refuses NaN: every comparison with it is false
+            raise SpecError("lr", self.lr, "must be > 0 and finite")
+        if not 0 < self.temperature < math.inf:
+            raise SpecError("temperature", self.temperature, "must be > 0 and finite")
         check_alpha(self.alpha)
 
 

@@ -25,6 +25,8 @@ import json
 import sys
 from typing import Any
 
+from kdtune.commands import finite_float
+
 
 HELP = "list, verify, prune the teacher-logit cache; import precomputed teacher logits"
 
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("verify", parents=[common],
                        help="read every entry in full; exit code 1 and a list when any is damaged")
     prune = actions.add_parser("prune", parents=[common], help="remove entries created more than DAYS days ago")
-    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+    prune.add_argument("--older-than", type=finite_float, required=True, metavar="DAYS",
                        help="age in days (fractions allowed; 0 removes everything)")
     imp = actions.add_parser("import", parents=[common], help="import precomputed teacher logits for a dataset "
                              "(npz: train, val, test arrays; Parquet: columns split, logits)")
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--data-root", default=None, help="folder with torchvision's layout (MNIST/raw/*.gz)")
     imp.add_argument("--download", action="store_true", help="allow downloading missing dataset files")
     imp.add_argument("--train-size", type=int, default=None, help="as dataset.train_size (default: all)")
-    imp.add_argument("--val-fraction", type=float, default=0.1, help="as dataset.val_fraction (default: %(default)s)")
+    imp.add_argument("--val-fraction", type=finite_float, default=0.1, help="as dataset.val_fraction (default: %(default)s)")
     imp.add_argument("--data-seed", type=int, default=0, help="as dataset.seed (default: %(default)s)")
     imp.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                      help="stored precision (default: %(default)s)")

@@ -26,6 +26,9 @@ import json
 import sys
 from typing import Any
 
+from kdtune.commands import finite_float
+from kdtune.commands import positive_int
+
 
 HELP = "distil one student from one teacher and compare it with no distillation (alpha = 1)"
 
@@ -44,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--download", action="store_true", help="allow downloading missing dataset files")
     data.add_argument("--train-size", type=int, default=None,
                       help="images taken from the official training set, validation included (default: all)")
-    data.add_argument("--val-fraction", type=float, default=0.1,
+    data.add_argument("--val-fraction", type=finite_float, default=0.1,
                       help="share of those held out for validation, stratified (default: %(default)s)")
-    data.add_argument("--noise", type=float, default=0.0, dest="noise_level",
+    data.add_argument("--noise", type=finite_float, default=0.0, dest="noise_level",
                       help="label-noise level: share of train/validation labels flipped, in [0, 1) (default: %(default)s)")
     data.add_argument("--noise-type", default="symmetric", choices=("symmetric", "pairflip"),
                       help="symmetric: to a uniformly random other class; pairflip: y -> y-1 (default: %(default)s)")
@@ -69,18 +72,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--teacher instead of training it")
 
     kd = parser.add_argument_group("distillation")
-    kd.add_argument("--alpha", type=float, default=0.1,
+    kd.add_argument("--alpha", type=finite_float, default=0.1,
                     help="weight on the true labels, in [0, 1]; 1 = no distillation, 0 = teacher only "
                     "(default: %(default)s, the Keras tutorial's)")
-    kd.add_argument("--temperature", type=float, default=10.0, help="softmax temperature T > 0 (default: %(default)s)")
+    kd.add_argument("--temperature", type=finite_float, default=10.0, help="softmax temperature T > 0 (default: %(default)s)")
 
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=int, default=20, help="student training epochs (default: %(default)s)")
     training.add_argument("--batch-size", type=int, default=64, help="samples per step (default: %(default)s)")
-    training.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    training.add_argument("--lr", type=finite_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     training.add_argument("--seed", type=int, default=0,
                           help="student seed: initialisation and batch order (default: %(default)s)")
-    training.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    training.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: all cores)")
     training.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
     training.add_argument("--cache-dir", default=None,
                           help="teacher-logit cache: a folder or a pyarrow filesystem URI such as s3://bucket/prefix "

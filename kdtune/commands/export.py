@@ -26,6 +26,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kdtune.commands import positive_int
+
 
 HELP = "train and export the recommended student of one condition (safetensors + model card)"
 
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="student seed: initialisation and batch order (default: the study's budget.seed)")
     parser.add_argument("--cache-dir", default=None,
                         help="teacher-logit cache (default: the study's, else $KDTUNE_CACHE_DIR)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: all cores)")
 
 
 def run(args: argparse.Namespace) -> int:

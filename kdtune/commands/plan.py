@@ -92,12 +92,12 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     """The plan as a JSON-ready dict (see the module docstring); nothing is trained or written."""
     from kdtune.cache import LogitCache
     from kdtune.plan import expand
+    from kdtune.preflight import check_inputs
     from kdtune.rules import confirmation_trials
     from kdtune.rules import trials_per_condition
-    from kdtune.study import preflight
 
     conditions = expand(spec)
-    preflight(spec, conditions)
+    check_inputs(spec, conditions)
     cache = LogitCache(cache_dir)
     trials = trials_per_condition(spec)
     # Confirmation at its most: every round run (rounds stop early once the verdict is clear).

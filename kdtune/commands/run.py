@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kdtune.commands import positive_int
+
 
 HELP = "run a study from a YAML spec (see search_spaces/README.md)"
 
@@ -43,7 +45,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``resume``."""
     parser.add_argument("--address", default=None,
                         help="an existing Ray cluster (e.g. auto, or HOST:6379; default: $RAY_ADDRESS, else a local Ray)")
-    parser.add_argument("--max-concurrent", type=int, default=None,
+    parser.add_argument("--max-concurrent", type=positive_int, default=None,
                         help="trials at once (default: as many as the cluster's CPUs/GPUs hold)")
     parser.add_argument("--no-progress", action="store_true", help="no live progress table")
 

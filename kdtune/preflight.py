@@ -1,0 +1,280 @@
+"""Everything about a study that can be checked without training, checked before Ray starts or anything is written.
+
+A mistake found after Ray has started costs seconds of start-up and, worse, used to leave a half-written study
+folder that blocked the corrected command. So ``kdtune run`` checks, in one pass that reports every mistake it
+finds (one line each, exit code 2):
+
+* the inputs (:func:`check_inputs`, also what ``kdtune plan`` runs): datasets and their options, local data
+  files and teacher checkpoints readable, built-in image datasets present under their data root, and every
+  architecture (teacher and student, per condition) imported, built with its kwargs and run on one batch of a
+  few samples of the dataset's shape. Import paths run the user's code here (``docs/security.md``);
+* where the study goes (:func:`check_locations`): ``--out`` a folder that can be created, the cache and Tune's
+  storage parsed and, for URIs, reachable and writable within :data:`PROBE_TIMEOUT_S`, the Optuna storage
+  parsed and (for a server) reachable. Messages show URIs with their secrets redacted.
+
+What needs Ray (a trial's CPUs and GPUs against the cluster's nodes) is checked right after Ray starts, still
+before the study folder exists (``kdtune.study``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+from kdtune.errors import SpecError
+from kdtune.errors import UsageError
+from kdtune.errors import raise_all
+
+
+if TYPE_CHECKING:
+    from kdtune.data import DataBundle
+    from kdtune.plan import Condition
+    from kdtune.spec import StudySpec
+
+
+#: Seconds a storage endpoint (S3, PostgreSQL) gets to answer the checks before a study starts.
+PROBE_TIMEOUT_S = 10.0
+#: Input shape and classes of the built-in image datasets, for checking models without loading the images.
+_IMAGE_SHAPE = ((1, 28, 28), 10)
+
+
+def check_study(spec: StudySpec, conditions: list[Condition], *, out: Path, storage: str | None,
+                cache_dir: str | None, tune_storage: str | None) -> None:
+    """Every check of the module docstring; raises one :class:`SpecError` or :class:`SpecErrors` for several."""
+    errors: list[UsageError] = []
+    _collect(errors, lambda: check_inputs(spec, conditions))
+    _collect(errors, lambda: check_folder("--out", out))
+    _collect(errors, lambda: check_location("--cache-dir", cache_dir))
+    _collect(errors, lambda: check_location("--tune-storage", tune_storage))
+    if storage is not None:
+        _collect(errors, lambda: check_optuna_storage(storage))
+    raise_all(errors)
+
+
+def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
+    """Datasets, files, data roots and models of every condition (see the module docstring)."""
+    from kdtune.data import IMAGE_DATASETS
+    from kdtune.data import check_data_args
+    from kdtune.data import check_data_root
+    from kdtune.models import check_arch
+
+    errors: list[UsageError] = []
+    files = [(f"dataset.files[{i}]", f) for i, f in enumerate(spec.dataset.files or [])]
+    if spec.teacher.checkpoint is not None:
+        files.append(("teacher.checkpoint", spec.teacher.checkpoint))
+    unreadable = [f for field, f in files if not _collect(errors, lambda fl=field, f=f: _check_readable(fl, f))]
+    teacher_ok = spec.task != "classification" or spec.teacher.logits is not None or _collect(
+        errors, lambda: check_arch(spec.teacher.arch, field="teacher.arch"))
+    checkable = []  # conditions whose data and student can be built for the model check
+    for c in conditions:
+        data_ok = _collect(errors, lambda c=c: check_data_args(
+            c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size,
+            files=c.files(spec)))
+        root_ok = _collect(errors, lambda c=c: check_data_root(c.dataset, spec.dataset.data_root,
+                                                                spec.dataset.download))
+        data_ok = data_ok and (root_ok or c.dataset in IMAGE_DATASETS)  # their models are checked without files
+        student_ok = _collect(errors, lambda c=c: check_arch(c.student_arch, field="student.arch"))
+        if data_ok and student_ok and teacher_ok and not unreadable:
+            checkable.append(c)
+    if spec.task == "classification":
+        _collect(errors, lambda: _check_models(spec, checkable))
+    raise_all(_unique(errors))
+
+
+def check_folder(flag: str, path: Path | str) -> None:
+    """``path`` is a folder, or one can be created there (the nearest existing parent is a writable folder)."""
+    path = Path(path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise SpecError(flag, str(path), "is a file; must be a folder (created if missing)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise SpecError(flag, str(path), "is a folder you cannot write to")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SpecError(flag, str(path), f"cannot be created: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SpecError(flag, str(path), f"cannot be created: {parent} is not writable")
+
+
+def check_location(flag: str, value: str | None) -> None:
+    """A local folder (see :func:`check_folder`), or a pyarrow filesystem URI that parses, answers and takes a
+    small probe file (written and deleted) within :data:`PROBE_TIMEOUT_S`."""
+    if value is None:
+        return
+    if "://" not in value:
+        check_folder(flag, value)
+        return
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    from kdtune.secrets import redact_url
+
+    shown = redact_url(value)
+    try:
+        fs, base = pafs.FileSystem.from_uri(value)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise SpecError(flag, shown, f"is not a usable filesystem URI ({_scrub(exc, value, shown)})") from None
+    probe = f"{base.rstrip('/')}/.kdtune-probe-{secrets.token_hex(4)}"
+
+    def write_and_delete() -> None:
+        with fs.open_output_stream(probe) as f:
+            f.write(b"kdtune checks that it can write here\n")
+        fs.delete_file(probe)
+
+    _within_timeout(flag, shown, write_and_delete, value)
+
+
+def check_optuna_storage(url: str) -> None:
+    """The URL parses as a database URL; a server (not SQLite) accepts a connection within the timeout."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    from kdtune.secrets import redact_url
+
+    shown = redact_url(url)
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise SpecError("--storage", shown, f"is not a database URL ({_scrub(exc, url, shown)})") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            check_folder("--storage", Path(parsed.database).parent)
+        return
+
+    def connect() -> None:
+        args = {"connect_timeout": int(PROBE_TIMEOUT_S)} if parsed.get_backend_name() == "postgresql" else {}
+        engine = sqlalchemy.create_engine(url, connect_args=args, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+
+    _within_timeout("--storage", shown, connect, url)
+
+
+def _check_models(spec: StudySpec, conditions: list[Condition]) -> None:
+    """Each distinct (architecture, kwargs, dataset) built and run on one batch, before any teacher trains."""
+    from kdtune.teacher import build_checked
+
+    errors: list[UsageError] = []
+    probes: dict[tuple[str, float, str], DataBundle] = {}
+    seen: set[str] = set()
+    for c in conditions:
+        key = (c.dataset, c.noise_level, c.noise_type)
+        if key not in probes:
+            probes[key] = _probe_data(spec, c)
+        models = [("student.arch", c.student_arch, dict(spec.student.kwargs))]
+        if spec.teacher.logits is None:
+            teacher = c.teacher_spec(spec)
+            models.append(("teacher.arch", teacher.arch, dict(teacher.kwargs)))
+        for field, arch, kwargs in models:
+            signature = repr((field, arch, sorted(kwargs.items(), key=str), c.dataset))
+            if signature not in seen:
+                seen.add(signature)
+                _collect(errors, lambda f=field, a=arch, k=kwargs, d=probes[key]: build_checked(a, d, kwargs=k,
+                                                                                                  field=f))
+    raise_all(_unique(errors))
+
+
+def _probe_data(spec: StudySpec, condition: Condition) -> DataBundle:
+    """A few samples of the condition's dataset: digits and the user's data for real (small, or read anyway),
+    the built-in image datasets as random images of their shape (their files are checked, not read)."""
+    import torch
+
+    from kdtune.data import IMAGE_DATASETS
+    from kdtune.data import DataBundle
+    from kdtune.data import Split
+    from kdtune.teacher import CHECK_BATCH
+
+    if condition.dataset not in IMAGE_DATASETS:
+        return condition.load_data(spec)
+    shape, classes = _IMAGE_SHAPE
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(CHECK_BATCH) % classes
+    split = Split(x=torch.rand((CHECK_BATCH, *shape), generator=generator), y=labels, clean=labels,
+                  flipped=torch.zeros(CHECK_BATCH, dtype=torch.bool))
+    return DataBundle(name=condition.dataset, task="classification", num_classes=classes, input_shape=shape,
+                      train=split, val=split, test=split, description={"name": condition.dataset})
+
+
+def _check_readable(field: str, path: str) -> None:
+    if "://" in path:
+        return  # read where it is used; a URI's endpoint is the user's
+    try:
+        with open(Path(path).expanduser(), "rb") as f:
+            f.read(1)
+    except FileNotFoundError:
+        raise SpecError(field, path, "file not found") from None
+    except IsADirectoryError:
+        raise SpecError(field, path, "is a folder; must be a file") from None
+    except OSError as exc:
+        raise SpecError(field, path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _within_timeout(flag: str, shown: str, action: Callable[[], None], secret_text: str) -> None:
+    """Run ``action`` in a daemon thread (a dead endpoint can hang a client for minutes); one line on failure."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            action()
+        except BaseException as exc:  # reported below, in the caller's thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, name="kdtune-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT_S)
+    if not outcome:
+        raise SpecError(flag, shown, f"did not answer within {PROBE_TIMEOUT_S:g} s")
+    if outcome[0] is not None:
+        raise SpecError(flag, shown, f"cannot be used ({_scrub(outcome[0], secret_text, shown)})")
+
+
+def _scrub(exc: BaseException, secret_text: str, shown: str) -> str:
+    """An exception's message on one line, with the URL and each of its secrets replaced by the redacted URL."""
+    from urllib.parse import parse_qsl
+    from urllib.parse import urlsplit
+
+    from kdtune.secrets import REDACTED
+
+    text = " ".join(str(exc).split()).replace(secret_text, shown) or type(exc).__name__
+    parts = urlsplit(secret_text)
+    hidden = [parts.password or ""] + [v for _, v in parse_qsl(parts.query)]
+    for value in hidden:
+        if len(value) >= 4 and value not in shown:
+            text = text.replace(value, REDACTED)
+    return text[:300]
+
+
+def _collect(errors: list[UsageError], check: Callable[[], Any]) -> bool:
+    """Run ``check``; its mistakes go to ``errors``. True when it found none."""
+    from kdtune.errors import SpecErrors
+
+    try:
+        check()
+    except SpecErrors as exc:
+        errors.extend(exc.errors)
+    except UsageError as exc:
+        errors.append(exc)
+    else:
+        return True
+    return False
+
+
+def _unique(errors: list[UsageError]) -> list[UsageError]:
+    """The same mistake found for several conditions is reported once."""
+    seen: dict[str, UsageError] = {}
+    for e in errors:
+        seen.setdefault(str(e), e)
+    return list(seen.values())
