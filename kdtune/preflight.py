@@ -122,6 +122,7 @@ def check_location(flag: str, value: str | None) -> None:
         fs, base = pafs.FileSystem.from_uri(value)
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise SpecError(flag, shown, f"is not a usable filesystem URI ({_scrub(exc, value, shown)})") from None
+    _check_endpoint(flag, shown, value)
     probe = f"{base.rstrip('/')}/.kdtune-probe-{secrets.token_hex(4)}"
 
     def write_and_delete() -> None:
@@ -204,6 +205,24 @@ def _probe_data(spec: StudySpec, condition: Condition) -> DataBundle:
                   flipped=torch.zeros(CHECK_BATCH, dtype=torch.bool))
     return DataBundle(name=condition.dataset, task="classification", num_classes=classes, input_shape=shape,
                       train=split, val=split, test=split, description={"name": condition.dataset})
+
+
+def _check_endpoint(flag: str, shown: str, uri: str) -> None:
+    """An S3-compatible ``endpoint_override`` that refuses connections fails at once (the S3 client would retry
+    for seconds); one that answers is probed for real by the caller."""
+    import socket
+    from urllib.parse import parse_qs
+    from urllib.parse import urlsplit
+
+    endpoint = parse_qs(urlsplit(uri).query).get("endpoint_override", [""])[0]
+    host, _, port = endpoint.split("://")[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise SpecError(flag, shown, f"cannot be used: its endpoint {endpoint} does not answer "
+                        f"({exc.strerror or type(exc).__name__})") from None
 
 
 def _check_readable(field: str, path: str) -> None:

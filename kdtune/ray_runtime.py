@@ -54,6 +54,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
     # Without per-trial loggers there is no result.json for Tune's own analysis to read back; kdtune's
     # results come from results.parquet, so that complaint is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Ray guards a local cluster with a token (~/.ray/auth_token) by default and says so on every start: a
+    # line of noise above kdtune's own output. Its warnings that authentication is *off* still show.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_quiet_auth_enabled)
     env_vars = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
     env_vars.update(extra_env or {})
     for name in [n for n, value in env_vars.items() if redact_url(value) != value]:
@@ -85,6 +88,10 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
                  runtime_env={"env_vars": env_vars}, **kwargs)
     logger.debug("ray started: %s", ray.cluster_resources())
     return True
+
+
+def _quiet_auth_enabled(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
 def cluster_nodes() -> list[dict[str, Any]]:

@@ -63,6 +63,8 @@ def to_optuna(search: dict[str, DistributionSpec]) -> dict[str, optuna.distribut
                 out[name] = FloatDistribution(d.low, d.high, log=d.log, step=d.step)
         except ValueError as exc:
             raise SpecError(field, d.model_dump(exclude_none=True), str(exc)) from None
+        except ArithmeticError:  # Optuna divides the range by the step in decimal arithmetic
+            raise SpecError(f"{field}.step", d.step, "is too small for the range low..high") from None
     return out
 
 
