@@ -81,7 +81,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> Path:
     started = _connect(storage, options)
     try:
         check_resources(spec, options)  # a refusal leaves no study folder behind: the corrected command can run
-        created = not study_dir.exists()
+        created = _first_missing(study_dir)  # the study folder, or the parent of it that this run creates
         before = set() if created else set(study_dir.iterdir())
         study_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -267,12 +267,22 @@ def _without_credentials(options: RunOptions) -> RunOptions:
                                tune_storage=clean["tune_storage"])
 
 
-def _remove_written(study_dir: Path, created: bool, before: set[Path]) -> None:
-    """Undo a study folder whose trials never started: the folder if this run created it, else its new files."""
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None when ``path`` exists)."""
+    missing = None
+    for folder in (path.absolute(), *path.absolute().parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def _remove_written(study_dir: Path, created: Path | None, before: set[Path]) -> None:
+    """Undo a study folder whose trials never started: the folders this run created, else its new files."""
     import shutil
 
-    if created:
-        shutil.rmtree(study_dir, ignore_errors=True)
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
         return
     for path in set(study_dir.iterdir()) - before:
         if path.is_dir() and not path.is_symlink():
@@ -390,12 +400,26 @@ def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir:
                 ray.cancel(info)
             except Exception:  # already finished, or failed: nothing to cancel
                 pass
+        _consume([ref for pair in refs.values() for ref in pair])
         cause = getattr(exc, "cause", None)
         if isinstance(cause, KdtuneError):
             raise cause from None
         raise
     payloads = {key: payload for key, (_, payload) in refs.items()}
     return payloads, teachers
+
+
+def _consume(refs: list[Any], timeout_s: float = 10.0) -> None:
+    """Fetch the outcome of failed and cancelled tasks: Ray prints a traceback for every errored object nobody
+    fetched, which would follow kdtune's one-line error."""
+    import ray
+
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except Exception:  # the error already reported, or a cancellation
+            pass
 
 
 def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None

@@ -142,6 +142,8 @@ CASES = [
     Case("max-concurrent-zero", run("--max-concurrent", "0"), 1, "--max-concurrent"),
     # -- found once Ray runs, still before the study folder exists ----------------------------------------------
     Case("cpu-beyond-the-machine", run(resources={"cpu": 4096}), 1, "resources.cpu = 4096", ray=True),
+    # -- found in a Ray task after the study folder was created: the folder is removed again --------------------
+    Case("imported-logits-missing", run(**with_("teacher", logits="0" * 32)), 1, "teacher.logits", ray=True),
     # -- other commands ---------------------------------------------------------------------------------------
     Case("distill-alpha-nan", lambda f: ["distill", "--alpha", "nan"], 1, "--alpha"),
     Case("distill-lr-inf", lambda f: ["distill", "--lr", "inf"], 1, "--lr"),
@@ -211,3 +213,18 @@ def test_a_refusal_after_ray_started_stops_ray(short_tmp: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("kdtune: error: resources.cpu = 4096.0: must be at most"), lines
     assert not (short_tmp / "study").exists()
+
+
+@pytest.mark.slow
+def test_a_study_whose_trials_all_failed_exits_1_saying_why(
+    ray_local: None, short_tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KDTUNE_CACHE_DIR", str(short_tmp / "cache"))
+    spec = spec_file(short_tmp, **with_("student", arch="kd_fixtures:nan_model", kwargs={}))
+    assert main(["run", spec, "--out", str(short_tmp / "study"), "--no-progress"]) == 1
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1, out.err
+    assert lines[0].startswith("kdtune: error: all 3 trials failed: the loss or objective became NaN or infinite")
+    assert "study folder:" not in out.out
+    assert (short_tmp / "study" / "study.json").exists()  # what ran stays, for `kdtune status` and a look
