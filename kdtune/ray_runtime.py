@@ -90,6 +90,21 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
     return True
 
 
+def keep_credentials_out_of_tune() -> None:
+    """Stop Ray Tune from copying ``AWS_*`` credentials into every trial actor's runtime env.
+
+    Tune does it so that trials on other nodes can reach S3 storage, and Ray then writes that runtime env,
+    secrets included, to ``runtime_env_agent.log``. kdtune's trials need no credentials of their own on a local
+    Ray: its workers inherit the environment of the Ray that kdtune started. On a cluster, nodes bring their
+    own (an instance role, or ``cluster/``'s secrets), as ``docs/security.md`` says.
+    """
+    from ray.tune.execution import class_cache
+
+    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if propagated is not None:
+        class_cache.ENV_VARS_TO_PROPAGATE = {v for v in propagated if not v.startswith("AWS_")}
+
+
 def _quiet_auth_enabled(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 

@@ -127,6 +127,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
 
     from kdtune.optuna_storage import make_storage
     from kdtune.optuna_storage import remember_storage
+    from kdtune.ray_runtime import keep_credentials_out_of_tune
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
     from kdtune.study_callbacks import LiveProgress
@@ -135,6 +136,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.trial import run_trial
 
     remember_storage(storage)  # a searcher restored by Tune holds the URL without its password
+    keep_credentials_out_of_tune()
     payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
     _atomic_write(study_dir / TEACHERS_JSON, json.dumps(teachers, indent=2, sort_keys=True))
     trainable = tune.with_resources(
