@@ -2,7 +2,10 @@
 
 The cache holds trained teachers (safetensors + JSON sidecar) and their logits (one Parquet file per split),
 keyed by content; see kdtune/cache.py. A damaged entry is never used: `kdtune distill` and studies rebuild
-it. `verify` exits with 1 and lists the damaged entries when there are any, so it can gate a job.
+it. `verify` exits with 1 and lists the damaged entries when there are any, so it can gate a job. It checks
+each file's checksums, that each split file holds its own split, and the rows and labels against the dataset
+where that can be rebuilt here; it does not defend against someone who rewrites a file together with its
+embedded checksum (docs/security.md).
 
 examples:
   kdtune cache ls
@@ -42,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "size, created)")
     ls.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
     actions.add_parser("verify", parents=[common],
-                       help="read every entry in full; exit code 1 and a list when any is damaged")
+                       help="read every entry in full, check each split against its dataset where it can be "
+                       "rebuilt here; exit code 1 and a list when any is damaged")
     prune = actions.add_parser("prune", parents=[common], help="remove entries created more than DAYS days ago")
     prune.add_argument("--older-than", type=finite_float, required=True, metavar="DAYS",
                        help="age in days (fractions allowed; 0 removes everything)")
