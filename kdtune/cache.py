@@ -761,7 +761,11 @@ class _Store:
         else:
             self.fs, base = pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
             self.display = base
-            if Path(base).exists() and not Path(base).is_dir():
+            try:
+                is_file = Path(base).exists() and not Path(base).is_dir()
+            except OSError as exc:  # a name too long for the filesystem
+                raise SpecError("cache_dir", base, f"cannot be used ({exc.strerror or exc})") from None
+            if is_file:
                 raise SpecError("cache_dir", base, "is a file; the cache is a folder (created if missing)")
         self.base = base.rstrip("/")
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)

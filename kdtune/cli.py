@@ -17,8 +17,11 @@ from typing import NoReturn
 
 from kdtune import __version__
 from kdtune.errors import KdtuneError
+from kdtune.errors import shorten
 
 
+#: Longest error line printed (a 1 MB value in a spec must not become a 1 MB line).
+MAX_LINE = 1000
 COMMANDS = ("run", "resume", "status", "distill", "cache", "recommend", "report", "plan", "export")
 
 
@@ -60,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         for line in str(exc).splitlines() or [type(exc).__name__]:  # several mistakes: one line each
-            print(f"kdtune: error: {line}", file=sys.stderr)
+            # SpecError cuts the values it echoes; this also bounds paths and texts echoed by other errors
+            print(f"kdtune: error: {shorten(line, MAX_LINE)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("kdtune: interrupted", file=sys.stderr)

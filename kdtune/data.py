@@ -318,7 +318,10 @@ def check_data_root(name: str, root: str | os.PathLike[str] | None, download: bo
     if name not in IMAGE_DATASETS or download:
         return
     folder = Path(root or default_data_root()).expanduser() / IMAGE_DATASETS[name] / "raw"
-    missing = [f for f in _IDX_FILES if not (folder / f).is_file() and not (folder / f"{f}.gz").is_file()]
+    try:
+        missing = [f for f in _IDX_FILES if not (folder / f).is_file() and not (folder / f"{f}.gz").is_file()]
+    except OSError as exc:  # a name too long for the filesystem, a permission
+        raise DataError(f"{name}: cannot look into {folder} ({exc.strerror or type(exc).__name__})") from None
     if missing:
         raise DataError(
             f"{name}: files missing in {folder}: {', '.join(f + '.gz' for f in missing)} "

@@ -88,7 +88,13 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
 
 def check_folder(flag: str, path: Path | str) -> None:
     """``path`` is a folder, or one can be created there (the nearest existing parent is a writable folder)."""
-    path = Path(path).expanduser()
+    try:
+        _check_folder(flag, Path(path).expanduser())
+    except OSError as exc:  # a name too long for the filesystem, a permission on a parent
+        raise SpecError(flag, str(path), f"cannot be used ({exc.strerror or type(exc).__name__})") from None
+
+
+def _check_folder(flag: str, path: Path) -> None:
     if path.exists():
         if not path.is_dir():
             raise SpecError(flag, str(path), "is a file; must be a folder (created if missing)")
