@@ -1,8 +1,9 @@
 """Malformed specs and options, as a careless or hostile user writes them: each is refused with exit code 2, one
 line per mistake, no traceback, and nothing written (no study folder, no cache entry).
 
-The CLI runs in this process (``kdtune.cli.main``) so that the table stays fast; the one case that needs Ray
-(a trial bigger than the machine) starts and stops it here too.
+The CLI runs in this process (``kdtune.cli.main``) so that the table stays fast; the two cases that are found
+once Ray runs use the session's Ray. That a Ray kdtune starts itself is stopped again after such a refusal is
+checked in a process of its own (``test_a_refusal_after_ray_started_stops_ray``).
 """
 
 from __future__ import annotations
