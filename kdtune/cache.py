@@ -60,33 +60,29 @@ from dataclasses import replace
 from datetime import datetime
 from datetime import timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import torch
 
 from kdtune import __version__
-from kdtune.data import PREPROCESSING_VERSION
-from kdtune.data import DataBundle
-from kdtune.data import Split
 from kdtune.errors import CacheError
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
-from kdtune.teacher import Teacher
-from kdtune.teacher import TeacherSpec
-from kdtune.teacher import check_output
-from kdtune.teacher import given_curve
-from kdtune.teacher import load_checkpoint_teacher
-from kdtune.teacher import teacher_diagnostics
-from kdtune.teacher import teacher_from_bytes
-from kdtune.teacher import teacher_to_bytes
-from kdtune.teacher import train_teacher
-from kdtune.train import EpochMetrics
-from kdtune.train import TeacherLogits
-from kdtune.train import default_device
+
+
+if TYPE_CHECKING:  # torch and the core load only where an entry is built or read: `kdtune cache ls` is quick
+    import torch
+
+    from kdtune.data import DataBundle
+    from kdtune.data import Split
+    from kdtune.teacher import Teacher
+    from kdtune.teacher import TeacherSpec
+    from kdtune.train import EpochMetrics
+    from kdtune.train import TeacherLogits
 
 
 #: Bumped whenever the file layout, schema or metadata change: old entries then simply stop matching.
@@ -152,24 +148,32 @@ def default_cache_root() -> str | Path:
 
 def teacher_key(spec: TeacherSpec, data_fingerprint: str) -> str:
     """The key of a teacher checkpoint: what it was trained from, not what it became."""
+    from kdtune.data import PREPROCESSING_VERSION
+
     return _hash({"kind": "teacher", "format": CACHE_FORMAT_VERSION, "spec": spec.to_dict(),
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
 
 
 def logits_key(weights_fingerprint: str, data_fingerprint: str, dtype: str = "float32") -> str:
     """The key of a logits entry: the exact weights and the exact data, so equal keys mean equal logits."""
+    from kdtune.data import PREPROCESSING_VERSION
+
     return _hash({"kind": "logits", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
 
 
 def checkpoint_teacher_key(weights_fingerprint: str, data_fingerprint: str) -> str:
     """The identity of a teacher loaded from the user's checkpoint: its weights and the data it runs on."""
+    from kdtune.data import PREPROCESSING_VERSION
+
     return _hash({"kind": "teacher-checkpoint", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
 
 
 def imported_logits_key(content_fingerprint: str, samples_fingerprint: str, dtype: str = "float32") -> str:
     """The key of imported logits: their content and the samples (not the labels) they belong to."""
+    from kdtune.data import PREPROCESSING_VERSION
+
     return _hash({"kind": "imported-logits", "format": CACHE_FORMAT_VERSION, "logits": content_fingerprint,
                   "samples": samples_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
 
@@ -210,6 +214,8 @@ class LogitCache:
             device: where the teacher trains and runs (default: CUDA when available, else CPU).
             threads: CPU threads for torch while training (``None`` leaves the setting alone).
         """
+        from kdtune.teacher import train_teacher
+
         if dtype not in DTYPES:
             raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
         if spec.logits:
@@ -239,6 +245,8 @@ class LogitCache:
         ``logits_cached`` and ``action``: ``cached``, ``compute logits`` (one teacher forward pass),
         ``train teacher`` or ``missing`` (imported logits not in this cache; ``problem`` says why).
         """
+        from kdtune.teacher import load_checkpoint_teacher
+
         data_fp = data.fingerprint()
         if spec.logits:
             try:
@@ -273,6 +281,9 @@ class LogitCache:
         ``data.num_classes``, every value finite. The entry is keyed by its content and the dataset's samples
         (:func:`imported_logits_key`); importing the same logits again returns the existing entry.
         """
+        from kdtune.teacher import teacher_diagnostics
+        from kdtune.train import TeacherLogits
+
         if dtype not in DTYPES:
             raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
         checked = _check_imported(arrays, data, source)
@@ -366,6 +377,10 @@ class LogitCache:
     def _prepare_checkpoint(self, spec: TeacherSpec, data: DataBundle, dtype: str,
                             device: torch.device | str | None) -> PreparedTeacher:
         """A user's weights: loaded and fingerprinted; logits from the cache, else one forward pass. Never trained."""
+        from kdtune.teacher import check_output
+        from kdtune.teacher import given_curve
+        from kdtune.teacher import load_checkpoint_teacher
+
         teacher = load_checkpoint_teacher(spec, data, check=False)
         data_fp = data.fingerprint()
         tkey = checkpoint_teacher_key(teacher.fingerprint, data_fp)
@@ -387,6 +402,9 @@ class LogitCache:
 
     def _prepare_imported(self, key: str, data: DataBundle) -> PreparedTeacher:
         """Imported logits: read verified against ``data``'s samples; diagnostics against its (noisy) labels."""
+        from kdtune.teacher import teacher_diagnostics
+        from kdtune.train import TeacherLogits
+
         try:
             arrays, _ = self._read_logits(key, data)
         except _Missing:
@@ -430,6 +448,10 @@ class LogitCache:
         Reading back means a fresh build returns exactly what every later cache hit will (float16 rounding
         included) and that nothing is used before it has been checked.
         """
+        from kdtune.teacher import given_curve
+        from kdtune.teacher import teacher_diagnostics
+        from kdtune.train import default_device
+
         key = logits_key(teacher.fingerprint, data_fp, dtype)
         teacher.model.to(device if device is not None else default_device())
         try:
@@ -451,6 +473,8 @@ class LogitCache:
         self, key: str, tkey: str, teacher: Teacher, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
         hit: bool, trained: bool,
     ) -> PreparedTeacher:
+        from kdtune.train import TeacherLogits
+
         logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
         return PreparedTeacher(key=key, teacher_key=tkey, teacher=teacher, logits=logits, arrays=arrays,
                                diagnostics=meta["diagnostics"], hit=hit, trained=trained,
@@ -477,6 +501,8 @@ class LogitCache:
 
     def _write_teacher(self, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str) -> None:
         """Weights first (named by their fingerprint), then the sidecar that names them."""
+        from kdtune.teacher import teacher_to_bytes
+
         weights, sidecar = teacher_to_bytes(teacher)
         meta = json.loads(sidecar)
         weights_file = f"weights-{teacher.fingerprint}.safetensors"
@@ -503,6 +529,8 @@ class LogitCache:
         return meta, sidecar, weights
 
     def _read_teacher(self, tkey: str, data: DataBundle) -> Teacher:
+        from kdtune.teacher import teacher_from_bytes
+
         _, sidecar, weights = self._check_teacher_files(tkey)
         try:
             return teacher_from_bytes(weights, sidecar, data)
@@ -669,6 +697,8 @@ def _entry_metadata(
     key: str, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str, dtype: str, diagnostics: dict[str, Any]
 ) -> dict[str, Any]:
     """What every split file of an entry records about where its logits came from."""
+    from kdtune.data import PREPROCESSING_VERSION
+
     return {
         "format_version": CACHE_FORMAT_VERSION,
         "key": key,
@@ -713,6 +743,8 @@ def _check_imported(arrays: dict[str, np.ndarray], data: DataBundle, source: str
 def _imported_metadata(key: str, content: str, samples: str, source: str, data: DataBundle, dtype: str,
                        diagnostics: dict[str, Any]) -> dict[str, Any]:
     """What every split file of an imported entry records: where the logits came from, and for which samples."""
+    from kdtune.data import PREPROCESSING_VERSION
+
     return {
         "format_version": CACHE_FORMAT_VERSION,
         "key": key,
@@ -736,6 +768,8 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
     logits are only ever indexed (the trainer gathers batches from them), never written, so the warning is
     silenced here rather than paying for a copy.
     """
+    import torch
+
     if array.dtype != np.float32:
         return torch.from_numpy(array.astype(np.float32))
     with warnings.catch_warnings():

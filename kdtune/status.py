@@ -40,6 +40,20 @@ def summarise(trials: list[TrialView], *, conditions: list[str], per_condition: 
             "eta_seconds": None if eta is None else max(0.0, eta)}
 
 
+def epoch_weighted_eta(*, done_units: float, running_left: float, trials_left: int, units_per_trial: float,
+                       elapsed: float) -> float | None:
+    """Seconds left, from the pace in seed-epochs (one seed trained for one epoch) rather than in trials.
+
+    Trials differ in length (ASHA stops some after a few epochs, confirmation trials run more seeds), so a pace
+    in trials misleads early on. ``done_units`` seed-epochs ran in ``elapsed`` seconds; still to run are the
+    running trials' remaining seed-epochs and ``trials_left`` trials of ``units_per_trial`` each (the mean so
+    far, so that ASHA's pruning counts). None before any seed-epoch ran.
+    """
+    if done_units <= 0 or elapsed <= 0:
+        return None
+    return max(0.0, (running_left + trials_left * units_per_trial) * elapsed / done_units)
+
+
 def from_files(study_dir: Path) -> dict[str, Any]:
     """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``."""
     from kdtune.results import read_results
@@ -114,6 +128,33 @@ def _teacher_cells(teacher: dict[str, Any] | None) -> tuple[str, str]:
     memorised = teacher.get("memorisation_rate")
     return (f"{teacher['test_accuracy']:.3f} ({teacher.get('selected_epoch')})",
             "-" if memorised is None else f"{memorised:.0%}")
+
+
+def trial_line(condition: str, params: dict[str, Any], searched: list[str], phase: str, state: str,
+               objective: float | None, objective_name: str, epochs: tuple[int, int]) -> str:
+    """One ended trial as one plain line, for a log: condition, configuration, state, objective."""
+    names = {"temperature": "T"}
+    config = " ".join(f"{names.get(k, k)}={_short(params[k])}" for k in searched if k in params)
+    value = "-" if objective is None or not math.isfinite(objective) else f"{objective:.4f}"
+    done, total = epochs
+    where = f" at epoch {done}/{total}" if state == "PRUNED" else ""
+    return f"trial ended: {condition} {config} ({phase}): {state}{where}, {objective_name} {value}"
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The whole study in one plain line, for a log: trials ended / running, best per condition, time left."""
+    rows = summary["conditions"]
+    counts = {k: sum(r[k] for r in rows) for k in ("done", "pruned", "failed", "running")}
+    best = "; ".join(f"{r['condition']} {'-' if r['best'] is None else format(r['best'], '.4f')}" for r in rows)
+    eta = summary["eta_seconds"]
+    left = "" if eta is None else f", ~{_duration(eta)} left"
+    return (f"progress: {summary['ended']}/{summary['total']} trials ended ({counts['done']} complete, "
+            f"{counts['pruned']} pruned, {counts['failed']} failed), {counts['running']} running, "
+            f"{_duration(summary['elapsed_seconds'])} elapsed{left}; best {summary.get('objective', '')}: {best}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _duration(seconds: float) -> str:

@@ -1,4 +1,5 @@
-"""Driver-side Tune callbacks: record results as they arrive, and show live progress.
+"""Driver-side Tune callbacks: record results as they arrive, and show progress (a live table on a terminal,
+plain lines in a log).
 
 Both pickle without their open state (Tune saves them in its experiment checkpoint and gives them back on
 ``kdtune resume``): the writers reopen the study folder's tables, which also tells them which rows exist.
@@ -17,9 +18,12 @@ from kdtune.rules import confirmation_trials
 from kdtune.rules import trial_outcome
 from kdtune.rules import trials_per_condition
 from kdtune.status import TrialView
+from kdtune.status import epoch_weighted_eta
 from kdtune.status import render
 from kdtune.status import summarise
+from kdtune.status import summary_line
 from kdtune.status import teacher_summaries
+from kdtune.status import trial_line
 
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from kdtune.spec import StudySpec
 
 FLUSH_SECONDS = 2.0
+SUMMARY_SECONDS = 30.0  # at most one progress summary line per this many seconds in a log
 
 
 class ResultsRecorder(Callback):
@@ -107,8 +112,8 @@ class ResultsRecorder(Callback):
         }])
 
 
-class LiveProgress(Callback):
-    """A live per-condition table on stderr (trials done / running / pruned / failed, best objective, ETA)."""
+class _Progress(Callback):
+    """What both progress displays know: the per-condition summary of Tune's in-memory trials."""
 
     def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
         self.conditions = conditions
@@ -116,10 +121,57 @@ class LiveProgress(Callback):
         self.per_condition = trials_per_condition(spec) + confirmation_trials(spec)
         self.mode = spec.mode
         self.epochs = 1 if spec.task == "regression" else spec.student.epochs
+        self.repeats = spec.budget.repeats
+        self.searched = list(spec.search)
         self.title = spec.name
         self.objective = spec.objective_name
-        self._live: Any = None
         self._start = time.time()
+
+    def setup(self, **info: Any) -> None:
+        self._start = time.time()
+
+    def _summary(self, trials: list[Trial]) -> dict[str, Any]:
+        views = []
+        for trial in trials:
+            if trial.status in ("TERMINATED", "ERROR"):
+                state, _ = trial_outcome(trial.last_result, trial.status == "ERROR", self.epochs)
+            else:
+                state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
+            views.append(TrialView(trial.config["condition"], state, (trial.last_result or {}).get("objective")))
+        elapsed = time.time() - self._start
+        summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
+                            elapsed=elapsed)
+        summary.update(study=self.title, objective=self.objective, eta_seconds=self._eta(trials, elapsed))
+        for row in summary["conditions"]:
+            row["teacher"] = self.teachers.get(row["condition"])
+        return summary
+
+    def _eta(self, trials: list[Trial], elapsed: float) -> float | None:
+        """Time left weighted by seed-epochs (:func:`kdtune.status.epoch_weighted_eta`)."""
+        done, running_left, ended_units = 0.0, 0.0, []
+        started = 0
+        for trial in trials:
+            seeds = len(trial.config.get("seeds", ())) or 1
+            epoch = int((trial.last_result or {}).get("epoch", 0))
+            done += seeds * epoch
+            if trial.status in ("TERMINATED", "ERROR"):
+                ended_units.append(seeds * epoch)
+                started += 1
+            elif trial.status == "RUNNING":
+                running_left += seeds * max(0, self.epochs - epoch)
+                started += 1
+        per_trial = sum(ended_units) / len(ended_units) if ended_units else self.repeats * self.epochs
+        trials_left = max(0, self.per_condition * len(self.conditions) - started)
+        return epoch_weighted_eta(done_units=done, running_left=running_left, trials_left=trials_left,
+                                  units_per_trial=per_trial, elapsed=elapsed)
+
+
+class LiveProgress(_Progress):
+    """A live per-condition table on stderr (trials done / running / pruned / failed, best objective, ETA)."""
+
+    def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
+        super().__init__(spec, conditions, teachers)
+        self._live: Any = None
         self._last = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -129,7 +181,7 @@ class LiveProgress(Callback):
         from rich.console import Console
         from rich.live import Live
 
-        self._start = time.time()
+        super().setup(**info)
         console = Console(stderr=True)
         self._live = Live(console=Console(stderr=True, width=max(console.width, 120)), refresh_per_second=2,
                           transient=False)
@@ -146,20 +198,50 @@ class LiveProgress(Callback):
             self._live.stop()
             self._live.console.print()
 
-    def _summary(self, trials: list[Trial]) -> dict[str, Any]:
-        views = []
-        for trial in trials:
-            if trial.status in ("TERMINATED", "ERROR"):
-                state, _ = trial_outcome(trial.last_result, trial.status == "ERROR", self.epochs)
-            else:
-                state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
-            views.append(TrialView(trial.config["condition"], state, (trial.last_result or {}).get("objective")))
-        summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
-                            elapsed=time.time() - self._start)
-        summary.update(study=self.title, objective=self.objective)
-        for row in summary["conditions"]:
-            row["teacher"] = self.teachers.get(row["condition"])
-        return summary
+
+class LogProgress(_Progress):
+    """Progress a log file can hold (output is not a terminal): one plain line on stdout per ended trial, and a
+    summary line at most every ``SUMMARY_SECONDS`` (and once at the end)."""
+
+    def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
+        super().__init__(spec, conditions, teachers)
+        self._last = 0.0
+
+    def setup(self, **info: Any) -> None:
+        super().setup(**info)
+        self._last = time.time()
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._trial_line(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._trial_line(trial, error=True)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if time.time() - self._last >= SUMMARY_SECONDS:
+            self._last = time.time()
+            _emit(summary_line(self._summary(trials)))
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        _emit(summary_line({**self._summary(trials), "finished": True}))
+
+    def _trial_line(self, trial: Trial, *, error: bool) -> None:
+        result = trial.last_result or {}
+        state, _ = trial_outcome(result, error, self.epochs)
+        _emit(trial_line(trial.config["condition"], trial.config["params"], self.searched, trial.config["phase"],
+                         state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), self.epochs)))
+
+
+def progress_callback(spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> _Progress:
+    """The live table on a terminal, plain lines when the output goes to a file or a pipe."""
+    import sys
+
+    live = sys.stdout.isatty() and sys.stderr.isatty()
+    return (LiveProgress if live else LogProgress)(spec, conditions, teachers)
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
 
 
 def _last_line(path: Path) -> str | None:

@@ -17,6 +17,11 @@ What a run holds (``docs/tracking.md``):
 * summary: the metrics at the run's best validation epoch (``best_epoch``) and the trial's ``state``
   (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.rules.trial_outcome`).
 
+Every W&B call runs on one background thread, in order: ``wandb.init``, ``run.log`` and ``run.finish`` each
+wait for a round trip to W&B's service process, which on a busy machine took 0.5 s per epoch report inside
+Tune's event loop (Tune's "``callbacks.on_trial_result`` ... performance bottleneck" warning) and held up every
+trial waiting for its report. The Tune hooks only queue work; the end of the experiment waits for the queue.
+
 Offline by default (no account or key). Online when ``tracking.wandb.mode: online`` or ``WANDB_MODE=online``
 with a key configured; ``WANDB_MODE=offline`` forces offline. When W&B is unreachable or refuses the key,
 tracking warns once and goes on offline: a study never hangs or fails because of tracking.
@@ -30,6 +35,7 @@ import logging
 import math
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -141,13 +147,14 @@ class WandbTracker(Callback):
         self.teacher_info: dict[str, dict[str, Any]] = {}
         self.disabled = False
         self._warned = False
-        self._runs: dict[tuple[str, int], _OpenRun] = {}
+        self._runs: dict[tuple[str, int], _OpenRun] = {}  # touched by the worker thread only
+        self._worker: ThreadPoolExecutor | None = None
         if self.mode == "online" and not credentials_configured():
             self._go_offline("online tracking asked for, but no W&B API key is configured "
                              "(WANDB_API_KEY or `wandb login`)")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_runs": {}}
+        return {**self.__dict__, "_runs": {}, "_worker": None}
 
     # ------------------------------------------------------------------------------------------ Tune hooks
 
@@ -156,17 +163,23 @@ class WandbTracker(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
                         **info: Any) -> None:
-        self._guard(self._log_rows, trial, result.get("rows", []))
+        self._guard(self._log_rows, trial, list(result.get("rows", [])))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._guard(self._finish_trial, trial, False)
+        self._guard(self._finish_trial, trial, dict(trial.last_result or {}), False)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._guard(self._finish_trial, trial, True)
+        self._guard(self._finish_trial, trial, dict(trial.last_result or {}), True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        for key in list(self._runs):  # trials that never ended (the study was stopped)
-            self._guard(self._finish_run, key, {"state": "UNFINISHED"}, 0)
+        self._guard(self._finish_unfinished)
+        self.wait()
+
+    def wait(self) -> None:
+        """Block until every queued W&B call has run (the end of a study; tests)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     # ------------------------------------------------------------------------------------------- teachers
 
@@ -243,14 +256,17 @@ class WandbTracker(Callback):
             if value is not None and (not state.best or self.sign * value > self.sign * state.best[self.select_column]):
                 state.best = metrics
 
-    def _finish_trial(self, trial: Trial, error: bool) -> None:
+    def _finish_trial(self, trial: Trial, last_result: dict[str, Any], error: bool) -> None:
         from kdtune.rules import trial_outcome
 
-        state, reason = trial_outcome(trial.last_result, error, self.epochs)
-        outcome = {"state": state, "state_reason": reason or "",
-                   "trial_objective": (trial.last_result or {}).get("objective")}
+        state, reason = trial_outcome(last_result, error, self.epochs)
+        outcome = {"state": state, "state_reason": reason or "", "trial_objective": last_result.get("objective")}
         for key in [k for k in self._runs if k[0] == trial.trial_id]:
             self._finish_run(key, outcome, 1 if state == "FAIL" else 0)
+
+    def _finish_unfinished(self) -> None:
+        for key in list(self._runs):  # trials that never ended (the study was stopped)
+            self._finish_run(key, {"state": "UNFINISHED"}, 0)
 
     def _finish_run(self, key: tuple[str, int], outcome: dict[str, Any], exit_code: int) -> None:
         state = self._runs.pop(key)
@@ -309,6 +325,14 @@ class WandbTracker(Callback):
             logger.warning(message)
 
     def _guard(self, method: Any, *args: Any) -> None:
+        """Queue ``method(*args)`` on the W&B thread (see the module docstring)."""
+        if self.disabled:
+            return
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdtune-wandb")
+        self._worker.submit(self._call, method, *args)
+
+    def _call(self, method: Any, *args: Any) -> None:
         """Tracking must never fail a study: an error turns tracking off with one warning."""
         if self.disabled:
             return

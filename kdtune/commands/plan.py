@@ -88,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = None, max_concurrent: int | None = None,
-              ray_running: bool = False) -> dict[str, Any]:
-    """The plan as a JSON-ready dict (see the module docstring); nothing is trained or written."""
+              ray_running: bool = False, worker_start_s: float | None = None) -> dict[str, Any]:
+    """The plan as a JSON-ready dict (see the module docstring); nothing is trained or written.
+
+    ``worker_start_s``: seconds a Ray worker takes to start, if known; else measured in a fresh process.
+    """
     from kdtune.cache import LogitCache
     from kdtune.plan import expand
     from kdtune.preflight import check_inputs
@@ -107,7 +110,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     cpus = cpus or os.cpu_count() or 1
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
     epochs, batch_size = _worst_case_student(spec)
-    worker_start_s = _worker_start_seconds()
+    worker_start_s = _worker_start_seconds() if worker_start_s is None else worker_start_s
     overhead_s = TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * epochs
     calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
     loaded: dict[tuple[Any, ...], tuple[Any, float]] = {}
@@ -269,7 +272,7 @@ def _print(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    total, res = result["total"], result["resources"]
+    total = result["total"]
     table = Table(title=f"plan for study {result['spec']}: {total['conditions']} conditions, {total['trials']} trials, "
                   f"{total['runs']} runs",
                   caption="runs = trials x repeats (+ confirmation at its most: every round; it stops once the "
@@ -285,11 +288,7 @@ def _print(result: dict[str, Any]) -> None:
                       _duration(row["estimate"]["cpu_s"]))
     console = Console(width=max(Console().width, 140))
     console.print(table)
-    parts = total["wall_parts_s"]
-    console.print(f"compute: {_duration(total['cpu_s'])} CPU time; wall time: about {_duration(total['wall_s'])} "
-                  f"with {res['concurrency']} trials at once on {res['cpus']} CPUs "
-                  f"(start-up {_duration(parts['startup'])}, teachers {_duration(parts['teachers'])}, "
-                  f"trials {_duration(parts['trials'])})", highlight=False)
+    console.print(f"compute: {_duration(total['cpu_s'])} CPU time; {estimate_line(result)}", highlight=False)
     console.print(f"to build: {total['teachers_to_train']} teachers to train, {total['logits_to_compute']} logits "
                   f"to compute, {total['cached']} cached", highlight=False)
     for row in result["conditions"]:
@@ -297,6 +296,16 @@ def _print(result: dict[str, Any]) -> None:
             console.print(f"[bold]missing[/bold] {row['key']}: {row['teacher']['problem']}", highlight=False)
     for line in result["assumptions"]:
         console.print(f"assumed: {line}", highlight=False)
+
+
+def estimate_line(result: dict[str, Any]) -> str:
+    """The plan's wall-time estimate in one line (``kdtune plan``'s summary; ``kdtune run`` prints it first)."""
+    total, res = result["total"], result["resources"]
+    parts = total["wall_parts_s"]
+    return (f"wall time: about {_duration(total['wall_s'])} at worst for {total['trials']} trials, "
+            f"{res['concurrency']} at once on {res['cpus']} CPUs "
+            f"(start-up {_duration(parts['startup'])}, teachers {_duration(parts['teachers'])}, "
+            f"trials {_duration(parts['trials'])})")
 
 
 def _duration(seconds: float) -> str:

@@ -56,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
-        _print(report, path)
+        print_recommendation(report, path)
     return 0
 
 
-def _print(report: dict[str, Any], path: Any) -> None:
+def print_recommendation(report: dict[str, Any], path: Any) -> None:
+    """The table and per-condition verdicts as ``kdtune recommend`` prints them (also the end of ``kdtune run``)."""
     from rich.console import Console
     from rich.markup import escape
 

@@ -23,12 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from kdtune.commands.run import print_next_steps
+    from kdtune.commands.run import finish
     from kdtune.commands.run import quiet_libraries
     from kdtune.study import resume_study
 
-    quiet_libraries(args.verbose)
+    quiet_libraries(args.debug or args.verbose)
     study_dir = resume_study(Path(args.study_dir), address=args.address or os.environ.get("RAY_ADDRESS"),
                              max_concurrent=args.max_concurrent, progress=not args.no_progress)
-    print_next_steps(study_dir)
-    return 0
+    return finish(study_dir)

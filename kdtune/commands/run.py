@@ -14,7 +14,9 @@ examples:
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+from typing import Any
 
 from kdtune.commands import positive_int
 
@@ -69,22 +71,84 @@ def run(args: argparse.Namespace) -> int:
                          address=args.address or os.environ.get("RAY_ADDRESS"), cache_dir=args.cache_dir,
                          tune_storage=args.tune_storage,
                          max_concurrent=args.max_concurrent, progress=not args.no_progress)
-    quiet_libraries(args.verbose)
+    quiet_libraries(args.debug or args.verbose)
+    if not (out / "study.json").exists():  # else run_study refuses: nothing to estimate
+        print_estimate(spec, options)
     study_dir = run_study(spec, options)
+    return finish(study_dir)
+
+
+def print_estimate(spec: Any, options: Any) -> None:
+    """``kdtune plan``'s wall-time estimate, in one line, before the study starts.
+
+    The plan's worker start (a fresh Python importing torch and Ray Tune) is taken from this process's own
+    imports of them, which the study needs anyway, instead of a separate process.
+    """
+    import time
+
+    from kdtune.commands.plan import estimate_line
+    from kdtune.commands.plan import make_plan
+
+    start = time.perf_counter()
+    import ray.tune  # noqa: F401 - timed: what each Ray worker pays
+    import torch  # noqa: F401
+
+    plan = make_plan(spec, cache_dir=options.cache_dir, max_concurrent=options.max_concurrent,
+                     ray_running=options.address is not None, worker_start_s=time.perf_counter() - start)
+    print(f"plan: {estimate_line(plan)}", flush=True)
+
+
+def finish(study_dir: Path) -> int:
+    """End a run (or resume) with the answer: the recommendation per condition as ``kdtune recommend`` prints
+    it, written to ``recommendation.json``; then the commands that show more."""
+    from kdtune.commands.recommend import print_recommendation
+    from kdtune.recommend import default_output
+    from kdtune.recommend import recommend
+    from kdtune.recommend import write_recommendation
+
+    report = recommend([study_dir])
+    print_recommendation(report, write_recommendation(report, default_output([study_dir])))
     print_next_steps(study_dir)
     return 0
 
 
-def quiet_libraries(verbose: bool) -> None:
-    """Optuna logs every study it creates at INFO; kdtune's own progress table says what matters."""
+#: (logger, start of message) of library warnings that say nothing a kdtune user can act on. Shown with --debug.
+NOISE = (
+    # Ray's default for a local cluster, printed at every start.
+    ("ray._private.authentication.authentication_token_setup", "Token authentication is enabled for this Ray"),
+    # Tune times every step of its event loop against a fixed 0.5 s; on a busy machine the driver's work
+    # (Optuna's storage, Parquet parts, W&B) crosses it now and then, and nothing is wrong.
+    ("ray.tune.utils.util", "The `"),
+    ("ray.tune.execution.tune_controller", "Processing trial results took"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_libraries(debug: bool) -> None:
+    """Keep the output to kdtune's own progress: Optuna's INFO line per study, Ray's start-up and bottleneck
+    warnings (:data:`NOISE`) and W&B's console messages go, unless ``--debug`` (or ``-v``) asks for them."""
+    import os
+
     import optuna
 
-    if not verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if debug:
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logging.getLogger("wandb").setLevel(logging.ERROR)
+    for name, prefix in NOISE:
+        logging.getLogger(name).addFilter(_DropMessages(prefix))
 
 
 def print_next_steps(study_dir: Path) -> None:
     print(f"study folder: {study_dir}")
-    print(f"  kdtune status {study_dir}      # progress and best objective per condition")
-    print(f"  kdtune recommend {study_dir}   # optimal alpha and temperature per condition")
     print(f"  kdtune report {study_dir}      # HTML report with plots")
+    print(f"  kdtune status {study_dir}      # trials per condition")
