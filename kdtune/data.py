@@ -38,6 +38,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from kdtune.dataset_names import DATASETS
+from kdtune.dataset_names import IMAGE_DATASETS
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
 
@@ -45,8 +47,6 @@ from kdtune.errors import SpecError
 #: Bumped whenever loading or normalisation changes, so that cache keys built on old arrays go stale.
 PREPROCESSING_VERSION = 1
 
-IMAGE_DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
-DATASETS = ("digits", *IMAGE_DATASETS, "linear")
 NOISE_TYPES = ("symmetric", "pairflip")
 DIGITS_TEST_FRACTION = 0.2
 USER_TEST_FRACTION = DIGITS_TEST_FRACTION  # held out, fixed and stratified, when user data has no test split

@@ -127,7 +127,7 @@ class DatasetSpec(_Model):
 
     @model_validator(mode="after")
     def _check_files_name(self) -> DatasetSpec:
-        from kdtune.data import DATASETS
+        from kdtune.dataset_names import DATASETS
 
         if self.files and (self.name in DATASETS or ":" in self.name):
             raise SpecError("dataset.name", self.name, "must be a label of your own (not a built-in dataset or a "

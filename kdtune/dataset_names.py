@@ -1,0 +1,12 @@
+"""The built-in datasets' names, apart from their loaders (:mod:`kdtune.data`, which needs torch).
+
+The spec checks ``dataset.name`` against them when it is read, and read-only commands (``kdtune status``,
+``recommend``, ``report``) read specs without paying for torch.
+"""
+
+from __future__ import annotations
+
+
+#: kdtune's name -> torchvision's class and folder name (``<data_root>/<folder>/raw``).
+IMAGE_DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
+DATASETS = ("digits", *IMAGE_DATASETS, "linear")
