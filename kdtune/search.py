@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -33,6 +34,7 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
+from kdtune.dashboard import name_metric
 from kdtune.errors import StudyError
 from kdtune.optuna_storage import full_storage_url
 from kdtune.optuna_storage import make_storage
@@ -80,6 +82,7 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, condit
         if study.direction.name.lower() != direction:
             raise StudyError(f"Optuna study {name} exists in the storage with direction {study.direction.name}, "
                              f"but this spec's objective needs {direction}: use another study name or storage")
+        name_metric(study, spec.objective_name)
         if study.trials:
             continue  # created by an earlier run of this study
         points = grid(spec.search) if spec.sampler == "grid" else None
@@ -126,15 +129,19 @@ class ConditionSearcher(Searcher):
         self.cut_short = False
         self._spec: StudySpec | None = None
         self._studies: dict[str, optuna.Study] | None = None
+        self._storage: optuna.storages.BaseStorage | None = None
+        self._trial_ids: dict[tuple[str, int], int] = {}  # (condition, number) -> the storage's trial id
 
     # -- state: counters only; the Optuna studies reconnect to their storage on demand ----------------
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_studies", "_spec")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_studies", "_spec", "_storage", "_trial_ids")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._studies = None
         self._spec = None
+        self._storage = None
+        self._trial_ids = {}
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint of the searcher: JSON, written atomically."""
@@ -168,7 +175,7 @@ class ConditionSearcher(Searcher):
 
     def studies(self) -> dict[str, optuna.Study]:
         if self._studies is None:
-            storage = make_storage(full_storage_url(self.storage_url))
+            self._storage = storage = make_storage(full_storage_url(self.storage_url))
             self._studies = {
                 c: optuna.load_study(study_name=optuna_study_name(self.spec.name, c), storage=storage,
                                      sampler=make_sampler(self.spec, i))
@@ -202,7 +209,20 @@ class ConditionSearcher(Searcher):
                 return config
         return None if not all(self.confirm_done.values()) else Searcher.FINISHED
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Each epoch's objective becomes the Optuna trial's intermediate value (one storage write; a replayed
+        epoch overwrites its value), so Optuna's dashboard draws learning curves and shows where ASHA stopped
+        a trial."""
+        entry = self.live.get(trial_id)
+        value = result.get(METRIC)
+        if entry is None or entry["number"] is None or value is None or not math.isfinite(value):
+            return
+        optuna_id = self._optuna_id(entry["condition"], entry["number"])
+        self._storage.set_trial_intermediate_value(optuna_id, int(result.get("epoch", 0)), float(value))  # type: ignore[union-attr]
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result and not error:
+            self.on_trial_result(trial_id, result)  # Tune skips on_trial_result for the report it stops on
         entry = self.live.pop(trial_id, None)
         if entry is None:
             return  # already told (a resumed driver may repeat a completion)
@@ -258,8 +278,9 @@ class ConditionSearcher(Searcher):
 
     def _tell(self, condition: str, number: int, state: str, reason: str | None, result: dict[str, Any] | None) -> None:
         study = self.studies()[condition]
-        storage = study._storage  # noqa: SLF001 - optuna exposes no public handle for user attrs by number
-        trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+        storage = self._storage
+        assert storage is not None
+        trial_id = self._optuna_id(condition, number)
         if storage.get_trial(trial_id).state.is_finished():
             return
         if result and METRIC in result:
@@ -271,6 +292,18 @@ class ConditionSearcher(Searcher):
             study.tell(number, float(result[METRIC]))  # type: ignore[index]
         else:
             study.tell(number, state=TrialState.PRUNED if state == "PRUNED" else TrialState.FAIL)
+
+    def _optuna_id(self, condition: str, number: int) -> int:
+        """The storage's id of a trial, by its number in the condition's study (user attributes and intermediate
+        values are set by id: an ``optuna.Study`` has no public setter by number)."""
+        if (condition, number) not in self._trial_ids:
+            if self._storage is None:
+                self.studies()
+            storage = self._storage
+            assert storage is not None
+            study_id = storage.get_study_id_from_name(optuna_study_name(self.spec.name, condition))
+            self._trial_ids[(condition, number)] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        return self._trial_ids[(condition, number)]
 
     # -- adaptive confirmation -----------------------------------------------------------------------------
     def _context(self) -> Any:

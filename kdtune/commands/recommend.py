@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
     report = recommend(args.study_dirs, margin=args.margin)
     path = write_recommendation(report, args.out or default_output(args.study_dirs))
+    if len(args.study_dirs) == 1:
+        from kdtune.dashboard import mark_recommendation
+
+        mark_recommendation(args.study_dirs[0], report)  # for Optuna's dashboard
     if args.format == "json":
         json.dump(report, sys.stdout, indent=2)
         print()

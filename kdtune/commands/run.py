@@ -100,14 +100,16 @@ def print_estimate(spec: Any, options: Any) -> None:
 
 def finish(study_dir: Path) -> int:
     """End a run (or resume) with the answer: the recommendation per condition as ``kdtune recommend`` prints
-    it, written to ``recommendation.json``; then the commands that show more."""
+    it, written to ``recommendation.json`` and marked in the Optuna studies; then the commands that show more."""
     from kdtune.commands.recommend import print_recommendation
+    from kdtune.dashboard import mark_recommendation
     from kdtune.recommend import default_output
     from kdtune.recommend import recommend
     from kdtune.recommend import write_recommendation
 
     report = recommend([study_dir])
     print_recommendation(report, write_recommendation(report, default_output([study_dir])))
+    mark_recommendation(study_dir, report)  # for Optuna's dashboard
     print_next_steps(study_dir)
     return 0
 

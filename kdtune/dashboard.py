@@ -1,0 +1,72 @@
+"""What Optuna's dashboard shows of a kdtune study (``optuna-dashboard sqlite:///runs/NAME/optuna.db``).
+
+Each condition is one Optuna study, ``<study>/<condition>``. kdtune names its objective (not "Objective 0"),
+writes each epoch's objective of a trial as its intermediate value (:class:`kdtune.search.ConditionSearcher`:
+learning curves, and where ASHA stopped a trial), and marks the recommendation when one is made
+(:func:`mark_recommendation`) in the study's user attribute ``kdtune_recommendation``: its parameters, verdict
+and the numbers of its Optuna trials (Optuna refuses new attributes on a finished trial, so the mark is on the
+study).
+
+alpha is the weight on the true labels: alpha = 1 means no distillation.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+logger = logging.getLogger(__name__)
+
+RECOMMENDATION_ATTR = "kdtune_recommendation"
+
+
+def name_metric(study: Any, objective: str) -> None:
+    """Give the study's single objective its name (e.g. ``val_accuracy``), once."""
+    import optuna
+
+    if study.metric_names != [objective]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([objective])
+
+
+def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
+    """Mark each condition's recommended configuration in the study's Optuna storage; return the studies marked.
+
+    Skipped with a warning when the storage cannot be opened (a redacted password without $KDTUNE_STORAGE, a
+    database that is gone): the recommendation itself is in ``recommendation.json`` either way.
+    """
+    import json
+    import os
+
+    import optuna
+
+    from kdtune.optuna_storage import make_storage
+    from kdtune.rules import optuna_study_name
+
+    meta = json.loads((Path(study_dir) / "study.json").read_text())
+    url = os.environ.get("KDTUNE_STORAGE") if meta.get("storage_redacted") else meta.get("storage_url")
+    if not url:
+        return 0
+    try:
+        storage = make_storage(url)
+    except Exception as exc:  # the recommendation stands without its mark in the dashboard
+        logger.warning("recommendation not marked in the Optuna storage (%s)", exc)
+        return 0
+    marked = 0
+    name = meta["spec"]["name"]
+    for condition in report["conditions"]:
+        rec = condition.get("recommended")
+        if rec is None:
+            continue
+        study = optuna.load_study(study_name=optuna_study_name(name, condition["key"]), storage=storage)
+        chosen = set(rec.get("trial_ids") or ())
+        numbers = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("tune_trial_id") in chosen]
+        study.set_user_attr(RECOMMENDATION_ATTR, {"params": rec["params"], "optuna_trials": numbers,
+                                                  "verdict": condition["verdict"]["kind"],
+                                                  "text": condition["verdict"]["text"]})
+        marked += 1
+    return marked

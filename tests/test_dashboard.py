@@ -1,0 +1,46 @@
+"""What Optuna's dashboard shows of a real study: the objective's name, each epoch's objective as the trial's
+intermediate value, and the recommendation marked on each condition's study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+from kdtune.dashboard import RECOMMENDATION_ATTR
+from kdtune.dashboard import mark_recommendation
+from kdtune.recommend import recommend
+from kdtune.results import read_trials
+from kdtune.rules import optuna_study_name
+
+
+def _studies(study_dir: Path) -> dict[str, optuna.Study]:
+    meta = json.loads((study_dir / "study.json").read_text())
+    return {c["key"]: optuna.load_study(study_name=optuna_study_name(meta["spec"]["name"], c["key"]),
+                                        storage=meta["storage_url"]) for c in meta["conditions"]}
+
+
+def test_metric_name_and_learning_curves_in_optuna(small_study: Path) -> None:
+    trials = {t["trial_id"]: t for t in read_trials(small_study).to_pylist()}
+    for study in _studies(small_study).values():
+        assert study.metric_names == ["val_accuracy"]
+        for ot in study.get_trials(deepcopy=False):
+            ended = trials[ot.user_attrs["tune_trial_id"]]
+            # one intermediate value per epoch the trial ran, the last one its reported objective
+            assert sorted(ot.intermediate_values) == list(range(1, ended["epochs_done"] + 1))
+            if ended["state"] == "COMPLETE":
+                assert ot.intermediate_values[ended["epochs_done"]] == ot.value
+
+
+def test_recommendation_marked_on_each_condition(small_study: Path) -> None:
+    report = recommend([small_study])
+    assert mark_recommendation(small_study, report) == len(report["conditions"])
+    studies = _studies(small_study)
+    for condition in report["conditions"]:
+        mark = studies[condition["key"]].user_attrs[RECOMMENDATION_ATTR]
+        assert mark["params"] == condition["recommended"]["params"]
+        assert mark["verdict"] == condition["verdict"]["kind"]
+        marked = [t for t in studies[condition["key"]].get_trials(deepcopy=False) if t.number in mark["optuna_trials"]]
+        assert {t.user_attrs["tune_trial_id"] for t in marked} <= set(condition["recommended"]["trial_ids"])
+        assert all(t.params["alpha"] == condition["recommended"]["params"]["alpha"] for t in marked)
