@@ -1,0 +1,108 @@
+"""kdtune from Python (a notebook, a script): the commands' work as functions, imported lazily by ``kdtune``.
+
+alpha is the weight on the true labels: alpha = 1 means no distillation (Hinton et al.'s lambda = 1 - alpha).
+
+    import kdtune
+    study = kdtune.run_study("search_spaces/quickstart.yaml", out="runs/quickstart")
+    runs = kdtune.load_results(study)          # pandas: one row per run at its best validation epoch
+    verdicts = kdtune.recommend(study)         # what `kdtune recommend` prints, as a dict
+    kdtune.write_report(study)                 # runs/quickstart/report.html
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from kdtune.spec import StudySpec
+
+PathLike = str | os.PathLike[str]
+
+
+def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None = None, *,
+              overrides: Sequence[str] = (), storage: str | None = None, address: str | None = None,
+              cache_dir: str | None = None, max_concurrent: int | None = None, progress: bool = True) -> Path:
+    """Run a study (as ``kdtune run``) and return its folder (default ``runs/<spec name>``).
+
+    ``spec``: a YAML file, a mapping with the spec's sections, or a :class:`~kdtune.spec.StudySpec`;
+    ``overrides``: ``key.path=value`` strings, as ``--set``. The recommendation is not computed here: call
+    :func:`recommend` on the folder.
+    """
+    from kdtune.spec import StudySpec
+    from kdtune.spec import load_spec
+    from kdtune.spec import parse_spec
+    from kdtune.study import RunOptions
+    from kdtune.study import run_study as run
+
+    if isinstance(spec, StudySpec):
+        resolved = spec
+    elif isinstance(spec, dict):
+        resolved = parse_spec(spec)
+    else:
+        resolved = load_spec(spec, overrides=list(overrides))
+    folder = Path(out) if out is not None else Path("runs") / resolved.name
+    return run(resolved, RunOptions(out=folder, storage=storage or os.environ.get("KDTUNE_STORAGE"),
+                                    address=address or os.environ.get("RAY_ADDRESS"), cache_dir=cache_dir,
+                                    max_concurrent=max_concurrent, progress=progress))
+
+
+def resume_study(study_dir: PathLike, *, address: str | None = None, max_concurrent: int | None = None,
+                 progress: bool = True) -> Path:
+    """Continue an interrupted study (as ``kdtune resume``); finished trials are not run again."""
+    from kdtune.study import resume_study as resume
+
+    return resume(Path(study_dir), address=address or os.environ.get("RAY_ADDRESS"),
+                  max_concurrent=max_concurrent, progress=progress)
+
+
+def load_results(study_dir: PathLike) -> pd.DataFrame:
+    """One row per run (one seed of one trial) at its best validation epoch, as the recommendation scores it.
+
+    The validation objective selects the epoch (the earliest on ties); the row holds every metric at that
+    epoch, the trial's final ``trial_state`` (COMPLETE, PRUNED, FAIL, or RUNNING while the study runs) and
+    ``best_epoch``. Runs without a finite validation value are left out.
+    """
+    import numpy as np
+
+    from kdtune.recommend import METRICS
+    from kdtune.results import read_results
+    from kdtune.spec import StudySpec
+    from kdtune.study import load_study_json
+
+    spec = StudySpec.model_validate(load_study_json(Path(study_dir))["spec"])
+    metric = METRICS[spec.objective_name]
+    rows = read_results(Path(study_dir)).to_pandas()
+    rows = rows[np.isfinite(rows[metric.column].astype(float))]
+    rows = rows.assign(_score=-metric.sign * rows[metric.column])
+    best = rows.sort_values(["trial_id", "seed", "_score", "epoch"]).groupby(["trial_id", "seed"]).head(1)
+    best = best.drop(columns="_score").rename(columns={"epoch": "best_epoch"})
+    return best.sort_values(["condition", "trial_id", "seed"]).reset_index(drop=True)
+
+
+def recommend(study_dirs: PathLike | Sequence[PathLike]) -> dict[str, Any]:
+    """The recommendation per condition (``docs/recommendation_schema.md``); several folders are pooled.
+
+    Nothing is written: :func:`kdtune.recommend.write_recommendation` writes the JSON.
+    """
+    from kdtune.recommend import recommend as make
+
+    dirs = [study_dirs] if isinstance(study_dirs, (str, os.PathLike)) else list(study_dirs)
+    return make(dirs)
+
+
+def write_report(study_dirs: PathLike | Sequence[PathLike], out: PathLike | None = None) -> Path:
+    """Write the HTML report (as ``kdtune report``; several folders: the comparison) and return its path."""
+    from kdtune.report import write_comparison
+    from kdtune.report import write_report as write
+
+    target = Path(out) if out is not None else None
+    if isinstance(study_dirs, (str, os.PathLike)):
+        return write(Path(study_dirs), out=target).html
+    return write_comparison([Path(d) for d in study_dirs], out=target).html
