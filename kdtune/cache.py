@@ -354,9 +354,10 @@ class LogitCache:
         if data is not None:
             self._read_logits(key, data)  # rows and labels of every split against the dataset itself
 
-    def prune(self, older_than_days: float) -> list[CacheEntry]:
+    def prune(self, older_than_days: float, *, dry_run: bool = False) -> list[CacheEntry]:
         """Remove entries created more than ``older_than_days`` days ago, and temporary files left as old
-        (at least an hour) by killed writers. Returns the removed entries."""
+        (at least an hour) by killed writers. Returns the removed entries (with ``dry_run``: the entries it
+        would remove, and nothing is deleted)."""
         if not older_than_days >= 0:
             raise SpecError("older_than_days", older_than_days, "must be a number of days >= 0")
         cutoff = time.time() - older_than_days * 86400
@@ -364,8 +365,11 @@ class LogitCache:
         for kind, key, files in self._groups():
             entry = self._describe(kind, key, files)
             if _created_ts(entry.created, files) < cutoff:
-                self._store.delete_dir(f"{_DIRS[kind]}/{key}")
+                if not dry_run:
+                    self._store.delete_dir(f"{_DIRS[kind]}/{key}")
                 removed.append(entry)
+        if dry_run:
+            return removed
         abandoned = min(cutoff, time.time() - 3600)  # never a temporary file that is being written right now
         for info in self._store.list(""):
             if _TMP_MARK in info.base_name and (info.mtime_ns or 0) / 1e9 < abandoned:

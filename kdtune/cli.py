@@ -49,8 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=module.HELP, description=module.__doc__, parents=[common],
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
+        _name_metavars(sub)
         sub.set_defaults(handler=module.run)
     return parser
+
+
+#: What an option takes, by its destination, where its command did not say (argparse would print ``--out OUT``).
+METAVARS = {"out": "DIR", "storage": "URL", "cache_dir": "DIR", "tune_storage": "URI", "address": "ADDRESS",
+            "max_concurrent": "N", "cpus": "N", "threads": "N", "data_root": "DIR", "train_size": "N",
+            "val_fraction": "FRACTION", "noise_level": "FRACTION", "data_seed": "N", "seed": "N",
+            "teacher_seed": "N", "teacher_epochs": "N", "epochs": "N", "batch_size": "N", "spec": "SPEC",
+            "entity": "NAME", "dataset": "NAME", "teacher": "ARCH", "student": "ARCH", "alpha": "ALPHA",
+            "temperature": "T", "lr": "LR"}
+
+
+def _name_metavars(parser: argparse.ArgumentParser) -> None:
+    """Give options (also of nested actions, as in ``kdtune cache ls``) a metavar naming what they take."""
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public iterator over a parser's actions
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                _name_metavars(sub)
+        elif action.option_strings and action.metavar is None and action.choices is None and action.nargs != 0:
+            action.metavar = METAVARS.get(action.dest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

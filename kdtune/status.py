@@ -104,6 +104,8 @@ def render(summary: dict[str, Any]) -> Any:
     """A rich table of the summary."""
     from rich.table import Table
 
+    from kdtune.tables import name_column
+
     eta = summary["eta_seconds"]
     title = (f"{summary.get('study', 'study')}: {summary['ended']}/{summary['total']} trials ended, "
              f"{_duration(summary['elapsed_seconds'])} elapsed"
@@ -112,7 +114,7 @@ def render(summary: dict[str, Any]) -> Any:
                   "flipped training labels it predicts as the noisy label (memorised)")
     headers = ("condition", "done", "running", "pruned", "failed", f"best {summary.get('objective', '')}",
                "teacher acc (epoch)", "teacher memorised")
-    table.add_column(headers[0], no_wrap=True)
+    name_column(table, headers[0], [row["condition"] for row in summary["conditions"]])
     for header in headers[1:]:
         table.add_column(header, justify="right")
     for row in summary["conditions"]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kdtune.errors import StudyError
+from kdtune.errors import UsageError
 from kdtune.plan import Condition
 from kdtune.plan import expand
 from kdtune.spec import StudySpec
@@ -113,11 +114,14 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
 
 
 def load_study_json(study_dir: Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """The study folder's ``study.json``; a wrong path is the user's mistake (exit 2, as in every command)."""
     path = Path(study_dir) / STUDY_JSON
+    if not Path(study_dir).is_dir():
+        raise UsageError(f"{study_dir}: no such study folder")
     if not path.exists():
         if missing_ok:
             return {}
-        raise StudyError(f"{study_dir} is not a kdtune study folder (no {STUDY_JSON})")
+        raise UsageError(f"{study_dir} is not a kdtune study folder (no {STUDY_JSON})")
     return json.loads(path.read_text())
 
 
@@ -128,6 +132,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.optuna_storage import make_storage
     from kdtune.optuna_storage import remember_storage
     from kdtune.ray_runtime import keep_credentials_out_of_tune
+    from kdtune.results import compact
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
     from kdtune.study_callbacks import ResultsRecorder
@@ -174,6 +179,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
         )
     update_study_json(study_dir, trials_started_at=time.time())  # teachers are ready: Tune's part begins
     tuner.fit()
+    compact(study_dir)  # the parts written every few seconds become one file per table
     update_study_json(study_dir, finished_at=time.time())
     check_some_trial_ran(study_dir)
     return study_dir

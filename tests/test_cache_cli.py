@@ -82,6 +82,11 @@ def test_prune_removes_old_entries(filled_cache: dict[str, Any], capsys: pytest.
     root = str(filled_cache["root"])
     assert main(["cache", "prune", "--older-than", "7", "--cache-dir", root]) == 0
     assert "0 entries removed" in capsys.readouterr().out
+    assert main(["cache", "prune", "--older-than", "0", "--dry-run", "--cache-dir", root, "--debug"]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove logits {filled_cache['logits_key']}" in out and "2 entries would be removed" in out
+    assert main(["cache", "ls", "--cache-dir", root, "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2  # the dry run removed nothing
     assert main(["cache", "prune", "--older-than", "0", "--cache-dir", root]) == 0
     out = capsys.readouterr().out
     assert filled_cache["logits_key"] in out and "2 entries removed" in out

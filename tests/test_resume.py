@@ -101,5 +101,5 @@ def _lose_the_snapshot_race(experiment: Path) -> list[str]:
 
 def test_resume_refuses_a_folder_without_a_study(short_tmp: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "kdtune", "resume", str(short_tmp)], capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"{short_tmp} is not a kdtune study folder (no study.json)" in result.stderr

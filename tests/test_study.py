@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -12,8 +13,10 @@ import pytest
 from conftest import tiny_study_spec
 
 from kdtune.optuna_storage import make_storage
+from kdtune.results import compact
 from kdtune.results import read_results
 from kdtune.results import read_trials
+from kdtune.results import results_writer
 from kdtune.rules import trials_per_condition
 from kdtune.status import from_files
 from kdtune.study import RunOptions
@@ -53,6 +56,8 @@ def test_small_study_writes_everything(small_study: Path) -> None:
             assert t["epochs_done"] == 4
     # The dataset folder reads whole with plain pyarrow, as any Parquet reader would.
     assert pq.read_table(small_study / "results.parquet").num_rows == rows.num_rows
+    # Compacted when the study ended: one part file per table, not one per flush.
+    assert [len(list((small_study / t).glob("*.parquet"))) for t in ("results.parquet", "trials.parquet")] == [1, 1]
     assert set(rows.column("trial_state").to_pylist()) <= {"COMPLETE", "PRUNED"}
 
 
@@ -122,3 +127,18 @@ def test_teacher_quality_as_a_condition(ray_local: None, short_tmp: Path) -> Non
     summary = from_files(study_dir)
     shown = {r["condition"]: r["teacher"]["selected_epoch"] for r in summary["conditions"]}
     assert shown == {"teacher_select=final": 8, "teacher_select=best_val": best["selected_epoch"]}
+
+
+def test_compaction_keeps_every_row_and_survives_a_crash_between_its_renames(short_tmp: Path) -> None:
+    writer = results_writer(short_tmp)
+    for epoch in range(1, 6):  # one part per flush, as a running study writes them
+        writer.append([{"trial_id": "t1", "seed": s, "epoch": epoch, "val_accuracy": epoch / 10} for s in (0, 1)])
+    before = read_results(short_tmp).sort_by([("epoch", "ascending"), ("seed", "ascending")]).to_pylist()
+    compact(short_tmp)
+    assert len(list((short_tmp / "results.parquet").glob("*.parquet"))) == 1
+    assert read_results(short_tmp).sort_by([("epoch", "ascending"), ("seed", "ascending")]).to_pylist() == before
+    # A crash after the first rename: the old folder moved aside, the compacted one not yet in place.
+    os.replace(short_tmp / "results.parquet", short_tmp / "results.parquet.compact")
+    (short_tmp / "results.parquet.old").mkdir()
+    assert read_results(short_tmp).num_rows == len(before) == 10
+    assert not (short_tmp / "results.parquet.old").exists()

@@ -39,17 +39,22 @@ CACHE_DIR_HELP = ("cache root: a folder or a pyarrow filesystem URI such as s3:/
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
+    common.add_argument("--cache-dir", default=None, metavar="DIR", help=CACHE_DIR_HELP)
+    # Also after the action (`kdtune cache ls --debug`); SUPPRESS keeps `kdtune cache --debug ls` working.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = actions.add_parser("ls", parents=[common], help="list the entries (key, dataset, noise, teacher, accuracy, "
                             "size, created)")
-    ls.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
+    ls.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                    help="output format (csv: one line per entry; default: %(default)s)")
     actions.add_parser("verify", parents=[common],
                        help="read every entry in full, check each split against its dataset where it can be "
                        "rebuilt here; exit code 1 and a list when any is damaged")
     prune = actions.add_parser("prune", parents=[common], help="remove entries created more than DAYS days ago")
     prune.add_argument("--older-than", type=finite_float, required=True, metavar="DAYS",
                        help="age in days (fractions allowed; 0 removes everything)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     imp = actions.add_parser("import", parents=[common], help="import precomputed teacher logits for a dataset "
                              "(npz: train, val, test arrays; Parquet: columns split, logits)")
     imp.add_argument("logits", metavar="LOGITS", help="the logits file (.npz or .parquet)")
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             return _verify(cache)
         if args.action == "import":
             return _import(cache, args)
-        return _prune(cache, args.older_than)
+        return _prune(cache, args.older_than, dry_run=args.dry_run)
     except SpecError as exc:  # core errors name API fields; here the user typed flags
         flags = {"cache_dir": "--cache-dir", "older_than_days": "--older-than", "dataset.name": "--dataset",
                  "dataset.train_size": "--train-size", "dataset.val_fraction": "--val-fraction",
@@ -100,6 +105,13 @@ def _ls(cache: Any, output: str) -> int:
     if output == "json":
         json.dump([asdict(e) for e in entries], sys.stdout, indent=2)
         print()
+    elif output == "csv":
+        from dataclasses import fields
+
+        from kdtune.tables import write_csv
+
+        rows = [asdict(e) for e in entries]
+        write_csv(rows, [f.name for f in fields(entries[0])] if entries else ["kind", "key"])
     else:
         _print_table(entries, title=f"{len(entries)} entries in {cache.location}")
     return 0
@@ -117,11 +129,16 @@ def _verify(cache: Any) -> int:
     return 1
 
 
-def _prune(cache: Any, days: float) -> int:
-    removed = cache.prune(days)
+def _prune(cache: Any, days: float, *, dry_run: bool) -> int:
+    removed = cache.prune(days, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
     for entry in removed:
-        print(f"removed {entry.kind} {entry.key} (created {entry.created or 'unknown'}, {_size(entry.size)})")
-    print(f"{len(removed)} entries removed, {_size(sum(e.size for e in removed))} freed")
+        print(f"{verb} {entry.kind} {entry.key} (created {entry.created or 'unknown'}, {_size(entry.size)})")
+    if dry_run:
+        print(f"{len(removed)} entries would be removed, {_size(sum(e.size for e in removed))} freed "
+              "(dry run: nothing removed)")
+    else:
+        print(f"{len(removed)} entries removed, {_size(sum(e.size for e in removed))} freed")
     return 0
 
 
@@ -232,8 +249,9 @@ def _absolute(path: str) -> str:
 
 
 def _print_table(entries: list[Any], *, title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from kdtune.tables import console
 
     table = Table(title=title, caption="accuracy: the teacher's test accuracy on clean labels")
     for header in ("kind", "key", "dataset", "noise", "teacher", "accuracy", "dtype", "size", "created"):
@@ -243,7 +261,7 @@ def _print_table(entries: list[Any], *, title: str) -> None:
         table.add_row(e.kind, e.key, e.dataset or "-", e.noise or "-", e.problem or e.teacher or "-",
                       "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%", e.dtype or "-", _size(e.size),
                       e.created or "-")
-    Console(width=max(Console().width, 160)).print(table)
+    console().print(table)
 
 
 def _size(n: int) -> str:

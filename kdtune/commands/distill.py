@@ -15,7 +15,7 @@ batch before anything trains.
 
 examples:
   kdtune distill --dataset digits --noise 0.1 --alpha 0.5 --temperature 4 --epochs 20
-  kdtune distill --data-file train.npz --teacher mypkg.models:big --teacher-checkpoint big.safetensors \
+  kdtune distill --data-file train.npz --teacher mypkg.models:big --teacher-checkpoint big.safetensors \\
       --student mypkg.models:small --student-kwargs '{width: 64}'
 """
 
@@ -209,8 +209,9 @@ def _teacher_row(diagnostics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float, diagnostics: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from kdtune.tables import console as make_console
 
     table = Table(title=f"{data_name}, {noise:.0%} label noise (alpha = weight on true labels; 1 = no distillation)",
                   caption="test accuracy on clean labels at each model's best validation epoch; "
@@ -221,7 +222,7 @@ def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float, di
     for row in rows:
         table.add_row(row["model"], _num(row["alpha"]), _num(row["temperature"]), str(row["epoch"]),
                       *(_pct(row[k]) for k in ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate")))
-    console = Console(width=max(Console().width, 120))
+    console = make_console()
     console.print(table)
     entropy = ", ".join(f"T={float(t):g}: {v:.2f}" for t, v in sorted(diagnostics["entropy"].items(), key=lambda i: float(i[0])))
     console.print(f"teacher calibration error (ECE) {diagnostics['ece']:.3f}; soft-target entropy as a share of "

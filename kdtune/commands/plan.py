@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trials at once, as for `kdtune run` (default: CPUs // resources.cpu)")
     parser.add_argument("--ray-running", action="store_true",
                         help="a Ray cluster is up already (no Ray start-up in the estimate)")
-    parser.add_argument("--format", choices=("table", "json"), default="table",
-                        help="output format (default: %(default)s)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                        help="output format (csv: one line per condition; default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         json.dump(result, sys.stdout, indent=2)
         print()
+    elif args.format == "csv":
+        from kdtune.tables import write_csv
+
+        write_csv([{"condition": r["key"], "trials": r["trials"] + r["confirm_trials"], "runs": r["runs"],
+                    "teacher": r["teacher"]["action"], **r["estimate"]} for r in result["conditions"]],
+                  ("condition", "trials", "runs", "teacher", "data_load_s", "teacher_s", "run_s", "trial_s", "cpu_s"))
     else:
         _print(result)
     return 0
@@ -269,16 +275,18 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
 
 def _print(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from kdtune.tables import console as make_console
+    from kdtune.tables import name_column
 
     total = result["total"]
     table = Table(title=f"plan for study {result['spec']}: {total['conditions']} conditions, {total['trials']} trials, "
                   f"{total['runs']} runs",
                   caption="runs = trials x repeats (+ confirmation at its most: every round; it stops once the "
-                  "verdict is clear); "
-                  "teacher: cached / compute logits (one forward pass) / train teacher")
-    for header in ("condition", "trials", "runs", "teacher", "teacher key", "logits key", "compute"):
+                  "verdict is clear); teacher: cached / compute logits (one forward pass) / train teacher")
+    name_column(table, "condition", [row["key"] for row in result["conditions"]])
+    for header in ("trials", "runs", "teacher", "teacher key", "logits key", "compute"):
         table.add_column(header, justify="right" if header in ("trials", "runs", "compute") else "left",
                          no_wrap=header.endswith("key"))
     for row in result["conditions"]:
@@ -286,7 +294,7 @@ def _print(result: dict[str, Any]) -> None:
         table.add_row(row["key"], str(row["trials"] + row["confirm_trials"]), str(row["runs"]),
                       f"{t['action']} ({t['source']})", t.get("teacher_key") or "-", t.get("logits_key") or "-",
                       _duration(row["estimate"]["cpu_s"]))
-    console = Console(width=max(Console().width, 140))
+    console = make_console()
     console.print(table)
     console.print(f"compute: {_duration(total['cpu_s'])} CPU time; {estimate_line(result)}", highlight=False)
     console.print(f"to build: {total['teachers_to_train']} teachers to train, {total['logits_to_compute']} logits "

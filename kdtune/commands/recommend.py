@@ -66,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
 
 def print_recommendation(report: dict[str, Any], path: Any) -> None:
     """The table and per-condition verdicts as ``kdtune recommend`` prints them (also the end of ``kdtune run``)."""
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console(width=max(Console().width, 140))
-    console.print(_table(report))
+    from kdtune.tables import console as make_console
+
+    console = make_console()
+    table = _table(report)
+    names = [c["key"] for c in report["conditions"]]
+    table.columns[0].no_wrap, table.columns[0].min_width = True, max(len(n) for n in ["condition", *names])
+    console.print(table)
     for condition in report["conditions"]:
         console.print(f"[bold]{escape(condition['key'])}[/bold] ({condition['verdict']['kind']}): "
                       f"{escape(condition['verdict']['text'])}")

@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 HELP = "progress of a study (also while it runs elsewhere)"
+CSV_COLUMNS = ("condition", "budget", "done", "running", "pruned", "failed", "best", "teacher_test_accuracy")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_dir", help="the study folder (e.g. runs/quickstart)")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                        help="output format (csv: one line per condition; default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,10 +26,15 @@ def run(args: argparse.Namespace) -> int:
     summary = from_files(Path(args.study_dir))
     if args.format == "json":
         print(json.dumps(summary, indent=2))
-    else:
-        from rich.console import Console
+    elif args.format == "csv":
+        from kdtune.tables import write_csv
 
-        Console(width=max(Console().width, 120)).print(render(summary))
+        write_csv([{**row, "teacher_test_accuracy": (row.get("teacher") or {}).get("test_accuracy")}
+                   for row in summary["conditions"]], CSV_COLUMNS)
+    else:
+        from kdtune.tables import console
+
+        console().print(render(summary))
         if summary["cut_short"]:
             print("the study was cut short by budget.max_wall_minutes")
     return 0

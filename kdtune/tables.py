@@ -1,0 +1,39 @@
+"""How kdtune prints tables: whole names in a narrow terminal, nothing cut in a file or a pipe, CSV on demand.
+
+rich fits a table into the console's width by wrapping and then cutting cells (``noise_leve…``). In a terminal
+the name columns keep their full width and the other columns give way; written to a file or a pipe there is no
+width to fit, so the table is printed at its natural width.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+
+
+#: Wide enough for any kdtune table: output that is not a terminal is never wrapped or cut.
+UNLIMITED = 10_000
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich console: the terminal's width, or no limit when the output is a file or a pipe."""
+    from rich.console import Console
+
+    terminal = Console(stderr=stderr)
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=UNLIMITED)
+
+
+def name_column(table: Any, header: str, names: Iterable[str], **kwargs: Any) -> None:
+    """A column whose cells (condition names, cache keys) are never wrapped or cut: other columns give way."""
+    width = max([len(header), *(len(n) for n in names)])
+    table.add_column(header, no_wrap=True, min_width=width, **kwargs)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Rows as CSV on stdout, one line per row, the columns in this order."""
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
