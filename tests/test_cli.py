@@ -83,3 +83,49 @@ def test_negative_alpha_is_refused_for_classification() -> None:
     assert result.stderr.strip().splitlines() == [
         "kdtune: error: --alpha = -0.5: must be in [0, 1]; alpha is the weight on the true labels, 1 = no distillation "
         "(alpha < 0 is only for the linear regression task)"]
+
+
+@pytest.mark.parametrize("command", ["status", "recommend", "report", "resume", "export"])
+def test_a_missing_study_folder_is_exit_2_in_every_command(command: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    extra = ["--out", str(tmp_path / "out")] if command == "export" else []
+    result = kdtune(command, str(tmp_path / "nope"), *extra)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"kdtune: error: {tmp_path / 'nope'}: no such study folder"
+
+
+LOG_SPEC = """
+name: logged
+dataset: {name: digits, val_fraction: 0.2}
+teacher: {arch: mlp, epochs: 3, kwargs: {widths: [64]}, lr: 0.003}
+student: {arch: mlp, epochs: 2, kwargs: {widths: [16]}, lr: 0.003}
+conditions: {noise_level: [0.1]}
+budget: {trials_per_condition: 1, repeats: 2, confirm_top_k: 0}
+scheduler: {type: fifo}
+tracking: {wandb: {mode: offline, project: kdtune-tests}}
+"""
+
+
+def test_run_into_a_log_prints_the_plan_one_line_per_trial_and_the_answer(short_tmp) -> None:  # type: ignore[no-untyped-def]
+    """Output to a pipe, as `kdtune run spec > log`: plain lines, no library noise, the recommendation at the end."""
+    from kdtune.results import read_trials
+
+    spec = short_tmp / "logged.yaml"
+    spec.write_text(LOG_SPEC)
+    (short_tmp / "ray").mkdir()
+    study = short_tmp / "logged"
+    result = subprocess.run([sys.executable, "-m", "kdtune", "run", str(spec), "--out", str(study)],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "RAY_TMPDIR": str(short_tmp / "ray")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout.splitlines()
+    assert out[0].startswith("plan: wall time: about ")
+    ended = read_trials(study).to_pylist()
+    trial_lines = [line for line in out if line.startswith("trial ended: all alpha=")]  # one condition: "all"
+    assert len(trial_lines) == len(ended) == 3  # one searched + the two baselines
+    assert sum("(baseline): COMPLETE, val_accuracy 0." in line for line in trial_lines) == 2
+    assert any(line.startswith("progress: 3/3 trials ended (3 complete, 0 pruned, 0 failed)") for line in out)
+    assert "recommendation per condition" in result.stdout
+    assert (study / "recommendation.json").exists()
+    assert f"written to {study / 'recommendation.json'}" in " ".join(result.stdout.split())
+    for noise in ("Token authentication", "performance bottleneck", "wandb:"):
+        assert noise not in result.stdout + result.stderr
