@@ -116,11 +116,11 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
 def load_study_json(study_dir: Path, *, missing_ok: bool = False) -> dict[str, Any]:
     """The study folder's ``study.json``; a wrong path is the user's mistake (exit 2, as in every command)."""
     path = Path(study_dir) / STUDY_JSON
+    if not path.exists() and missing_ok:
+        return {}
     if not Path(study_dir).is_dir():
         raise UsageError(f"{study_dir}: no such study folder")
     if not path.exists():
-        if missing_ok:
-            return {}
         raise UsageError(f"{study_dir} is not a kdtune study folder (no {STUDY_JSON})")
     return json.loads(path.read_text())
 
