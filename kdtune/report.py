@@ -67,6 +67,9 @@ COMPARE_HTML = "report-compare.html"  # a comparison's default, in the current d
 MANIFEST = "figures.json"
 CONFIDENCE = 0.95
 HEATMAP_BINS = 8
+#: Complete Optuna trials a condition needs before the report shows parameter importances. A judgement, not a
+#: calibration: quickstart's ~6 complete trials per condition are below it, the MNIST specs' 18-26 above.
+MIN_IMPORTANCE_TRIALS = 12
 DPI = 100
 _PARAM_LABELS = {"alpha": ALPHA_LABEL, "temperature": "temperature T"}
 
@@ -119,6 +122,8 @@ class StudyData:
     runs: list[Run]
     trials: list[dict[str, Any]]
     running_trials: int
+    #: trial id -> (condition, state, phase, [(epoch, mean validation objective over the trial's seeds)])
+    curves: dict[str, tuple[str, str, str, list[tuple[int, float]]]] = field(default_factory=dict)
 
     @property
     def regression(self) -> bool:
@@ -177,7 +182,19 @@ def load_study(study_dir: Path) -> StudyData:
     ended = {t["trial_id"] for t in trials}
     running = len({r["trial_id"] for r in rows if r["trial_id"] not in ended})
     return StudyData(path=study_dir, meta=meta, spec=spec, conditions=[c["key"] for c in meta["conditions"]],
-                     teachers=teachers, runs=runs, trials=trials, running_trials=running)
+                     teachers=teachers, runs=runs, trials=trials, running_trials=running,
+                     curves=_curves(rows, select))
+
+
+def _curves(rows: list[dict[str, Any]], select: str) -> dict[str, tuple[str, str, str, list[tuple[int, float]]]]:
+    """Each trial's validation objective per epoch, the mean over its seeds (what ASHA compares at its rungs)."""
+    by_epoch: dict[str, dict[int, list[float]]] = {}
+    about: dict[str, tuple[str, str, str]] = {}
+    for row in rows:
+        if _finite(row[select]):
+            by_epoch.setdefault(row["trial_id"], {}).setdefault(int(row["epoch"]), []).append(float(row[select]))
+            about[row["trial_id"]] = (row["condition"], row["trial_state"], row["phase"])
+    return {t: (*about[t], [(e, sum(v) / len(v)) for e, v in sorted(epochs.items())]) for t, epochs in by_epoch.items()}
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -443,8 +460,8 @@ Panel = Callable[[View, Path], "Figure | str | None"]
 def _panels(view: View) -> list[Panel]:
     if view.regression:
         return [_mse_vs_alpha, _importances, _search_progress]
-    return [_accuracy_vs_alpha, _alpha_temperature, _importances, _per_class, _flips, _teacher_vs_student,
-            _search_progress]
+    return [_accuracy_vs_alpha, _alpha_temperature, _learning_curves, _importances, _per_class, _flips,
+            _teacher_vs_student, _search_progress]
 
 
 def _accuracy_vs_alpha(view: View, folder: Path) -> Figure | str | None:
@@ -457,11 +474,12 @@ def _accuracy_vs_alpha(view: View, folder: Path) -> Figure | str | None:
             _alpha_series(axis, series, "test")
         axis.set_xlabel(ALPHA_LABEL)
         axis.set_ylabel("test accuracy (at best validation epoch)")
-        axis.set_title(cell.title or "Test accuracy vs alpha, one line per condition")
+        axis.set_title(cell.title or "Test accuracy vs alpha (lines join one temperature)")
     view.legends(fig, axes, on=axes, title="condition")
     return _save(fig, folder, "accuracy_vs_alpha", "Test accuracy vs alpha",
-                 "Each point is a run (one seed) at its best validation epoch; the line joins the mean of each "
-                 f"configuration's complete runs and the band is a {CONFIDENCE:.0%} t-interval over seeds. "
+                 "Each point is a run (one seed) at its best validation epoch; a square with a bar is the mean of a "
+                 f"configuration's complete runs with a {CONFIDENCE:.0%} t-interval over seeds. Lines join only "
+                 "configurations of the same temperature T (labelled), never points of different T. "
                  "Hollow points: running or pruned trials (not in the means).")
 
 
@@ -502,17 +520,23 @@ def _alpha_series(ax: Axes, series: Series, attr: str) -> None:
     if other:
         ax.scatter([r.alpha for r in other], [getattr(r, attr) for r in other], s=18, facecolors="none",
                    edgecolors=color, alpha=0.8)
-    points = []
+    by_temperature: dict[float | None, list[tuple[float, float, float]]] = {}
     for config in series.data.configurations(series.condition):
         values = [getattr(r, attr) for r in config.complete() if _finite(getattr(r, attr))]
         if values:
             mean, half = _mean_interval(values)
-            points.append((config.alpha, mean, half))
-    if points:
+            by_temperature.setdefault(config.temperature, []).append((config.alpha, mean, half))
+    label: str | None = series.label
+    for temperature, points in by_temperature.items():
         x, mean, half = (list(v) for v in zip(*points))
-        ax.plot(x, mean, color=color, marker="o", markersize=4, label=series.label)
-        ax.fill_between(x, [m - h for m, h in zip(mean, half)], [m + h for m, h in zip(mean, half)], color=color,
-                        alpha=0.15, linewidth=0)
+        ax.errorbar(x, mean, yerr=half, color=color, marker="s", markersize=4, capsize=2, linewidth=0,
+                    elinewidth=1, label=label)
+        label = None
+        if len(points) > 1:  # the same T: a line means something (the T-free linear task has one group)
+            ax.plot(x, mean, color=color, linewidth=1.2, alpha=0.8)
+            if temperature is not None:
+                ax.annotate(f"T={temperature:.3g}", (x[-1], mean[-1]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7, color=color)
 
 
 def _searches_temperature(data: StudyData) -> bool:
@@ -529,14 +553,18 @@ def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
     tiles, cols = view.tiles(lambda s: _searches_temperature(s.data))
     rows = math.ceil(len(tiles) / cols)
     fig, axes = _subplots(rows, cols, (5.2 * cols, 4.4 * rows))
-    values = [c.mean() for s in tiles if s for c in s.data.configurations(s.condition) if _finite(c.mean())]
-    vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
-    mesh, drawn = None, []
+    drawn = []
     for axis, series in zip(axes, tiles):
         if series is None:
             axis.set_visible(False)
             continue
         drawn.append(axis)
+        # One colour scale per condition: conditions differ by more (noise costs accuracy) than the
+        # configurations inside one, which a shared scale would paint in one colour.
+        values = [c.mean() for c in series.data.configurations(series.condition) if _finite(c.mean())]
+        vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
+        if vmin == vmax:
+            vmin, vmax = vmin - 1e-6, vmax + 1e-6
         a_edges, t_edges, log = _heatmap_edges(series.data)
         configs = [c for c in series.data.configurations(series.condition) if c.temperature is not None]
         sums = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
@@ -566,16 +594,15 @@ def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
             axis.set_title(f"{series.label}: {series.match}", color=series.color)
         else:
             axis.set_title(series.condition)
+        fig.colorbar(mesh, ax=axis).set_label(view.objective_label)
     for axis in axes[len(tiles):]:
         axis.set_visible(False)
-    if mesh is not None:
-        bar = fig.colorbar(mesh, ax=drawn)
-        bar.set_label(view.objective_label)
     view.legends(fig, drawn, on=[])
     figure = _save(fig, folder, "alpha_temperature", "Objective over alpha and temperature",
                    f"The mean {view.objective_label} of each configuration's complete runs, averaged within "
                    f"{HEATMAP_BINS}x{HEATMAP_BINS} bins of the searched ranges; dots are the configurations "
-                   "(hollow: no complete run yet).")
+                   "(hollow: no complete run yet). Each condition has its own colour scale: compare colours "
+                   "within a panel, values across panels.")
     figure.notes = view.skipped(_searches_temperature, "temperature is not searched") if view.compare else []
     return figure
 
@@ -589,6 +616,42 @@ def _heatmap_edges(data: StudyData) -> tuple[Any, Any, bool]:
     t_edges = (np.geomspace(t_low, t_high, HEATMAP_BINS + 1) if t_spec.log
                else np.linspace(t_low, t_high, HEATMAP_BINS + 1))
     return a_edges, t_edges, bool(t_spec.log)
+
+
+def _learning_curves(view: View, folder: Path) -> Figure | str | None:
+    """Validation objective per epoch of every trial, with where ASHA stopped the pruned ones."""
+    tiles = [s for s in view.series if any(c[0] == s.condition for c in s.data.curves.values())]
+    if not tiles:
+        return None
+    fig, axes = _grid(len(tiles), (8, 4.8), (6.4, 4.4))
+    for axis, series in zip(axes, tiles):
+        spec = series.data.spec
+        for trial_id, (condition, state, phase, points) in series.data.curves.items():
+            if condition != series.condition:
+                continue
+            epochs, values = zip(*points)
+            style = {"COMPLETE": "-", "RUNNING": "--"}.get(state, ":")
+            axis.plot(epochs, values, style, color=series.color if state != "PRUNED" else "grey",
+                      linewidth=1.4 if phase in ("baseline", "confirm") else 0.8, alpha=0.8)
+            if state == "PRUNED":
+                axis.scatter([epochs[-1]], [values[-1]], marker="x", color="black", s=22, zorder=3)
+        if spec.scheduler.type == "asha":
+            rung = spec.scheduler.grace_period
+            while rung < spec.student.epochs:
+                axis.axvline(rung, color="black", linestyle=(0, (1, 3)), linewidth=0.8)
+                rung = math.ceil(rung * spec.scheduler.reduction_factor)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"{view.objective_label}, mean over seeds")
+        if view.compare:
+            axis.set_title(f"{series.label}: {series.match}", color=series.color)
+        else:
+            axis.set_title(series.condition)
+    figure = _save(fig, folder, "learning_curves", "Learning curves and early stopping",
+                   "Each line is a trial: its validation objective per epoch, the mean over its seeds of each "
+                   "seed's best so far (the number ASHA compares). Solid: complete; grey dotted ending in a "
+                   "cross: stopped by ASHA at that epoch; dashed: still running; thick: baselines and "
+                   "confirmation runs, which ASHA never stops. Vertical dotted lines: ASHA's rungs.")
+    return figure
 
 
 def _importances(view: View, folder: Path) -> Figure | str | None:
@@ -633,7 +696,7 @@ def _importances(view: View, folder: Path) -> Figure | str | None:
     view.legends(fig, axes, on=[])
     figure = _save(fig, folder, "importances", "Optuna parameter importances",
                    "fANOVA importances of the searched parameters for each condition's Optuna study "
-                   "(complete trials only).")
+                   f"(complete trials only; conditions with at least {MIN_IMPORTANCE_TRIALS}).")
     figure.notes = notes
     return figure
 
@@ -648,8 +711,10 @@ def _condition_importances(data: StudyData, condition: str, storage: Any) -> tup
     except Exception as exc:  # a missing study or an unreadable database: a note, not a failure
         return None, f"no Optuna study readable ({_first_line(exc)})"
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 2:
-        return None, f"too few complete trials for importances ({len(complete)}; at least 2)"
+    if len(complete) < MIN_IMPORTANCE_TRIALS:
+        return None, (f"too few complete trials for importances ({len(complete)}; at least "
+                      f"{MIN_IMPORTANCE_TRIALS}: fANOVA fits a random forest to them, and on fewer points its "
+                      "shares say little)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -758,8 +823,9 @@ def _flips(view: View, folder: Path) -> Figure | str | None:
     view.legends(fig, axes, on=axes[1::2])
     figure = _save(fig, folder, "flips", "Flipped-label correction and memorisation vs alpha",
                    "Share of the flipped training samples the student predicts as their clean label (correction) "
-                   "or as their noisy label (memorisation), at each run's best validation epoch; lines join "
-                   "configuration means, dotted lines are the teacher's rates.")
+                   "or as their noisy label (memorisation), at each run's best validation epoch; squares are "
+                   "configuration means, lines join those of the same temperature; dotted lines are the teacher's "
+                   "rates.")
     if view.compare:
         figure.notes = view.skipped(lambda d: any(_has_flips(s) for s in view.series if s.data is d),
                                     "no condition has flipped training labels")
@@ -770,13 +836,16 @@ def _rate_series(ax: Axes, series: Series, key: str) -> None:
     runs = [r for r in series.data.runs if r.condition == series.condition and _finite(r.row.get(key))]
     ax.scatter([r.alpha for r in runs if r.state == "COMPLETE"], [r.row[key] for r in runs if r.state == "COMPLETE"], s=12,
                color=series.color, alpha=0.6)
-    means = []
+    means: dict[float | None, list[tuple[float, float]]] = {}
     for config in series.data.configurations(series.condition):
         values = [r.row[key] for r in config.complete() if _finite(r.row.get(key))]
         if values:
-            means.append((config.alpha, sum(values) / len(values)))
-    if means:
-        ax.plot(*zip(*means), color=series.color, marker="o", markersize=3, label=series.label)
+            means.setdefault(config.temperature, []).append((config.alpha, sum(values) / len(values)))
+    label: str | None = series.label
+    for points in means.values():  # lines join configurations of one temperature only
+        ax.plot(*zip(*points), color=series.color, marker="s", markersize=3, label=label,
+                linewidth=1 if len(points) > 1 else 0)
+        label = None
 
 
 def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
@@ -803,11 +872,16 @@ def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
                 if label in labelled:
                     label = "_nolegend_"  # one legend entry per role (or study)
                 labelled.add(label)
-                axes[0].bar(i + (3 * j + r - (3 * len(cell.series) - 1) / 2) * width, value, width=width,
-                            yerr=error, capsize=3, label=label, **view.bar_style(series, role))
-    finite = [v for b in bars.values() for v, _ in b if _finite(v)]
-    low = max(0.0, min(finite, default=0.0) - 0.05)
-    axes[0].set_ylim(low, 1.0 + 0.15 * (1.0 - low))
+                x = i + (3 * j + r - (3 * len(cell.series) - 1) / 2) * width
+                axes[0].bar(x, value, width=width, yerr=error, capsize=3, label=label,
+                            **view.bar_style(series, role))
+                if _finite(value):
+                    axes[0].annotate(f"{value:.3f}", (x, value + (error or 0.0)), textcoords="offset points",
+                                     xytext=(0, 2),
+                                     ha="center", fontsize=7)
+    # Bars start at zero (their length is the value); the printed values show differences a zero-based axis
+    # makes small.
+    axes[0].set_ylim(0.0, 1.15)
     axes[0].set_xticks(np.arange(len(cells)), [c.title for c in cells], rotation=15)
     axes[0].set_xlabel("condition")
     axes[0].set_ylabel("test accuracy")
@@ -817,7 +891,8 @@ def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
     figure = _save(fig, folder, "teacher_vs_student", "Teacher vs student test accuracy",
                    "The teacher's test accuracy at its selected checkpoint (teachers.json), the student trained "
                    "alone (alpha = 1 baseline) and the best configuration on validation; students are means over "
-                   f"complete runs with {CONFIDENCE:.0%} t-intervals.")
+                   f"complete runs with {CONFIDENCE:.0%} t-intervals. The axis starts at zero; each bar is labelled "
+                   "with its value.")
     if view.compare:
         figure.notes = view.skipped(lambda d: any(_finite(v) for s in view.series if s.data is d
                                                   for v, _ in bars[s][:2]),
@@ -993,7 +1068,9 @@ def _html(view: View, figures: list[Figure], notes: list[str], sections: list[_S
         for i, section in enumerate(sections, start=1):
             parts.append(f"<section id=\"study-{i}\"><h2>{_swatch(section.color)}Study {esc(section.label)}</h2>"
                          + _study_status(section.data, now) + _summary_table(section.data, section.verdicts)
-                         + _list(section.notes) + "</section>")
+                         + _list(section.notes) + _trials_table(section.data) + "</section>")
+    else:
+        parts.append("<section id=\"trials\"><h2>Trials</h2>" + _trials_table(sections[0].data) + "</section>")
     if notes:
         parts.append("<section id=\"notes\"><h2>Notes</h2>" + _list(notes) + "</section>")
     sources = ", ".join(str(d.path) for d in view.studies)
@@ -1038,6 +1115,34 @@ def _summary_table(data: StudyData, verdicts: dict[str, str]) -> str:
         rows.append(f"<tr><td>{esc(condition)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
                     + f"<td>{len(runs)}</td><td>{esc(verdict)}</td></tr>")
     return head + "".join(rows) + "</table>"
+
+
+def _trials_table(data: StudyData) -> str:
+    """Every ended trial, by condition and then objective (best first), in a folded table."""
+    esc = html.escape
+    test_name = "test excess MSE" if data.regression else "test accuracy"
+    tests: dict[str, list[float]] = {}
+    for run in data.runs:
+        if _finite(run.test):
+            tests.setdefault(run.trial_id, []).append(run.test)
+    order = {c: i for i, c in enumerate(data.conditions)}
+    trials = sorted(data.trials, key=lambda t: (order.get(t["condition"], len(order)), t["state"] != "COMPLETE",
+                                                -data.sign * (t["objective"] if _finite(t["objective"]) else 0.0)))
+    rows = []
+    for t in trials:
+        params = json.loads(t["params"])
+        temperature = params.get("temperature")
+        test = tests.get(t["trial_id"])
+        cells = [t["condition"], t["trial_id"], t["phase"], f"{params['alpha']:.3g}",
+                 "-" if temperature is None else f"{temperature:.3g}", t["state"], str(t["epochs_done"]),
+                 f"{t['objective']:.4g}" if _finite(t["objective"]) else "-",
+                 f"{sum(test) / len(test):.4g}" if test else "-"]
+        rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    head = ("<table><tr><th>condition</th><th>trial</th><th>phase</th><th>alpha</th><th>T</th><th>state</th>"
+            f"<th>epochs</th><th>{esc(data.objective_label)}</th><th>{test_name} (mean of runs)</th></tr>")
+    return (f"<details><summary>{len(rows)} ended trials: parameters, state, objective (mean over seeds, each at "
+            "its best validation epoch) and test metric at the same epochs</summary>"
+            + head + "".join(rows) + "</table></details>")
 
 
 def _studies_table(sections: list[_Section]) -> str:
