@@ -620,6 +620,8 @@ def _heatmap_edges(data: StudyData) -> tuple[Any, Any, bool]:
 
 def _learning_curves(view: View, folder: Path) -> Figure | str | None:
     """Validation objective per epoch of every trial, with where ASHA stopped the pruned ones."""
+    from matplotlib.ticker import MaxNLocator
+
     tiles = [s for s in view.series if any(c[0] == s.condition for c in s.data.curves.values())]
     if not tiles:
         return None
@@ -641,6 +643,7 @@ def _learning_curves(view: View, folder: Path) -> Figure | str | None:
                 axis.axvline(rung, color="black", linestyle=(0, (1, 3)), linewidth=0.8)
                 rung = math.ceil(rung * spec.scheduler.reduction_factor)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(f"{view.objective_label}, mean over seeds")
         if view.compare:
             axis.set_title(f"{series.label}: {series.match}", color=series.color)
@@ -906,6 +909,8 @@ def _mean_test(config: Configuration | None) -> tuple[float, float]:
 
 
 def _search_progress(view: View, folder: Path) -> Figure | str | None:
+    from matplotlib.ticker import MaxNLocator
+
     if not any(d.trials for d in view.studies):
         return "No search-progress panel: no trial has ended yet."
     cells = view.cells(split=False)
@@ -914,6 +919,7 @@ def _search_progress(view: View, folder: Path) -> Figure | str | None:
         for series in cell.series:
             _progress_series(axis, series)
         axis.set_xlabel("trial index (order of ending, per condition)")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(f"best {view.objective_label} so far")
         axis.set_title(_titled("Search progress", cell))
     view.legends(fig, axes, on=axes)
@@ -979,6 +985,7 @@ def _save(fig: MplFigure, folder: Path, name: str, title: str, caption: str) -> 
 
 def _axis_info(ax: Axes) -> dict[str, Any]:
     return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
+            "ylim": [float(v) for v in ax.get_ylim()],
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
             "series": ax.get_legend_handles_labels()[1],

@@ -28,7 +28,7 @@ from kdtune.report import write_report
 
 
 CLASSIFICATION_FIGURES = {"accuracy_vs_alpha", "alpha_temperature", "flips", "teacher_vs_student",
-                          "search_progress"}
+                          "search_progress", "learning_curves"}
 ALPHA_X_FIGURES = {"accuracy_vs_alpha", "alpha_temperature", "flips", "mse_vs_alpha"}
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -94,6 +94,22 @@ def test_report_is_self_contained_html_with_every_panel(reported: Path) -> None:
     assert "<style>" in page and "Snapshot" not in page
     for condition in ("noise_level=0.0", "noise_level=0.2"):
         assert f"<td>{condition}</td>" in page
+    trials = page[page.index('<section id="trials">'):]
+    assert trials.count("<tr><td>noise_level=") == len(data.trials)  # the table of trials: one row each
+    for trial in data.trials:
+        assert f"<td>{trial['trial_id']}</td>" in trials
+
+
+@pytest.mark.slow
+def test_plots_answer_the_question(reported: Path) -> None:
+    figures = {f["name"]: f for f in _manifest(reported)["figures"]}
+    heatmap = figures["alpha_temperature"]["axes"]
+    # one colour scale per condition: a colour bar beside each of the two conditions' maps
+    assert sum(a["ylabel"] == "validation accuracy (objective)" for a in heatmap) == 2
+    assert [a["ylim"][0] for a in figures["teacher_vs_student"]["axes"]] == [0.0]  # bars start at zero
+    curves = figures["learning_curves"]["axes"]
+    assert [a["title"] for a in curves] == ["noise_level=0.0", "noise_level=0.2"]
+    assert all(a["xlabel"] == "epoch" for a in curves)
 
 
 @pytest.mark.slow
