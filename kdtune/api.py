@@ -63,27 +63,27 @@ def resume_study(study_dir: PathLike, *, address: str | None = None, max_concurr
 
 
 def load_results(study_dir: PathLike) -> pd.DataFrame:
-    """One row per run (one seed of one trial) at its best validation epoch, as the recommendation scores it.
+    """One row per run (one seed of one trial) at its best validation epoch, scored by :mod:`kdtune.scoring` as
+    the recommendation and the report score it.
 
     The validation objective selects the epoch (the earliest on ties); the row holds every metric at that
     epoch, the trial's final ``trial_state`` (COMPLETE, PRUNED, FAIL, or RUNNING while the study runs) and
     ``best_epoch``. Runs without a finite validation value are left out.
     """
-    import numpy as np
+    import pandas as pd
 
-    from kdtune.recommend import METRICS
+    from kdtune.results import RESULT_SCHEMA
     from kdtune.results import read_results
+    from kdtune.scoring import METRICS
+    from kdtune.scoring import score_runs
     from kdtune.spec import StudySpec
     from kdtune.study import load_study_json
 
     spec = StudySpec.model_validate(load_study_json(Path(study_dir))["spec"])
-    metric = METRICS[spec.objective_name]
-    rows = read_results(Path(study_dir)).to_pandas()
-    rows = rows[np.isfinite(rows[metric.column].astype(float))]
-    rows = rows.assign(_score=-metric.sign * rows[metric.column])
-    best = rows.sort_values(["trial_id", "seed", "_score", "epoch"]).groupby(["trial_id", "seed"]).head(1)
-    best = best.drop(columns="_score").rename(columns={"epoch": "best_epoch"})
-    return best.sort_values(["condition", "trial_id", "seed"]).reset_index(drop=True)
+    runs = score_runs(read_results(Path(study_dir)).to_pylist(), METRICS[spec.objective_name])
+    columns = [("best_epoch" if n == "epoch" else n) for n in [*RESULT_SCHEMA.names, "trial_state"]]
+    frame = pd.DataFrame([{**r.row, "best_epoch": r.row["epoch"]} for r in runs], columns=columns)
+    return frame.sort_values(["condition", "trial_id", "seed"]).reset_index(drop=True)
 
 
 def recommend(study_dirs: PathLike | Sequence[PathLike]) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 Each condition is one Optuna study, ``<study>/<condition>``. kdtune names its objective (not "Objective 0"),
 writes each epoch's objective of a trial as its intermediate value (:class:`kdtune.search.ConditionSearcher`:
 learning curves, and where ASHA stopped a trial), and marks the recommendation when one is made
-(:func:`mark_recommendation`) in the study's user attribute ``kdtune_recommendation``: its parameters, verdict
-and the numbers of its Optuna trials (Optuna refuses new attributes on a finished trial, so the mark is on the
-study).
+(:func:`mark_recommendation`) in the study's user attribute ``kdtune_recommendation``: its parameters, how it
+was chosen, its verdict and the numbers of the Optuna trials behind it (the confirmed or best observed
+configuration; Optuna refuses new attributes on a finished trial, so the mark is on the study).
 
 alpha is the weight on the true labels: alpha = 1 means no distillation.
 """
@@ -63,10 +63,20 @@ def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
         if rec is None:
             continue
         study = optuna.load_study(study_name=optuna_study_name(name, condition["key"]), storage=storage)
-        chosen = set(rec.get("trial_ids") or ())
+        chosen = set(_trials_behind(condition))
         numbers = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("tune_trial_id") in chosen]
-        study.set_user_attr(RECOMMENDATION_ATTR, {"params": rec["params"], "optuna_trials": numbers,
+        study.set_user_attr(RECOMMENDATION_ATTR, {"params": rec["params"], "method": rec.get("method"),
+                                                  "optuna_trials": numbers,
                                                   "verdict": condition["verdict"]["kind"],
                                                   "text": condition["verdict"]["text"]})
         marked += 1
     return marked
+
+
+def _trials_behind(condition: dict[str, Any]) -> list[str]:
+    """The Tune trials of the configuration behind the recommendation: the confirmed arm, else the best
+    observed one (a recommendation fitted between searched points has no trials of its own)."""
+    for arm in (condition.get("confirmed"), condition.get("best_observed"), condition.get("recommended")):
+        if arm and arm.get("trial_ids"):
+            return list(arm["trial_ids"])
+    return []

@@ -177,13 +177,14 @@ def load_study(study_dir: Path) -> StudyData:
     teachers_file = study_dir / "teachers.json"
     teachers = json.loads(teachers_file.read_text()) if teachers_file.exists() else {}
     rows = read_results(study_dir).to_pylist()
-    runs = score_runs(rows, METRICS[spec.objective_name])
+    metric = METRICS[spec.objective_name]
+    runs = score_runs(rows, metric)
     trials = read_trials(study_dir).to_pylist()
     ended = {t["trial_id"] for t in trials}
     running = len({r["trial_id"] for r in rows if r["trial_id"] not in ended})
     return StudyData(path=study_dir, meta=meta, spec=spec, conditions=[c["key"] for c in meta["conditions"]],
                      teachers=teachers, runs=runs, trials=trials, running_trials=running,
-                     curves=_curves(rows, select))
+                     curves=_curves(rows, metric.column))
 
 
 def _curves(rows: list[dict[str, Any]], select: str) -> dict[str, tuple[str, str, str, list[tuple[int, float]]]]:

@@ -40,7 +40,7 @@ def test_recommend_and_report_from_python(small_study: Path, tmp_path: Path) -> 
     assert [c["key"] for c in report["conditions"]] == ["noise_level=0.0", "noise_level=0.2"]
     runs = kdtune.load_results(small_study)
     for condition in report["conditions"]:
-        rec = condition["recommended"]
+        rec = condition["best_observed"]
         confirm = runs["phase"] == "confirm"
         mine = runs[runs["trial_id"].isin(rec["trial_ids"]) & (runs["trial_state"] == "COMPLETE")
                     & (confirm if rec["source"] == "confirm" else ~confirm)]
