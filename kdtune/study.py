@@ -135,8 +135,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.results import compact
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
+    from kdtune.study_callbacks import Progress
     from kdtune.study_callbacks import ResultsRecorder
-    from kdtune.study_callbacks import progress_callback
     from kdtune.tracking import tracking_callbacks
     from kdtune.trial import run_trial
 
@@ -151,7 +151,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     callbacks = [ResultsRecorder(study_dir, spec, conditions)]
     callbacks += tracking_callbacks(spec, study_dir, conditions, teachers)  # W&B runs; [] if tracking: none
     if options.progress:
-        callbacks.append(progress_callback(spec, [c.key for c in conditions], teachers))
+        callbacks.append(Progress(spec, [c.key for c in conditions], teachers))
     tune_dir = options.tune_storage or str((study_dir / TUNE_DIR).resolve())
     if "://" not in tune_dir:  # Tune's state (tuner.pkl, the searcher's) is the user's alone
         Path(tune_dir).mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -112,8 +112,11 @@ class ResultsRecorder(Callback):
         }])
 
 
-class _Progress(Callback):
-    """What both progress displays know: the per-condition summary of Tune's in-memory trials."""
+class Progress(Callback):
+    """The study's progress, chosen when Tune starts (so a resumed study follows its new output): on a terminal a
+    live per-condition table on stderr (trials done / running / pruned / failed, best objective, time left); in
+    a file or a pipe one plain line on stdout per ended trial and a summary line at most every
+    ``SUMMARY_SECONDS`` (and at the end)."""
 
     def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
         self.conditions = conditions
@@ -126,9 +129,54 @@ class _Progress(Callback):
         self.title = spec.name
         self.objective = spec.objective_name
         self._start = time.time()
+        self._last = 0.0
+        self._live: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_live": None}
 
     def setup(self, **info: Any) -> None:
-        self._start = time.time()
+        import sys
+
+        self._start = self._last = time.time()
+        if sys.stdout.isatty() and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(stderr=True)
+            self._live = Live(console=console, refresh_per_second=2, transient=False)
+            self._live.start()
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if self._live is not None and time.time() - self._last > 1.0:
+            self._last = time.time()
+            self._live.update(render(self._summary(trials)))
+        elif self._live is None and time.time() - self._last >= SUMMARY_SECONDS:
+            self._last = time.time()
+            _emit(summary_line(self._summary(trials)))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._trial_line(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._trial_line(trial, error=True)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        summary = {**self._summary(trials), "finished": True}
+        if self._live is None:
+            _emit(summary_line(summary))
+            return
+        self._live.update(render(summary))
+        self._live.stop()
+        self._live.console.print()
+
+    def _trial_line(self, trial: Trial, *, error: bool) -> None:
+        if self._live is not None:
+            return  # the table shows it
+        result = trial.last_result or {}
+        state, _ = trial_outcome(result, error, self.epochs)
+        _emit(trial_line(trial.config["condition"], trial.config["params"], self.searched, trial.config["phase"],
+                         state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), self.epochs)))
 
     def _summary(self, trials: list[Trial]) -> dict[str, Any]:
         views = []
@@ -164,80 +212,6 @@ class _Progress(Callback):
         trials_left = max(0, self.per_condition * len(self.conditions) - started)
         return epoch_weighted_eta(done_units=done, running_left=running_left, trials_left=trials_left,
                                   units_per_trial=per_trial, elapsed=elapsed)
-
-
-class LiveProgress(_Progress):
-    """A live per-condition table on stderr (trials done / running / pruned / failed, best objective, ETA)."""
-
-    def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
-        super().__init__(spec, conditions, teachers)
-        self._live: Any = None
-        self._last = 0.0
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_live": None}
-
-    def setup(self, **info: Any) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        super().setup(**info)
-        console = Console(stderr=True)
-        self._live = Live(console=Console(stderr=True, width=max(console.width, 120)), refresh_per_second=2,
-                          transient=False)
-        self._live.start()
-
-    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        if self._live is not None and time.time() - self._last > 1.0:
-            self._last = time.time()
-            self._live.update(render(self._summary(trials)))
-
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        if self._live is not None:
-            self._live.update(render({**self._summary(trials), "finished": True}))
-            self._live.stop()
-            self._live.console.print()
-
-
-class LogProgress(_Progress):
-    """Progress a log file can hold (output is not a terminal): one plain line on stdout per ended trial, and a
-    summary line at most every ``SUMMARY_SECONDS`` (and once at the end)."""
-
-    def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
-        super().__init__(spec, conditions, teachers)
-        self._last = 0.0
-
-    def setup(self, **info: Any) -> None:
-        super().setup(**info)
-        self._last = time.time()
-
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._trial_line(trial, error=False)
-
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._trial_line(trial, error=True)
-
-    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        if time.time() - self._last >= SUMMARY_SECONDS:
-            self._last = time.time()
-            _emit(summary_line(self._summary(trials)))
-
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        _emit(summary_line({**self._summary(trials), "finished": True}))
-
-    def _trial_line(self, trial: Trial, *, error: bool) -> None:
-        result = trial.last_result or {}
-        state, _ = trial_outcome(result, error, self.epochs)
-        _emit(trial_line(trial.config["condition"], trial.config["params"], self.searched, trial.config["phase"],
-                         state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), self.epochs)))
-
-
-def progress_callback(spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> _Progress:
-    """The live table on a terminal, plain lines when the output goes to a file or a pipe."""
-    import sys
-
-    live = sys.stdout.isatty() and sys.stderr.isatty()
-    return (LiveProgress if live else LogProgress)(spec, conditions, teachers)
 
 
 def _emit(line: str) -> None:
