@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import require_service
 
@@ -154,6 +155,12 @@ def test_report_on_a_running_study_snapshot(small_study: Path, short_tmp: Path) 
     study = _copy_study(small_study, short_tmp)
     meta = json.loads((study / "study.json").read_text())
     (study / "study.json").write_text(json.dumps({**meta, "finished_at": None}))
+    # While a study runs, each trial's end is its own part file (the end of the study compacts them).
+    ended = pq.read_table(study / "trials.parquet").sort_by([("ended_at", "ascending")])
+    shutil.rmtree(study / "trials.parquet")
+    (study / "trials.parquet").mkdir()
+    for i in range(ended.num_rows):
+        pq.write_table(ended.slice(i, 1), study / "trials.parquet" / f"part-{i:06d}.parquet")
     parts = sorted((study / "trials.parquet").glob("*.parquet"))
     for part in parts[len(parts) // 2:]:  # these trials have reported epochs but not ended yet
         part.unlink()
