@@ -132,7 +132,6 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.optuna_storage import make_storage
     from kdtune.optuna_storage import remember_storage
     from kdtune.ray_runtime import keep_credentials_out_of_tune
-    from kdtune.results import compact
     from kdtune.search import ConditionSearcher
     from kdtune.search import create_studies
     from kdtune.study_callbacks import Progress
@@ -178,9 +177,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
             ),
         )
     update_study_json(study_dir, trials_started_at=time.time())  # teachers are ready: Tune's part begins
-    tuner.fit()
-    compact(study_dir)  # the parts written every few seconds become one file per table
-    update_study_json(study_dir, finished_at=time.time())
+    tuner.fit()  # ResultsRecorder sets finished_at when every trial ended (not after Ctrl-C)
     check_some_trial_ran(study_dir)
     return study_dir
 

@@ -87,7 +87,16 @@ class ResultsRecorder(Callback):
         self._record_end(trial, error=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        """The study has finished when every trial ended; after Ctrl-C (Tune saves its state and returns
+        normally) trials are still running or pending, and the study is left for ``kdtune resume``."""
+        from kdtune.results import compact
+        from kdtune.study import update_study_json
+
         self.flush()
+        if all(t.status in ("TERMINATED", "ERROR") for t in trials):
+            self._results = self._trials = None  # their files are about to be rewritten
+            compact(self.study_dir)  # the parts written every few seconds become one file per table
+            update_study_json(self.study_dir, finished_at=time.time())
 
     def flush(self) -> None:
         if self._buffer:

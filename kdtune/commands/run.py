@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,11 @@ def finish(study_dir: Path) -> int:
     from kdtune.recommend import default_output
     from kdtune.recommend import recommend
     from kdtune.recommend import write_recommendation
+    from kdtune.study import load_study_json
 
+    if load_study_json(study_dir).get("finished_at") is None:
+        print(f"kdtune: interrupted: continue with `kdtune resume {study_dir}`", file=sys.stderr)
+        return 130
     report = recommend([study_dir])
     print_recommendation(report, write_recommendation(report, default_output([study_dir])))
     mark_recommendation(study_dir, report)  # for Optuna's dashboard
