@@ -218,7 +218,10 @@ class ConditionSearcher(Searcher):
         if entry is None or entry["number"] is None or value is None or not math.isfinite(value):
             return
         optuna_id = self._optuna_id(entry["condition"], entry["number"])
-        self._storage.set_trial_intermediate_value(optuna_id, int(result.get("epoch", 0)), float(value))  # type: ignore[union-attr]
+        try:
+            self._storage.set_trial_intermediate_value(optuna_id, int(result.get("epoch", 0)), float(value))  # type: ignore[union-attr]
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # a trial replayed after `kdtune resume` whose Optuna trial was closed before the crash
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if result and not error:
