@@ -22,8 +22,12 @@ class TrialView:
 
 
 def summarise(trials: list[TrialView], *, conditions: list[str], per_condition: int, mode: str,
-              elapsed: float) -> dict[str, Any]:
-    """Counts and best objective per condition, and an ETA from the pace so far (None before any trial ended)."""
+              elapsed: float, finished: bool = False) -> dict[str, Any]:
+    """Counts and best objective per condition, and an ETA from the pace so far (None before any trial ended).
+
+    ``per_condition`` is the most trials a condition can run; confirmation stops early once its verdict is
+    clear, so a finished study's budget is the trials it ran.
+    """
     rows = []
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
@@ -31,10 +35,11 @@ def summarise(trials: list[TrialView], *, conditions: list[str], per_condition: 
         values = [t.objective for t in mine if t.state == "COMPLETE" and t.objective is not None
                   and math.isfinite(t.objective)]
         best = (max(values) if mode == "max" else min(values)) if values else None
-        rows.append({"condition": condition, "budget": per_condition, "done": counts["COMPLETE"],
+        ended = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
+        rows.append({"condition": condition, "budget": ended if finished else per_condition, "done": counts["COMPLETE"],
                      "pruned": counts["PRUNED"], "failed": counts["FAIL"], "running": counts["RUNNING"], "best": best})
     ended = sum(r["done"] + r["pruned"] + r["failed"] for r in rows)
-    total = per_condition * len(conditions)
+    total = sum(r["budget"] for r in rows)
     eta = elapsed * (total - ended) / ended if ended else None
     return {"conditions": rows, "ended": ended, "total": total, "elapsed_seconds": elapsed,
             "eta_seconds": None if eta is None else max(0.0, eta)}
@@ -75,7 +80,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     end = meta.get("finished_at") or time.time()
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]],
                         per_condition=trials_per_condition(spec) + confirmation_trials(spec), mode=spec.mode,
-                        elapsed=end - meta["created_at"])
+                        elapsed=end - meta["created_at"], finished=finished)
     summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
                    objective=spec.objective_name)
     teachers = _teachers(study_dir)

@@ -171,7 +171,8 @@ class Progress(Callback):
         self._trial_line(trial, error=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        summary = {**self._summary(trials), "finished": True}
+        done = all(t.status in ("TERMINATED", "ERROR") for t in trials)  # else interrupted (Ctrl-C)
+        summary = {**self._summary(trials, finished=done), "finished": done}
         if self._live is None:
             _emit(summary_line(summary))
             return
@@ -187,7 +188,7 @@ class Progress(Callback):
         _emit(trial_line(trial.config["condition"], trial.config["params"], self.searched, trial.config["phase"],
                          state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), self.epochs)))
 
-    def _summary(self, trials: list[Trial]) -> dict[str, Any]:
+    def _summary(self, trials: list[Trial], *, finished: bool = False) -> dict[str, Any]:
         views = []
         for trial in trials:
             if trial.status in ("TERMINATED", "ERROR"):
@@ -197,7 +198,7 @@ class Progress(Callback):
             views.append(TrialView(trial.config["condition"], state, (trial.last_result or {}).get("objective")))
         elapsed = time.time() - self._start
         summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
-                            elapsed=elapsed)
+                            elapsed=elapsed, finished=finished)
         summary.update(study=self.title, objective=self.objective, eta_seconds=self._eta(trials, elapsed))
         for row in summary["conditions"]:
             row["teacher"] = self.teachers.get(row["condition"])
