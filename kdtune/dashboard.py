@@ -36,19 +36,26 @@ def name_metric(study: Any, objective: str) -> None:
 def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
     """Mark each condition's recommended configuration in the study's Optuna storage; return the studies marked.
 
-    Skipped with a warning when the storage cannot be opened (a redacted password without $KDTUNE_STORAGE, a
-    database that is gone): the recommendation itself is in ``recommendation.json`` either way.
+    Skipped (with a warning when the storage cannot be opened) when the password of a redacted storage URL is
+    not known here, nor in $KDTUNE_STORAGE: the recommendation itself is in ``recommendation.json`` either way.
     """
     import json
     import os
 
     import optuna
 
+    from kdtune.errors import StudyError
+    from kdtune.optuna_storage import full_storage_url
     from kdtune.optuna_storage import make_storage
     from kdtune.rules import optuna_study_name
 
     meta = json.loads((Path(study_dir) / "study.json").read_text())
-    url = os.environ.get("KDTUNE_STORAGE") if meta.get("storage_redacted") else meta.get("storage_url")
+    url = meta.get("storage_url")
+    if url and meta.get("storage_redacted"):  # the full URL, if this driver was given it, else $KDTUNE_STORAGE
+        try:
+            url = full_storage_url(url)
+        except StudyError:
+            url = os.environ.get("KDTUNE_STORAGE")
     if not url:
         return 0
     try:
