@@ -2,7 +2,7 @@
 
 Why the teacher-logit cache exists: a student step that reads its teacher's logits from memory (what
 ``LogitCache.prepare`` hands to the trainer) is far cheaper than one that runs the teacher forward pass
-as well, because the reference teacher costs ~75x a student training step (``docs/performance.md``).
+as well, because the reference teacher costs ~75x a student training step (``docs/architecture.md``, Performance).
 
 Both variants run the same student step as ``kdtune.train.Trainer`` (index a batch, forward, ``kd_loss``,
 backward, Adam) with the reference teacher and student in channels_last, one torch thread, in one process.

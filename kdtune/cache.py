@@ -1,7 +1,7 @@
 """The teacher-logit cache: trained teachers and their logits, content-addressed, shared by every trial and node.
 
 A student step that reads its teacher's logits from memory is ~20x cheaper than one that runs the teacher
-(``docs/performance.md``), so the teacher runs once per (teacher, dataset) and everything else reads this cache.
+(``docs/architecture.md``, Performance), so the teacher runs once per (teacher, dataset) and everything else reads this cache.
 :meth:`LogitCache.prepare` is the one entry point: it returns the teacher, its logits and its diagnostics,
 training and computing only what the cache does not hold yet.
 

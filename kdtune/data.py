@@ -2,7 +2,7 @@
 
 Everything is loaded once into tensors and normalised once (pixels / 255, as in the Keras KD tutorial):
 the training loop slices these tensors with a per-epoch permutation instead of going through a per-item
-``Dataset``/``DataLoader``, which costs 50-100x more per batch on a CPU (see ``docs/performance.md``).
+``Dataset``/``DataLoader``, which costs 50-100x more per batch on a CPU (``docs/architecture.md``, Performance).
 
 Splits:
   * train: a seeded, class-stratified subset of the official training set (``train_size``), minus

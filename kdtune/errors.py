@@ -1,7 +1,7 @@
 """The errors kdtune raises on purpose.
 
 Every error a user can cause is a :class:`KdtuneError`; the CLI prints it as one line and exits with
-its ``exit_code`` (2 for usage and spec mistakes, 1 for runtime failures), as ``conventions.md`` says.
+its ``exit_code`` (2 for usage and spec mistakes, 1 for runtime failures), as ``docs/architecture.md`` says.
 Anything else that escapes is a bug and keeps its traceback.
 """
 

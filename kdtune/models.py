@@ -5,7 +5,7 @@ MaxPool(2x2, stride 1, same) -> Conv(c2, 3x3, stride 2, same) -> Flatten -> Dens
 (c1, c2) = (256, 512) for the teacher and (16, 32) for the student. "Same" padding of the stride-2 convs is
 PyTorch's symmetric ``padding=1`` (Keras pads right/bottom only; the output size is the same). The stride-1
 max-pool pads right/bottom with -inf exactly as Keras does. Models run in ``channels_last``, which is
-1.7-2x faster for these shapes on a CPU (``docs/performance.md``).
+1.7-2x faster for these shapes on a CPU (``docs/architecture.md``, Performance).
 
 Self-distillation is simply the same architecture name for teacher and student.
 """

@@ -2,7 +2,7 @@
 
 Ray makes outbound attempts when it starts a local cluster even with usage stats off: its dashboard
 process probes cloud-metadata addresses (169.254.169.254, metadata.google.internal) through ``requests``
-(see ``docs/stack-notes.md``). When the user has no proxy configured, kdtune points the proxy variables at a
+(``docs/architecture.md``, Ray on one machine). When the user has no proxy configured, kdtune points the proxy variables at a
 closed loopback port while the local cluster starts, so those probes die on 127.0.0.1:9, then restores the
 driver's environment and clears the variables for the workers. A user's own proxy settings are never touched.
 

@@ -3,7 +3,7 @@
 The spec writes each search parameter in Optuna's abbreviated format (``{type: float, low: 0, high: 1}``), with
 inclusive bounds as in Optuna. Anything that cannot be represented is refused with the field's path, never
 silently dropped. alpha is the weight on the true labels (1 = no distillation); every condition also gets the
-baselines alpha = 1 and alpha = 0 at the spec's default temperature (``conventions.md``).
+baselines alpha = 1 and alpha = 0 at the spec's default temperature (``docs/architecture.md``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ path, the value (cut short) and what is allowed; a spec with several mistakes re
 (:class:`~kdtune.errors.SpecErrors`). A spec file is at most :data:`MAX_SPEC_BYTES`.
 ``search_spaces/README.md`` documents every field.
 
-Words (``conventions.md``): a *condition* (noise level, teacher quality, dataset, student) is compared, never
+Words (``docs/architecture.md``): a *condition* (noise level, teacher quality, dataset, student) is compared, never
 optimised; the *search* parameters (alpha, temperature, ...) are optimised inside each condition.
 alpha is the weight on the true labels: alpha = 1 means no distillation.
 """

@@ -1,7 +1,7 @@
 """What runs inside one Ray Tune trial: one configuration, all its repeat seeds, in lockstep.
 
 The seeds of a configuration are trained one epoch at a time each, so that after every epoch the trial
-reports the mean over seeds of the objective, the number ASHA and Optuna decide on (``conventions.md``).
+reports the mean over seeds of the objective, the number ASHA and Optuna decide on (``docs/architecture.md``).
 Every student of a condition reads the same data and teacher logits from Ray's object store (zero-copy,
 read-only numpy views); the teacher never runs here. The trial checkpoints all its students after every
 epoch, so a retried trial continues where it stopped.
