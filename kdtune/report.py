@@ -49,6 +49,7 @@ from typing import Any
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
 from kdtune.scoring import METRICS
+from kdtune.scoring import ParamsView
 from kdtune.scoring import ScoredRun as Run
 from kdtune.scoring import score_runs
 
@@ -76,22 +77,8 @@ _PARAM_LABELS = {"alpha": ALPHA_LABEL, "temperature": "temperature T"}
 
 # ------------------------------------------------------------------------------------------------ reading
 
-class _Params:
-    """alpha and T read from ``params`` (ordered as :data:`kdtune.scoring.PARAMS`)."""
-
-    params: tuple[Any, ...]
-
-    @property
-    def alpha(self) -> float:
-        return float(self.params[0])
-
-    @property
-    def temperature(self) -> float | None:
-        return None if self.params[1] is None else float(self.params[1])
-
-
 @dataclass
-class Configuration(_Params):
+class Configuration(ParamsView):
     """One point of the search space in one condition, with its runs."""
 
     condition: str

@@ -40,8 +40,22 @@ METRICS = {
 }
 
 
+class ParamsView:
+    """alpha and T read from a ``params`` tuple in :data:`PARAMS` order."""
+
+    params: tuple[Any, ...]
+
+    @property
+    def alpha(self) -> float:
+        return float(self.params[0])
+
+    @property
+    def temperature(self) -> float | None:
+        return None if self.params[1] is None else float(self.params[1])
+
+
 @dataclass(frozen=True)
-class ScoredRun:
+class ScoredRun(ParamsView):
     """One run at its best validation epoch: its configuration (``params`` in :data:`PARAMS` order), phase,
     trial state, seed, objective, test metric and the whole row of that epoch."""
 
@@ -54,14 +68,6 @@ class ScoredRun:
     objective: float
     test: float
     row: dict[str, Any]
-
-    @property
-    def alpha(self) -> float:
-        return float(self.params[0])
-
-    @property
-    def temperature(self) -> float | None:
-        return None if self.params[1] is None else float(self.params[1])
 
     def param_dict(self) -> dict[str, Any]:
         return dict(zip(PARAMS, self.params))

@@ -136,6 +136,20 @@ def small_study(ray_local: None) -> Path:
 
 
 @pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto) on loopback; yields ``host:port``."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        require_service("moto[server] is not installed (pip install 'moto[server]')")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on 127.0.0.1 (Debian's packages), started for the test session."""
     import glob

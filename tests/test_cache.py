@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import require_service
 
 from kdtune.cache import SPLITS
 from kdtune.cache import LogitCache
@@ -364,18 +362,6 @@ def test_readonly_arrays_reach_torch_without_a_warning(short_tmp: Path) -> None:
 # -- S3 ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    """A real S3-compatible server (moto) on loopback; yields ``host:port``."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        require_service("moto[server] is not installed (pip install 'moto[server]')")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

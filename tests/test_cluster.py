@@ -13,8 +13,8 @@ Nothing leaves 127.0.0.1:
   The head and every driver run with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's switch under which the
   local address is 127.0.0.1. A joining node is refused under that switch, so the worker node's ``ray start``
   runs through a three-line launcher that keeps the address it is given (``WORKER_LAUNCHER``);
-- the head's dashboard process probes cloud metadata addresses (``docs/architecture.md``, Ray on one machine): every node runs with
-  ``http_proxy`` pointed at a closed loopback port and ``no_proxy=localhost,127.0.0.1``;
+- the head's dashboard process probes cloud metadata addresses (``docs/architecture.md``, Ray on one machine):
+  every node runs with ``http_proxy`` pointed at a closed loopback port and ``no_proxy=localhost,127.0.0.1``;
 - AWS: fake static credentials, an explicit region, ``AWS_EC2_METADATA_DISABLED=true``.
 
 Each node gets the S3 credentials in its environment, as an instance profile or a Kubernetes Secret gives them

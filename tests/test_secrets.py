@@ -11,25 +11,10 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import require_service
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        require_service("moto[server] is not installed (pip install 'moto[server]')")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
-    server.stop()
 
 
 def files_containing(root: Path, needles: list[bytes]) -> list[str]:
@@ -45,17 +30,17 @@ def files_containing(root: Path, needles: list[bytes]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_no_secret_is_written_anywhere(postgres_url: str, s3_endpoint: str, short_tmp: Path) -> None:
+def test_no_secret_is_written_anywhere(postgres_url: str, s3_server: str, short_tmp: Path) -> None:
     import pyarrow.fs as pafs
 
     password = f"pg-pw-{uuid.uuid4().hex}"
     secret_key = f"s3-secret-{uuid.uuid4().hex}"
     needles = [password.encode(), secret_key.encode()]
-    s3 = pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", region="us-east-1", access_key="kdtune",
+    s3 = pafs.S3FileSystem(endpoint_override=s3_server, scheme="http", region="us-east-1", access_key="kdtune",
                            secret_key=secret_key, allow_bucket_creation=True)
     s3.create_dir("kdtune-secrets")
     storage = postgres_url.replace("postgres@", f"postgres:{password}@")  # trust auth: any password is accepted
-    cache = (f"s3://kdtune-secrets/cache?endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
+    cache = (f"s3://kdtune-secrets/cache?endpoint_override={s3_server}&scheme=http&region=us-east-1"
              f"&access_key=kdtune&secret_key={secret_key}")
     spec = short_tmp / "spec.yaml"
     spec.write_text(yaml.safe_dump({
