@@ -3,9 +3,9 @@
 Each simulated condition has a true curve of test accuracy over (alpha, T) and runs drawn around it. Its
 search is sampled the way TPE samples (random start-up points, then clusters around the best so far), ASHA
 prunes part of it, and the study's own functions then choose what to confirm
-(``kdtune.recommend.confirmation_candidates``), add confirmation rounds on fresh seeds until the verdict is
+(``kdtune.recommendation.confirmation_candidates``), add confirmation rounds on fresh seeds until the verdict is
 clear (``kdtune.verdicts.confirm``, the rule the study's searcher applies) and write the recommendation
-(``kdtune.recommend.recommend_condition``). alpha is the weight on the true labels: alpha = 1 means no
+(``kdtune.recommendation.recommend_condition``). alpha is the weight on the true labels: alpha = 1 means no
 distillation.
 
 The noise model of a run (student seed s, configuration c), in points of accuracy:
@@ -42,11 +42,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdtune.recommend import Arm  # noqa: E402
-from kdtune.recommend import Context  # noqa: E402
-from kdtune.recommend import Run  # noqa: E402
-from kdtune.recommend import confirmation_candidates  # noqa: E402
-from kdtune.recommend import recommend_condition  # noqa: E402
+from kdtune.recommendation import Arm  # noqa: E402
+from kdtune.recommendation import Context  # noqa: E402
+from kdtune.recommendation import Run  # noqa: E402
+from kdtune.recommendation import confirmation_candidates  # noqa: E402
+from kdtune.recommendation import recommend_condition  # noqa: E402
 from kdtune.rules import CONFIRM_SEED_OFFSET  # noqa: E402
 from kdtune.scoring import METRICS  # noqa: E402
 from kdtune.sequential import Design  # noqa: E402

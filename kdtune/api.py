@@ -89,9 +89,9 @@ def load_results(study_dir: PathLike) -> pd.DataFrame:
 def recommend(study_dirs: PathLike | Sequence[PathLike]) -> dict[str, Any]:
     """The recommendation per condition (``docs/recommendation_schema.md``); several folders are pooled.
 
-    Nothing is written: :func:`kdtune.recommend.write_recommendation` writes the JSON.
+    Nothing is written: :func:`kdtune.recommendation.write_recommendation` writes the JSON.
     """
-    from kdtune.recommend import recommend as make
+    from kdtune.recommendation import recommend as make
 
     dirs = [study_dirs] if isinstance(study_dirs, (str, os.PathLike)) else list(study_dirs)
     return make(dirs)

@@ -1001,17 +1001,17 @@ def _mean_interval(values: list[float]) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------ verdicts, HTML
 
 def _verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
-    """Per condition, the verdict of :func:`kdtune.recommend.recommend` on this study alone (or a note why
+    """Per condition, the verdict of :func:`kdtune.recommendation.recommend` on this study alone (or a note why
     there is none)."""
     from kdtune.errors import KdtuneError
-    from kdtune.recommend import recommend
+    from kdtune.recommendation import recommend
 
     try:
         result = recommend([study_dir])
     except KdtuneError as exc:
         return {}, f"No recommendation yet: {exc}"
     except Exception as exc:  # the report stands without verdicts
-        return {}, f"No recommendation: kdtune.recommend failed ({type(exc).__name__}: {_first_line(exc)})"
+        return {}, f"No recommendation: kdtune.recommendation failed ({type(exc).__name__}: {_first_line(exc)})"
     return {c["key"]: (c.get("verdict") or {}).get("text", "") for c in result.get("conditions", [])}, None
 
 

@@ -310,7 +310,7 @@ class ConditionSearcher(Searcher):
 
     # -- adaptive confirmation -----------------------------------------------------------------------------
     def _context(self) -> Any:
-        from kdtune.recommend import Context
+        from kdtune.recommendation import Context
         from kdtune.scoring import METRICS
         from kdtune.sequential import Design
 
@@ -320,9 +320,9 @@ class ConditionSearcher(Searcher):
                        conditions=len(self.conditions))
 
     def _arms(self, condition: str, phases: tuple[str, ...]) -> dict[str, Any]:
-        """The condition's completed trials of ``phases`` as :class:`kdtune.recommend.Arm` (seed-level runs)."""
-        from kdtune.recommend import Arm
-        from kdtune.recommend import Run
+        """The condition's completed trials of ``phases`` as :class:`kdtune.recommendation.Arm` (seed-level runs)."""
+        from kdtune.recommendation import Arm
+        from kdtune.recommendation import Run
 
         arms: dict[str, Arm] = {}
         for trial in self.scores[condition]:
@@ -337,7 +337,7 @@ class ConditionSearcher(Searcher):
 
     def _start_confirmation(self, condition: str) -> None:
         """After the condition's last search trial: pick what to confirm, queue round 0 (or finish)."""
-        from kdtune.recommend import confirmation_candidates
+        from kdtune.recommendation import confirmation_candidates
 
         if self.confirm_done[condition]:
             return

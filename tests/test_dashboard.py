@@ -11,7 +11,7 @@ import pytest
 
 from kdtune.dashboard import RECOMMENDATION_ATTR
 from kdtune.dashboard import mark_recommendation
-from kdtune.recommend import recommend
+from kdtune.recommendation import recommend
 from kdtune.results import read_trials
 from kdtune.rules import optuna_study_name
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from kdtune.cli import main
 from kdtune.data import load_dataset
 from kdtune.models import build_model
-from kdtune.recommend import recommend
+from kdtune.recommendation import recommend
 from kdtune.train import predict
 
 

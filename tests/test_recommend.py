@@ -25,8 +25,8 @@ from kdtune.cli import main
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
 from kdtune.plan import expand
-from kdtune.recommend import SCHEMA_VERSION
-from kdtune.recommend import recommend
+from kdtune.recommendation import SCHEMA_VERSION
+from kdtune.recommendation import recommend
 from kdtune.results import CONDITION_COLUMNS
 from kdtune.results import results_writer
 from kdtune.results import trials_writer

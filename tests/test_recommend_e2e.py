@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import tiny_study_spec
 
-from kdtune.recommend import recommend
+from kdtune.recommendation import recommend
 from kdtune.spec import parse_spec
 from kdtune.study import RunOptions
 from kdtune.study import run_study

@@ -97,7 +97,7 @@ def test_comparison_has_every_figure_one_colour_per_study(compared: Path) -> Non
 
 @pytest.mark.slow
 def test_comparison_has_each_studys_own_recommendation(compared: Path) -> None:
-    from kdtune.recommend import recommend
+    from kdtune.recommendation import recommend
 
     page = compared.read_text()
     for i, study in enumerate(json.loads((compared.with_suffix("") / MANIFEST).read_text())["studies"], start=1):

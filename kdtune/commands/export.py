@@ -73,7 +73,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
     from kdtune.errors import UsageError
     from kdtune.models import build_model
     from kdtune.plan import Condition
-    from kdtune.recommend import recommend
+    from kdtune.recommendation import recommend
     from kdtune.spec import StudySpec
     from kdtune.study import load_study_json
     from kdtune.train import TrainConfig
@@ -141,7 +141,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
         "temperature": config.temperature,
         "params": {**params, "temperature": temperature},
         "seed": seed,
-        "selection": "kdtune.recommend: " + report["method"]["recommended"],
+        "selection": "kdtune.recommendation: " + report["method"]["recommended"],
         "teacher": {"source": teacher_info.get("source", "trained"), "fingerprint": teacher_info.get("fingerprint"),
                     "teacher_key": teacher_info.get("teacher_key"), "cache_key": cache_key,
                     "cache_key_in_study": recorded_key, "logits_rebuilt": rebuilt,

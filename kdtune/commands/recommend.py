@@ -46,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdtune.recommend import default_output
-    from kdtune.recommend import recommend
-    from kdtune.recommend import write_recommendation
+    from kdtune.recommendation import default_output
+    from kdtune.recommendation import recommend
+    from kdtune.recommendation import write_recommendation
 
     report = recommend(args.study_dirs, margin=args.margin)
     path = write_recommendation(report, args.out or default_output(args.study_dirs))

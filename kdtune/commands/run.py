@@ -104,9 +104,9 @@ def finish(study_dir: Path) -> int:
     it, written to ``recommendation.json`` and marked in the Optuna studies; then the commands that show more."""
     from kdtune.commands.recommend import print_recommendation
     from kdtune.dashboard import mark_recommendation
-    from kdtune.recommend import default_output
-    from kdtune.recommend import recommend
-    from kdtune.recommend import write_recommendation
+    from kdtune.recommendation import default_output
+    from kdtune.recommendation import recommend
+    from kdtune.recommendation import write_recommendation
     from kdtune.study import load_study_json
 
     if load_study_json(study_dir).get("finished_at") is None:
