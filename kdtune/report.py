@@ -616,13 +616,16 @@ def _learning_curves(view: View, folder: Path) -> Figure | str | None:
     fig, axes = _grid(len(tiles), (8, 4.8), (6.4, 4.4))
     for axis, series in zip(axes, tiles):
         spec = series.data.spec
+        label = series.label  # on the study's first line: a comparison's figure legend names each study once
         for trial_id, (condition, state, phase, points) in series.data.curves.items():
             if condition != series.condition:
                 continue
             epochs, values = zip(*points)
             style = {"COMPLETE": "-", "RUNNING": "--"}.get(state, ":")
             axis.plot(epochs, values, style, color=series.color if state != "PRUNED" else "grey",
-                      linewidth=1.4 if phase in ("baseline", "confirm") else 0.8, alpha=0.8)
+                      linewidth=1.4 if phase in ("baseline", "confirm") else 0.8, alpha=0.8,
+                      label=label if state != "PRUNED" else "_nolegend_")
+            label = "_nolegend_" if state != "PRUNED" else label
             if state == "PRUNED":
                 axis.scatter([epochs[-1]], [values[-1]], marker="x", color="black", s=22, zorder=3)
         if spec.scheduler.type == "asha":
@@ -637,6 +640,7 @@ def _learning_curves(view: View, folder: Path) -> Figure | str | None:
             axis.set_title(f"{series.label}: {series.match}", color=series.color)
         else:
             axis.set_title(series.condition)
+    view.legends(fig, axes, on=[])
     figure = _save(fig, folder, "learning_curves", "Learning curves and early stopping",
                    "Each line is a trial: its validation objective per epoch, the mean over its seeds of each "
                    "seed's best so far (the number ASHA compares). Solid: complete; grey dotted ending in a "
