@@ -531,10 +531,14 @@ def _recommended(fit: Fit, best: Arm, confirmed: Arm | None, best_set: list[Arm]
     distilling = params["alpha"] != 1.0 and params.get("temperature") is not None
     temperature = None
     if distilling:
-        temperature = {"value": params["temperature"], "low": fit.temperature_low, "high": fit.temperature_high}
+        value = float(params["temperature"])
+        low_t = None if fit.temperature_low is None else min(fit.temperature_low, value)
+        high_t = None if fit.temperature_high is None else max(fit.temperature_high, value)
+        temperature = {"value": value, "low": low_t, "high": high_t}
     alphas = [a.alpha for a in best_set]
     low, high = min([fit.alpha_low, params["alpha"], *alphas]), max([fit.alpha_high, params["alpha"], *alphas])
     return {"params": params, "source": "confirm" if confirmed is not None else "fit",
+            "fitted": {"alpha": fit.alpha, "temperature": fit.temperature},
             "alpha": {"value": params["alpha"], "low": low, "high": high},
             "indistinguishable_from_best": len(best_set),
             "temperature": temperature, **fit.as_dict()}
@@ -608,7 +612,9 @@ def _verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], contex
     star = f"; closed-form α* = {_fmt(closed['alpha_star'])}" if closed else ""
     gain = entry["gain"]
     test = context.metric.test_column
-    fitted = f"the fitted optimum is {_alpha_words(entry['recommended'])}{star}"
+    optimum = ("the fitted optimum" if entry["recommended"]["method"] == "polynomial surface"
+               else "the best configuration on validation")
+    fitted = f"{optimum} is {_alpha_words(entry['recommended'])}{star}"
     if kind == "undetermined":
         text = f"{where}: cannot tell whether distillation helps ({_missing(entry)}); {fitted}"
     elif kind == "unconfirmed":
@@ -669,15 +675,16 @@ def _status_words(entry: dict[str, Any], text: str) -> str:
 
 
 def _alpha_words(recommended: dict[str, Any]) -> str:
-    """E.g. ``alpha ≈ 0.3 (0.2–0.45; weight on the true labels, 1 = no distillation), T ≈ 4 (3–6)``."""
-    alpha = recommended["alpha"]
-    inside = "; ".join(filter(None, [_range(alpha), "weight on the true labels, 1 = no distillation"]))
-    words = f"alpha ≈ {_fmt(alpha['value'])} ({inside})"
+    """The fitted optimum with the intervals, e.g. ``alpha ≈ 0.3 (0.2–0.45; weight on the true labels,
+    1 = no distillation), T ≈ 4 (3–6)``."""
+    fitted = recommended["fitted"]
+    inside = "; ".join(filter(None, [_range(recommended["alpha"]), "weight on the true labels, 1 = no distillation"]))
+    words = f"alpha ≈ {_fmt(fitted['alpha'])} ({inside})"
     temperature = recommended["temperature"]
-    if temperature is None:
+    if temperature is None or fitted["temperature"] is None or fitted["alpha"] == 1.0:
         return words
     t_range = _range(temperature)
-    return f"{words}, T ≈ {_fmt(temperature['value'])}" + (f" ({t_range})" if t_range else "")
+    return f"{words}, T ≈ {_fmt(fitted['temperature'])}" + (f" ({t_range})" if t_range else "")
 
 
 def _range(interval: dict[str, Any]) -> str:

@@ -458,7 +458,7 @@ def test_schema_is_pinned(confirmed_cases: Cases) -> None:
         assert set(c) == {"key", "condition", "description", "trials", "cut_short", "recommended",
                           "best_observed", "confirmed", "no_distillation", "pure_distillation", "teacher", "gain",
                           "closed_form", "verdict", "notes"}
-        assert set(c["recommended"]) == {"params", "source", "alpha", "temperature", "indistinguishable_from_best",
+        assert set(c["recommended"]) == {"params", "source", "fitted", "alpha", "temperature", "indistinguishable_from_best",
                                          "method", "terms", "configurations", "near_optimal"}
         assert set(c["recommended"]["alpha"]) == {"value", "low", "high"}
         assert set(c["recommended"]["near_optimal"]) == {"alpha_low", "alpha_high", "tolerance"}
