@@ -135,15 +135,44 @@ class DatasetSpec(_Model):
         return self
 
 
-class TeacherSection(_Model):
+class AugmentSpec(_Model):
+    """Random per-sample shifts and rotations of the teacher's training images (images only)."""
+
+    shift: int = Field(0, ge=0)  # pixels, each axis, uniform integers in [-shift, shift]
+    rotate: float = Field(0.0, ge=0, le=180)  # degrees, uniform in [-rotate, rotate]
+
+
+class RecipeFields(_Model):
+    """How a model is optimised: shared by the teacher and the student sections (defaults: kdtune's original
+    recipe, constant Adam without decay, so older specs train and cache exactly as before)."""
+
+    optimizer: Literal["adam", "sgd"] = "adam"  # adam: AdamW when weight_decay > 0; sgd: with momentum
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)  # linear warm-up, then the schedule; must be shorter than the epochs
+
+    def _check_warmup(self, section: str, epochs: int) -> None:
+        if self.warmup_epochs >= epochs:
+            raise SpecError(f"{section}.warmup_epochs", self.warmup_epochs,
+                            f"must be less than {section}.epochs ({epochs}): the warm-up is part of the epochs")
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe fields, as :class:`~kdtune.train.TrainConfig` takes them."""
+        return {name: getattr(self, name) for name in RecipeFields.model_fields}
+
+
+class TeacherSection(RecipeFields):
     arch: str = "reference_teacher"
     epochs: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     seed: int = 0
-    select: Literal["best_val", "final"] = "best_val"
+    select: Literal["best_val", "best_val_loss", "final"] = "best_val"
     patience: int | None = Field(None, ge=1)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}  # e.g. {dropout: 0.5, input_dropout: 0.2} for the MLPs
+    augment: AugmentSpec | None = None
+    ensemble: int = 1  # the teacher is the mean of the logits of this many members (seeds seed, seed + 1, ...)
     error: float = Field(0.1, ge=0)  # linear task only: squared norm B of the teacher's weight error
     # A teacher you bring (docs/byo.md): weights to load into `arch` (nothing is trained) ...
     checkpoint: str | None = None
@@ -164,13 +193,30 @@ class TeacherSection(_Model):
             raise SpecError("teacher.logits", key, "must be the 32-hex-digit key that `kdtune cache import` printed")
         return key
 
+    @field_validator("ensemble")
+    @classmethod
+    def _check_ensemble(cls, n: int) -> int:
+        if n < 1:
+            raise SpecError("teacher.ensemble", n, "must be a positive integer (the number of teacher seeds averaged)")
+        return n
 
-class StudentSection(_Model):
+    @model_validator(mode="after")
+    def _check_recipe(self) -> TeacherSection:
+        self._check_warmup("teacher", self.epochs)
+        return self
+
+
+class StudentSection(RecipeFields):
     arch: str = "reference_student"
     epochs: int = Field(20, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     kwargs: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check_recipe(self) -> StudentSection:
+        self._check_warmup("student", self.epochs)
+        return self
 
 
 FloatList = Annotated[list[float], BeforeValidator(_as_list)]
@@ -184,7 +230,7 @@ class ConditionsSpec(_Model):
     noise_level: FloatList = [0.0]
     noise_type: Annotated[list[Literal["symmetric", "pairflip"]], BeforeValidator(_as_list)] = ["symmetric"]
     teacher_epochs: IntList | None = None
-    teacher_select: Annotated[list[Literal["best_val", "final"]], BeforeValidator(_as_list)] | None = None
+    teacher_select: Annotated[list[Literal["best_val", "best_val_loss", "final"]], BeforeValidator(_as_list)] | None = None
     teacher_seeds: IntList | None = None
     teacher_error: FloatList | None = None
     dataset: StrList | None = None
@@ -338,6 +384,20 @@ class StudySpec(_Model):
             if value is not None:
                 raise SpecError(f"conditions.{axis}", value, f"has no effect with {field} (the teacher is given, "
                                 "not trained); remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _check_teacher_recipe(self) -> StudySpec:
+        """Augmentation needs images (the linear task has vectors; user files are checked on loading), and each
+        teacher length of the conditions must outlast the warm-up."""
+        t = self.teacher
+        if t.augment is not None and self.task == "regression":
+            raise SpecError("teacher.augment", t.augment.model_dump(), "needs an image dataset; the linear task has "
+                            "feature vectors (remove teacher.augment)")
+        for i, epochs in enumerate(self.conditions.teacher_epochs or []):
+            if t.warmup_epochs >= epochs:
+                raise SpecError(f"conditions.teacher_epochs[{i}]", epochs,
+                                f"must be more than teacher.warmup_epochs ({t.warmup_epochs})")
         return self
 
     @property
