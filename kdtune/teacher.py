@@ -95,6 +95,9 @@ class TeacherSpec:
             raise SpecError("teacher.select", self.select, f"must be one of {', '.join(TEACHER_SELECT)}")
         if self.patience is not None and self.patience < 1:
             raise SpecError("teacher.patience", self.patience, "must be a positive integer or omitted")
+        for name in ("lr", "momentum", "weight_decay"):  # 1 and 1.0 are one teacher (and one cache key)
+            if isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool):
+                object.__setattr__(self, name, float(getattr(self, name)))
         if self.ensemble < 1:
             raise SpecError("teacher.ensemble", self.ensemble, "must be a positive integer (the number of members)")
         try:

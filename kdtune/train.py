@@ -60,6 +60,9 @@ class Augment:
     rotate: float = 0.0
 
     def __post_init__(self) -> None:
+        # 10 and 10.0 degrees are one augmentation (and one cache key)
+        object.__setattr__(self, "shift", int(self.shift))
+        object.__setattr__(self, "rotate", float(self.rotate))
         if self.shift < 0:
             raise SpecError("augment.shift", self.shift, "must be a number of pixels >= 0")
         if not 0 <= self.rotate <= 180:
