@@ -235,7 +235,8 @@ def test_a_teacher_recipe_beats_the_student_alone() -> None:
      r"^conditions.teacher_epochs\[0\] = 2: must be more than teacher.warmup_epochs"),
     ({"teacher": {"augment": {"shift": -1}}}, r"^teacher.augment.shift"),
     ({"teacher": {"optimizer": "rmsprop"}}, r"^teacher.optimizer"),
-    ({"student": {"warmup_epochs": 3}, "search": {"epochs": {"type": "int", "low": 2, "high": 10}}},
+    ({"student": {"warmup_epochs": 3}, "search": {"alpha": {"type": "float", "low": 0, "high": 1},
+                                                  "epochs": {"type": "int", "low": 2, "high": 10}}},
      r"^search.epochs = .*must stay above student.warmup_epochs \(3\)"),
 ])
 def test_bad_recipes_are_refused(raw: dict, match: str) -> None:  # type: ignore[type-arg]
