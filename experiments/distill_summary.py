@@ -4,7 +4,9 @@ Reads one JSON file per student seed (the same cached teacher in each), and writ
 and seed: clean test accuracy, test errors out of the test set's size, and a 95% Wilson interval for the errors
 of that one run (the test set's sampling error: how far a run's count could move on another test set of the
 same size), plus the validation accuracy the run was selected on. It prints a Markdown table with the mean
-errors over the seeds beside each seed's count.
+errors over the seeds beside each seed's count, and the paired gain of the distilled student over the student
+alone (same seed: same initial weights and batches) in points of test accuracy, with a 95% t-interval over the
+seeds and a paired t-test.
 
 alpha is the weight on the true labels: alpha = 1 means no distillation.
 
@@ -62,6 +64,20 @@ def main() -> None:
         mine = [r for r in rows if r["model"] == name]
         runs = "; ".join(f"{r['test_errors']} ({r['errors_low']:.0f}–{r['errors_high']:.0f})" for r in mine)
         print(f"| {name} | {runs} | {sum(r['test_errors'] for r in mine) / len(mine):.1f} |")
+    gains = []
+    for run in dict.fromkeys(r["run"] for r in rows):
+        by_model = {r["model"].split(" (")[0]: r["test_accuracy"] for r in rows if r["run"] == run}
+        if {"student, distilled", "student, no distillation"} <= set(by_model):
+            gains.append(100 * (by_model["student, distilled"] - by_model["student, no distillation"]))
+    if len(gains) >= 2:
+        from scipy import stats
+
+        mean, sd = sum(gains) / len(gains), stats.tstd(gains)
+        half = stats.t.ppf(0.975, len(gains) - 1) * sd / math.sqrt(len(gains))
+        p = stats.ttest_1samp(gains, 0.0).pvalue
+        print(f"\npaired gain, distilled - alone: {mean:+.2f} points ({mean - half:+.2f} to {mean + half:+.2f}, "
+              f"95% t-interval over {len(gains)} seeds), p = {p:.3f}; per seed: "
+              + ", ".join(f"{g:+.2f}" for g in gains))
 
 
 if __name__ == "__main__":
