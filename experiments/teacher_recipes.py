@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kdtune.data import load_dataset
-from kdtune.recommend import t_estimate
+from kdtune.scoring import t_estimate
 from kdtune.teacher import TeacherSpec
 from kdtune.teacher import train_teacher
 
