@@ -452,17 +452,31 @@ class LogitCache:
         Reading back means a fresh build returns exactly what every later cache hit will (float16 rounding
         included) and that nothing is used before it has been checked.
         """
+        import torch
+
+        from kdtune.teacher import EnsembleModel
         from kdtune.teacher import given_curve
         from kdtune.teacher import teacher_diagnostics
+        from kdtune.teacher import teacher_logits
+        from kdtune.train import TeacherLogits
         from kdtune.train import default_device
 
         key = logits_key(teacher.fingerprint, data_fp, dtype)
         teacher.model.to(device if device is not None else default_device())
         try:
-            logits = teacher.logits(data)
+            if isinstance(teacher.model, EnsembleModel):  # each member once; the ensemble is their mean
+                member_logits = [teacher_logits(member, data) for member in teacher.model.members]
+                logits = TeacherLogits(*(torch.stack(split).mean(0) for split in zip(*(
+                    (m.train, m.val, m.test) for m in member_logits))))
+            else:
+                member_logits, logits = [], teacher.logits(data)
         finally:
             teacher.model.cpu()
         diagnostics = teacher_diagnostics(logits, data)
+        if member_logits:
+            diagnostics["members"] = [{"seed": record["seed"], "selected_epoch": record["selected_epoch"],
+                                       **teacher_diagnostics(m, data)}
+                                      for record, m in zip(teacher.members, member_logits)]
         if not teacher.curve:  # a checkpoint teacher: its accuracies are measured here
             teacher.curve = given_curve(diagnostics)
         meta = _entry_metadata(key, tkey, teacher, data, data_fp, dtype, diagnostics)
@@ -1073,5 +1087,9 @@ def _teacher_label(spec: dict[str, Any], selected_epoch: int | None) -> str:
         return f"imported logits ({spec['imported']})"
     if spec.get("checkpoint"):
         return f"{spec['arch']} from checkpoint {spec['checkpoint'].rsplit('/', 1)[-1]}"
+    if spec.get("ensemble", 1) > 1:
+        last = spec["seed"] + spec["ensemble"] - 1
+        return f"ensemble of {spec['ensemble']} {spec['arch']} (seeds {spec['seed']}-{last}), {spec['epochs']} epochs " \
+               f"({spec['select']})"
     return f"{spec['arch']} seed {spec['seed']}, epoch {selected_epoch}/{spec['epochs']} ({spec['select']})"
 

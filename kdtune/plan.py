@@ -58,7 +58,8 @@ class Condition:
         t = spec.teacher
         return TeacherSpec(arch=t.arch, epochs=self.teacher_epochs, lr=t.lr, batch_size=t.batch_size,
                            seed=self.teacher_seed, select=self.teacher_select, patience=t.patience,
-                           kwargs=dict(t.kwargs), checkpoint=t.checkpoint, logits=t.logits)
+                           kwargs=dict(t.kwargs), checkpoint=t.checkpoint, logits=t.logits,
+                           augment=t.augment.model_dump(), ensemble=t.ensemble, **t.recipe())
 
 
 def expand(spec: StudySpec) -> list[Condition]:

@@ -135,15 +135,44 @@ class DatasetSpec(_Model):
         return self
 
 
+class AugmentSpec(_Model):
+    """Random per-sample shifts and rotations of the teacher's training images (images only)."""
+
+    shift: int = Field(0, ge=0)  # pixels, each axis, uniform integers in [-shift, shift]
+    rotate: float = Field(0.0, ge=0, le=180)  # degrees, uniform in [-rotate, rotate]
+
+
+def _check_warmup(section: str, warmup_epochs: int, epochs: int) -> None:
+    if warmup_epochs >= epochs:
+        raise SpecError(f"{section}.warmup_epochs", warmup_epochs,
+                        f"must be less than {section}.epochs ({epochs}): the warm-up is part of the epochs")
+
+
+#: The optimisation recipe shared by the teacher and student sections (declared in each, after its basic fields).
+RECIPE_FIELDS = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs")
+Optimizer = Literal["adam", "sgd"]  # adam: AdamW when weight_decay > 0; sgd: with momentum and L2 decay
+Schedule = Literal["constant", "cosine", "step"]
+
+
 class TeacherSection(_Model):
+    """How the teacher is trained. The recipe defaults are kdtune's original one (constant Adam, no decay, no
+    augmentation), so older specs train and cache exactly as before."""
+
     arch: str = "reference_teacher"
     epochs: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     seed: int = 0
-    select: Literal["best_val", "final"] = "best_val"
+    select: Literal["best_val", "best_val_loss", "final"] = "best_val"
     patience: int | None = Field(None, ge=1)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}  # e.g. {dropout: 0.5, input_dropout: 0.2} for the MLPs
+    optimizer: Optimizer = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Schedule = "constant"
+    warmup_epochs: int = Field(0, ge=0)  # linear warm-up, then the schedule; shorter than the epochs
+    augment: AugmentSpec = AugmentSpec()  # shift 0, rotate 0: none
+    ensemble: int = 1  # the teacher is the mean of the logits of this many members (seeds seed, seed + 1, ...)
     error: float = Field(0.1, ge=0)  # linear task only: squared norm B of the teacher's weight error
     # A teacher you bring (docs/byo.md): weights to load into `arch` (nothing is trained) ...
     checkpoint: str | None = None
@@ -164,6 +193,22 @@ class TeacherSection(_Model):
             raise SpecError("teacher.logits", key, "must be the 32-hex-digit key that `kdtune cache import` printed")
         return key
 
+    @field_validator("ensemble")
+    @classmethod
+    def _check_ensemble(cls, n: int) -> int:
+        if n < 1:
+            raise SpecError("teacher.ensemble", n, "must be a positive integer (the number of teacher seeds averaged)")
+        return n
+
+    @model_validator(mode="after")
+    def _check_recipe(self) -> TeacherSection:
+        _check_warmup("teacher", self.warmup_epochs, self.epochs)
+        return self
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe fields, as :class:`~kdtune.teacher.TeacherSpec` takes them."""
+        return {name: getattr(self, name) for name in RECIPE_FIELDS}
+
 
 class StudentSection(_Model):
     arch: str = "reference_student"
@@ -171,6 +216,20 @@ class StudentSection(_Model):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
     kwargs: dict[str, Any] = {}
+    optimizer: Optimizer = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Schedule = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_recipe(self) -> StudentSection:
+        _check_warmup("student", self.warmup_epochs, self.epochs)
+        return self
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe fields, as :class:`~kdtune.train.TrainConfig` takes them."""
+        return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
 FloatList = Annotated[list[float], BeforeValidator(_as_list)]
@@ -184,7 +243,7 @@ class ConditionsSpec(_Model):
     noise_level: FloatList = [0.0]
     noise_type: Annotated[list[Literal["symmetric", "pairflip"]], BeforeValidator(_as_list)] = ["symmetric"]
     teacher_epochs: IntList | None = None
-    teacher_select: Annotated[list[Literal["best_val", "final"]], BeforeValidator(_as_list)] | None = None
+    teacher_select: Annotated[list[Literal["best_val", "best_val_loss", "final"]], BeforeValidator(_as_list)] | None = None
     teacher_seeds: IntList | None = None
     teacher_error: FloatList | None = None
     dataset: StrList | None = None
@@ -338,6 +397,26 @@ class StudySpec(_Model):
             if value is not None:
                 raise SpecError(f"conditions.{axis}", value, f"has no effect with {field} (the teacher is given, "
                                 "not trained); remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _check_teacher_recipe(self) -> StudySpec:
+        """Augmentation needs images (the linear task has vectors; user files are checked on loading), and each
+        teacher length of the conditions must outlast the warm-up."""
+        t = self.teacher
+        if (t.augment.shift or t.augment.rotate) and self.task == "regression":
+            raise SpecError("teacher.augment", t.augment.model_dump(), "needs an image dataset; the linear task has "
+                            "feature vectors (remove teacher.augment)")
+        for i, epochs in enumerate(self.conditions.teacher_epochs or []):
+            if t.warmup_epochs >= epochs:
+                raise SpecError(f"conditions.teacher_epochs[{i}]", epochs,
+                                f"must be more than teacher.warmup_epochs ({t.warmup_epochs})")
+        epochs = self.search.get("epochs")
+        if epochs is not None and self.student.warmup_epochs > 0:
+            shortest = min(epochs.choices or [0]) if epochs.type == "categorical" else epochs.low
+            if shortest is not None and shortest <= self.student.warmup_epochs:
+                raise SpecError("search.epochs", epochs.model_dump(exclude_none=True),
+                                f"must stay above student.warmup_epochs ({self.student.warmup_epochs})")
         return self
 
     @property

@@ -3,8 +3,20 @@
 The teacher is trained on the *noisy* training labels, like any model a user would train. Its checkpoint is
 chosen on the noisy validation split by default (``select="best_val"``): measured on MNIST with 5% flipped
 labels, the reference teacher peaks after ~4 epochs and then memorises the flips, and a last-epoch teacher
-makes distillation look harmful for the wrong reason. The selection policy is part of the teacher's identity
-(and so of every cache key built on it).
+makes distillation look harmful for the wrong reason. ``select="best_val_loss"`` keeps the epoch of the lowest
+validation cross-entropy instead: on 1,000 validation images accuracy moves in steps of 0.1% (the top epochs
+often tie or differ by one or two images), while the loss moves with every image's confidence. The selection
+policy is part of the teacher's identity (and so of every cache key built on it).
+
+A teacher *recipe* (optimizer, weight decay, learning-rate schedule with warm-up, augmentation; dropout is a
+model kwarg) is part of the spec and of the key too; fields left at their defaults are left out of
+:meth:`TeacherSpec.to_dict`, so the keys of teachers cached before recipes existed do not change.
+
+An *ensemble* teacher (``ensemble = N``) is N members trained alike with seeds ``seed``, ``seed + 1``, ...; its
+logits are the mean of the members' logits. Averaging logits, not probabilities, keeps one teacher at every
+temperature: softmax(mean z / T) is the normalised geometric mean of the members' softmax(z / T), whereas the
+log of the mean probability, divided by T, is not the mean of the members' softened targets at any T but 1. The
+ensemble is one cache entry (one weights file holding every member) with each member's record.
 
 Checkpoints are safetensors (no pickle, nothing executes on load) with a JSON sidecar.
 
@@ -38,6 +50,7 @@ from kdtune.data import read_bytes
 from kdtune.errors import SpecError
 from kdtune.models import build_model
 from kdtune.models import check_arch
+from kdtune.train import Augment
 from kdtune.train import EpochMetrics
 from kdtune.train import TeacherLogits
 from kdtune.train import TrainConfig
@@ -45,7 +58,10 @@ from kdtune.train import Trainer
 from kdtune.train import predict
 
 
-TEACHER_SELECT = ("best_val", "final")
+TEACHER_SELECT = ("best_val", "best_val_loss", "final")
+#: Recipe fields of TeacherSpec, left out of its identity while they hold these defaults (keys stay as they were).
+RECIPE_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant",
+                                   "warmup_epochs": 0, "augment": None, "ensemble": 1}
 DIAGNOSTIC_TEMPERATURES = (1.0, 4.0, 10.0, 20.0)
 ECE_BINS = 15
 CHECK_BATCH = 4  # samples in the one batch every model is checked on before training
@@ -65,6 +81,13 @@ class TeacherSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None  # a user's weights for ``arch`` (local path or URI): nothing is trained
     logits: str | None = None  # a logits entry imported with ``kdtune cache import``: no teacher model
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    augment: Augment | None = None  # also accepted as a mapping {shift, rotate}
+    ensemble: int = 1  # members, seeds seed .. seed + ensemble - 1; the teacher is the mean of their logits
 
     def __post_init__(self) -> None:
         check_arch(self.arch, field="teacher.arch")
@@ -72,7 +95,29 @@ class TeacherSpec:
             raise SpecError("teacher.select", self.select, f"must be one of {', '.join(TEACHER_SELECT)}")
         if self.patience is not None and self.patience < 1:
             raise SpecError("teacher.patience", self.patience, "must be a positive integer or omitted")
-        TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)  # validates the shared fields
+        for name in ("lr", "momentum", "weight_decay"):  # 1 and 1.0 are one teacher (and one cache key)
+            if isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool):
+                object.__setattr__(self, name, float(getattr(self, name)))
+        if self.ensemble < 1:
+            raise SpecError("teacher.ensemble", self.ensemble, "must be a positive integer (the number of members)")
+        try:
+            if isinstance(self.augment, dict):
+                unknown = sorted(set(self.augment) - {"shift", "rotate"})
+                if unknown:
+                    raise SpecError("augment", self.augment, "takes shift (pixels) and rotate (degrees) only")
+                object.__setattr__(self, "augment", Augment(**self.augment))
+            if self.augment is not None and not self.augment.active:
+                object.__setattr__(self, "augment", None)  # a no-op augmentation is no augmentation (same key)
+            self.config()  # validates the shared fields
+        except SpecError as exc:
+            raise SpecError(f"teacher.{exc.field}", exc.value, exc.allowed) from None
+
+    def config(self, seed: int | None = None) -> TrainConfig:
+        """The training config of the member with ``seed`` (default: the spec's seed)."""
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                           seed=self.seed if seed is None else seed, alpha=1.0, optimizer=self.optimizer,
+                           momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
+                           warmup_epochs=self.warmup_epochs, augment=self.augment)
 
     @property
     def source(self) -> str:
@@ -85,6 +130,11 @@ class TeacherSpec:
         for name in ("checkpoint", "logits"):
             if d[name] is None:
                 del d[name]
+        drop = [name for name, default in RECIPE_DEFAULTS.items() if d[name] == default]
+        if d["optimizer"] != "sgd":
+            drop.append("momentum")  # momentum means nothing to adam
+        for name in set(drop):
+            del d[name]
         return d
 
 
@@ -97,6 +147,7 @@ class Teacher:
     selected_epoch: int
     curve: list[dict[str, float]]  # per epoch: epoch, train_loss, val_loss, val_accuracy, test_accuracy, ...
     data_fingerprint: str
+    members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's members: seed, selected_epoch, curve
 
     @property
     def fingerprint(self) -> str:
@@ -112,7 +163,7 @@ class Teacher:
 
     def logits(self, data: DataBundle) -> TeacherLogits:
         """One forward pass over every split: the only place a teacher runs on data."""
-        return TeacherLogits(*(predict(self.model, s.x).cpu() for s in (data.train, data.val, data.test)))
+        return teacher_logits(self.model, data)
 
     def sidecar(self) -> dict[str, Any]:
         from kdtune import __version__
@@ -126,7 +177,24 @@ class Teacher:
             "weights_fingerprint": self.fingerprint,
             "data_fingerprint": self.data_fingerprint,
             "kdtune_version": __version__,
+            **({"members": self.members} if self.members else {}),
         }
+
+
+def teacher_logits(model: nn.Module, data: DataBundle) -> TeacherLogits:
+    """``model``'s logits on every split of ``data`` (CPU float32)."""
+    return TeacherLogits(*(predict(model, s.x).cpu() for s in (data.train, data.val, data.test)))
+
+
+class EnsembleModel(nn.Module):
+    """The mean of its members' logits (see the module docstring for why logits and not probabilities)."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(0)
 
 
 def train_teacher(
@@ -139,33 +207,61 @@ def train_teacher(
 ) -> Teacher:
     """Train a teacher with cross-entropy on the noisy labels and keep the checkpoint ``spec.select`` asks for.
 
-    The model's output shape is checked on one batch before training starts (:func:`build_checked`).
+    The model's output shape is checked on one batch before training starts (:func:`build_checked`). An
+    ensemble trains its members one after the other (``on_epoch`` sees every member's epochs); its curve is one
+    row (epoch 0) with the ensemble's validation and test accuracy, and ``members`` keeps each member's.
     """
     if spec.source != "trained":
         raise SpecError("teacher", spec.source, "is given (checkpoint or imported logits): it is not trained")
-    model = build_checked(spec.arch, data, kwargs=spec.kwargs, field="teacher.arch", seed=spec.seed)
-    config = TrainConfig(epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, seed=spec.seed, alpha=1.0)
-    trainer = Trainer(model, data, config, device=device, threads=threads)
+    if spec.augment is not None and data.train.x.dim() != 4:
+        raise SpecError("teacher.augment", asdict(spec.augment), f"needs image inputs (C, H, W); dataset {data.name!r} "
+                        f"has inputs of shape {tuple(data.input_shape)}")
+    seeds = [spec.seed + i for i in range(spec.ensemble)]
+    models = [build_checked(spec.arch, data, kwargs=spec.kwargs, field="teacher.arch", seed=seed) for seed in seeds]
+    trained = [_train_member(spec, model, data, seed, on_epoch=on_epoch, device=device, threads=threads)
+               for seed, model in zip(seeds, models)]
+    if spec.ensemble == 1:
+        selected, curve = trained[0]
+        return Teacher(model=models[0].cpu(), spec=spec, selected_epoch=selected, curve=curve,
+                       data_fingerprint=data.fingerprint())
+    ensemble = EnsembleModel([model.cpu() for model in models])
+    val, test = predict(ensemble, data.val.x), predict(ensemble, data.test.x)
+    row = {"epoch": 0, "val_accuracy": float((val.argmax(1) == data.val.y).float().mean()),
+           "val_loss": float(torch.nn.functional.cross_entropy(val, data.val.y)),
+           "test_accuracy": float((test.argmax(1) == data.test.clean).float().mean())}
+    members = [{"seed": seed, "selected_epoch": selected, "curve": curve}
+               for seed, (selected, curve) in zip(seeds, trained)]
+    return Teacher(model=ensemble, spec=spec, selected_epoch=0, curve=[row], data_fingerprint=data.fingerprint(),
+                   members=members)
+
+
+def _train_member(spec: TeacherSpec, model: nn.Module, data: DataBundle, seed: int, *,
+                  on_epoch: Callable[[EpochMetrics], None] | None, device: torch.device | str | None,
+                  threads: int | None) -> tuple[int, list[dict[str, float]]]:
+    """Train one model in place with ``spec``'s recipe and ``seed``; leave it at the selected epoch.
+
+    Returns the selected epoch and the curve. Selection (and ``patience``) follow ``spec.select``: the highest
+    validation accuracy (first such epoch) or the lowest validation loss; ``final`` keeps the last epoch.
+    """
+    trainer = Trainer(model, data, spec.config(seed), device=device, threads=threads)
     curve: list[dict[str, float]] = []
-    best_state, best_epoch, best_val = None, 0, -math.inf
+    best_state, best_epoch, best_score = None, 0, -math.inf
     for _ in range(spec.epochs):
         metrics = trainer.step()
         curve.append({k: v for k, v in metrics.as_dict().items() if isinstance(v, (int, float))})
         if on_epoch is not None:
             on_epoch(metrics)
-        if metrics.val_accuracy > best_val:
-            best_val, best_epoch = metrics.val_accuracy, metrics.epoch
-            best_state = copy.deepcopy(model.state_dict()) if spec.select == "best_val" else None
+        score = -metrics.val_loss if spec.select == "best_val_loss" else metrics.val_accuracy
+        if best_epoch == 0 or score > best_score:  # the first epoch always counts (its loss may be NaN)
+            best_score, best_epoch = score, metrics.epoch
+            best_state = copy.deepcopy(model.state_dict()) if spec.select != "final" else None
         elif spec.patience is not None and metrics.epoch - best_epoch >= spec.patience:
             break
-    if spec.select == "best_val":
-        assert best_state is not None  # at least one epoch ran, and val accuracy is never -inf
-        model.load_state_dict(best_state)
-        selected = best_epoch
-    else:
-        selected = len(curve)
-    return Teacher(model=model.cpu(), spec=spec, selected_epoch=selected, curve=curve,
-                   data_fingerprint=data.fingerprint())
+    if spec.select == "final":
+        return len(curve), curve
+    assert best_state is not None  # at least one epoch ran
+    model.load_state_dict(best_state)
+    return best_epoch, curve
 
 
 def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None = None, field: str = "arch",
@@ -311,11 +407,12 @@ def teacher_from_bytes(weights: bytes, sidecar: bytes, data: DataBundle) -> Teac
 
     meta = json.loads(sidecar)
     spec = TeacherSpec(**meta["spec"])
-    model = build_model(spec.arch, input_shape=data.input_shape, num_classes=data.num_classes,
-                        kwargs=spec.kwargs, field="teacher.arch")
+    members = [build_model(spec.arch, input_shape=data.input_shape, num_classes=data.num_classes,
+                           kwargs=spec.kwargs, field="teacher.arch") for _ in range(spec.ensemble)]
+    model = members[0] if spec.ensemble == 1 else EnsembleModel(members)
     model.load_state_dict(load(weights))
     teacher = Teacher(model=model, spec=spec, selected_epoch=meta["selected_epoch"], curve=meta["curve"],
-                      data_fingerprint=meta["data_fingerprint"])
+                      data_fingerprint=meta["data_fingerprint"], members=meta.get("members", []))
     if teacher.fingerprint != meta["weights_fingerprint"]:
         raise ValueError("teacher weights do not match the fingerprint recorded in their sidecar")
     return teacher

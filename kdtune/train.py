@@ -7,6 +7,10 @@ array computed once up front (the logit cache), indexed with the same permutatio
 :class:`Trainer` advances one model epoch by epoch, so that a study trial can train the repeat seeds of
 one configuration in lockstep and report their mean after every epoch; :func:`train_student` is the plain
 loop around it.
+
+The recipe (optimizer, weight decay, learning-rate schedule with warmup, augmentation) is part of
+:class:`TrainConfig`, shared by teachers and students. Its defaults (Adam, no decay, constant rate, no
+augmentation) are the recipe kdtune always had, so every existing configuration trains exactly as before.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +39,39 @@ from kdtune.errors import SpecError
 # (whose activations no longer fit in cache); the teacher's forward costs the same at both.
 EVAL_BATCH_SIZE = 256
 
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine", "step")
+STEP_MILESTONES = (0.5, 0.75)  # the step schedule: x STEP_GAMMA at half and at three quarters of the epochs
+STEP_GAMMA = 0.1
+_AUGMENT_SEED_OFFSET = 0x5EED_A06  # augmentation draws come from a generator of their own (batch order unchanged)
+_MODEL_RNG_OFFSET = 0x5EED_D0  # dropout's draws: torch's global RNG, set from a state of the trainer's own
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random per-sample shifts of up to ``shift`` pixels (each axis, uniform integers in [-shift, shift]) and
+    rotations uniform in [-rotate, rotate] degrees, applied to each training batch of images.
+
+    One affine resampling per batch (:func:`augment_batch`); the pixels moved in from outside are 0 (the
+    background of MNIST-like images in [0, 1]). Validation, test and the teacher's logits never see it.
+    """
+
+    shift: int = 0
+    rotate: float = 0.0
+
+    def __post_init__(self) -> None:
+        # 10 and 10.0 degrees are one augmentation (and one cache key)
+        object.__setattr__(self, "shift", int(self.shift))
+        object.__setattr__(self, "rotate", float(self.rotate))
+        if self.shift < 0:
+            raise SpecError("augment.shift", self.shift, "must be a number of pixels >= 0")
+        if not 0 <= self.rotate <= 180:
+            raise SpecError("augment.rotate", self.rotate, "must be degrees in [0, 180]")
+
+    @property
+    def active(self) -> bool:
+        return self.shift > 0 or self.rotate > 0
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,10 +83,26 @@ class TrainConfig:
     alpha: float = 1.0
     temperature: float = 1.0
     seed: int = 0
+    optimizer: Literal["adam", "sgd"] = "adam"  # adam: Adam, AdamW with weight decay; sgd: SGD with momentum
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: int = 0  # linear warm-up from lr / (steps of warm-up) to lr, then the schedule
+    augment: Augment | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise SpecError("epochs", self.epochs, "must be a positive integer")
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError("optimizer", self.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise SpecError("schedule", self.schedule, f"must be one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.momentum < 1:
+            raise SpecError("momentum", self.momentum, "must be in [0, 1)")
+        if not self.weight_decay >= 0:
+            raise SpecError("weight_decay", self.weight_decay, "must be >= 0")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise SpecError("warmup_epochs", self.warmup_epochs, f"must be in [0, epochs) = [0, {self.epochs})")
         if self.batch_size < 1:
             raise SpecError("batch_size", self.batch_size, "must be a positive integer")
         if not 0 < self.lr < math.inf:  # also refuses NaN: every comparison with it is false
@@ -106,10 +160,71 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+RECIPE_FIELDS = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs")
+
+
+def student_recipe(section: dict[str, Any]) -> dict[str, Any]:
+    """The recipe fields of a spec's ``student`` section as a dict (``StudentSection.model_dump()``); a study
+    folder written before recipes existed has none, and gets the original recipe."""
+    return {name: section[name] for name in RECIPE_FIELDS if name in section}
+
+
+def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) as a share of ``config.lr``.
+
+    Warm-up rises linearly over ``warmup_epochs`` (step i of W gets (i + 1) / W), then ``constant`` stays at 1,
+    ``cosine`` falls from 1 towards 0 over the remaining steps, ``step`` multiplies by :data:`STEP_GAMMA` at
+    each of :data:`STEP_MILESTONES` of the epochs.
+    """
+    warmup = config.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.schedule == "cosine":
+        total = config.epochs * steps_per_epoch - warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / total))
+    if config.schedule == "step":
+        epoch = step / steps_per_epoch
+        return STEP_GAMMA ** sum(epoch >= m * config.epochs for m in STEP_MILESTONES)
+    return 1.0
+
+
+def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    """``adam`` with weight decay is AdamW (the decay decoupled from the adaptive step, so it shrinks weights by
+    lr x weight_decay per step whatever the gradients' scale); ``sgd`` uses ``momentum`` and classic L2 decay."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.weight_decay > 0:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (B, C, H, W) shifted and rotated per sample, with draws from ``generator`` (CPU) alone.
+
+    One ``affine_grid`` + ``grid_sample`` for the whole batch: each sample gets its own shift and angle
+    (torchvision's v2 transforms draw one set of parameters per call, i.e. per batch). Integer shifts without
+    rotation land exactly on pixel centres, so they move pixels without blurring them.
+    """
+    b, _, h, w = x.shape
+    dx = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
+    dy = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(augment.rotate)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # theta maps output to input coordinates in [-1, 1]; a shift of d pixels is 2d / size there.
+    theta = torch.stack([torch.stack([cos, -sin, -2 * dx / w], 1), torch.stack([sin, cos, -2 * dy / h], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) \
+        else out
+
+
 class Trainer:
-    """Trains ``model`` on ``data.train`` with Adam, one epoch per :meth:`step`.
+    """Trains ``model`` on ``data.train`` with the config's recipe, one epoch per :meth:`step`.
 
     The seed fixes the batch order (a ``torch.Generator`` of its own: nothing depends on global RNG state);
+    augmentation draws from a second generator seeded from the same seed, so a recipe with augmentation keeps
+    the batch order of the one without, and two configurations with the same seed see the same batches and the
+    same shifted images (the paired seeds of a study);
     the model's initial weights are fixed by whoever built it (``build_model(..., seed=...)``).
     Without ``teacher`` the loss is plain cross-entropy and ``alpha`` must be 1.
 
@@ -142,8 +257,16 @@ class Trainer:
         self.test_split = _to_device(data.test, self.device)
         self.teacher = None if teacher is None else TeacherLogits(
             *(t.to(self.device) for t in (teacher.train, teacher.val, teacher.test)))
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        augment = config.augment
+        if augment is not None and augment.active and data.train.x.dim() != 4:
+            raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}", "needs image inputs (C, H, W); "
+                            f"dataset {data.name!r} has inputs of shape {tuple(data.input_shape)}")
+        self.augment = augment if augment is not None and augment.active else None
+        self.optimizer = make_optimizer(config, self.model.parameters())
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.augment_generator = torch.Generator().manual_seed(config.seed + _AUGMENT_SEED_OFFSET)
+        self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
+        self.model_rng = _seeded_rng_state(config.seed + _MODEL_RNG_OFFSET, self.device)
         self.epoch = 0
 
     def step(self) -> EpochMetrics:
@@ -156,13 +279,29 @@ class Trainer:
         return metrics
 
     def _train_epoch(self) -> float:
+        """One epoch with torch's global RNG (which dropout draws from) set to this run's own state, and restored
+        afterwards: a model with dropout trains the same whatever else ran in the process before it."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.model_rng["cpu"])
+            if devices:
+                torch.cuda.set_rng_state(self.model_rng["cuda"], self.device)
+            loss = self._train_batches()
+            self.model_rng = _rng_state(self.device)
+        return loss
+
+    def _train_batches(self) -> float:
         self.model.train()
         x, y = self.train_split.x, self.train_split.y
         order = torch.randperm(len(y), generator=self.generator).to(self.device)  # (N,)
         total, count = torch.zeros((), device=self.device), 0
-        for start in range(0, len(order), self.config.batch_size):
+        for i, start in enumerate(range(0, len(order), self.config.batch_size)):
             idx = order[start : start + self.config.batch_size]
-            logits = self.model(x[idx])  # (B, K)
+            factor = lr_factor(self.config, self.epoch * self.steps_per_epoch + i, self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.lr * factor
+            batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
+            logits = self.model(batch)  # (B, K)
             if self.teacher is None:
                 loss = F.cross_entropy(logits, y[idx])
             else:
@@ -211,6 +350,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "augment_generator": self.augment_generator.get_state(),
+            "model_rng": self.model_rng,
             "epoch": self.epoch,
         }
 
@@ -218,6 +359,10 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        if "augment_generator" in state:  # checkpoints written before augmentation existed have none (and need none)
+            self.augment_generator.set_state(state["augment_generator"])
+        if "model_rng" in state:
+            self.model_rng = state["model_rng"]
         self.epoch = int(state["epoch"])
 
 
@@ -264,6 +409,22 @@ def class_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int) ->
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
     return recall.tolist(), float(f1.mean())
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _seeded_rng_state(seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The global RNG states (CPU, and the device's when CUDA) that ``torch.manual_seed(seed)`` gives, leaving the
+    process's own states untouched."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _rng_state(device)
 
 
 def _to_device(split: Split, device: torch.device) -> Split:

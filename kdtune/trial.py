@@ -196,6 +196,7 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, 
     from kdtune.models import build_model
     from kdtune.train import TrainConfig
     from kdtune.train import Trainer
+    from kdtune.train import student_recipe
 
     params = config["params"]
     student = study["student"]
@@ -205,7 +206,7 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, 
                             num_classes=data.num_classes, kwargs=student["kwargs"], field="student.arch", seed=seed)
         train_config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]),
                                    batch_size=int(params["batch_size"]), alpha=float(params["alpha"]),
-                                   temperature=float(params["temperature"]), seed=seed)
+                                   temperature=float(params["temperature"]), seed=seed, **student_recipe(student))
         trainers.append(Trainer(model, data, train_config, teacher=logits, threads=threads))
     return trainers, [-math.inf] * len(trainers)
 

@@ -10,7 +10,8 @@ from kdtune.models import build_model
 from kdtune.models import count_parameters
 
 
-@pytest.mark.parametrize("arch", ["reference_teacher", "reference_student", "hinton_teacher", "hinton_student", "mlp", "linear"])
+@pytest.mark.parametrize("arch", ["reference_teacher", "reference_student", "cnn_teacher", "hinton_teacher", "hinton_student",
+                                  "mlp", "linear"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28)])
 def test_output_shapes(arch: str, shape: tuple[int, ...]) -> None:
     model = build_model(arch, input_shape=shape, num_classes=10)

@@ -27,7 +27,8 @@ from kdtune.spec import load_spec
 REPO = Path(__file__).resolve().parents[1]
 SPACES = REPO / "search_spaces"
 SHIPPED = sorted(p.name for p in SPACES.glob("*.yaml"))
-REAL_DATA = ("mnist_noise.yaml", "seed_alpha_grid.yaml", "fashion_mnist.yaml", "teacher_quality.yaml")
+REAL_DATA = ("mnist_noise.yaml", "seed_alpha_grid.yaml", "fashion_mnist.yaml", "teacher_quality.yaml",
+             "mnist_strong_teacher.yaml", "hinton_mnist.yaml")
 README = (SPACES / "README.md").read_text()
 
 
@@ -35,9 +36,10 @@ def _load(name: str) -> StudySpec:
     return load_spec(SPACES / name)
 
 
-def test_the_six_specs_are_shipped() -> None:
+def test_the_eight_specs_are_shipped() -> None:
     assert set(SHIPPED) == {"quickstart.yaml", "mnist_noise.yaml", "seed_alpha_grid.yaml",
-                            "fashion_mnist.yaml", "teacher_quality.yaml", "linear_closed_form.yaml"}
+                            "fashion_mnist.yaml", "teacher_quality.yaml", "linear_closed_form.yaml",
+                            "mnist_strong_teacher.yaml", "hinton_mnist.yaml"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -67,7 +69,7 @@ def test_real_data_specs_leave_the_data_root_to_the_user_and_never_download(name
     assert spec.dataset.data_root is None
     assert spec.dataset.download is False
     assert "download: false" in (SPACES / name).read_text()  # said explicitly, not left to the default
-    assert spec.dataset.train_size == 10000
+    assert spec.dataset.train_size == (None if name == "hinton_mnist.yaml" else 10000)
 
 
 def test_quickstart_is_digits_at_three_noise_levels() -> None:
@@ -121,6 +123,28 @@ def test_teacher_quality_compares_a_two_epoch_teacher_with_a_converged_one() -> 
     assert {c.noise_level for c in conditions} == {0.0}
     # the teacher epochs are part of the teacher spec, hence of its cache key
     assert [c.teacher_spec(spec).epochs for c in conditions] == [2, 30]
+
+
+def test_mnist_strong_teacher_is_the_seed_setup_with_a_teacher_recipe() -> None:
+    seed, strong = _load("seed_alpha_grid.yaml"), _load("mnist_strong_teacher.yaml")
+    assert strong.dataset == seed.dataset
+    assert [(c.noise_level, c.noise_type) for c in expand(strong)] == [(0.05, "symmetric")]
+    assert strong.student == seed.student.model_copy(update={"epochs": 20})  # the seed's student, early-stopped
+    teacher = expand(strong)[0].teacher_spec(strong)
+    assert teacher.arch == "cnn_teacher" and teacher.augment is not None and teacher.schedule == "cosine"
+    assert strong.budget.confirm_top_k == 1
+
+
+def test_hinton_mnist_is_the_papers_setting() -> None:
+    spec = _load("hinton_mnist.yaml")
+    [condition] = expand(spec)
+    teacher = condition.teacher_spec(spec)
+    assert spec.dataset.name == "mnist" and spec.dataset.train_size is None and condition.noise_level == 0.0
+    assert (teacher.arch, spec.student.arch) == ("hinton_teacher", "hinton_student")
+    assert teacher.kwargs["dropout"] > 0 and teacher.augment is not None and teacher.augment.shift == 2
+    assert teacher.augment.rotate == 0  # jitter only, as in the paper
+    assert spec.search["temperature"].low <= 20 <= spec.search["temperature"].high and spec.default_temperature == 20
+    assert spec.budget.confirm_top_k == 1
 
 
 def test_linear_closed_form_searches_only_alpha_on_val_mse() -> None:

@@ -103,5 +103,5 @@ def test_diagnostics_match_a_hand_computation() -> None:
 
 
 def test_bad_select_is_refused() -> None:
-    with pytest.raises(SpecError, match="teacher.select = 'best': must be one of best_val, final"):
+    with pytest.raises(SpecError, match="teacher.select = 'best': must be one of best_val, best_val_loss, final"):
         TeacherSpec(select="best")

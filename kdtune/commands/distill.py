@@ -59,14 +59,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--teacher", default="reference_teacher", help="teacher architecture (default: %(default)s)")
     models.add_argument("--student", default="reference_student", help="student architecture (default: %(default)s)")
     models.add_argument("--teacher-epochs", type=int, default=8, help="teacher training epochs (default: %(default)s)")
-    models.add_argument("--teacher-select", default="best_val", choices=("best_val", "final"),
-                        help="teacher checkpoint: best validation epoch, or the last (default: %(default)s)")
+    models.add_argument("--teacher-select", default="best_val", choices=("best_val", "best_val_loss", "final"),
+                        help="teacher checkpoint: best validation accuracy, lowest validation loss, or the last epoch "
+                        "(default: %(default)s)")
     models.add_argument("--teacher-seed", type=int, default=0,
                         help="teacher initialisation and batch order (default: %(default)s)")
     models.add_argument("--teacher-kwargs", default=None, metavar="MAPPING",
                         help="keyword arguments of the teacher's factory, as YAML/JSON, e.g. '{widths: [512]}'")
     models.add_argument("--student-kwargs", default=None, metavar="MAPPING",
                         help="keyword arguments of the student's factory, as YAML/JSON")
+    models.add_argument("--teacher-recipe", default=None, metavar="MAPPING",
+                        help="the teacher's recipe, as YAML/JSON: lr, optimizer (adam | sgd), momentum, weight_decay, "
+                        "schedule (constant | cosine | step), warmup_epochs, augment ({shift: 2, rotate: 10}), "
+                        "ensemble (members); e.g. '{schedule: cosine, augment: {shift: 2}}'")
+    models.add_argument("--student-recipe", default=None, metavar="MAPPING",
+                        help="the students' recipe, as YAML/JSON: optimizer, momentum, weight_decay, schedule, "
+                        "warmup_epochs")
     models.add_argument("--teacher-checkpoint", default=None, metavar="PATH",
                         help="load the teacher's weights (safetensors or a torch state dict; never a pickle) into "
                         "--teacher instead of training it")
@@ -90,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(default: $KDTUNE_CACHE_DIR, else ~/.cache/kdtune/cache)")
 
 
+_STUDENT_RECIPE = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs")
+_TEACHER_RECIPE = ("lr", *_STUDENT_RECIPE, "augment", "ensemble")
+
 # Core errors name spec fields; on this command the user typed flags.
 _FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "dataset.val_fraction": "--val-fraction",
           "dataset.files": "--data-file", "teacher.checkpoint": "--teacher-checkpoint",
@@ -97,7 +108,9 @@ _FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "da
           "teacher.arch kwargs": "--teacher-kwargs",
           "noise_level": "--noise", "noise_type": "--noise-type", "teacher.arch": "--teacher",
           "teacher.select": "--teacher-select", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
-          "temperature": "--temperature", "alpha": "--alpha", "cache_dir": "--cache-dir"}
+          "temperature": "--temperature", "alpha": "--alpha", "cache_dir": "--cache-dir",
+          **{name: f"--student-recipe {name}" for name in _STUDENT_RECIPE},
+          **{f"teacher.{name}": f"--teacher-recipe {name}" for name in _TEACHER_RECIPE}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,16 +142,19 @@ def _distill(args: argparse.Namespace) -> int:
     check_alpha(args.alpha, field="--alpha")
     teacher_kwargs = _mapping(args.teacher_kwargs, "--teacher-kwargs")
     student_kwargs = _mapping(args.student_kwargs, "--student-kwargs")
+    teacher_recipe = _recipe(args.teacher_recipe, "--teacher-recipe", _TEACHER_RECIPE)
+    student_recipe = _recipe(args.student_recipe, "--student-recipe", _STUDENT_RECIPE)
     files = [_absolute(f) for f in args.data_files] if args.data_files else None
     dataset = args.dataset or ("files" if files else "digits")
     checkpoint = _absolute(args.teacher_checkpoint) if args.teacher_checkpoint else None
     if args.teacher_epochs < 1:
         raise SpecError("--teacher-epochs", args.teacher_epochs, "must be a positive integer")
     student_config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
-                                 temperature=args.temperature, seed=args.seed)
-    teacher_spec = TeacherSpec(arch=args.teacher, epochs=args.teacher_epochs, lr=args.lr,
-                               batch_size=args.batch_size, seed=args.teacher_seed, select=args.teacher_select,
-                               kwargs=teacher_kwargs, checkpoint=checkpoint)
+                                 temperature=args.temperature, seed=args.seed, **student_recipe)
+    teacher_spec = TeacherSpec(**{"arch": args.teacher, "epochs": args.teacher_epochs, "lr": args.lr,
+                                  "batch_size": args.batch_size, "seed": args.teacher_seed,
+                                  "select": args.teacher_select, "kwargs": teacher_kwargs, "checkpoint": checkpoint,
+                                  **teacher_recipe})
     threads = args.threads or os.cpu_count() or 1
     cache = LogitCache(args.cache_dir)
 
@@ -195,6 +211,17 @@ def _mapping(text: str | None, flag: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SpecError(flag, text, "must be a YAML/JSON mapping, e.g. '{widths: [64]}'")
     return value
+
+
+def _recipe(text: str | None, flag: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A recipe mapping with only the keys ``allowed`` (values are checked by TrainConfig / TeacherSpec)."""
+    from kdtune.errors import SpecError
+
+    recipe = _mapping(text, flag)
+    for key in recipe:
+        if key not in allowed:
+            raise SpecError(f"{flag} {key}", recipe[key], f"is not a recipe field; allowed: {', '.join(allowed)}")
+    return recipe
 
 
 def _absolute(path: str) -> str:

@@ -114,7 +114,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
     temperature = float(params.get("temperature") if params.get("temperature") is not None
                         else spec.default_temperature)
     config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]), batch_size=int(params["batch_size"]),
-                         alpha=float(params["alpha"]), temperature=temperature, seed=seed)
+                         alpha=float(params["alpha"]), temperature=temperature, seed=seed, **spec.student.recipe())
     trainer = Trainer(model, data, config, teacher=logits, threads=threads or os.cpu_count() or 1)
     best, best_state = None, None
     for _ in range(config.epochs):
