@@ -89,13 +89,17 @@ def print_estimate(spec: Any, options: Any) -> None:
 
     from kdtune.commands.plan import estimate_line
     from kdtune.commands.plan import make_plan
+    from kdtune.errors import KdtuneError
 
     start = time.perf_counter()
     import ray.tune  # noqa: F401 - timed: what each Ray worker pays
     import torch  # noqa: F401
 
-    plan = make_plan(spec, cache_dir=options.cache_dir, max_concurrent=options.max_concurrent,
-                     ray_running=options.address is not None, worker_start_s=time.perf_counter() - start)
+    try:
+        plan = make_plan(spec, cache_dir=options.cache_dir, max_concurrent=options.max_concurrent,
+                         ray_running=options.address is not None, worker_start_s=time.perf_counter() - start)
+    except KdtuneError:
+        return  # no estimate: the study's own checks say what is wrong, naming the option the user typed
     print(f"plan: {estimate_line(plan)}", flush=True)
 
 
