@@ -148,9 +148,13 @@ class SimulatedCondition:
             self.run(params, seeds, "search")
 
 
-def simulate_study(budget: Budget, curves: list[Any], rng: np.random.Generator) -> list[dict[str, Any]]:
-    """One study with one condition per curve, confirmed adaptively as the searcher does it."""
-    spec = parse_spec(_raw_spec(budget.spec))
+def simulate_study(budget: Budget, curves: list[Any], rng: np.random.Generator,
+                   overrides: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One study with one condition per curve, confirmed adaptively as the searcher does it; ``overrides`` are
+    ``key.path=value`` changes to the budget's spec, as ``kdtune run --set`` takes them."""
+    from kdtune.spec import apply_overrides
+
+    spec = parse_spec(apply_overrides(_raw_spec(budget.spec), overrides))
     context = Context(spec=spec, metric=METRICS[spec.objective_name], margin=spec.margin,
                       design=Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats),
                       conditions=len(curves))
@@ -203,7 +207,7 @@ def _raw_spec(path: str) -> dict[str, Any]:
     return dict(yaml.safe_load((Path(__file__).resolve().parents[1] / path).read_text()))
 
 
-def calibrate(budget: Budget, studies: int, seed: int = 0) -> dict[str, float]:
+def calibrate(budget: Budget, studies: int, seed: int = 0, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     """The error rates, power, coverage and seeds spent of ``budget`` over ``studies`` simulated studies per case."""
     rng = np.random.default_rng(seed)
     null_kinds: list[set[str]] = []
@@ -212,13 +216,13 @@ def calibrate(budget: Budget, studies: int, seed: int = 0) -> dict[str, float]:
     seeds: list[int] = []
     for _ in range(studies):
         conditions = int(rng.integers(1, 5))
-        null = simulate_study(budget, [flat] * conditions, rng)
+        null = simulate_study(budget, [flat] * conditions, rng, overrides)
         null_kinds.append({r["entry"]["verdict"]["kind"] for r in null})
         seeds += [r["seeds"] for r in null]
         alpha0 = float(rng.choice([0.3, 0.5, 0.7]))
         log_t0 = float(rng.uniform(math.log(2), math.log(10)))
         curves = [peaked(0.01, alpha0, log_t0)] + [flat] * (conditions - 1)
-        helped = simulate_study(budget, curves, rng)[0]
+        helped = simulate_study(budget, curves, rng, overrides)[0]
         effect[helped["entry"]["verdict"]["kind"]] += 1
         seeds.append(helped["seeds"])
         interval = helped["entry"]["recommended"]["alpha"]
@@ -247,12 +251,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=1000, help="simulated studies per budget and case")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", choices=[b.spec.split("/")[-1].removesuffix(".yaml") for b in BUDGETS],
+                        default=None, help="one budget only (default: all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the spec, as `kdtune run --set` does (e.g. budget.confirm_repeats=8)")
     args = parser.parse_args()
     for budget in BUDGETS:
+        if args.budget is not None and not budget.spec.endswith(f"/{args.budget}.yaml"):
+            continue
         start = time.perf_counter()
-        figures = calibrate(budget, args.studies, args.seed)
-        print(f"\n{budget.name}: {budget.spec}, {args.studies} null and {args.studies} +1-point studies, "
-              f"1-4 conditions each ({time.perf_counter() - start:.0f} s)")
+        figures = calibrate(budget, args.studies, args.seed, tuple(args.overrides))
+        changed = f" with {', '.join(args.overrides)}" if args.overrides else ""
+        print(f"\n{budget.name}: {budget.spec}{changed}, {args.studies} null and {args.studies} +1-point "
+              f"studies, 1-4 conditions each ({time.perf_counter() - start:.0f} s)")
         for name, value in figures.items():
             target = TARGETS.get(name)
             verdict = ""
