@@ -1,7 +1,7 @@
 """Inspect and maintain the teacher-logit cache: list its entries, verify them, prune old ones, import logits.
 
 The cache holds trained teachers (safetensors + JSON sidecar) and their logits (one Parquet file per split),
-keyed by content; see kdtune/cache.py. A damaged entry is never used: `kdtune distill` and studies rebuild
+keyed by content; see the kdtune.cache package. A damaged entry is never used: `kdtune distill` and studies rebuild
 it. `verify` exits with 1 and lists the damaged entries when there are any, so it can gate a job. It checks
 each file's checksums, that each split file holds its own split, and the rows and labels against the dataset
 where that can be rebuilt here; it does not defend against someone who rewrites a file together with its

@@ -1,42 +1,7 @@
-"""The teacher-logit cache: trained teachers and their logits, content-addressed, shared by every trial and node.
+"""The logit cache itself: :class:`LogitCache` prepares, imports, reads, lists, verifies and prunes entries.
 
-A student step that reads its teacher's logits from memory is ~20x cheaper than one that runs the teacher
-(``docs/architecture.md``, Performance), so the teacher runs once per (teacher, dataset) and everything else reads this cache.
-:meth:`LogitCache.prepare` is the one entry point: it returns the teacher, its logits and its diagnostics,
-training and computing only what the cache does not hold yet.
-
-Keys are hashes of content, never of user-chosen names:
-
-* a **teacher** checkpoint is keyed by its spec (:meth:`TeacherSpec.to_dict`, ``select`` and seed included),
-  the dataset fingerprint (samples, splits, clean and noisy labels) and the preprocessing version;
-* a **logits** entry is keyed by the teacher's *weights* fingerprint, the dataset fingerprint, the
-  preprocessing version, the stored dtype and :data:`CACHE_FORMAT_VERSION`.
-
-Teachers a user brings (``docs/byo.md``): a ``checkpoint`` teacher is never trained and not stored under
-``teachers/``; its identity is its weights fingerprint + the dataset fingerprint (:func:`checkpoint_teacher_key`)
-and its logits entry is keyed like any other. **Imported** logits (:meth:`LogitCache.import_logits`,
-``kdtune cache import``) have no teacher: their key hashes the logits themselves and the dataset's *samples*
-(:meth:`~kdtune.data.DataBundle.samples_fingerprint`: inputs and clean labels, not the noisy labels), so one
-import serves every noise level of the same dataset, subset and split; a study names it with ``teacher.logits``.
-
-Layout under the root (a local folder, or any pyarrow filesystem URI such as ``s3://bucket/prefix``)::
-
-    teachers/<teacher key>/teacher.json                          sidecar + cache and dataset records
-    teachers/<teacher key>/weights-<weights fingerprint>.safetensors
-    logits/<logits key>/{train,val,test}.parquet                  one file per split, zstd, one row group
-    locks/<teacher key>.lock                                      local roots only
-
-Concurrency. On a local (or NFS) root every file is written under a temporary name and renamed, so readers
-never see half a file, and builders of one teacher key serialise on a lock file holding the owner's PID,
-host and a heartbeat (its mtime); a lock whose owner is dead (same host) or silent for
-:data:`STALE_LOCK_SECONDS` is broken. Object stores have neither rename nor locks: an object appears whole
-when its upload completes, so files are written to their final key directly, and a driver that starts many
-workers must build each entry once (e.g. one task per entry) before the trials read it. Either way the
-weights file is named by its own fingerprint and the sidecar written last names it, so racing builders can
-never pair one teacher's sidecar with another's weights.
-
-Reads are verified (schema, row count, sha256 of the logits, Parquet page CRCs); a damaged entry raises
-:class:`~kdtune.errors.CacheError` naming the file, and :meth:`LogitCache.prepare` rebuilds it rather than use it.
+It composes the package's parts: keys (:mod:`kdtune.cache.keys`), the Parquet codec (:mod:`kdtune.cache.parquet`),
+the filesystem (:mod:`kdtune.cache.store`) and the build lock (:mod:`kdtune.cache.lock`).
 """
 
 from __future__ import annotations
@@ -46,11 +11,7 @@ import hashlib
 import json
 import logging
 import os
-import secrets
-import socket
-import threading
 import time
-import urllib.parse
 import warnings
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -58,8 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import replace
 from datetime import datetime
-from datetime import timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -69,34 +28,41 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kdtune import __version__
+from kdtune.cache.keys import CACHE_FORMAT_VERSION
+from kdtune.cache.keys import checkpoint_teacher_key
+from kdtune.cache.keys import default_cache_root
+from kdtune.cache.keys import imported_logits_key
+from kdtune.cache.keys import logits_key
+from kdtune.cache.keys import teacher_key
+from kdtune.cache.lock import LocalLock
+from kdtune.cache.parquet import DTYPES
+from kdtune.cache.parquet import METADATA_KEY
+from kdtune.cache.parquet import SPLITS
+from kdtune.cache.parquet import InvalidFile
+from kdtune.cache.parquet import decode
+from kdtune.cache.parquet import encode
+from kdtune.cache.parquet import labels_match
+from kdtune.cache.store import TMP_MARK
+from kdtune.cache.store import MissingFile
+from kdtune.cache.store import Store
+from kdtune.cache.store import utc_now
 from kdtune.errors import CacheError
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
+from kdtune.errors import one_line
 
 
 if TYPE_CHECKING:  # torch and the core load only where an entry is built or read: `kdtune cache ls` is quick
     import torch
 
     from kdtune.data import DataBundle
-    from kdtune.data import Split
     from kdtune.teacher import Teacher
     from kdtune.teacher import TeacherSpec
     from kdtune.train import EpochMetrics
     from kdtune.train import TeacherLogits
 
 
-#: Bumped whenever the file layout, schema or metadata change: old entries then simply stop matching.
-CACHE_FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
-DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
-METADATA_KEY = b"kdtune"
-HEARTBEAT_SECONDS = 5.0
-STALE_LOCK_SECONDS = 60.0
-LOCK_POLL_SECONDS = 0.2
-
-_HOST = socket.gethostname()
 _LOG = logging.getLogger(__name__)
-_TMP_MARK = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -136,48 +102,6 @@ class CacheEntry:
     problem: str | None = None
 
 
-def default_cache_root() -> str | Path:
-    """``$KDTUNE_CACHE_DIR`` (a folder or a URI such as ``s3://bucket/prefix``), else
-    ``$XDG_CACHE_HOME/kdtune/cache`` (``~/.cache/kdtune/cache``)."""
-    value = os.environ.get("KDTUNE_CACHE_DIR")
-    if value:
-        return value if "://" in value else Path(value).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "kdtune" / "cache"
-
-
-def teacher_key(spec: TeacherSpec, data_fingerprint: str) -> str:
-    """The key of a teacher checkpoint: what it was trained from, not what it became."""
-    from kdtune.data import PREPROCESSING_VERSION
-
-    return _hash({"kind": "teacher", "format": CACHE_FORMAT_VERSION, "spec": spec.to_dict(),
-                  "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
-
-
-def logits_key(weights_fingerprint: str, data_fingerprint: str, dtype: str = "float32") -> str:
-    """The key of a logits entry: the exact weights and the exact data, so equal keys mean equal logits."""
-    from kdtune.data import PREPROCESSING_VERSION
-
-    return _hash({"kind": "logits", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
-                  "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
-
-
-def checkpoint_teacher_key(weights_fingerprint: str, data_fingerprint: str) -> str:
-    """The identity of a teacher loaded from the user's checkpoint: its weights and the data it runs on."""
-    from kdtune.data import PREPROCESSING_VERSION
-
-    return _hash({"kind": "teacher-checkpoint", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
-                  "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
-
-
-def imported_logits_key(content_fingerprint: str, samples_fingerprint: str, dtype: str = "float32") -> str:
-    """The key of imported logits: their content and the samples (not the labels) they belong to."""
-    from kdtune.data import PREPROCESSING_VERSION
-
-    return _hash({"kind": "imported-logits", "format": CACHE_FORMAT_VERSION, "logits": content_fingerprint,
-                  "samples": samples_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
-
-
 class LogitCache:
     """A cache root: a local folder (default :func:`default_cache_root`) or a pyarrow filesystem URI.
 
@@ -187,7 +111,7 @@ class LogitCache:
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self._store = _Store(root if root is not None else default_cache_root())
+        self._store = Store(root if root is not None else default_cache_root())
 
     @property
     def location(self) -> str:
@@ -253,7 +177,7 @@ class LogitCache:
                 self._read_logits(spec.logits, data)
             except CacheError as exc:
                 problem = (f"teacher.logits = {spec.logits!r} is not in the cache at {self.location} (import logits "
-                           "with `kdtune cache import`)") if isinstance(exc, _Missing) else str(exc)
+                           "with `kdtune cache import`)") if isinstance(exc, MissingFile) else str(exc)
                 return {"source": "imported", "teacher_key": None, "teacher_cached": None, "logits_key": spec.logits,
                         "logits_cached": False, "action": "missing", "problem": problem}
             return {"source": "imported", "teacher_key": None, "teacher_cached": None, "logits_key": spec.logits,
@@ -302,7 +226,7 @@ class LogitCache:
                 meta = _imported_metadata(key, content, samples, source, data, dtype, diagnostics)
                 for name, split in zip(SPLITS, (data.train, data.val, data.test)):
                     self._store.write(f"logits/{key}/{name}.parquet",
-                                      _encode(checked[name].astype(DTYPES[dtype][0]), split, {**meta, "split": name}))
+                                      encode(checked[name].astype(DTYPES[dtype][0]), split, {**meta, "split": name}))
         return self._prepare_imported(key, data)
 
     def read(self, key: str, data: DataBundle | None = None) -> dict[str, np.ndarray]:
@@ -372,7 +296,7 @@ class LogitCache:
             return removed
         abandoned = min(cutoff, time.time() - 3600)  # never a temporary file that is being written right now
         for info in self._store.list(""):
-            if _TMP_MARK in info.base_name and (info.mtime_ns or 0) / 1e9 < abandoned:
+            if TMP_MARK in info.base_name and (info.mtime_ns or 0) / 1e9 < abandoned:
                 self._store.delete_file(self._store.relative(info.path))
         return removed
 
@@ -411,7 +335,7 @@ class LogitCache:
 
         try:
             arrays, _ = self._read_logits(key, data)
-        except _Missing:
+        except MissingFile:
             raise SpecError("teacher.logits", key, f"is not in the cache at {self.location} (import logits with "
                             "`kdtune cache import`, or pass the --cache-dir you imported them into)") from None
         logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
@@ -483,7 +407,7 @@ class LogitCache:
         for name, split, values in zip(SPLITS, (data.train, data.val, data.test),
                                        (logits.train, logits.val, logits.test)):
             array = values.numpy().astype(DTYPES[dtype][0], copy=False)
-            self._store.write(f"logits/{key}/{name}.parquet", _encode(array, split, {**meta, "split": name}))
+            self._store.write(f"logits/{key}/{name}.parquet", encode(array, split, {**meta, "split": name}))
         arrays, stored = self._read_logits(key, data)
         return self._prepared(key, tkey, teacher, arrays, stored, hit=False, trained=trained)
 
@@ -504,11 +428,11 @@ class LogitCache:
         if local is None:  # object store: no locks (the driver de-duplicates builds)
             yield
             return
-        lock = _LocalLock(local)
+        lock = LocalLock(local)
         try:
             lock.__enter__()
         except OSError as exc:  # a read-only cache: nothing can be built or repaired in it
-            raise CacheError(f"{self._store.show(f'locks/{tkey}.lock')}: cannot write ({_one_line(exc)}); the "
+            raise CacheError(f"{self._store.show(f'locks/{tkey}.lock')}: cannot write ({one_line(exc)}); the "
                              "entry is missing or damaged and this cache cannot be written to") from None
         try:
             yield
@@ -525,7 +449,7 @@ class LogitCache:
         meta = json.loads(sidecar)
         weights_file = f"weights-{teacher.fingerprint}.safetensors"
         meta["cache"] = {"format_version": CACHE_FORMAT_VERSION, "key": tkey, "weights_file": weights_file,
-                         "weights_sha256": hashlib.sha256(weights).hexdigest(), "created": _now()}
+                         "weights_sha256": hashlib.sha256(weights).hexdigest(), "created": utc_now()}
         meta["dataset"] = {"description": data.description, "fingerprint": data_fp}
         self._store.write(f"teachers/{tkey}/{weights_file}", weights)
         self._store.write(f"teachers/{tkey}/teacher.json",
@@ -540,7 +464,7 @@ class LogitCache:
             weights_path = f"teachers/{tkey}/{meta['cache']['weights_file']}"
             expected = meta["cache"]["weights_sha256"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise CacheError(f"{self._store.show(sidecar_path)}: damaged teacher sidecar ({_one_line(exc)})") from None
+            raise CacheError(f"{self._store.show(sidecar_path)}: damaged teacher sidecar ({one_line(exc)})") from None
         weights = self._store.read(weights_path)
         if hashlib.sha256(weights).hexdigest() != expected:
             raise CacheError(f"{self._store.show(weights_path)}: checksum mismatch (damaged teacher weights)")
@@ -553,7 +477,7 @@ class LogitCache:
         try:
             return teacher_from_bytes(weights, sidecar, data)
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise CacheError(f"{self._store.show(f'teachers/{tkey}')}: unusable teacher checkpoint ({_one_line(exc)})") from None
+            raise CacheError(f"{self._store.show(f'teachers/{tkey}')}: unusable teacher checkpoint ({one_line(exc)})") from None
 
     # -- logits entries ------------------------------------------------------------------------------
 
@@ -577,7 +501,7 @@ class LogitCache:
                     raise CacheError(f"{self._store.show(path)}: imported for other samples than this dataset's "
                                      "(import them with the same dataset name, files, train_size, val_fraction "
                                      "and seed)")
-            elif len(array) != len(split) or not _labels_match(table, split) or array.shape[1] != data.num_classes:
+            elif len(array) != len(split) or not labels_match(table, split) or array.shape[1] != data.num_classes:
                 raise CacheError(f"{self._store.show(path)}: rows or labels do not match the dataset")
             arrays[name] = array
         return arrays, meta
@@ -586,10 +510,10 @@ class LogitCache:
         shown = self._store.show(path)
         raw = self._store.read(path)
         try:
-            array, table, meta = _decode(raw)
+            array, table, meta = decode(raw)
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
-            raise CacheError(f"{shown}: damaged ({_one_line(exc)})") from None
-        except _Invalid as exc:
+            raise CacheError(f"{shown}: damaged ({one_line(exc)})") from None
+        except InvalidFile as exc:
             raise CacheError(f"{shown}: {exc}") from None
         if meta.get("key") != key:
             raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
@@ -603,7 +527,7 @@ class LogitCache:
         for info in self._store.list(""):
             parts = self._store.relative(info.path).split("/")
             kind = {"teachers": "teacher", "logits": "logits"}.get(parts[0])
-            if kind is None or len(parts) != 3 or _TMP_MARK in parts[2]:
+            if kind is None or len(parts) != 3 or TMP_MARK in parts[2]:
                 continue
             groups.setdefault((kind, parts[1]), []).append(info)
         return [(kind, key, files) for (kind, key), files in sorted(groups.items())]
@@ -615,7 +539,7 @@ class LogitCache:
             fields = self._describe_teacher(key) if kind == "teacher" else self._describe_logits(key)
         except (CacheError, OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             return CacheEntry(**base, created=None, dataset=None, noise=None, teacher=None, accuracy=None,
-                              dtype=None, problem=_one_line(exc))
+                              dtype=None, problem=one_line(exc))
         return CacheEntry(**base, **fields)
 
     def _describe_teacher(self, key: str) -> dict[str, Any]:
@@ -637,80 +561,6 @@ class LogitCache:
 _DIRS = {"teacher": "teachers", "logits": "logits"}
 
 
-class _Invalid(Exception):
-    """A file that decodes but breaks the contract (schema, rows, checksum)."""
-
-
-class _Missing(CacheError):
-    """An entry file that does not exist: built, not reported."""
-
-
-# -- Parquet encoding ---------------------------------------------------------------------------------
-
-
-def _schema(num_classes: int, dtype: str) -> pa.Schema:
-    value = pa.field("element", DTYPES[dtype][1], nullable=False)  # Parquet's own name for list items
-    return pa.schema([
-        pa.field("index", pa.int32(), nullable=False),
-        pa.field("logits", pa.list_(value, num_classes), nullable=False),
-        pa.field("label", pa.int64(), nullable=False),
-        pa.field("train_label", pa.int64(), nullable=False),
-        pa.field("flipped", pa.bool_(), nullable=False),
-    ])
-
-
-def _encode(logits: np.ndarray, split: Split, meta: dict[str, Any]) -> bytes:
-    """One split as Parquet bytes: zstd, byte-stream-split logits, page CRCs, a single row group.
-
-    One row group keeps each column a single Arrow chunk on read, which is what makes the read zero-copy.
-    """
-    n, k = logits.shape
-    dtype = meta["dtype"]
-    values = np.ascontiguousarray(logits, dtype=DTYPES[dtype][0])
-    meta = {**meta, "rows": n, "num_classes": k, "logits_sha256": _sha256(values)}
-    schema = _schema(k, dtype).with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
-    columns = [
-        pa.array(np.arange(n, dtype=np.int32)),
-        pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=DTYPES[dtype][1]), k),
-        pa.array(split.clean.numpy().astype(np.int64)),
-        pa.array(split.y.numpy().astype(np.int64)),
-        pa.array(split.flipped.numpy().astype(bool)),
-    ]
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd",
-                   row_group_size=max(n, 1), use_dictionary=["label", "train_label"],
-                   use_byte_stream_split=["logits.list.element"], write_page_checksum=True)
-    return sink.getvalue().to_pybytes()
-
-
-def _decode(raw: bytes) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
-    """The logits as an (N, K) read-only view of the decoded Arrow buffer, the table, and the metadata."""
-    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
-    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
-    k, dtype = int(meta["num_classes"]), meta["dtype"]
-    if parquet.metadata.num_row_groups > 1:
-        raise _Invalid(f"{parquet.metadata.num_row_groups} row groups, expected 1")
-    table = parquet.read()
-    expected = _schema(k, dtype)
-    if not table.schema.remove_metadata().equals(expected):
-        raise _Invalid(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
-    if table.num_rows != meta["rows"]:
-        raise _Invalid(f"{table.num_rows} rows, metadata says {meta['rows']}")
-    column = table.column("logits")
-    chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # 0 rows: no chunk
-    array = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, k)
-    if _sha256(array) != meta["logits_sha256"]:
-        raise _Invalid("logits checksum mismatch")
-    if not np.array_equal(table.column("index").to_numpy(), np.arange(table.num_rows)):
-        raise _Invalid("index column is not 0..N-1")
-    return array, table, meta
-
-
-def _labels_match(table: pa.Table, split: Split) -> bool:
-    return all(np.array_equal(table.column(name).to_numpy(), values.numpy())
-               for name, values in (("label", split.clean), ("train_label", split.y), ("flipped", split.flipped)))
-
-
 def _entry_metadata(
     key: str, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str, dtype: str, diagnostics: dict[str, Any]
 ) -> dict[str, Any]:
@@ -728,7 +578,7 @@ def _entry_metadata(
         "dataset": {"description": data.description, "fingerprint": data_fp, "name": data.name,
                     "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
         "kdtune_version": __version__,
-        "created": _now(),
+        "created": utc_now(),
     }
 
 
@@ -775,7 +625,7 @@ def _imported_metadata(key: str, content: str, samples: str, source: str, data: 
         "dataset": {"description": data.description, "fingerprint": data.fingerprint(), "samples_fingerprint": samples,
                     "name": data.name, "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
         "kdtune_version": __version__,
-        "created": _now(),
+        "created": utc_now(),
     }
 
 
@@ -795,238 +645,6 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-# -- storage ------------------------------------------------------------------------------------------
-
-
-class _Store:
-    """A root on a pyarrow filesystem, with the one difference that matters: local roots can rename."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        text = os.fspath(root)
-        if "://" in text:
-            try:
-                self.fs, base = pafs.FileSystem.from_uri(text)
-            except (pa.ArrowException, ValueError, OSError) as exc:
-                reason = _one_line(exc).replace(text, _redact(text))  # never echo credentials
-                raise SpecError("cache_dir", _redact(text), f"is not a usable filesystem URI ({reason})") from None
-            self.display = _redact(text).rstrip("/")
-        else:
-            self.fs, base = pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
-            self.display = base
-            try:
-                is_file = Path(base).exists() and not Path(base).is_dir()
-            except OSError as exc:  # a name too long for the filesystem
-                raise SpecError("cache_dir", base, f"cannot be used ({exc.strerror or exc})") from None
-            if is_file:
-                raise SpecError("cache_dir", base, "is a file; the cache is a folder (created if missing)")
-        self.base = base.rstrip("/")
-        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
-
-    def path(self, rel: str) -> str:
-        return f"{self.base}/{rel}" if rel else self.base
-
-    def relative(self, path: str) -> str:
-        return path[len(self.base) + 1:] if path.startswith(self.base + "/") else path
-
-    def show(self, rel: str) -> str:
-        return f"{self.display}/{rel}" if rel else self.display
-
-    def local_path(self, rel: str) -> Path | None:
-        return Path(self.path(rel)) if self.is_local else None
-
-    @contextmanager
-    def open(self, rel: str) -> Iterator[Any]:
-        try:
-            f = self.fs.open_input_file(self.path(rel))
-        except FileNotFoundError:
-            raise _Missing(f"{self.show(rel)}: not in the cache") from None
-        except (OSError, pa.ArrowException) as exc:
-            raise CacheError(f"{self.show(rel)}: unreadable ({_one_line(exc)})") from None
-        with f:
-            yield f
-
-    def read(self, rel: str) -> bytes:
-        with self.open(rel) as f:
-            try:
-                return f.read()
-            except (OSError, pa.ArrowException) as exc:
-                raise CacheError(f"{self.show(rel)}: unreadable ({_one_line(exc)})") from None
-
-    def write(self, rel: str, data: bytes) -> None:
-        """Local: a temporary file in the same folder, renamed over the final name. Elsewhere: the final key."""
-        local = self.local_path(rel)
-        try:
-            if local is None:
-                with self.fs.open_output_stream(self.path(rel)) as f:
-                    f.write(data)
-            else:
-                _write_atomic(local, data)
-        except (OSError, pa.ArrowException) as exc:
-            raise CacheError(f"{self.show(rel)}: cannot write ({_one_line(exc)})") from None
-
-    def list(self, rel: str) -> list[pafs.FileInfo]:
-        selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
-        try:
-            return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
-        except (OSError, pa.ArrowException) as exc:
-            raise CacheError(f"{self.show(rel)}: cannot list ({_one_line(exc)})") from None
-
-    def delete_dir(self, rel: str) -> None:
-        try:
-            self.fs.delete_dir(self.path(rel))
-        except FileNotFoundError:
-            pass
-        except (OSError, pa.ArrowException) as exc:
-            raise CacheError(f"{self.show(rel)}: cannot remove ({_one_line(exc)})") from None
-
-    def delete_file(self, rel: str) -> None:
-        try:
-            self.fs.delete_file(self.path(rel))
-        except FileNotFoundError:
-            pass
-        except (OSError, pa.ArrowException) as exc:
-            raise CacheError(f"{self.show(rel)}: cannot remove ({_one_line(exc)})") from None
-
-
-class _LocalLock:
-    """An exclusive lock file for one key on a local or NFS root, safe against killed owners.
-
-    The file is created atomically with its content (a hard link of a finished temporary file) and holds
-    the owner's PID, host and a random token; a thread refreshes its mtime every :data:`HEARTBEAT_SECONDS`.
-    A waiter breaks it when the owner is dead (same host) or the heartbeat stopped for
-    :data:`STALE_LOCK_SECONDS`. Breaking moves the lock aside first and puts it back if what it moved was
-    not the lock it judged stale, so two waiters can never delete each other's fresh lock.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.token = secrets.token_hex(8)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _LocalLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = json.dumps({"pid": os.getpid(), "host": _HOST, "token": self.token, "created": _now()})
-        while not self._try_create(record):
-            self._wait_or_break()
-        self._thread = threading.Thread(target=self._heartbeat, name=f"kdtune-lock-{self.path.stem[:8]}", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if (_read_lock(self.path) or {}).get("token") == self.token:
-            self.path.unlink(missing_ok=True)
-
-    def _try_create(self, record: str) -> bool:
-        tmp = self.path.with_name(f"{self.path.name}{_TMP_MARK}{self.token}")
-        tmp.write_text(record)
-        try:
-            os.link(tmp, self.path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _wait_or_break(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            return
-        owner = _read_lock(self.path)
-        reason = _stale_reason(owner, mtime)
-        if reason is None:
-            time.sleep(LOCK_POLL_SECONDS)
-            return
-        _LOG.warning("breaking stale cache lock %s: %s", self.path, reason)
-        aside = self.path.with_name(f"{self.path.name}{_TMP_MARK}broken-{self.token}")
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return
-        if (_read_lock(aside) or {}).get("token") != (owner or {}).get("token"):
-            try:  # someone else broke it and locked again in between: give their lock back
-                os.link(aside, self.path)
-            except FileExistsError:
-                pass
-        aside.unlink(missing_ok=True)
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            if (_read_lock(self.path) or {}).get("token") != self.token:
-                _LOG.warning("cache lock %s was broken by another process while held", self.path)
-                return
-            try:
-                os.utime(self.path)
-            except FileNotFoundError:
-                return
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a temporary file in the same folder, flush it to disk, and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{_TMP_MARK}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_lock(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _stale_reason(owner: dict[str, Any] | None, mtime: float) -> str | None:
-    if owner is not None and owner.get("host") == _HOST and not _pid_alive(int(owner.get("pid", -1))):
-        return f"its owner (PID {owner['pid']} on {_HOST}) is gone"
-    silent = time.time() - mtime
-    if silent > STALE_LOCK_SECONDS:
-        return f"no heartbeat for {silent:.0f} s"
-    return None
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when ``pid`` runs on this host; a zombie (killed, not yet reaped) counts as dead."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-# -- small helpers ------------------------------------------------------------------------------------
-
-
-def _hash(record: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
-
-
-def _sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).data).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _created_ts(created: str | None, files: list[pafs.FileInfo]) -> float:
     """When an entry was made: its recorded creation time, else its newest file's mtime."""
     if created:
@@ -1035,12 +653,6 @@ def _created_ts(created: str | None, files: list[pafs.FileInfo]) -> float:
         except ValueError:
             pass
     return max((f.mtime_ns or 0) / 1e9 for f in files)
-
-
-def _redact(uri: str) -> str:
-    """A URI without user info or query (where S3 keys and secrets can hide)."""
-    parts = urllib.parse.urlsplit(uri)
-    return urllib.parse.urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
 
 
 def _rebuild_dataset(record: dict[str, Any], loaded: dict[str, DataBundle | None]) -> DataBundle | None:
@@ -1064,16 +676,8 @@ def _rebuild_dataset(record: dict[str, Any], loaded: dict[str, DataBundle | None
 
 
 def _warn_damage(exc: CacheError, quiet: bool) -> None:
-    if not quiet and not isinstance(exc, _Missing):
+    if not quiet and not isinstance(exc, MissingFile):
         _LOG.warning("%s; rebuilding it", exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _schema_line(schema: pa.Schema) -> str:
-    return ", ".join(f"{f.name}: {f.type}" for f in schema)
 
 
 def _dataset_fields(description: dict[str, Any]) -> dict[str, Any]:
@@ -1092,4 +696,3 @@ def _teacher_label(spec: dict[str, Any], selected_epoch: int | None) -> str:
         return f"ensemble of {spec['ensemble']} {spec['arch']} (seeds {spec['seed']}-{last}), {spec['epochs']} epochs " \
                f"({spec['select']})"
     return f"{spec['arch']} seed {spec['seed']}, epoch {selected_epoch}/{spec['epochs']} ({spec['select']})"
-

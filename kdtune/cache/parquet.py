@@ -1,0 +1,100 @@
+"""The Parquet codec of a logits split: one file per split, zstd, byte-stream-split logits, page CRCs, one row group.
+
+Each file carries its own metadata (entry key, dtype, teacher, dataset, the sha256 of its logits), so a file is
+verified on its own: :func:`decode` rejects a changed schema, a wrong row count or a checksum mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+if TYPE_CHECKING:
+    from kdtune.data import Split
+
+
+SPLITS = ("train", "val", "test")
+DTYPES = {"float32": (np.float32, pa.float32()), "float16": (np.float16, pa.float16())}
+METADATA_KEY = b"kdtune"
+
+
+class InvalidFile(Exception):
+    """A file that decodes but breaks the contract (schema, rows, checksum)."""
+
+
+def _schema(num_classes: int, dtype: str) -> pa.Schema:
+    value = pa.field("element", DTYPES[dtype][1], nullable=False)  # Parquet's own name for list items
+    return pa.schema([
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("logits", pa.list_(value, num_classes), nullable=False),
+        pa.field("label", pa.int64(), nullable=False),
+        pa.field("train_label", pa.int64(), nullable=False),
+        pa.field("flipped", pa.bool_(), nullable=False),
+    ])
+
+
+def encode(logits: np.ndarray, split: Split, meta: dict[str, Any]) -> bytes:
+    """One split as Parquet bytes: zstd, byte-stream-split logits, page CRCs, a single row group.
+
+    One row group keeps each column a single Arrow chunk on read, which is what makes the read zero-copy.
+    """
+    n, k = logits.shape
+    dtype = meta["dtype"]
+    values = np.ascontiguousarray(logits, dtype=DTYPES[dtype][0])
+    meta = {**meta, "rows": n, "num_classes": k, "logits_sha256": _sha256(values)}
+    schema = _schema(k, dtype).with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+    columns = [
+        pa.array(np.arange(n, dtype=np.int32)),
+        pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=DTYPES[dtype][1]), k),
+        pa.array(split.clean.numpy().astype(np.int64)),
+        pa.array(split.y.numpy().astype(np.int64)),
+        pa.array(split.flipped.numpy().astype(bool)),
+    ]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd",
+                   row_group_size=max(n, 1), use_dictionary=["label", "train_label"],
+                   use_byte_stream_split=["logits.list.element"], write_page_checksum=True)
+    return sink.getvalue().to_pybytes()
+
+
+def decode(raw: bytes) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
+    """The logits as an (N, K) read-only view of the decoded Arrow buffer, the table, and the metadata."""
+    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
+    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
+    k, dtype = int(meta["num_classes"]), meta["dtype"]
+    if parquet.metadata.num_row_groups > 1:
+        raise InvalidFile(f"{parquet.metadata.num_row_groups} row groups, expected 1")
+    table = parquet.read()
+    expected = _schema(k, dtype)
+    if not table.schema.remove_metadata().equals(expected):
+        raise InvalidFile(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
+    if table.num_rows != meta["rows"]:
+        raise InvalidFile(f"{table.num_rows} rows, metadata says {meta['rows']}")
+    column = table.column("logits")
+    chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # 0 rows: no chunk
+    array = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, k)
+    if _sha256(array) != meta["logits_sha256"]:
+        raise InvalidFile("logits checksum mismatch")
+    if not np.array_equal(table.column("index").to_numpy(), np.arange(table.num_rows)):
+        raise InvalidFile("index column is not 0..N-1")
+    return array, table, meta
+
+
+def labels_match(table: pa.Table, split: Split) -> bool:
+    return all(np.array_equal(table.column(name).to_numpy(), values.numpy())
+               for name, values in (("label", split.clean), ("train_label", split.y), ("flipped", split.flipped)))
+
+
+def _sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).data).hexdigest()
+
+
+def _schema_line(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}: {f.type}" for f in schema)
