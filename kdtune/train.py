@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 from typing import Literal
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,7 @@ STEP_MILESTONES = (0.5, 0.75)  # the step schedule: x STEP_GAMMA at half and at 
 STEP_GAMMA = 0.1
 _AUGMENT_SEED_OFFSET = 0x5EED_A06  # augmentation draws come from a generator of their own (batch order unchanged)
 _MODEL_RNG_OFFSET = 0x5EED_D0  # dropout's draws: torch's global RNG, set from a state of the trainer's own
+_VIEW_SEED_OFFSET = 0x5EED_71E  # which view of each image an epoch uses: a generator of its own too
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,17 @@ class History:
         return max(self.epochs, key=lambda m: (m.val_accuracy, -m.epoch))
 
 
+class ViewSource(Protocol):
+    """Augmented views and the teacher's logits for them (:mod:`kdtune.views`): cached or computed inline."""
+
+    @property
+    def spec(self) -> Any: ...  # a kdtune.views.ViewSpec: .views, and render()'s parameters
+
+    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor) -> torch.Tensor: ...
+
+    def to(self, device: torch.device) -> ViewSource: ...
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -201,14 +214,25 @@ def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
 def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
     """``x`` (B, C, H, W) shifted and rotated per sample, with draws from ``generator`` (CPU) alone.
 
-    One ``affine_grid`` + ``grid_sample`` for the whole batch: each sample gets its own shift and angle
-    (torchvision's v2 transforms draw one set of parameters per call, i.e. per batch). Integer shifts without
-    rotation land exactly on pixel centres, so they move pixels without blurring them.
+    One ``affine_grid`` + ``grid_sample`` for the whole batch (:func:`affine_warp`): each sample gets its own
+    shift and angle (torchvision's v2 transforms draw one set of parameters per call, i.e. per batch).
     """
-    b, _, h, w = x.shape
+    b = x.shape[0]
     dx = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
     dy = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
     angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(augment.rotate)
+    return affine_warp(x, dx, dy, angle)
+
+
+def affine_warp(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W), sample b shifted by (dx[b], dy[b]) pixels and rotated by angle[b] radians (CPU float32
+    tensors of shape (B,)); pixels moved in from outside are 0.
+
+    The one resampling of every augmentation (the teacher's random one and the student's reproducible views,
+    :mod:`kdtune.views`). Integer shifts without rotation land exactly on pixel centres, so they move pixels
+    without blurring them.
+    """
+    _, _, h, w = x.shape
     cos, sin = torch.cos(angle), torch.sin(angle)
     # theta maps output to input coordinates in [-1, 1]; a shift of d pixels is 2d / size there.
     theta = torch.stack([torch.stack([cos, -sin, -2 * dx / w], 1), torch.stack([sin, cos, -2 * dy / h], 1)], 1)
@@ -228,6 +252,12 @@ class Trainer:
     the model's initial weights are fixed by whoever built it (``build_model(..., seed=...)``).
     Without ``teacher`` the loss is plain cross-entropy and ``alpha`` must be 1.
 
+    With ``views`` (:mod:`kdtune.views`) the student trains on reproducible augmented views: each epoch every
+    image gets one of its V views, drawn from a third generator seeded from the seed (so configurations with
+    the same seed see the same views), rendered by :func:`kdtune.views.render`, and the distillation term reads
+    the teacher's logits for that view from ``views`` (``teacher`` still gives validation and test logits).
+    ``views`` replaces ``config.augment``; the two cannot be combined.
+
     On a CPU the process is limited to ``threads`` torch threads (one by default: several single-threaded
     trials per machine give far more throughput than one multi-threaded one); ``None`` leaves it unchanged.
     """
@@ -239,12 +269,13 @@ class Trainer:
         config: TrainConfig,
         *,
         teacher: TeacherLogits | None = None,
+        views: ViewSource | None = None,
         device: torch.device | str | None = None,
         threads: int | None = 1,
     ) -> None:
         if data.task != "classification":
             raise SpecError("dataset.name", data.name, "is a regression task: use kdtune.linear for it")
-        if teacher is None and config.alpha != 1.0:
+        if teacher is None and views is None and config.alpha != 1.0:
             raise SpecError("alpha", config.alpha, "needs teacher logits unless it is 1 (no distillation)")
         self.device = torch.device(device) if device is not None else default_device()
         if threads is not None and self.device.type == "cpu":
@@ -262,6 +293,14 @@ class Trainer:
             raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}", "needs image inputs (C, H, W); "
                             f"dataset {data.name!r} has inputs of shape {tuple(data.input_shape)}")
         self.augment = augment if augment is not None and augment.active else None
+        if views is not None and self.augment is not None:
+            raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}",  # type: ignore[union-attr]
+                            "cannot be combined with student views (they carry their own augmentation)")
+        if views is not None and data.train.x.dim() != 4:
+            raise SpecError("student.augment", views.spec.augment, "needs image inputs (C, H, W); dataset "
+                            f"{data.name!r} has inputs of shape {tuple(data.input_shape)}")
+        self.views = None if views is None else views.to(self.device)
+        self.view_generator = torch.Generator().manual_seed(config.seed + _VIEW_SEED_OFFSET)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + _AUGMENT_SEED_OFFSET)
@@ -294,15 +333,25 @@ class Trainer:
         self.model.train()
         x, y = self.train_split.x, self.train_split.y
         order = torch.randperm(len(y), generator=self.generator).to(self.device)  # (N,)
+        if self.views is not None:  # this epoch's view of every image
+            view = torch.randint(self.views.spec.views, (len(y),), generator=self.view_generator).to(self.device)
         total, count = torch.zeros((), device=self.device), 0
         for i, start in enumerate(range(0, len(order), self.config.batch_size)):
             idx = order[start : start + self.config.batch_size]
             factor = lr_factor(self.config, self.epoch * self.steps_per_epoch + i, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr * factor
-            batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
+            if self.views is not None:
+                from kdtune.views import render
+
+                batch = render(x, self.views.spec, idx, view[idx])
+            else:
+                batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
             logits = self.model(batch)  # (B, K)
-            if self.teacher is None:
+            if self.views is not None and self.config.alpha < 1:  # at alpha = 1 no teacher logits are needed
+                loss = kd_loss(logits, self.views.teacher_logits(idx, view[idx], batch), y[idx],
+                               alpha=self.config.alpha, temperature=self.config.temperature)
+            elif self.teacher is None or self.views is not None:
                 loss = F.cross_entropy(logits, y[idx])
             else:
                 loss = kd_loss(logits, self.teacher.train[idx], y[idx], alpha=self.config.alpha,
@@ -351,6 +400,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "augment_generator": self.augment_generator.get_state(),
+            "view_generator": self.view_generator.get_state(),
             "model_rng": self.model_rng,
             "epoch": self.epoch,
         }
@@ -361,6 +411,8 @@ class Trainer:
         self.generator.set_state(state["generator"])
         if "augment_generator" in state:  # checkpoints written before augmentation existed have none (and need none)
             self.augment_generator.set_state(state["augment_generator"])
+        if "view_generator" in state:
+            self.view_generator.set_state(state["view_generator"])
         if "model_rng" in state:
             self.model_rng = state["model_rng"]
         self.epoch = int(state["epoch"])
@@ -372,12 +424,13 @@ def train_student(
     config: TrainConfig,
     *,
     teacher: TeacherLogits | None = None,
+    views: ViewSource | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     device: torch.device | str | None = None,
     threads: int | None = 1,
 ) -> History:
     """Train for ``config.epochs`` epochs, calling ``on_epoch`` after each, and return the history."""
-    trainer = Trainer(model, data, config, teacher=teacher, device=device, threads=threads)
+    trainer = Trainer(model, data, config, teacher=teacher, views=views, device=device, threads=threads)
     history = History()
     for _ in range(config.epochs):
         metrics = trainer.step()
