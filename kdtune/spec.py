@@ -210,6 +210,13 @@ class TeacherSection(_Model):
         return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
+#: Augmented views per training image when ``student.augment`` is set (kdtune.views.DEFAULT_VIEWS; no torch here).
+DEFAULT_VIEWS = 4
+#: The most bytes the per-view teacher logits of one condition may take (``cache.max_bytes``): 4 GiB. They are
+#: held in memory by every trial of the condition (Ray's object store shares one copy per node).
+DEFAULT_CACHE_MAX_BYTES = 4 * 2**30
+
+
 class StudentSection(_Model):
     arch: str = "reference_student"
     epochs: int = Field(20, ge=1)
@@ -221,11 +228,29 @@ class StudentSection(_Model):
     weight_decay: float = Field(0.0, ge=0)
     schedule: Schedule = "constant"
     warmup_epochs: int = Field(0, ge=0)
+    # Reproducible augmented views (docs/views.md): the teacher's logits are cached for `views` views of every
+    # training image, and each epoch the student trains on one of them, drawn by its seed.
+    augment: AugmentSpec = AugmentSpec()  # shift 0, rotate 0: no augmentation, one un-augmented row per image
+    views: int = DEFAULT_VIEWS
+
+    @field_validator("views", mode="before")
+    @classmethod
+    def _check_views(cls, views: Any) -> Any:
+        if isinstance(views, int) and not isinstance(views, bool) and views < 1:
+            raise SpecError("student.views", views, "must be a positive integer (augmented views per image)")
+        return views
 
     @model_validator(mode="after")
     def _check_recipe(self) -> StudentSection:
         _check_warmup("student", self.warmup_epochs, self.epochs)
+        if "views" in self.model_fields_set and not self.augmented:
+            raise SpecError("student.views", self.views, "needs student.augment (shift > 0 or rotate > 0): without "
+                            "augmentation every view would be the same image")
         return self
+
+    @property
+    def augmented(self) -> bool:
+        return bool(self.augment.shift or self.augment.rotate)
 
     def recipe(self) -> dict[str, Any]:
         """The recipe fields, as :class:`~kdtune.train.TrainConfig` takes them."""
@@ -310,6 +335,20 @@ class RecommendSpec(_Model):
 DEFAULT_MARGIN_POINTS = 0.5
 
 
+class CacheSpec(_Model):
+    """Bounds on the teacher-logit cache of a study with student views (``student.augment``)."""
+
+    max_bytes: int = Field(DEFAULT_CACHE_MAX_BYTES, ge=1)  # per condition; checked before anything trains
+    top_k: int | None = None  # store each view's top-k logits and the log-sum-exp of the rest (many classes)
+
+    @field_validator("top_k")
+    @classmethod
+    def _check_top_k(cls, k: int | None) -> int | None:
+        if k is not None and k < 1:
+            raise SpecError("cache.top_k", k, "must be a positive integer at most the class count, or omitted (dense)")
+        return k
+
+
 class SchedulerSpec(_Model):
     type: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(2, ge=1)
@@ -354,6 +393,7 @@ class StudySpec(_Model):
     objective: Literal["val_accuracy", "val_mse"] | None = None  # None: val_accuracy, or val_mse for regression
     tracking: Annotated[TrackingSpec, BeforeValidator(_as_tracking)] = TrackingSpec()
     recommend: RecommendSpec = RecommendSpec()
+    cache: CacheSpec = CacheSpec()
 
     @model_validator(mode="after")
     def _check_study(self) -> StudySpec:
@@ -404,6 +444,15 @@ class StudySpec(_Model):
         """Augmentation needs images (the linear task has vectors; user files are checked on loading), and each
         teacher length of the conditions must outlast the warm-up."""
         t = self.teacher
+        if self.student.augmented and self.task == "regression":
+            raise SpecError("student.augment", self.student.augment.model_dump(), "needs an image dataset; the linear "
+                            "task has feature vectors (remove student.augment)")
+        if self.cache.top_k is not None and not self.student.augmented:
+            raise SpecError("cache.top_k", self.cache.top_k, "applies to the per-view logits of student.augment; "
+                            "set student.augment or remove cache.top_k")
+        if self.student.augmented and t.logits is not None:
+            raise SpecError("student.augment", self.student.augment.model_dump(), "needs a teacher model to run on "
+                            "each view; teacher.logits (imported logits) has none")
         if (t.augment.shift or t.augment.rotate) and self.task == "regression":
             raise SpecError("teacher.augment", t.augment.model_dump(), "needs an image dataset; the linear task has "
                             "feature vectors (remove teacher.augment)")

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from kdtune.errors import SpecError
+from kdtune.spec import DEFAULT_VIEWS
 from kdtune.train import EVAL_BATCH_SIZE
 from kdtune.train import Augment
 from kdtune.train import affine_warp
@@ -42,8 +43,6 @@ from kdtune.train import affine_warp
 
 #: Bumped when the mapping from (image, view, seed) to pixels changes: every per-view cache key includes it.
 VIEW_FORMAT = 1
-#: The default number of views per image (``student.views``).
-DEFAULT_VIEWS = 4
 _U64 = np.uint64
 _GOLDEN = _U64(0x9E3779B97F4A7C15)
 

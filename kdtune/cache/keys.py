@@ -64,5 +64,12 @@ def imported_logits_key(content_fingerprint: str, samples_fingerprint: str, dtyp
                   "samples": samples_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
 
 
+def views_key(logits_key: str, views: dict[str, Any], top_k: int | None) -> str:
+    """The key of a per-view entry: the un-augmented entry it extends (teacher weights, data, dtype), the views'
+    augmentation, number, data seed and format (:meth:`kdtune.views.ViewSpec.to_dict`), and the top-k."""
+    return _hash({"kind": "views", "format": CACHE_FORMAT_VERSION, "logits": logits_key, "views": views,
+                  "top_k": top_k})
+
+
 def _hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]

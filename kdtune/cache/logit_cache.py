@@ -34,13 +34,16 @@ from kdtune.cache.keys import default_cache_root
 from kdtune.cache.keys import imported_logits_key
 from kdtune.cache.keys import logits_key
 from kdtune.cache.keys import teacher_key
+from kdtune.cache.keys import views_key
 from kdtune.cache.lock import LocalLock
 from kdtune.cache.parquet import DTYPES
 from kdtune.cache.parquet import METADATA_KEY
 from kdtune.cache.parquet import SPLITS
 from kdtune.cache.parquet import InvalidFile
 from kdtune.cache.parquet import decode
+from kdtune.cache.parquet import decode_views
 from kdtune.cache.parquet import encode
+from kdtune.cache.parquet import encode_views
 from kdtune.cache.parquet import labels_match
 from kdtune.cache.store import TMP_MARK
 from kdtune.cache.store import MissingFile
@@ -60,6 +63,8 @@ if TYPE_CHECKING:  # torch and the core load only where an entry is built or rea
     from kdtune.teacher import TeacherSpec
     from kdtune.train import EpochMetrics
     from kdtune.train import TeacherLogits
+    from kdtune.views import ViewLogits
+    from kdtune.views import ViewSpec
 
 
 _LOG = logging.getLogger(__name__)
@@ -161,6 +166,51 @@ class LogitCache:
                 self._write_teacher(tkey, teacher, data, data_fp)
             return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=trained)
 
+    def prepare_views(
+        self,
+        prepared: PreparedTeacher,
+        data: DataBundle,
+        spec: ViewSpec,
+        *,
+        top_k: int | None = None,
+        max_bytes: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> ViewLogits:
+        """The teacher's logits for the V views of every training image (:mod:`kdtune.views`), from the cache or
+        computed once (V teacher forward passes over the training split) and cached.
+
+        Refused with one :class:`SpecError` line before anything is computed: inputs that are not images, a
+        ``top_k`` above the class count, and logits over ``max_bytes`` (:func:`kdtune.views.check_views`). The
+        entry (``views/<key>/train.parquet``) is keyed by ``prepared``'s logits entry (teacher weights, data),
+        the views (augmentation, V, data seed) and ``top_k``; it is verified on every read like any other file,
+        and its stored view seeds must be the ones the views are rendered from.
+        """
+        from kdtune.views import check_views
+
+        check_views(spec, tuple(data.train.x.shape), data.num_classes, top_k=top_k, max_bytes=max_bytes)
+        if prepared.teacher is None:
+            raise SpecError("student.augment", spec.to_dict()["augment"], "needs a teacher model to run on each "
+                            "view; imported logits have none")
+        key = views_key(prepared.key, spec.to_dict(), top_k)
+        for quiet in (True, False):  # without the lock, then under it (another process may have built it)
+            with contextlib.nullcontext() if quiet else self._lock(key):
+                try:
+                    return self._read_views(key, data, spec)
+                except CacheError as exc:
+                    _warn_damage(exc, quiet)
+                if not quiet:
+                    return self._build_views(key, prepared, data, spec, top_k, device)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def views_cached(self, logits_key: str, spec: ViewSpec, top_k: int | None) -> tuple[str, bool]:
+        """The key of the per-view entry on ``logits_key`` and whether its file is in the cache (not read)."""
+        key = views_key(logits_key, spec.to_dict(), top_k)
+        try:
+            with self._store.open(f"views/{key}/train.parquet"):
+                return key, True
+        except CacheError:
+            return key, False
+
     def plan(self, spec: TeacherSpec, data: DataBundle, *, dtype: str = "float32") -> dict[str, Any]:
         """What :meth:`prepare` would do for ``spec`` on ``data``, doing none of it (``kdtune plan``).
 
@@ -259,7 +309,12 @@ class LogitCache:
         for kind, key, files in self._groups():
             entry = self._describe(kind, key, files)
             try:
-                self._check_teacher_files(key) if kind == "teacher" else self._verify_logits(key, datasets)
+                if kind == "teacher":
+                    self._check_teacher_files(key)
+                elif kind == "views":
+                    self._verify_views(key, datasets)
+                else:
+                    self._verify_logits(key, datasets)
             except CacheError as exc:
                 damaged.append(replace(entry, problem=str(exc)))
         return damaged
@@ -519,6 +574,93 @@ class LogitCache:
             raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
         return array, table, meta
 
+    # -- per-view entries ----------------------------------------------------------------------------
+
+    def _build_views(self, key: str, prepared: PreparedTeacher, data: DataBundle, spec: ViewSpec,
+                     top_k: int | None, device: torch.device | str | None) -> ViewLogits:
+        """V teacher forward passes over the rendered views, written as one verified file and read back."""
+        from kdtune.train import default_device
+        from kdtune.views import compute_view_logits
+        from kdtune.views import sparsify
+
+        teacher = prepared.teacher
+        assert teacher is not None
+        teacher.model.to(device if device is not None else default_device())
+        try:
+            logits = compute_view_logits(teacher.model, data.train.x, spec)
+        finally:
+            teacher.model.cpu()
+        if top_k is None:
+            arrays = {"logits": logits.numpy()}
+        else:
+            values, classes, rest = sparsify(logits, top_k)
+            arrays = {"top_values": values.numpy(), "top_classes": classes.numpy(), "rest_lse": rest.numpy()}
+        rows = np.arange(len(logits))
+        seeds = spec.seeds(rows // spec.views, rows % spec.views)
+        base = _entry_metadata(key, prepared.teacher_key or "", teacher, data, data.fingerprint(), "float32",
+                               {"test_accuracy": prepared.diagnostics["test_accuracy"]})
+        meta = {**base, "split": "train", "logits_key": prepared.key, "view_spec": spec.to_dict(), "top_k": top_k}
+        self._store.write(f"views/{key}/train.parquet", encode_views(arrays, seeds, spec.views, meta))
+        return self._read_views(key, data, spec)
+
+    def _decode_views(self, key: str) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+        """The file of entry ``key``, verified on its own: codec checks, its key, and its seeds against the
+        views its metadata names."""
+        from kdtune.train import Augment
+        from kdtune.views import ViewSpec
+
+        path = f"views/{key}/train.parquet"
+        shown = self._store.show(path)
+        raw = self._store.read(path)
+        try:
+            arrays, seeds, meta = decode_views(raw)
+            record = meta["view_spec"]
+            spec = ViewSpec(Augment(**record["augment"]), int(record["views"]), int(record["seed"]))
+        except (OSError, ValueError, KeyError, TypeError, SpecError, pa.ArrowException) as exc:
+            raise CacheError(f"{shown}: damaged ({one_line(exc)})") from None
+        except InvalidFile as exc:
+            raise CacheError(f"{shown}: {exc}") from None
+        if meta.get("key") != key:
+            raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
+        rows = np.arange(len(seeds))
+        if not np.array_equal(seeds, spec.seeds(rows // spec.views, rows % spec.views)):
+            raise CacheError(f"{shown}: view seeds do not match its views (shift {spec.augment.shift}, rotate "
+                             f"{spec.augment.rotate}, {spec.views} views, data seed {spec.seed})")
+        return arrays, seeds, meta
+
+    def _read_views(self, key: str, data: DataBundle, spec: ViewSpec) -> ViewLogits:
+        """The entry, verified (see :meth:`_decode_views`) and against ``data`` and ``spec``."""
+        from kdtune.views import ViewLogits
+
+        arrays, _, meta = self._decode_views(key)
+        shown = self._store.show(f"views/{key}/train.parquet")
+        if meta["view_spec"] != spec.to_dict():
+            raise CacheError(f"{shown}: holds views {meta['view_spec']}, not {spec.to_dict()}")
+        if meta["rows"] != len(data.train) * spec.views or meta["dataset"]["fingerprint"] != data.fingerprint():
+            raise CacheError(f"{shown}: rows or dataset do not match the dataset")
+        tensors = {"dense": arrays.get("logits"), "values": arrays.get("top_values"),
+                   "classes": arrays.get("top_classes"), "rest": arrays.get("rest_lse")}
+        return ViewLogits(spec, data.num_classes, key=key, arrays=arrays,
+                          **{name: None if a is None else _readonly_tensor(a) for name, a in tensors.items()})
+
+    def _verify_views(self, key: str, datasets: dict[str, DataBundle | None]) -> None:
+        _, _, meta = self._decode_views(key)
+        data = _rebuild_dataset(meta.get("dataset") or {}, datasets)
+        if data is not None and meta["rows"] != len(data.train) * meta["view_spec"]["views"]:
+            raise CacheError(f"{self._store.show(f'views/{key}/train.parquet')}: {meta['rows']} rows do not fit "
+                             f"its dataset ({len(data.train)} training images x {meta['view_spec']['views']} views)")
+
+    def _describe_views(self, key: str) -> dict[str, Any]:
+        with self._store.open(f"views/{key}/train.parquet") as f:
+            meta = json.loads(pq.read_metadata(f).metadata[METADATA_KEY])
+        teacher = meta["teacher"]
+        spec = meta["view_spec"]
+        dtype = "float32" if meta.get("top_k") is None else f"float32 top-{meta['top_k']}"
+        return {"created": meta["created"], **_dataset_fields(meta["dataset"]["description"]),
+                "teacher": f"{_teacher_label(teacher['spec'], teacher['selected_epoch'])}; {spec['views']} views "
+                f"(shift {spec['augment']['shift']}, rotate {spec['augment']['rotate']:g})",
+                "accuracy": teacher["test_accuracy"], "dtype": dtype}
+
     # -- listing -------------------------------------------------------------------------------------
 
     def _groups(self) -> list[tuple[str, str, list[pafs.FileInfo]]]:
@@ -526,7 +668,7 @@ class LogitCache:
         groups: dict[tuple[str, str], list[pafs.FileInfo]] = {}
         for info in self._store.list(""):
             parts = self._store.relative(info.path).split("/")
-            kind = {"teachers": "teacher", "logits": "logits"}.get(parts[0])
+            kind = {"teachers": "teacher", "logits": "logits", "views": "views"}.get(parts[0])
             if kind is None or len(parts) != 3 or TMP_MARK in parts[2]:
                 continue
             groups.setdefault((kind, parts[1]), []).append(info)
@@ -536,7 +678,8 @@ class LogitCache:
         base = {"kind": kind, "key": key, "location": self._store.show(f"{_DIRS[kind]}/{key}"),
                 "size": sum(f.size or 0 for f in files)}
         try:
-            fields = self._describe_teacher(key) if kind == "teacher" else self._describe_logits(key)
+            describe = {"teacher": self._describe_teacher, "views": self._describe_views}.get(kind, self._describe_logits)
+            fields = describe(key)
         except (CacheError, OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
             return CacheEntry(**base, created=None, dataset=None, noise=None, teacher=None, accuracy=None,
                               dtype=None, problem=one_line(exc))
@@ -558,7 +701,7 @@ class LogitCache:
                 "accuracy": meta["diagnostics"]["test_accuracy"], "dtype": meta["dtype"]}
 
 
-_DIRS = {"teacher": "teachers", "logits": "logits"}
+_DIRS = {"teacher": "teachers", "logits": "logits", "views": "views"}
 
 
 def _entry_metadata(
@@ -640,6 +783,15 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
 
     if array.dtype != np.float32:
         return torch.from_numpy(array.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.from_numpy(array)
+
+
+def _readonly_tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over a read-only decoded array, without a copy (the student only indexes it)."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
         return torch.from_numpy(array)

@@ -98,3 +98,86 @@ def _sha256(array: np.ndarray) -> str:
 
 def _schema_line(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name}: {f.type}" for f in schema)
+
+
+# -- per-view files (kdtune.views): one row per (image, view), dense logits or top-k ------------------------
+
+VIEW_ARRAYS = {"dense": ("logits",), "sparse": ("top_values", "top_classes", "rest_lse")}
+
+
+def _views_schema(width: int, sparse: bool) -> pa.Schema:
+    def fixed(name: str, kind: pa.DataType) -> pa.Field:
+        return pa.field(name, pa.list_(pa.field("element", kind, nullable=False), width), nullable=False)
+
+    values = [fixed("top_values", pa.float32()), fixed("top_classes", pa.int32()),
+              pa.field("rest_lse", pa.float32(), nullable=False)] if sparse else [fixed("logits", pa.float32())]
+    return pa.schema([pa.field("index", pa.int32(), nullable=False), pa.field("view", pa.int32(), nullable=False),
+                      pa.field("view_seed", pa.uint64(), nullable=False), *values])
+
+
+def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, meta: dict[str, Any]) -> bytes:
+    """Per-view logits as Parquet bytes: row ``i * views + v`` is view ``v`` of image ``i``, with its seed.
+
+    ``arrays`` holds ``logits`` (rows, K) float32, or ``top_values`` / ``top_classes`` (rows, k) and ``rest_lse``
+    (rows,) for top-k rows. Same codec choices and checks as :func:`encode` (one row group, page CRCs, sha256).
+    """
+    sparse = "top_values" in arrays
+    arrays = {name: np.ascontiguousarray(arrays[name]) for name in VIEW_ARRAYS["sparse" if sparse else "dense"]}
+    first = arrays["top_values" if sparse else "logits"]
+    rows, width = first.shape
+    meta = {**meta, "rows": rows, "width": width, "sparse": sparse, "views": views,
+            "logits_sha256": _sha256_all(arrays)}
+    schema = _views_schema(width, sparse).with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+    columns = [pa.array((np.arange(rows) // max(views, 1)).astype(np.int32)),
+               pa.array((np.arange(rows) % max(views, 1)).astype(np.int32)), pa.array(seeds.astype(np.uint64))]
+    for name, array in arrays.items():
+        kind = schema.field(name).type
+        columns.append(pa.array(array) if array.ndim == 1 else
+                       pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1), type=kind.value_type), width))
+    split_columns = [f"{name}.list.element" for name in arrays if arrays[name].ndim == 2] + \
+        (["rest_lse"] if sparse else [])
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd",
+                   row_group_size=max(rows, 1), use_dictionary=False, use_byte_stream_split=split_columns,
+                   write_page_checksum=True)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_views(raw: bytes) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+    """The arrays of :func:`encode_views` (read-only views of the decoded buffers), the seeds, and the metadata;
+    rejects a changed schema, a wrong row count, a checksum mismatch and rows out of (image, view) order."""
+    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
+    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
+    width, sparse, views = int(meta["width"]), bool(meta["sparse"]), int(meta["views"])
+    if parquet.metadata.num_row_groups > 1:
+        raise InvalidFile(f"{parquet.metadata.num_row_groups} row groups, expected 1")
+    table = parquet.read()
+    expected = _views_schema(width, sparse)
+    if not table.schema.remove_metadata().equals(expected):
+        raise InvalidFile(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
+    rows = table.num_rows
+    if rows != meta["rows"]:
+        raise InvalidFile(f"{rows} rows, metadata says {meta['rows']}")
+    arrays = {}
+    for name in VIEW_ARRAYS["sparse" if sparse else "dense"]:
+        column = table.column(name)
+        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        if name == "rest_lse":
+            arrays[name] = chunk.to_numpy(zero_copy_only=True)
+        else:
+            arrays[name] = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, width)
+    if _sha256_all(arrays) != meta["logits_sha256"]:
+        raise InvalidFile("logits checksum mismatch")
+    order = np.arange(rows)
+    if not (np.array_equal(table.column("index").to_numpy(), order // views)
+            and np.array_equal(table.column("view").to_numpy(), order % views)):
+        raise InvalidFile("index and view columns are not in (image, view) order")
+    return arrays, table.column("view_seed").to_numpy(), meta
+
+
+def _sha256_all(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arrays[name]).view(np.uint8).data)
+    return h.hexdigest()
