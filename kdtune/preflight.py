@@ -7,7 +7,9 @@ finds (one line each, exit code 2):
 * the inputs (:func:`check_inputs`, also what ``kdtune plan`` runs): datasets and their options, local data
   files and teacher checkpoints readable, built-in image datasets present under their data root, and every
   architecture (teacher and student, per condition) imported, built with its kwargs and run on one batch of a
-  few samples of the dataset's shape. Import paths run the user's code here (``docs/security.md``);
+  few samples of the dataset's shape. Import paths run the user's code here (``docs/security.md``). With
+  student views (``student.augment``) each dataset is loaded and its per-view logits checked: image inputs,
+  ``cache.top_k`` at most the class count, the size within ``cache.max_bytes`` (:func:`kdtune.views.check_views`);
 * where the study goes (:func:`check_locations`): ``--out`` a folder that can be created, the cache and Tune's
   storage parsed and, for URIs, reachable and writable within :data:`PROBE_TIMEOUT_S`, the Optuna storage
   parsed and (for a server) reachable. Messages show URIs with their secrets redacted.
@@ -71,18 +73,46 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
     teacher_ok = spec.task != "classification" or spec.teacher.logits is not None or _collect(
         errors, lambda: check_arch(spec.teacher.arch, field="teacher.arch"))
     checkable = []  # conditions whose data and student can be built for the model check
+    loadable = []  # conditions whose real data can be loaded here
     for c in conditions:
         data_ok = _collect(errors, lambda c=c: check_data_args(
             c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size,
             files=c.files(spec)))
         root_ok = _collect(errors, lambda c=c: check_data_root(c.dataset, spec.dataset.data_root,
                                                                 spec.dataset.download))
+        if data_ok and root_ok and not unreadable:
+            loadable.append(c)
         data_ok = data_ok and (root_ok or c.dataset in IMAGE_DATASETS)  # their models are checked without files
         student_ok = _collect(errors, lambda c=c: check_arch(c.student_arch, field="student.arch"))
         if data_ok and student_ok and teacher_ok and not unreadable:
             checkable.append(c)
     if spec.task == "classification":
         _collect(errors, lambda: _check_models(spec, checkable))
+        if spec.student.augmented:
+            _collect(errors, lambda: _check_views(spec, loadable))
+    raise_all(_unique(errors))
+
+
+def _check_views(spec: StudySpec, conditions: list[Condition]) -> None:
+    """The per-view teacher logits of every dataset: image inputs, top-k and size (nothing is trained)."""
+    from kdtune.views import check_views
+    from kdtune.views import student_views
+
+    view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
+    assert view_spec is not None
+    errors: list[UsageError] = []
+    seen: set[str] = set()
+    for c in conditions:
+        if c.dataset in seen:  # the noise level changes labels, not the images or their number
+            continue
+        seen.add(c.dataset)
+
+        def check(c: Condition = c) -> None:
+            data = c.load_data(spec)
+            check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=spec.cache.top_k,
+                        max_bytes=spec.cache.max_bytes)
+
+        _collect(errors, check)
     raise_all(_unique(errors))
 
 

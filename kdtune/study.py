@@ -453,17 +453,30 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
     from kdtune.cache import LogitCache
     from kdtune.teacher import build_checked
 
+    from kdtune.views import check_views
+    from kdtune.views import student_views
+
     build_checked(cond.student_arch, data, kwargs=dict(spec.student.kwargs), field="student.arch")
+    view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
+    if view_spec is not None:  # before the teacher trains (preflight checked it too)
+        check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=spec.cache.top_k,
+                    max_bytes=spec.cache.max_bytes)
     teacher_spec = cond.teacher_spec(spec)
-    prepared = LogitCache(cache_dir).prepare(teacher_spec, data)
+    cache = LogitCache(cache_dir)
+    prepared = cache.prepare(teacher_spec, data)
+    views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=spec.cache.top_k,
+                                                               max_bytes=spec.cache.max_bytes)
     teacher = prepared.teacher
     info = {"cache_key": prepared.key, "teacher_key": prepared.teacher_key, "source": teacher_spec.source,
             "selected_epoch": teacher.selected_epoch if teacher else None,
             "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit, "trained": prepared.trained,
             "spec": teacher_spec.to_dict(),
             "curve": teacher.curve if teacher is not None and teacher_spec.source == "trained" else [],
-            "fingerprint": teacher.fingerprint if teacher else None}
-    return info, pack_payload(data, prepared.logits, None)
+            "fingerprint": teacher.fingerprint if teacher else None,
+            "views_key": None if views is None else views.key}
+    payload = pack_payload(data, prepared.logits, None)
+    payload["views"] = None if views is None else views.pack()
+    return info, payload
 
 
 def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Condition], storage: str,

@@ -88,7 +88,10 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
     if data.task == "regression":
         tune.report(_linear_result(data, payload["teacher_weights"], params, config["seeds"], node_id))
         return
-    trainers, best = _students(data, logits, config, study, threads)
+    from kdtune.views import unpack_views
+
+    views = unpack_views(payload.get("views"))  # the teacher's logits per augmented view, or None
+    trainers, best = _students(data, logits, config, study, threads, views)
     best_test = [math.nan] * len(trainers)  # test accuracy at each seed's best validation epoch
     history: list[dict[str, Any]] = []  # every row so far: replayed after a restore (the driver de-duplicates)
     replay: list[dict[str, Any]] = []
@@ -192,7 +195,7 @@ def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
 
 
 def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, Any], study: dict[str, Any],
-              threads: int) -> tuple[list[Any], list[float]]:
+              threads: int, views: Any = None) -> tuple[list[Any], list[float]]:
     from kdtune.models import build_model
     from kdtune.train import TrainConfig
     from kdtune.train import Trainer
@@ -207,7 +210,7 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, 
         train_config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]),
                                    batch_size=int(params["batch_size"]), alpha=float(params["alpha"]),
                                    temperature=float(params["temperature"]), seed=seed, **student_recipe(student))
-        trainers.append(Trainer(model, data, train_config, teacher=logits, threads=threads))
+        trainers.append(Trainer(model, data, train_config, teacher=logits, views=views, threads=threads))
     return trainers, [-math.inf] * len(trainers)
 
 

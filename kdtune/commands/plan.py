@@ -142,6 +142,12 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
                                  batch_size, distil=True)
             run_s = epochs * _epoch_seconds(student, data, batch_size)
             teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data)
+            if spec.student.augmented:
+                row["views"] = _views(spec, cache, row["teacher"], data)
+                if not row["views"]["cached"]:  # V teacher forward passes over the training split
+                    cal = _calibrate(calibrations, "teacher", teacher_spec.arch, dict(teacher_spec.kwargs), data,
+                                     teacher_spec.batch_size, distil=False)
+                    teacher_s += row["views"]["views"] * len(data.train) * cal["predict_per_sample_s"]
         trial_s = spec.budget.repeats * run_s + overhead_s
         confirm_s = (confirm_runs / confirm_trials * run_s if confirm_trials else 0.0) + overhead_s
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s, "trial_s": trial_s,
@@ -171,6 +177,24 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
         "assumptions": ASSUMPTIONS + (["the calibration ran on this machine's CPU; a GPU study is usually faster"]
                                       if spec.resources.gpu > 0 else []),
     }
+
+
+def _views(spec: Any, cache: Any, teacher: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The per-view teacher logits of ``student.augment``: their size against ``cache.max_bytes``, and whether
+    the cache holds them (known only once the teacher's logits entry is)."""
+    from kdtune.views import student_views
+    from kdtune.views import view_cache_bytes
+
+    view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
+    assert view_spec is not None
+    top_k = spec.cache.top_k
+    cached = False
+    key = None
+    if teacher.get("logits_key"):
+        key, cached = cache.views_cached(teacher["logits_key"], view_spec, top_k)
+    return {"views": view_spec.views, "images": len(data.train), "classes": data.num_classes, "top_k": top_k,
+            "bytes": view_cache_bytes(len(data.train), data.num_classes, view_spec.views, top_k),
+            "max_bytes": spec.cache.max_bytes, "key": key, "cached": cached}
 
 
 def _worker_start_seconds() -> float:
@@ -300,6 +324,13 @@ def _print(result: dict[str, Any]) -> None:
     console.print(f"to build: {total['teachers_to_train']} teachers to train, {total['logits_to_compute']} logits "
                   f"to compute, {total['cached']} cached", highlight=False)
     for row in result["conditions"]:
+        v = row.get("views")
+        if v:
+            shape = f"top {v['top_k']} of {v['classes']} classes" if v["top_k"] else f"{v['classes']} classes x 4 bytes"
+            console.print(f"view logits {row['key']}: {v['views']} views x {v['images']:,} images x {shape} = "
+                          f"{_size(v['bytes'])} (cache.max_bytes {_size(v['max_bytes'])}), "
+                          f"{'cached' if v['cached'] else 'to compute'}", highlight=False)
+    for row in result["conditions"]:
         if row["teacher"].get("problem"):
             console.print(f"[bold]missing[/bold] {row['key']}: {row['teacher']['problem']}", highlight=False)
     for line in result["assumptions"]:
@@ -314,6 +345,13 @@ def estimate_line(result: dict[str, Any]) -> str:
             f"{res['concurrency']} at once on {res['cpus']} CPUs "
             f"(start-up {_duration(parts['startup'])}, teachers {_duration(parts['teachers'])}, "
             f"trials {_duration(parts['trials'])})")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _duration(seconds: float) -> str:
