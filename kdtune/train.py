@@ -164,7 +164,8 @@ class ViewSource(Protocol):
     @property
     def spec(self) -> Any: ...  # a kdtune.views.ViewSpec: .views, and render()'s parameters
 
-    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor) -> torch.Tensor: ...
+    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
+                       temperature: float = 1.0) -> torch.Tensor: ...
 
     def to(self, device: torch.device) -> ViewSource: ...
 
@@ -349,7 +350,8 @@ class Trainer:
                 batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
             logits = self.model(batch)  # (B, K)
             if self.views is not None and self.config.alpha < 1:  # at alpha = 1 no teacher logits are needed
-                loss = kd_loss(logits, self.views.teacher_logits(idx, view[idx], batch), y[idx],
+                target = self.views.teacher_logits(idx, view[idx], batch, temperature=self.config.temperature)
+                loss = kd_loss(logits, target, y[idx],
                                alpha=self.config.alpha, temperature=self.config.temperature)
             elif self.teacher is None or self.views is not None:
                 loss = F.cross_entropy(logits, y[idx])

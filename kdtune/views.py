@@ -16,9 +16,9 @@ each image, keyed by the view's random parameters, and lets the student draw amo
   configurations of a condition, like its batch order).
 
 With many classes the rows can be stored sparse (``top_k``): the k largest logits of each row, their classes,
-and the log-sum-exp of the other K - k logits. :func:`densify` spreads that remainder evenly over the other
-classes, which keeps their total probability exact at T = 1; ``docs/views.md`` measures what it moves at
-other temperatures.
+and the log-sum-exp and the mean of the other K - k logits. :func:`densify` gives each of the other classes
+one logit, chosen so that their total probability is exact at T = 1 and right to first order as T grows;
+``docs/views.md`` measures what it moves.
 
 Core module: torch and numpy only; no Ray, no W&B, no files (the cache stores what it computes).
 """
@@ -107,8 +107,8 @@ def render(x: torch.Tensor, spec: ViewSpec, index: torch.Tensor, view: torch.Ten
 
 def view_cache_bytes(images: int, classes: int, views: int, top_k: int | None = None) -> int:
     """Bytes of the teacher's per-view logits: V x images x classes x 4 (float32), or with ``top_k`` each row's
-    k logits (4 bytes) and classes (4 bytes) and its remainder's log-sum-exp (4 bytes)."""
-    per_row = classes * 4 if top_k is None else top_k * 8 + 4
+    k logits (4 bytes) and classes (4 bytes) and its remainder's log-sum-exp and mean (4 bytes each)."""
+    per_row = classes * 4 if top_k is None else top_k * 8 + 8
     return views * images * per_row
 
 
@@ -129,21 +129,32 @@ def check_views(spec: ViewSpec, x_shape: tuple[int, ...], classes: int, *, top_k
                         "cache.top_k")
 
 
-def sparsify(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(M, K) logits as their top-k values (M, k), classes (M, k) int32 and the log-sum-exp of the rest (M,)."""
+def sparsify(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(M, K) logits as their top-k values (M, k), classes (M, k) int32, and the log-sum-exp (M,) and the mean
+    (M,) of the other K - k logits (-inf and 0 when k = K)."""
     values, classes = logits.topk(k, dim=1)
-    rest = logits.scatter(1, classes, -math.inf)
-    lse = torch.logsumexp(rest, dim=1) if k < logits.shape[1] else torch.full((len(logits),), -math.inf)
-    return values, classes.to(torch.int32), lse
+    n = logits.shape[1] - k
+    if n == 0:
+        return values, classes.to(torch.int32), torch.full((len(logits),), -math.inf), torch.zeros(len(logits))
+    lse = torch.logsumexp(logits.scatter(1, classes, -math.inf), dim=1)
+    mean = (logits.sum(1) - values.sum(1)) / n
+    return values, classes.to(torch.int32), lse, mean
 
 
-def densify(values: torch.Tensor, classes: torch.Tensor, rest: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dense (M, K) logits from :func:`sparsify`'s rows: the other K - k classes share the remainder evenly, each
-    at ``rest - log(K - k)``, so their total probability at T = 1 is exact."""
+def densify(values: torch.Tensor, classes: torch.Tensor, rest_lse: torch.Tensor, rest_mean: torch.Tensor,
+            num_classes: int, temperature: float = 1.0) -> torch.Tensor:
+    """Dense (M, K) logits from :func:`sparsify`'s rows, for use at ``temperature`` T.
+
+    Each of the n = K - k other classes gets the logit ``mean + c / T`` with ``c = lse - log n - mean`` (>= 0).
+    That is the second-order cumulant expansion log sum_j exp(t_j / T) ~ log n + mean / T + c / T^2 of the
+    remainder, fitted to be exact at T = 1: the remainder's total probability is exact at T = 1 and tends to the
+    right value as T grows. How the remainder spreads over its classes is lost (they are made equal).
+    """
     k = values.shape[1]
     if k == num_classes:
         return torch.empty_like(values).scatter_(1, classes.long(), values)
-    fill = (rest - math.log(num_classes - k)).unsqueeze(1).expand(-1, num_classes)
+    spread = rest_lse - math.log(num_classes - k) - rest_mean
+    fill = (rest_mean + spread / temperature).unsqueeze(1).expand(-1, num_classes)
     return fill.scatter(1, classes.long(), values)
 
 
@@ -171,7 +182,8 @@ def compute_view_logits(model: nn.Module, x: torch.Tensor, spec: ViewSpec, *,
 class ViewLogits:
     """The teacher's logits for the V views of every training image, dense or top-k, as the student reads them.
 
-    ``dense`` is (N x V, K); or ``values`` / ``classes`` (N x V, k) and ``rest`` (N x V,) when sparse. Row
+    ``dense`` is (N x V, K); or ``values`` / ``classes`` (N x V, k), ``rest`` and ``rest_mean`` (N x V,) when
+    sparse (:func:`sparsify`). Row
     ``i * V + v`` belongs to view ``v`` of image ``i``. ``key`` is the cache entry they came from.
     """
 
@@ -181,6 +193,7 @@ class ViewLogits:
     values: torch.Tensor | None = None
     classes: torch.Tensor | None = None
     rest: torch.Tensor | None = None
+    rest_mean: torch.Tensor | None = None
     key: str | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # what the tensors share memory with
 
@@ -188,24 +201,29 @@ class ViewLogits:
     def top_k(self) -> int | None:
         return None if self.values is None else self.values.shape[1]
 
-    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """(B, K) logits of views ``view`` of images ``index``; ``batch`` (their pixels) is not needed here."""
+    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
+                       temperature: float = 1.0) -> torch.Tensor:
+        """(B, K) logits of views ``view`` of images ``index`` (top-k rows made dense for ``temperature``);
+        ``batch`` (their pixels) is not needed here."""
         rows = index * self.spec.views + view
         if self.dense is not None:
             return self.dense[rows]
-        assert self.values is not None and self.classes is not None and self.rest is not None
-        return densify(self.values[rows], self.classes[rows], self.rest[rows], self.num_classes)
+        assert self.values is not None and self.classes is not None
+        assert self.rest is not None and self.rest_mean is not None
+        return densify(self.values[rows], self.classes[rows], self.rest[rows], self.rest_mean[rows],
+                       self.num_classes, temperature)
+
+    def _tensors(self) -> dict[str, torch.Tensor | None]:
+        return {"dense": self.dense, "values": self.values, "classes": self.classes, "rest": self.rest,
+                "rest_mean": self.rest_mean}
 
     def to(self, device: torch.device) -> ViewLogits:
-        moved = {name: None if t is None else t.to(device)
-                 for name, t in (("dense", self.dense), ("values", self.values), ("classes", self.classes),
-                                 ("rest", self.rest))}
+        moved = {name: None if t is None else t.to(device) for name, t in self._tensors().items()}
         return ViewLogits(self.spec, self.num_classes, key=self.key, arrays=self.arrays, **moved)
 
     def pack(self) -> dict[str, Any]:
         """Numpy arrays and plain values (Ray stores them once, zero-copy); :func:`unpack_views` reverses it."""
-        tensors = {name: None if t is None else t.numpy() for name, t in (
-            ("dense", self.dense), ("values", self.values), ("classes", self.classes), ("rest", self.rest))}
+        tensors = {name: None if t is None else t.numpy() for name, t in self._tensors().items()}
         return {"augment": {"shift": self.spec.augment.shift, "rotate": self.spec.augment.rotate},
                 "views": self.spec.views, "seed": self.spec.seed, "num_classes": self.num_classes, "key": self.key,
                 **tensors}
@@ -221,7 +239,7 @@ def unpack_views(packed: dict[str, Any] | None) -> ViewLogits | None:
     with warnings.catch_warnings():  # read-only arrays from Ray's object store; the student only indexes them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         tensors = {name: None if packed[name] is None else torch.from_numpy(packed[name])
-                   for name in ("dense", "values", "classes", "rest")}
+                   for name in ("dense", "values", "classes", "rest", "rest_mean")}
     return ViewLogits(spec, packed["num_classes"], key=packed["key"], **tensors)
 
 
@@ -236,7 +254,8 @@ class InlineTeacher:
         self.spec = spec
 
     @torch.no_grad()
-    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
+                       temperature: float = 1.0) -> torch.Tensor:
         return self.model(batch).float()
 
     def to(self, device: torch.device) -> InlineTeacher:

@@ -593,8 +593,9 @@ class LogitCache:
         if top_k is None:
             arrays = {"logits": logits.numpy()}
         else:
-            values, classes, rest = sparsify(logits, top_k)
-            arrays = {"top_values": values.numpy(), "top_classes": classes.numpy(), "rest_lse": rest.numpy()}
+            values, classes, rest, mean = sparsify(logits, top_k)
+            arrays = {"top_values": values.numpy(), "top_classes": classes.numpy(), "rest_lse": rest.numpy(),
+                      "rest_mean": mean.numpy()}
         rows = np.arange(len(logits))
         seeds = spec.seeds(rows // spec.views, rows % spec.views)
         base = _entry_metadata(key, prepared.teacher_key or "", teacher, data, data.fingerprint(), "float32",
@@ -639,7 +640,8 @@ class LogitCache:
         if meta["rows"] != len(data.train) * spec.views or meta["dataset"]["fingerprint"] != data.fingerprint():
             raise CacheError(f"{shown}: rows or dataset do not match the dataset")
         tensors = {"dense": arrays.get("logits"), "values": arrays.get("top_values"),
-                   "classes": arrays.get("top_classes"), "rest": arrays.get("rest_lse")}
+                   "classes": arrays.get("top_classes"), "rest": arrays.get("rest_lse"),
+                   "rest_mean": arrays.get("rest_mean")}
         return ViewLogits(spec, data.num_classes, key=key, arrays=arrays,
                           **{name: None if a is None else _readonly_tensor(a) for name, a in tensors.items()})
 

@@ -102,7 +102,7 @@ def _schema_line(schema: pa.Schema) -> str:
 
 # -- per-view files (kdtune.views): one row per (image, view), dense logits or top-k ------------------------
 
-VIEW_ARRAYS = {"dense": ("logits",), "sparse": ("top_values", "top_classes", "rest_lse")}
+VIEW_ARRAYS = {"dense": ("logits",), "sparse": ("top_values", "top_classes", "rest_lse", "rest_mean")}
 
 
 def _views_schema(width: int, sparse: bool) -> pa.Schema:
@@ -110,7 +110,8 @@ def _views_schema(width: int, sparse: bool) -> pa.Schema:
         return pa.field(name, pa.list_(pa.field("element", kind, nullable=False), width), nullable=False)
 
     values = [fixed("top_values", pa.float32()), fixed("top_classes", pa.int32()),
-              pa.field("rest_lse", pa.float32(), nullable=False)] if sparse else [fixed("logits", pa.float32())]
+              pa.field("rest_lse", pa.float32(), nullable=False), pa.field("rest_mean", pa.float32(), nullable=False)
+              ] if sparse else [fixed("logits", pa.float32())]
     return pa.schema([pa.field("index", pa.int32(), nullable=False), pa.field("view", pa.int32(), nullable=False),
                       pa.field("view_seed", pa.uint64(), nullable=False), *values])
 
@@ -118,8 +119,8 @@ def _views_schema(width: int, sparse: bool) -> pa.Schema:
 def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, meta: dict[str, Any]) -> bytes:
     """Per-view logits as Parquet bytes: row ``i * views + v`` is view ``v`` of image ``i``, with its seed.
 
-    ``arrays`` holds ``logits`` (rows, K) float32, or ``top_values`` / ``top_classes`` (rows, k) and ``rest_lse``
-    (rows,) for top-k rows. Same codec choices and checks as :func:`encode` (one row group, page CRCs, sha256).
+    ``arrays`` holds ``logits`` (rows, K) float32, or ``top_values`` / ``top_classes`` (rows, k), ``rest_lse`` and
+    ``rest_mean`` (rows,) for top-k rows (:func:`kdtune.views.sparsify`). Same codec choices and checks as :func:`encode` (one row group, page CRCs, sha256).
     """
     sparse = "top_values" in arrays
     arrays = {name: np.ascontiguousarray(arrays[name]) for name in VIEW_ARRAYS["sparse" if sparse else "dense"]}
@@ -135,7 +136,7 @@ def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, m
         columns.append(pa.array(array) if array.ndim == 1 else
                        pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1), type=kind.value_type), width))
     split_columns = [f"{name}.list.element" for name in arrays if arrays[name].ndim == 2] + \
-        (["rest_lse"] if sparse else [])
+        (["rest_lse", "rest_mean"] if sparse else [])
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_arrays(columns, schema=schema), sink, compression="zstd",
                    row_group_size=max(rows, 1), use_dictionary=False, use_byte_stream_split=split_columns,
@@ -162,7 +163,7 @@ def decode_views(raw: bytes) -> tuple[dict[str, np.ndarray], np.ndarray, dict[st
     for name in VIEW_ARRAYS["sparse" if sparse else "dense"]:
         column = table.column(name)
         chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-        if name == "rest_lse":
+        if name in ("rest_lse", "rest_mean"):
             arrays[name] = chunk.to_numpy(zero_copy_only=True)
         else:
             arrays[name] = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, width)
