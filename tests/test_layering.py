@@ -11,7 +11,7 @@ import pytest
 
 
 def test_core_does_not_import_ray_or_wandb() -> None:
-    code = ("import sys, kdtune.data, kdtune.models, kdtune.distill, kdtune.train, kdtune.teacher;"
+    code = ("import sys, kdtune.data, kdtune.models, kdtune.distill, kdtune.train, kdtune.teacher, kdtune.views;"
             "print([m for m in ('ray', 'wandb', 'optuna') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
