@@ -91,6 +91,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--lr", type=finite_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     training.add_argument("--seed", type=int, default=0,
                           help="student seed: initialisation and batch order (default: %(default)s)")
+    training.add_argument("--student-augment", default=None, metavar="MAPPING",
+                          help="train both students on augmented views, as YAML/JSON {shift: PIXELS, rotate: DEGREES}; "
+                          "the teacher's logits are cached per view (docs/views.md)")
+    training.add_argument("--views", type=int, default=None,
+                          help="augmented views per training image with --student-augment (default: 4)")
+    training.add_argument("--top-k", type=int, default=None,
+                          help="store each view's top-k logits instead of all (many classes; default: all)")
+    training.add_argument("--max-cache-bytes", type=int, default=None,
+                          help="the most bytes the per-view logits may take (default: 4 GiB)")
     training.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: all cores)")
     training.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)")
     training.add_argument("--cache-dir", default=None,
@@ -109,6 +118,9 @@ _FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "da
           "noise_level": "--noise", "noise_type": "--noise-type", "teacher.arch": "--teacher",
           "teacher.select": "--teacher-select", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
           "temperature": "--temperature", "alpha": "--alpha", "cache_dir": "--cache-dir",
+          "student.augment": "--student-augment", "student.views": "--views", "cache.top_k": "--top-k",
+          "cache.max_bytes": "--max-cache-bytes", "augment.shift": "--student-augment shift",
+          "augment.rotate": "--student-augment rotate",
           **{name: f"--student-recipe {name}" for name in _STUDENT_RECIPE},
           **{f"teacher.{name}": f"--teacher-recipe {name}" for name in _TEACHER_RECIPE}}
 
@@ -136,7 +148,9 @@ def _distill(args: argparse.Namespace) -> int:
     from kdtune.teacher import TeacherSpec
     from kdtune.teacher import build_checked
     from kdtune.train import TrainConfig
+    from kdtune.spec import DEFAULT_CACHE_MAX_BYTES
     from kdtune.train import train_student
+    from kdtune.views import check_views
 
     # Validate every option before loading data or training anything.
     check_alpha(args.alpha, field="--alpha")
@@ -155,6 +169,7 @@ def _distill(args: argparse.Namespace) -> int:
                                   "batch_size": args.batch_size, "seed": args.teacher_seed,
                                   "select": args.teacher_select, "kwargs": teacher_kwargs, "checkpoint": checkpoint,
                                   **teacher_recipe})
+    view_spec = _view_spec(args)
     threads = args.threads or os.cpu_count() or 1
     cache = LogitCache(args.cache_dir)
 
@@ -163,6 +178,9 @@ def _distill(args: argparse.Namespace) -> int:
                         seed=args.data_seed, files=files)
     # The student's output shape on one batch, before the teacher trains (the teacher is checked in the cache).
     build_checked(args.student, data, kwargs=student_kwargs, field="--student", seed=args.seed)
+    max_bytes = args.max_cache_bytes if args.max_cache_bytes is not None else DEFAULT_CACHE_MAX_BYTES
+    if view_spec is not None:  # image inputs, top-k and size, before the teacher trains
+        check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=args.top_k, max_bytes=max_bytes)
     students = {name: (config, build_model(args.student, input_shape=data.input_shape, num_classes=data.num_classes,
                                           kwargs=student_kwargs, field="--student", seed=args.seed))
                 for name, config in (("student, distilled", student_config),
@@ -177,23 +195,46 @@ def _distill(args: argparse.Namespace) -> int:
             state = "cached" if prepared.hit else "computed now"
             progress.note(f"teacher from the cache: {prepared.teacher_key} (logits {prepared.key}, {state})")
         teacher, logits, diagnostics = prepared.teacher, prepared.logits, prepared.diagnostics
+        views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=args.top_k,
+                                                                   max_bytes=max_bytes)
+        if views is not None:
+            progress.note(f"teacher logits for {view_spec.views} views of every training image: {views.key}")
         assert teacher is not None  # distill has no imported logits
         rows: list[dict[str, Any]] = [{"model": f"teacher ({args.teacher})", "alpha": None, "temperature": None,
                                        "epoch": teacher.selected_epoch, **_teacher_row(diagnostics)}]
         for name, (config, model) in students.items():
-            history = train_student(model, data, config, teacher=logits,
+            history = train_student(model, data, config, teacher=logits, views=views,
                                     on_epoch=progress.tracker(name, args.epochs), threads=threads)
             best = history.best
             rows.append({"model": f"{name} ({args.student})", "alpha": config.alpha, "temperature": config.temperature,
                          "epoch": best.epoch, "test_accuracy": best.test_accuracy, "val_accuracy": best.val_accuracy,
                          "correction_rate": best.correction_rate, "memorisation_rate": best.memorisation_rate})
     if args.format == "json":
-        cache_record = {"teacher_key": prepared.teacher_key, "logits_key": prepared.key, "hit": prepared.hit}
+        cache_record = {"teacher_key": prepared.teacher_key, "logits_key": prepared.key, "hit": prepared.hit,
+                        "views_key": None if views is None else views.key}
         json.dump({"teacher_diagnostics": diagnostics, "models": rows, "cache": cache_record}, sys.stdout, indent=2)
         print()
     else:
         _print_table(rows, data_name=dataset, noise=args.noise_level, diagnostics=diagnostics)
     return 0
+
+
+def _view_spec(args: argparse.Namespace) -> Any:
+    """The students' views (``--student-augment``, ``--views``), or None; ``--views`` / ``--top-k`` need them."""
+    from kdtune.errors import SpecError
+    from kdtune.spec import DEFAULT_VIEWS
+    from kdtune.train import Augment
+    from kdtune.views import ViewSpec
+
+    augment = _recipe(args.student_augment, "--student-augment", ("shift", "rotate"))
+    if not augment:
+        for flag, value in (("--views", args.views), ("--top-k", args.top_k)):
+            if value is not None:
+                raise SpecError(flag, value, "needs --student-augment (the per-view logits of augmented students)")
+        return None
+    if args.top_k is not None and args.top_k < 1:
+        raise SpecError("--top-k", args.top_k, "must be a positive integer at most the class count")
+    return ViewSpec(Augment(**augment), DEFAULT_VIEWS if args.views is None else args.views, args.data_seed)
 
 
 def _mapping(text: str | None, flag: str) -> dict[str, Any]:
