@@ -452,7 +452,6 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
         return info, pack_payload(data, None, weights)
     from kdtune.cache import LogitCache
     from kdtune.teacher import build_checked
-
     from kdtune.views import check_views
     from kdtune.views import student_views
 

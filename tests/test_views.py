@@ -22,7 +22,6 @@ from kdtune.data import load_dataset
 from kdtune.distill import kd_loss
 from kdtune.errors import SpecError
 from kdtune.models import build_model
-from kdtune.spec import parse_spec
 from kdtune.teacher import TeacherSpec
 from kdtune.train import Augment
 from kdtune.train import TrainConfig

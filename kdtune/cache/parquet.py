@@ -120,7 +120,8 @@ def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, m
     """Per-view logits as Parquet bytes: row ``i * views + v`` is view ``v`` of image ``i``, with its seed.
 
     ``arrays`` holds ``logits`` (rows, K) float32, or ``top_values`` / ``top_classes`` (rows, k), ``rest_lse`` and
-    ``rest_mean`` (rows,) for top-k rows (:func:`kdtune.views.sparsify`). Same codec choices and checks as :func:`encode` (one row group, page CRCs, sha256).
+    ``rest_mean`` (rows,) for top-k rows (:func:`kdtune.views.sparsify`). Same codec choices and checks as
+    :func:`encode` (one row group, page CRCs, sha256).
     """
     sparse = "top_values" in arrays
     arrays = {name: np.ascontiguousarray(arrays[name]) for name in VIEW_ARRAYS["sparse" if sparse else "dense"]}

@@ -145,10 +145,10 @@ def _distill(args: argparse.Namespace) -> int:
     from kdtune.distill import check_alpha
     from kdtune.errors import SpecError
     from kdtune.models import build_model
+    from kdtune.spec import DEFAULT_CACHE_MAX_BYTES
     from kdtune.teacher import TeacherSpec
     from kdtune.teacher import build_checked
     from kdtune.train import TrainConfig
-    from kdtune.spec import DEFAULT_CACHE_MAX_BYTES
     from kdtune.train import train_student
     from kdtune.views import check_views
 
