@@ -244,7 +244,8 @@ def _spec_file(tmp_path: Path, **student: Any) -> Path:
 
     raw = {"name": "views", "dataset": {"name": "digits"}, "teacher": {"arch": "mlp", "epochs": 1},
            "student": {"arch": "mlp", "epochs": 1, "augment": {"shift": 1}, **student},
-           "budget": {"trials_per_condition": 2, "repeats": 1, "confirm_top_k": 0}, "tracking": "none"}
+           "budget": {"trials_per_condition": 2, "repeats": 1, "confirm_top_k": 0}, "scheduler": {"type": "fifo"},
+           "tracking": "none"}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -263,7 +264,7 @@ def test_kdtune_plan_shows_the_size_of_the_per_view_logits(tmp_path: Path, digit
     (["student.views=0"], "student.views"),
     (["cache.top_k=11"], "cache.top_k"),
     (["cache.max_bytes=1000"], "cache.max_bytes"),
-    (["dataset.name=linear", "search.alpha.low=0"], "student.augment"),
+    (["dataset.name=linear", "search={alpha: {type: float, low: 0, high: 1}}"], "student.augment"),
     (["dataset.files=[FLAT]", "dataset.name=flat"], "student.augment"),
 ])
 def test_bad_view_input_is_one_line_exit_2_and_nothing_is_trained_or_written(
