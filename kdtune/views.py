@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -195,7 +194,6 @@ class ViewLogits:
     rest: torch.Tensor | None = None
     rest_mean: torch.Tensor | None = None
     key: str | None = None
-    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # what the tensors share memory with
 
     @property
     def top_k(self) -> int | None:
@@ -219,7 +217,7 @@ class ViewLogits:
 
     def to(self, device: torch.device) -> ViewLogits:
         moved = {name: None if t is None else t.to(device) for name, t in self._tensors().items()}
-        return ViewLogits(self.spec, self.num_classes, key=self.key, arrays=self.arrays, **moved)
+        return ViewLogits(self.spec, self.num_classes, key=self.key, **moved)
 
     def pack(self) -> dict[str, Any]:
         """Numpy arrays and plain values (Ray stores them once, zero-copy); :func:`unpack_views` reverses it."""

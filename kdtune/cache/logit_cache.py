@@ -642,7 +642,7 @@ class LogitCache:
         tensors = {"dense": arrays.get("logits"), "values": arrays.get("top_values"),
                    "classes": arrays.get("top_classes"), "rest": arrays.get("rest_lse"),
                    "rest_mean": arrays.get("rest_mean")}
-        return ViewLogits(spec, data.num_classes, key=key, arrays=arrays,
+        return ViewLogits(spec, data.num_classes, key=key,
                           **{name: None if a is None else _readonly_tensor(a) for name, a in tensors.items()})
 
     def _verify_views(self, key: str, datasets: dict[str, DataBundle | None]) -> None:
