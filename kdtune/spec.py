@@ -243,7 +243,7 @@ class StudentSection(_Model):
     @model_validator(mode="after")
     def _check_recipe(self) -> StudentSection:
         _check_warmup("student", self.warmup_epochs, self.epochs)
-        if "views" in self.model_fields_set and not self.augmented:
+        if self.views != DEFAULT_VIEWS and not self.augmented:  # the default: a resolved spec states it
             raise SpecError("student.views", self.views, "needs student.augment (shift > 0 or rotate > 0): without "
                             "augmentation every view would be the same image")
         return self
