@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kdtune._version import __version__ as __version__
 
-__version__ = "0.1.0"
+
 __all__ = ["load_results", "recommend", "resume_study", "run_study", "write_report"]
 
 

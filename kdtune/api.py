@@ -76,10 +76,9 @@ def load_results(study_dir: PathLike) -> pd.DataFrame:
     from kdtune.results import read_results
     from kdtune.scoring import METRICS
     from kdtune.scoring import score_runs
-    from kdtune.spec import StudySpec
-    from kdtune.study import load_study_json
+    from kdtune.study_folder import StudyFolder
 
-    spec = StudySpec.model_validate(load_study_json(Path(study_dir))["spec"])
+    spec = StudyFolder(study_dir).spec()
     runs = score_runs(read_results(Path(study_dir)).to_pylist(), METRICS[spec.objective_name])
     columns = [("best_epoch" if n == "epoch" else n) for n in [*RESULT_SCHEMA.names, "trial_state"]]
     frame = pd.DataFrame([{**r.row, "best_epoch": r.row["epoch"]} for r in runs], columns=columns)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from kdtune import __version__
+from kdtune._version import __version__
 from kdtune.errors import KdtuneError
 from kdtune.errors import shorten
 

@@ -39,23 +39,15 @@ def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
     Skipped (with a warning when the storage cannot be opened) when the password of a redacted storage URL is
     not known here, nor in $KDTUNE_STORAGE: the recommendation itself is in ``recommendation.json`` either way.
     """
-    import json
-    import os
-
     import optuna
 
-    from kdtune.errors import StudyError
-    from kdtune.optuna_storage import full_storage_url
     from kdtune.optuna_storage import make_storage
     from kdtune.rules import optuna_study_name
+    from kdtune.study_folder import StudyFolder
 
-    meta = json.loads((Path(study_dir) / "study.json").read_text())
-    url = meta.get("storage_url")
-    if url and meta.get("storage_redacted"):  # the full URL, if this driver was given it, else $KDTUNE_STORAGE
-        try:
-            url = full_storage_url(url)
-        except StudyError:
-            url = os.environ.get("KDTUNE_STORAGE")
+    folder = StudyFolder(study_dir)
+    meta = folder.meta()
+    url = folder.storage_url()  # a redacted URL: the full one, if this driver was given it, else $KDTUNE_STORAGE
     if not url:
         return 0
     try:

@@ -1,16 +1,19 @@
 """Optuna storage from a URL: SQLite in the study folder by default, PostgreSQL on a cluster.
 
-No Ray here: ``kdtune report`` reads the Optuna studies through it too.
+No Ray here: ``kdtune report`` reads the Optuna studies through it too. Optuna (~0.5 s) is imported where a
+storage is opened, so that the study folder's readers can resolve a URL without it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import TypeVar
 
-import optuna
 
+if TYPE_CHECKING:
+    import optuna
 
 T = TypeVar("T")
 #: Redacted storage URL -> the full URL, known to this driver process only (never pickled, never written).
@@ -41,12 +44,15 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
     Two drivers opening a fresh database at once race to create its tables; the loser retries.
     """
+    import optuna
+
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     return retrying(lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs))
 
 
 def retrying(action: Callable[[], T], attempts: int = 6) -> T:
     """Run ``action``, retrying on the integrity/operational errors of concurrent schema or study creation."""
+    import optuna
     import sqlalchemy.exc
 
     for attempt in range(attempts):

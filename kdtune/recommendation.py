@@ -42,13 +42,15 @@ from kdtune.errors import UsageError
 from kdtune.plan import Condition
 from kdtune.scoring import CONFIDENCE
 from kdtune.scoring import METRICS
-from kdtune.scoring import PARAMS
 from kdtune.scoring import Metric
 from kdtune.scoring import finite
 from kdtune.scoring import score_runs
 from kdtune.scoring import t_estimate
 from kdtune.sequential import Design
 from kdtune.sequential import seeds_to_resolve
+from kdtune.study_folder import StudyFolder
+from kdtune.study_folder import atomic_write
+from kdtune.trial_io import SEARCH_PARAMS
 from kdtune.verdicts import FAMILY_CONFIDENCE
 from kdtune.verdicts import ConfirmedArm
 from kdtune.verdicts import confirm
@@ -164,11 +166,7 @@ def default_output(study_dirs: Sequence[str | os.PathLike[str]]) -> Path:
 
 def write_recommendation(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write the report as JSON under a temporary name, then rename (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(report, indent=2) + "\n", mode=None)
 
 
 def _margin(spec: Any, points: float | None) -> float | None:
@@ -194,28 +192,7 @@ def _design(studies: list[Study]) -> Design:
 # ------------------------------------------------------------------------------------------------ reading
 
 def _read_spec(path: Path) -> Any:
-    from kdtune.errors import SpecError
-    from kdtune.spec import parse_spec
-
-    meta = _read_json(path, "study.json", required=True)
-    try:
-        return parse_spec(meta["spec"])
-    except (SpecError, KeyError) as exc:
-        raise StudyError(f"{path / 'study.json'}: the recorded spec is not valid: {exc}") from None
-
-
-def _read_json(path: Path, name: str, *, required: bool) -> dict[str, Any]:
-    if not path.is_dir():
-        raise UsageError(f"{path}: no such study folder")
-    file = path / name
-    if not file.exists():
-        if required:
-            raise UsageError(f"{path} is not a kdtune study folder (no {name})")
-        return {}
-    try:
-        return dict(json.loads(file.read_text()))
-    except ValueError as exc:
-        raise StudyError(f"{file}: not valid JSON ({exc})") from None
+    return StudyFolder(path).spec()
 
 
 def _label(index: int, study_dirs: Sequence[str | os.PathLike[str]]) -> str:
@@ -227,10 +204,11 @@ def _label(index: int, study_dirs: Sequence[str | os.PathLike[str]]) -> str:
 def _read_study(path: Path, metric: Metric, *, label: str) -> Study:
     from kdtune.results import read_results
 
-    meta = _read_json(path, "study.json", required=True)
+    folder = StudyFolder(path)
+    meta = folder.meta()
     conditions = {_identity(c): c for c in meta.get("conditions", [])}
     by_key = {c["key"]: ident for ident, c in conditions.items()}
-    columns = ["condition", "trial_id", "phase", *PARAMS, "seed", "epoch", metric.column, metric.test_column,
+    columns = ["condition", "trial_id", "phase", *SEARCH_PARAMS, "seed", "epoch", metric.column, metric.test_column,
                "trial_state"]
     table = [r for r in read_results(path).select(columns).to_pylist() if r["condition"] in by_key]
     complete = [r for r in table if r["trial_state"] == "COMPLETE"]
@@ -245,7 +223,7 @@ def _read_study(path: Path, metric: Metric, *, label: str) -> Study:
         scored = Run(trial_id=run.trial_id, phase=run.phase, seed=(label, run.seed), objective=run.objective,
                      test=run.test)
         (arm.confirm if run.phase == "confirm" else arm.search)[scored.seed] = scored
-    teachers = _read_json(path, "teachers.json", required=False)
+    teachers = folder.teachers()
     return Study(path=path, label=label, meta=meta, teachers=teachers, conditions=conditions, arms=arms,
                  states=_trial_states(path, table, by_key))
 
@@ -753,6 +731,6 @@ def _method(context: Context) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from kdtune import __version__
+    from kdtune._version import __version__
 
     return __version__

@@ -155,14 +155,13 @@ def load_study(study_dir: Path) -> StudyData:
     """Read a study folder (finished, or a snapshot of one still running)."""
     from kdtune.results import read_results
     from kdtune.results import read_trials
-    from kdtune.spec import StudySpec
-    from kdtune.study import load_study_json
+    from kdtune.study_folder import StudyFolder
 
     study_dir = Path(study_dir)
-    meta = load_study_json(study_dir)
-    spec = StudySpec.model_validate(meta["spec"])
-    teachers_file = study_dir / "teachers.json"
-    teachers = json.loads(teachers_file.read_text()) if teachers_file.exists() else {}
+    folder = StudyFolder(study_dir)
+    meta = folder.meta()
+    spec = folder.spec()
+    teachers = folder.teachers()
     rows = read_results(study_dir).to_pylist()
     metric = METRICS[spec.objective_name]
     runs = score_runs(rows, metric)
@@ -721,19 +720,13 @@ def _condition_importances(data: StudyData, condition: str, storage: Any) -> tup
 
 def _optuna_storage(data: StudyData) -> tuple[Any, str]:
     from kdtune.optuna_storage import make_storage
+    from kdtune.study_folder import StudyFolder
 
-    url = data.meta.get("storage_url") or f"sqlite:///{data.path / 'optuna.db'}"
-    if data.meta.get("storage_redacted"):
-        url = os.environ.get("KDTUNE_STORAGE") or ""
-        if not url:
-            return None, "the Optuna storage URL has a password; set $KDTUNE_STORAGE to the full URL to include it"
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if not path.exists():
-            path = data.path / "optuna.db"  # the study folder was moved
-            if not path.exists():
-                return None, "the study's Optuna database (optuna.db) is missing"
-            url = f"sqlite:///{path}"
+    url = StudyFolder(data.path).storage_url()
+    if url is None:
+        return None, "the Optuna storage URL has a password; set $KDTUNE_STORAGE to the full URL to include it"
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return None, "the study's Optuna database (optuna.db) is missing"
     try:
         return make_storage(url), ""
     except Exception as exc:
@@ -1035,7 +1028,7 @@ _SCORING = ("Each run is scored at its best validation epoch (the validation obj
 
 
 def _html(view: View, figures: list[Figure], notes: list[str], sections: list[_Section]) -> str:
-    from kdtune import __version__
+    from kdtune._version import __version__
 
     esc = html.escape
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

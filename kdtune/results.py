@@ -23,15 +23,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kdtune.rules import SEARCH_PARAMS
-
 
 RESULTS = "results.parquet"
 TRIALS = "trials.parquet"
 
 CONDITION_COLUMNS = ("dataset", "noise_level", "noise_type", "teacher_epochs", "teacher_select", "teacher_seed",
                      "teacher_error", "student_arch")
-PARAM_COLUMNS = SEARCH_PARAMS
 
 RESULT_SCHEMA = pa.schema([
     ("study", pa.string()),

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
-from typing import Any
+
+from kdtune.trial_io import METRIC
 
 
 if TYPE_CHECKING:
     from kdtune.spec import StudySpec
+    from kdtune.trial_io import TrialResult
 
 
-METRIC = "objective"
-#: The parameters a study may search, in one order: the results tables' columns and every configuration key.
-SEARCH_PARAMS = ("alpha", "temperature", "lr", "batch_size", "epochs")
 PHASES = ("search", "baseline", "confirm")
 UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see search.StratifiedASHA)
 #: Confirmation seeds start here (after ``budget.seed``), far from the search's seeds, so they are fresh.
@@ -32,7 +31,7 @@ def optuna_study_name(study: str, condition: str) -> str:
     return f"{study}/{condition}"
 
 
-def trial_outcome(result: dict[str, Any] | None, error: bool, epochs: int) -> tuple[str, str | None]:
+def trial_outcome(result: TrialResult | None, error: bool, epochs: int) -> tuple[str, str | None]:
     """(state, reason) of an ended trial, decided the same way for Optuna and for ``trials.parquet``."""
     if error:
         return "FAIL", "the trial raised an error (see the Tune trial log)"

@@ -12,11 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kdtune.rules import SEARCH_PARAMS
+from kdtune.trial_io import SEARCH_PARAMS
 
 
 CONFIDENCE = 0.95
-PARAMS = SEARCH_PARAMS
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ METRICS = {
 
 
 class ParamsView:
-    """alpha and T read from a ``params`` tuple in :data:`PARAMS` order."""
+    """alpha and T read from a ``params`` tuple in :data:`~kdtune.trial_io.SEARCH_PARAMS` order."""
 
     params: tuple[Any, ...]
 
@@ -56,7 +55,7 @@ class ParamsView:
 
 @dataclass(frozen=True)
 class ScoredRun(ParamsView):
-    """One run at its best validation epoch: its configuration (``params`` in :data:`PARAMS` order), phase,
+    """One run at its best validation epoch: its configuration (``params`` in ``SEARCH_PARAMS`` order), phase,
     trial state, seed, objective, test metric and the whole row of that epoch."""
 
     condition: str
@@ -70,7 +69,7 @@ class ScoredRun(ParamsView):
     row: dict[str, Any]
 
     def param_dict(self) -> dict[str, Any]:
-        return dict(zip(PARAMS, self.params))
+        return dict(zip(SEARCH_PARAMS, self.params))
 
 
 def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun]:
@@ -87,7 +86,7 @@ def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun
         best = max(scored, key=lambda r: (metric.sign * r[metric.column], -r["epoch"]))
         test = best[metric.test_column]
         runs.append(ScoredRun(condition=best["condition"], trial_id=trial_id, phase=best["phase"],
-                              state=best["trial_state"], seed=seed, params=tuple(clean(best[p]) for p in PARAMS),
+                              state=best["trial_state"], seed=seed, params=tuple(clean(best[p]) for p in SEARCH_PARAMS),
                               objective=float(best[metric.column]), test=float(test) if finite(test) else math.nan,
                               row=best))
     return runs

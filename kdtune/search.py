@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -40,12 +39,14 @@ from kdtune.optuna_storage import full_storage_url
 from kdtune.optuna_storage import make_storage
 from kdtune.optuna_storage import remember_storage
 from kdtune.optuna_storage import retrying
-from kdtune.rules import METRIC
 from kdtune.rules import UNPRUNED_PHASES
 from kdtune.rules import confirmation_seeds
 from kdtune.rules import optuna_study_name
 from kdtune.rules import trial_outcome
 from kdtune.rules import trials_per_condition
+from kdtune.trial_io import METRIC
+from kdtune.trial_io import TrialConfig
+from kdtune.trial_io import TrialResult
 
 
 if TYPE_CHECKING:
@@ -145,10 +146,9 @@ class ConditionSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint of the searcher: JSON, written atomically."""
-        state = {**self.__getstate__(), "study_dir": str(self.study_dir)}
-        tmp = Path(f"{checkpoint_path}.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, checkpoint_path)
+        from kdtune.study_folder import atomic_write
+
+        atomic_write(checkpoint_path, json.dumps({**self.__getstate__(), "study_dir": str(self.study_dir)}))
 
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text())
@@ -187,13 +187,13 @@ class ConditionSearcher(Searcher):
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
         return True  # metric and mode are fixed by the study spec
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> TrialConfig | str | None:
         if self.deadline is not None and time.time() > self.deadline:
             if not self.cut_short:
-                from kdtune.study import update_study_json
+                from kdtune.study_folder import StudyFolder
 
                 logger.warning("budget.max_wall_minutes reached: no new trials; running ones finish")
-                update_study_json(self.study_dir, cut_short=True)
+                StudyFolder(self.study_dir).update(cut_short=True)
             self.cut_short = True
             return Searcher.FINISHED
         open_conditions = [c for c in self.conditions if self.handed_out[c] < self.budget]
@@ -209,7 +209,7 @@ class ConditionSearcher(Searcher):
                 return config
         return None if not all(self.confirm_done.values()) else Searcher.FINISHED
 
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+    def on_trial_result(self, trial_id: str, result: TrialResult) -> None:  # type: ignore[override]
         """Each epoch's objective becomes the Optuna trial's intermediate value (one storage write; a replayed
         epoch overwrites its value), so Optuna's dashboard draws learning curves and shows where ASHA stopped
         a trial."""
@@ -223,7 +223,8 @@ class ConditionSearcher(Searcher):
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # a trial replayed after `kdtune resume` whose Optuna trial was closed before the crash
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+    def on_trial_complete(self, trial_id: str, result: TrialResult | None = None,  # type: ignore[override]
+                          error: bool = False) -> None:
         if result and not error:
             self.on_trial_result(trial_id, result)  # Tune skips on_trial_result for the report it stops on
         entry = self.live.pop(trial_id, None)
@@ -246,7 +247,7 @@ class ConditionSearcher(Searcher):
                 self._start_confirmation(condition)
 
     # -- helpers -----------------------------------------------------------------------------------------
-    def _ask(self, trial_id: str, condition: str) -> dict[str, Any]:
+    def _ask(self, trial_id: str, condition: str) -> TrialConfig:
         from kdtune.space import to_optuna
 
         study = self.studies()[condition]
@@ -263,7 +264,7 @@ class ConditionSearcher(Searcher):
                                "params": config["params"]}
         return config
 
-    def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> dict[str, Any]:
+    def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> TrialConfig:
         s = self.spec
         params = {"temperature": s.default_temperature, "lr": s.student.lr, "batch_size": s.student.batch_size,
                   "epochs": s.student.epochs, **searched}
@@ -279,7 +280,7 @@ class ConditionSearcher(Searcher):
     def _epochs(self, entry: dict[str, Any]) -> int:
         return 1 if self.spec.task == "regression" else self.spec.student.epochs
 
-    def _tell(self, condition: str, number: int, state: str, reason: str | None, result: dict[str, Any] | None) -> None:
+    def _tell(self, condition: str, number: int, state: str, reason: str | None, result: TrialResult | None) -> None:
         study = self.studies()[condition]
         storage = self._storage
         assert storage is not None

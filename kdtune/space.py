@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.errors import SpecError
-from kdtune.rules import SEARCH_PARAMS
+from kdtune.trial_io import SEARCH_PARAMS
 
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 #: Most configurations a grid may have per condition (each is a trial of ``budget.repeats`` trainings); the
 #: size is computed from low, high and step before any list of points is built.
 MAX_GRID_POINTS = 10_000
-#: Search parameters a trial understands, and what they override.
-SEARCHABLE = SEARCH_PARAMS
 _INTEGER = ("batch_size", "epochs")
 
 
@@ -129,8 +127,8 @@ def check_search_space(spec: StudySpec) -> None:
     if "alpha" not in spec.search:
         raise SpecError("search", sorted(spec.search), "must contain alpha (the weight on the true labels)")
     for name in spec.search:
-        if name not in SEARCHABLE:
-            raise SpecError(f"search.{name}", name, f"is not searchable; allowed: {', '.join(SEARCHABLE)}")
+        if name not in SEARCH_PARAMS:
+            raise SpecError(f"search.{name}", name, f"is not searchable; allowed: {', '.join(SEARCH_PARAMS)}")
     to_optuna(spec.search)
     alpha_low, alpha_high = _bounds(spec.search["alpha"], "search.alpha")
     if alpha_high > 1:

@@ -65,11 +65,11 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     from kdtune.results import read_trials
     from kdtune.rules import confirmation_trials
     from kdtune.rules import trials_per_condition
-    from kdtune.spec import StudySpec
-    from kdtune.study import load_study_json
+    from kdtune.study_folder import StudyFolder
 
-    meta = load_study_json(study_dir)
-    spec = StudySpec.model_validate(meta["spec"])
+    folder = StudyFolder(study_dir)
+    meta = folder.meta()
+    spec = folder.spec()
     ended = read_trials(study_dir).to_pylist()
     views = [TrialView(t["condition"], t["state"], t["objective"]) for t in ended]
     done_ids = {t["trial_id"] for t in ended}
@@ -83,20 +83,10 @@ def from_files(study_dir: Path) -> dict[str, Any]:
                         elapsed=end - meta["created_at"], finished=finished)
     summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
                    objective=spec.objective_name)
-    teachers = _teachers(study_dir)
+    teachers = teacher_summaries(folder.teachers())
     for row in summary["conditions"]:
         row["teacher"] = teachers.get(row["condition"])
     return summary
-
-
-def _teachers(study_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per condition: the teacher's selected epoch and diagnostics (teachers.json; absent before preparation)."""
-    import json
-
-    from kdtune.study import TEACHERS_JSON
-
-    path = Path(study_dir) / TEACHERS_JSON
-    return teacher_summaries(json.loads(path.read_text())) if path.exists() else {}
 
 
 def teacher_summaries(teachers: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,15 +1,6 @@
-"""Run, resume and describe a study: the driver that wires spec, cache, Ray Tune, Optuna and the results.
+"""Run and resume a study: the driver that wires spec, cache, Ray Tune, Optuna and the results.
 
-A study folder holds everything a study produced::
-
-    runs/<name>/
-      study.json          resolved spec, conditions, kdtune version, storage URL (password redacted)
-      spec.yaml           the resolved spec, readable
-      teachers.json       per condition: cache key, selected epoch, teacher diagnostics (and α* for linear)
-      results.parquet/    one row per (trial, seed, epoch)  -- see kdtune.results
-      trials.parquet/     one row per ended trial
-      optuna.db           the Optuna studies (SQLite default; --storage for PostgreSQL)
-      tune/               Ray Tune's experiment (checkpoints; what `kdtune resume` restores)
+What a study folder holds, and every read and write of its files, is :mod:`kdtune.study_folder`'s.
 
 Per condition, a Ray task loads the data, gets the teacher and its logits from the cache (training it only
 on a miss) and returns the arrays, which stay in Ray's object store: every trial on a node reads them from
@@ -18,7 +9,6 @@ there without a copy.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -31,13 +21,12 @@ from kdtune.errors import UsageError
 from kdtune.plan import Condition
 from kdtune.plan import expand
 from kdtune.spec import StudySpec
+from kdtune.study_folder import TUNE_DIR
+from kdtune.study_folder import StudyFolder
 
 
 logger = logging.getLogger(__name__)
 
-STUDY_JSON = "study.json"
-TEACHERS_JSON = "teachers.json"
-TUNE_DIR = "tune"
 EXPERIMENT = "kdtune"
 
 
@@ -54,10 +43,6 @@ class RunOptions:
     progress: bool = True
 
 
-def default_storage(study_dir: Path) -> str:
-    return f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
-
-
 def run_study(spec: StudySpec, options: RunOptions) -> Path:
     """Run a new study into ``options.out`` (refused if that folder already holds one: use resume).
 
@@ -71,12 +56,13 @@ def run_study(spec: StudySpec, options: RunOptions) -> Path:
     from kdtune.preflight import check_study
 
     study_dir = options.out
-    if (study_dir / STUDY_JSON).exists():
+    folder = StudyFolder(study_dir)
+    if folder.has_study():
         raise StudyError(f"{study_dir} already holds a study: continue it with `kdtune resume {study_dir}` "
                          "or choose another --out")
     options = _without_credentials(options)
     conditions = expand(spec)
-    storage = options.storage or default_storage(study_dir)
+    storage = options.storage or folder.default_storage_url()
     check_study(spec, conditions, out=study_dir, storage=options.storage,
                 cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"), tune_storage=options.tune_storage)
     started = _connect(storage, options)
@@ -89,7 +75,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> Path:
             _write_study_json(study_dir, spec, conditions, storage, options)
             return _execute(spec, conditions, study_dir, storage, options, resume=False)
         except BaseException:
-            if "trials_started_at" not in load_study_json(study_dir, missing_ok=True):
+            if "trials_started_at" not in folder.meta(missing_ok=True):
                 _remove_written(study_dir, created, before)
             raise
     finally:
@@ -99,11 +85,10 @@ def run_study(spec: StudySpec, options: RunOptions) -> Path:
 def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent: int | None = None,
                  progress: bool = True) -> Path:
     """Finish a study after Ctrl-C, a crash or ``kill -9`` of the driver, without re-running finished trials."""
-    meta = load_study_json(study_dir)
+    folder = StudyFolder(study_dir)
+    meta = folder.meta()
     spec = StudySpec.model_validate(meta["spec"])
-    storage = meta["storage_url"] if "storage_url" in meta else default_storage(study_dir)
-    if meta.get("storage_redacted"):
-        storage = os.environ.get("KDTUNE_STORAGE") or _refuse_redacted(meta)
+    storage = folder.storage_url() or _refuse_redacted(meta)
     options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
                          tune_storage=meta.get("tune_storage"), max_concurrent=max_concurrent, progress=progress)
     started = _connect(storage, options)
@@ -111,18 +96,6 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
         return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
     finally:
         _stop_ray(started)
-
-
-def load_study_json(study_dir: Path, *, missing_ok: bool = False) -> dict[str, Any]:
-    """The study folder's ``study.json``; a wrong path is the user's mistake (exit 2, as in every command)."""
-    path = Path(study_dir) / STUDY_JSON
-    if not path.exists() and missing_ok:
-        return {}
-    if not Path(study_dir).is_dir():
-        raise UsageError(f"{study_dir}: no such study folder")
-    if not path.exists():
-        raise UsageError(f"{study_dir} is not a kdtune study folder (no {STUDY_JSON})")
-    return json.loads(path.read_text())
 
 
 def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, storage: str, options: RunOptions,
@@ -142,7 +115,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     remember_storage(storage)  # a searcher restored by Tune holds the URL without its password
     keep_credentials_out_of_tune()
     payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
-    _atomic_write(study_dir / TEACHERS_JSON, json.dumps(teachers, indent=2, sort_keys=True))
+    folder = StudyFolder(study_dir)
+    folder.write_teachers(teachers)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, payloads=payloads, study=_trial_context(spec, conditions)),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
@@ -176,7 +150,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
-    update_study_json(study_dir, trials_started_at=time.time())  # teachers are ready: Tune's part begins
+    folder.update(trials_started_at=time.time())  # teachers are ready: Tune's part begins
     tuner.fit()  # ResultsRecorder sets finished_at when every trial ended (not after Ctrl-C)
     check_some_trial_ran(study_dir)
     return study_dir
@@ -249,7 +223,6 @@ def _without_credentials(options: RunOptions) -> RunOptions:
     """
     import dataclasses
 
-    from kdtune.errors import UsageError
     from kdtune.secrets import split_credentials
 
     cache_dir = options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR")
@@ -333,23 +306,6 @@ def check_shared_storage(storage: str, options: RunOptions) -> None:
 def trial_dirname(trial: Any) -> str:
     """Tune's default folder name spells out the whole config; the trial id is enough."""
     return str(trial.trial_id)
-
-
-def update_study_json(study_dir: Path, **fields: Any) -> None:
-    """Record facts learnt while running (``finished_at``, ``cut_short``) beside the spec."""
-    meta = load_study_json(study_dir)
-    meta.update(fields)
-    _atomic_write(Path(study_dir) / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name and rename it; readable by the user only (0600)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)  # an older file of that name kept its mode through O_CREAT
-    os.replace(tmp, path)
 
 
 def _scheduler(spec: StudySpec) -> Any:
@@ -482,7 +438,7 @@ def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Conditi
                       options: RunOptions) -> None:
     import yaml
 
-    from kdtune import __version__
+    from kdtune._version import __version__
     from kdtune.secrets import redact_url
 
     safe_storage = redact_url(storage)
@@ -498,8 +454,7 @@ def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Conditi
         "tune_storage": options.tune_storage,
         "cut_short": False,
     }
-    _atomic_write(study_dir / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
-    _atomic_write(study_dir / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    StudyFolder(study_dir).create(meta, yaml.safe_dump(spec.to_dict(), sort_keys=False))
 
 
 def _refuse_redacted(meta: dict[str, Any]) -> str:

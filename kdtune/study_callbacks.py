@@ -24,6 +24,9 @@ from kdtune.status import summarise
 from kdtune.status import summary_line
 from kdtune.status import teacher_summaries
 from kdtune.status import trial_line
+from kdtune.trial_io import TrialResult
+from kdtune.trial_io import config_of
+from kdtune.trial_io import last_result_of
 
 
 if TYPE_CHECKING:
@@ -65,9 +68,9 @@ class ResultsRecorder(Callback):
             self._results, self._trials = results_writer(self.study_dir), trials_writer(self.study_dir)
         return self._results, self._trials
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: TrialResult,
                         **info: Any) -> None:
-        config = trial.config
+        config = config_of(trial)
         condition = self.conditions[config["condition"]]
         common = {"study": self.study_name, "condition": config["condition"], **condition,
                   "trial_id": trial.trial_id, "phase": config["phase"], **config["params"],
@@ -90,13 +93,13 @@ class ResultsRecorder(Callback):
         """The study has finished when every trial ended; after Ctrl-C (Tune saves its state and returns
         normally) trials are still running or pending, and the study is left for ``kdtune resume``."""
         from kdtune.results import compact
-        from kdtune.study import update_study_json
+        from kdtune.study_folder import StudyFolder
 
         self.flush()
         if all(t.status in ("TERMINATED", "ERROR") for t in trials):
             self._results = self._trials = None  # their files are about to be rewritten
             compact(self.study_dir)  # the parts written every few seconds become one file per table
-            update_study_json(self.study_dir, finished_at=time.time())
+            StudyFolder(self.study_dir).update(finished_at=time.time())
 
     def flush(self) -> None:
         if self._buffer:
@@ -108,13 +111,13 @@ class ResultsRecorder(Callback):
         import json
 
         self.flush()
-        result = trial.last_result or {}
+        result = last_result_of(trial)
         state, reason = trial_outcome(result, error, self.epochs)
         if error and trial.error_file:
             reason = _last_line(Path(trial.error_file)) or reason
         self._writers()[1].append([{
-            "trial_id": trial.trial_id, "condition": trial.config["condition"], "phase": trial.config["phase"],
-            "params": json.dumps(trial.config["params"], sort_keys=True), "state": state,
+            "trial_id": trial.trial_id, "condition": config_of(trial)["condition"], "phase": config_of(trial)["phase"],
+            "params": json.dumps(config_of(trial)["params"], sort_keys=True), "state": state,
             "objective": result.get("objective"), "epochs_done": result.get("epoch", 0),
             "restarts": self.restarts.get(trial.trial_id, 0), "node_id": result.get("node_id"), "error": reason,
             "ended_at": time.time(), "seconds": result.get("time_total_s"),
@@ -183,19 +186,19 @@ class Progress(Callback):
     def _trial_line(self, trial: Trial, *, error: bool) -> None:
         if self._live is not None:
             return  # the table shows it
-        result = trial.last_result or {}
+        result = last_result_of(trial)
         state, _ = trial_outcome(result, error, self.epochs)
-        _emit(trial_line(trial.config["condition"], trial.config["params"], self.searched, trial.config["phase"],
+        _emit(trial_line(config_of(trial)["condition"], config_of(trial)["params"], self.searched, config_of(trial)["phase"],
                          state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), self.epochs)))
 
     def _summary(self, trials: list[Trial], *, finished: bool = False) -> dict[str, Any]:
         views = []
         for trial in trials:
             if trial.status in ("TERMINATED", "ERROR"):
-                state, _ = trial_outcome(trial.last_result, trial.status == "ERROR", self.epochs)
+                state, _ = trial_outcome(last_result_of(trial), trial.status == "ERROR", self.epochs)
             else:
                 state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
-            views.append(TrialView(trial.config["condition"], state, (trial.last_result or {}).get("objective")))
+            views.append(TrialView(config_of(trial)["condition"], state, last_result_of(trial).get("objective")))
         elapsed = time.time() - self._start
         summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
                             elapsed=elapsed, finished=finished)
@@ -209,8 +212,8 @@ class Progress(Callback):
         done, running_left, ended_units = 0.0, 0.0, []
         started = 0
         for trial in trials:
-            seeds = len(trial.config.get("seeds", ())) or 1
-            epoch = int((trial.last_result or {}).get("epoch", 0))
+            seeds = len(config_of(trial).get("seeds", ())) or 1
+            epoch = int(last_result_of(trial).get("epoch", 0))
             done += seeds * epoch
             if trial.status in ("TERMINATED", "ERROR"):
                 ended_units.append(seeds * epoch)

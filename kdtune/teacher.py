@@ -166,7 +166,7 @@ class Teacher:
         return teacher_logits(self.model, data)
 
     def sidecar(self) -> dict[str, Any]:
-        from kdtune import __version__
+        from kdtune._version import __version__
 
         return {
             "spec": self.spec.to_dict(),

@@ -44,6 +44,12 @@ from typing import Any
 
 from ray.tune import Callback
 
+from kdtune.study_folder import StudyFolder
+from kdtune.study_folder import atomic_write
+from kdtune.trial_io import TrialResult
+from kdtune.trial_io import config_of
+from kdtune.trial_io import last_result_of
+
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -128,7 +134,7 @@ class WandbTracker(Callback):
     """
 
     def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[Condition]) -> None:
-        from kdtune import __version__
+        from kdtune._version import __version__
 
         wb = spec.tracking.wandb
         assert wb is not None
@@ -143,7 +149,7 @@ class WandbTracker(Callback):
         self.epochs = 1 if self.regression else spec.student.epochs
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.common = {"study": spec.name, "objective": spec.objective_name, "kdtune_version": __version__,
-                       "storage": _storage(self.study_dir)}
+                       "storage": StudyFolder(self.study_dir).recorded_storage_url()}
         self.teacher_info: dict[str, dict[str, Any]] = {}
         self.disabled = False
         self._warned = False
@@ -161,15 +167,15 @@ class WandbTracker(Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._guard(self._open_trial, trial)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: TrialResult,
                         **info: Any) -> None:
         self._guard(self._log_rows, trial, list(result.get("rows", [])))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._guard(self._finish_trial, trial, dict(trial.last_result or {}), False)
+        self._guard(self._finish_trial, trial, last_result_of(trial).copy(), False)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._guard(self._finish_trial, trial, dict(trial.last_result or {}), True)
+        self._guard(self._finish_trial, trial, last_result_of(trial).copy(), True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         self._guard(self._finish_unfinished)
@@ -210,12 +216,12 @@ class WandbTracker(Callback):
             run.summary.update({**summary, "best_epoch": info.get("selected_epoch"), "state": "COMPLETE"})
             run.finish()
             done[key] = info.get("cache_key")
-            marker.write_text(json.dumps(done, indent=2, sort_keys=True))
+            atomic_write(marker, json.dumps(done, indent=2, sort_keys=True))
 
     # --------------------------------------------------------------------------------------------- trials
 
     def _open_trial(self, trial: Trial) -> None:
-        for seed in trial.config.get("seeds", []):
+        for seed in config_of(trial).get("seeds", []):
             self._run(trial, int(seed))
 
     def _run(self, trial: Trial, seed: int) -> _OpenRun | None:
@@ -228,7 +234,7 @@ class WandbTracker(Callback):
         return self._runs[key]
 
     def _run_identity(self, trial: Trial, seed: int) -> dict[str, Any]:
-        config = trial.config
+        config = config_of(trial)
         condition, params = config["condition"], dict(config["params"])
         words = [condition, f"alpha={params['alpha']:.3g}"]
         if params.get("temperature") is not None:
@@ -256,7 +262,7 @@ class WandbTracker(Callback):
             if value is not None and (not state.best or self.sign * value > self.sign * state.best[self.select_column]):
                 state.best = metrics
 
-    def _finish_trial(self, trial: Trial, last_result: dict[str, Any], error: bool) -> None:
+    def _finish_trial(self, trial: Trial, last_result: TrialResult, error: bool) -> None:
         from kdtune.rules import trial_outcome
 
         state, reason = trial_outcome(last_result, error, self.epochs)
@@ -374,16 +380,6 @@ def _default_base_url() -> str:
     import wandb
 
     return str(wandb.Settings().base_url)
-
-
-def _storage(study_dir: Path) -> str | None:
-    from kdtune.secrets import redact_url
-
-    try:
-        url = json.loads((study_dir / "study.json").read_text()).get("storage_url")
-    except (OSError, ValueError):
-        return None
-    return redact_url(url) if url else None
 
 
 def _finite(value: Any) -> bool:

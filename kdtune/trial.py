@@ -34,6 +34,8 @@ from kdtune.data import DataBundle
 from kdtune.data import LinearTruth
 from kdtune.data import Split
 from kdtune.train import TeacherLogits
+from kdtune.trial_io import TrialConfig
+from kdtune.trial_io import TrialResult
 
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def unpack_payload(payload: dict[str, Any]) -> tuple[DataBundle, TeacherLogits |
     return data, logits
 
 
-def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[str, Any]) -> None:
+def run_trial(config: TrialConfig, *, payloads: dict[str, Any], study: dict[str, Any]) -> None:
     """The Tune function trainable. ``study`` holds the student section, each condition's student
     architecture and the trial resources."""
     import ray
@@ -111,7 +113,7 @@ def run_trial(config: dict[str, Any], *, payloads: dict[str, Any], study: dict[s
                 best[i], best_test[i] = m.val_accuracy, m.test_accuracy
         rows = [{"seed": seed, **m.as_dict()} for seed, m in zip(config["seeds"], metrics)]
         history += rows
-        result = {"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay + rows,
+        result: TrialResult = {"objective": float(np.mean(best)), "epoch": trainers[0].epoch, "rows": replay + rows,
                   "node_id": node_id, "nan": nan, "scores": _scores(config["seeds"], best, best_test)}
         replay = []
         if nan:
@@ -194,7 +196,7 @@ def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
         return None
 
 
-def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, Any], study: dict[str, Any],
+def _students(data: DataBundle, logits: TeacherLogits | None, config: TrialConfig, study: dict[str, Any],
               threads: int, views: Any = None) -> tuple[list[Any], list[float]]:
     from kdtune.models import build_model
     from kdtune.train import TrainConfig
@@ -215,7 +217,7 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: dict[str, 
 
 
 def _linear_result(data: DataBundle, teacher_weights: np.ndarray, params: dict[str, Any], seeds: list[int],
-                   node_id: str) -> dict[str, Any]:
+                   node_id: str) -> TrialResult:
     """The linear task has no epochs: each seed's least-squares student is solved in closed form."""
     from kdtune.linear import fit_student
 

@@ -66,7 +66,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
     import torch
     from safetensors.torch import save_file
 
-    from kdtune import __version__
+    from kdtune._version import __version__
     from kdtune.cache import LogitCache
     from kdtune.errors import CacheError
     from kdtune.errors import StudyError

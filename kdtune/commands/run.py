@@ -111,9 +111,9 @@ def finish(study_dir: Path) -> int:
     from kdtune.recommendation import default_output
     from kdtune.recommendation import recommend
     from kdtune.recommendation import write_recommendation
-    from kdtune.study import load_study_json
+    from kdtune.study_folder import StudyFolder
 
-    if load_study_json(study_dir).get("finished_at") is None:
+    if StudyFolder(study_dir).meta().get("finished_at") is None:
         print(f"kdtune: interrupted: continue with `kdtune resume {study_dir}`", file=sys.stderr)
         return 130
     report = recommend([study_dir])
