@@ -42,6 +42,7 @@ from kdtune.dataset_names import DATASETS
 from kdtune.dataset_names import IMAGE_DATASETS
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
+from kdtune.errors import one_line
 
 
 #: Bumped whenever loading or normalisation changes, so that cache keys built on old arrays go stale.
@@ -340,7 +341,7 @@ def _stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator, name:
             np.arange(len(labels)), train_size=n, stratify=labels, random_state=int(rng.integers(2**31 - 1))
         )
     except ValueError as exc:  # too few samples of a class, or fewer samples than classes
-        raise DataError(f"{name}: cannot take a stratified sample of {n} of {len(labels)}: {_one_line(exc)}") from None
+        raise DataError(f"{name}: cannot take a stratified sample of {n} of {len(labels)}: {one_line(exc)}") from None
     return np.sort(idx)
 
 
@@ -400,7 +401,7 @@ def resolve_loader(name: str) -> Any:
     try:
         loader = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise SpecError("dataset.name", name, f"does not import: {_one_line(exc)}") from None
+        raise SpecError("dataset.name", name, f"does not import: {one_line(exc)}") from None
     if not callable(loader):
         raise SpecError("dataset.name", name, "is not callable")
     return loader
@@ -419,7 +420,7 @@ def load_user_arrays(name: str) -> UserArrays:
     try:
         out = loader()
     except Exception as exc:  # the user's code: any failure is reported in one line
-        raise DataError(f"{source}: the loader raised {type(exc).__name__}: {_one_line(exc)}") from None
+        raise DataError(f"{source}: the loader raised {type(exc).__name__}: {one_line(exc)}") from None
 
     def get(field: str) -> Any:
         if isinstance(out, Mapping):
@@ -487,7 +488,7 @@ def read_bytes(path: str, *, field: str) -> bytes:
     except FileNotFoundError:
         raise SpecError(field, text, "file not found") from None
     except Exception as exc:  # permissions, unknown URI schemes, network filesystems
-        raise DataError(f"{field}: {text}: cannot read ({_one_line(exc)})") from None
+        raise DataError(f"{field}: {text}: cannot read ({one_line(exc)})") from None
 
 
 def _read_npz(path: str, source: str) -> dict[str, Any]:
@@ -495,7 +496,7 @@ def _read_npz(path: str, source: str) -> dict[str, Any]:
     try:
         npz = np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as exc:
-        raise DataError(f"{source}: not a readable .npz file ({_one_line(exc)})") from None
+        raise DataError(f"{source}: not a readable .npz file ({one_line(exc)})") from None
     if not hasattr(npz, "files"):
         raise DataError(f"{source}: holds a single array, not an .npz archive with arrays x and y")
     found: dict[str, Any] = {}
@@ -506,7 +507,7 @@ def _read_npz(path: str, source: str) -> dict[str, Any]:
             try:
                 found[key] = npz[key]
             except ValueError as exc:  # object arrays need pickle, which is refused
-                raise DataError(f"{source}: array {key!r} cannot be read without unpickling ({_one_line(exc)}); "
+                raise DataError(f"{source}: array {key!r} cannot be read without unpickling ({one_line(exc)}); "
                                 "store plain numeric arrays") from None
     return found
 
@@ -520,7 +521,7 @@ def _read_parquet(path: str, source: str) -> dict[str, Any]:
     try:
         table = pq.read_table(pa.BufferReader(raw))
     except Exception as exc:
-        raise DataError(f"{source}: not a readable Parquet file ({_one_line(exc)})") from None
+        raise DataError(f"{source}: not a readable Parquet file ({one_line(exc)})") from None
     for column in ("x", "y"):
         if column not in table.column_names:
             raise DataError(f"{source}: no column {column!r} (columns: {', '.join(table.column_names) or 'none'})")
@@ -595,7 +596,7 @@ def _user_arrays(source: str, arrays: dict[str, Any], names: tuple[str, str, str
         try:
             x, x_test, y, y_test = train_test_split(x, y, test_size=USER_TEST_FRACTION, stratify=y, random_state=0)
         except ValueError as exc:
-            raise DataError(f"{source}: cannot hold out a stratified test split: {_one_line(exc)}") from None
+            raise DataError(f"{source}: cannot hold out a stratified test split: {one_line(exc)}") from None
     return x, y, x_test, y_test, k
 
 
@@ -617,7 +618,7 @@ def _as_numpy(source: str, name: str, value: Any) -> np.ndarray:
     try:
         return np.asarray(value)
     except Exception as exc:
-        raise DataError(f"{source}: {name} is not an array ({_one_line(exc)})") from None
+        raise DataError(f"{source}: {name} is not an array ({one_line(exc)})") from None
 
 
 def _check_x(source: str, name: str, value: Any) -> np.ndarray:
@@ -653,5 +654,3 @@ def _check_y(source: str, name: str, value: Any, n: int, x_name: str, num_classe
     return y.astype(np.int64)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -65,6 +65,8 @@ def raise_all(errors: Sequence[UsageError]) -> None:
 
 #: Longest echo of a user's value in a message: a 50 MB spec value must not become a 50 MB "line".
 MAX_ECHO = 120
+#: Longest caught exception quoted in a note (a report's, a W&B run's): the first words say what failed.
+MAX_NOTE = 200
 
 
 def shorten(text: str, limit: int = MAX_ECHO) -> str:
@@ -72,6 +74,13 @@ def shorten(text: str, limit: int = MAX_ECHO) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """A caught exception as one line of a message (its lines joined; its type when it says nothing), cut to
+    ``limit`` characters when given (a note in a report or a W&B run, where a traceback-sized text would not fit)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if limit is None else shorten(text, limit)
 
 
 class DataError(UsageError):

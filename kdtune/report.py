@@ -36,7 +36,6 @@ import datetime
 import html
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -46,12 +45,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from kdtune.errors import MAX_NOTE
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
+from kdtune.errors import one_line
 from kdtune.scoring import METRICS
 from kdtune.scoring import ParamsView
 from kdtune.scoring import ScoredRun as Run
+from kdtune.scoring import finite
 from kdtune.scoring import score_runs
+from kdtune.study_folder import atomic_write
 
 
 if TYPE_CHECKING:
@@ -89,7 +92,7 @@ class Configuration(ParamsView):
         return [r for r in self.runs if r.state == "COMPLETE"]
 
     def mean(self, attr: str = "objective") -> float:
-        values = [getattr(r, attr) for r in self.complete() if _finite(getattr(r, attr))]
+        values = [getattr(r, attr) for r in self.complete() if finite(getattr(r, attr))]
         return sum(values) / len(values) if values else math.nan
 
     def describe(self) -> str:
@@ -137,7 +140,7 @@ class StudyData:
 
     def best(self, condition: str) -> Configuration | None:
         """The configuration with the best mean objective over its complete runs (ties: larger alpha)."""
-        scored = [c for c in self.configurations(condition) if _finite(c.mean())]
+        scored = [c for c in self.configurations(condition) if finite(c.mean())]
         if not scored:
             return None
         return max(scored, key=lambda c: (self.sign * c.mean(), c.alpha))
@@ -178,7 +181,7 @@ def _curves(rows: list[dict[str, Any]], select: str) -> dict[str, tuple[str, str
     by_epoch: dict[str, dict[int, list[float]]] = {}
     about: dict[str, tuple[str, str, str]] = {}
     for row in rows:
-        if _finite(row[select]):
+        if finite(row[select]):
             by_epoch.setdefault(row["trial_id"], {}).setdefault(int(row["epoch"]), []).append(float(row[select]))
             about[row["trial_id"]] = (row["condition"], row["trial_state"], row["phase"])
     return {t: (*about[t], [(e, sum(v) / len(v)) for e, v in sorted(epochs.items())]) for t, epochs in by_epoch.items()}
@@ -278,7 +281,7 @@ def _write(view: View, html_path: Path, folder: Path) -> ReportResult:
         verdicts = sections[0].verdicts
         notes = all_notes = sections[0].notes + notes
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    _atomic_write(html_path, _html(view, figures, notes, sections))
+    atomic_write(html_path, _html(view, figures, notes, sections), mode=None)
     return ReportResult(html=html_path, figures=figures, notes=all_notes, verdicts=verdicts,
                         snapshot=not all(d.finished for d in view.studies),
                         studies=view.labels if view.compare else [])
@@ -481,7 +484,7 @@ def _mse_vs_alpha(view: View, folder: Path) -> Figure | str | None:
             _alpha_series(pair[0], series, "objective")
             _alpha_series(pair[1], series, "test")
             star = ((series.data.teachers.get(series.condition) or {}).get("linear") or {}).get("alpha_star")
-            if _finite(star):
+            if finite(star):
                 for axis in pair:
                     axis.axvline(star, color=series.color, linestyle="--", linewidth=1,
                                  label=f"α* = {star:.3g} (closed form), {series.label}")
@@ -500,7 +503,7 @@ def _mse_vs_alpha(view: View, folder: Path) -> Figure | str | None:
 def _alpha_series(ax: Axes, series: Series, attr: str) -> None:
     """Runs as points (hollow when not in the means), configuration means as a line with a t-interval band."""
     color = series.color
-    runs = [r for r in series.data.runs if r.condition == series.condition and _finite(getattr(r, attr))]
+    runs = [r for r in series.data.runs if r.condition == series.condition and finite(getattr(r, attr))]
     done = [r for r in runs if r.state == "COMPLETE"]
     other = [r for r in runs if not r.state == "COMPLETE"]
     ax.scatter([r.alpha for r in done], [getattr(r, attr) for r in done], s=14, color=color, alpha=0.6)
@@ -509,7 +512,7 @@ def _alpha_series(ax: Axes, series: Series, attr: str) -> None:
                    edgecolors=color, alpha=0.8)
     by_temperature: dict[float | None, list[tuple[float, float, float]]] = {}
     for config in series.data.configurations(series.condition):
-        values = [getattr(r, attr) for r in config.complete() if _finite(getattr(r, attr))]
+        values = [getattr(r, attr) for r in config.complete() if finite(getattr(r, attr))]
         if values:
             mean, half = _mean_interval(values)
             by_temperature.setdefault(config.temperature, []).append((config.alpha, mean, half))
@@ -548,7 +551,7 @@ def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
         drawn.append(axis)
         # One colour scale per condition: conditions differ by more (noise costs accuracy) than the
         # configurations inside one, which a shared scale would paint in one colour.
-        values = [c.mean() for c in series.data.configurations(series.condition) if _finite(c.mean())]
+        values = [c.mean() for c in series.data.configurations(series.condition) if finite(c.mean())]
         vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
         if vmin == vmax:
             vmin, vmax = vmin - 1e-6, vmax + 1e-6
@@ -557,7 +560,7 @@ def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
         sums = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
         counts = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
         for c in configs:
-            if _finite(c.mean()):
+            if finite(c.mean()):
                 i = min(max(np.searchsorted(t_edges, c.temperature, side="right") - 1, 0), HEATMAP_BINS - 1)
                 j = min(max(np.searchsorted(a_edges, c.alpha, side="right") - 1, 0), HEATMAP_BINS - 1)
                 sums[i, j] += c.mean()
@@ -565,8 +568,8 @@ def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
         grid = np.ma.masked_where(counts == 0, sums / np.maximum(counts, 1))
         mesh = axis.pcolormesh(a_edges, t_edges, grid, cmap="viridis", vmin=vmin, vmax=vmax, shading="flat")
         edge = series.color if view.compare else "black"
-        scored = [c for c in configs if _finite(c.mean())]
-        pending = [c for c in configs if not _finite(c.mean())]
+        scored = [c for c in configs if finite(c.mean())]
+        pending = [c for c in configs if not finite(c.mean())]
         axis.scatter([c.alpha for c in scored], [c.temperature for c in scored], c=[c.mean() for c in scored],
                      cmap="viridis", vmin=vmin, vmax=vmax, edgecolors=edge, s=30, zorder=3, clip_on=False,
                      label=series.label)
@@ -703,7 +706,7 @@ def _condition_importances(data: StudyData, condition: str, storage: Any) -> tup
     try:
         study = optuna.load_study(study_name=optuna_study_name(data.spec.name, condition), storage=storage)
     except Exception as exc:  # a missing study or an unreadable database: a note, not a failure
-        return None, f"no Optuna study readable ({_first_line(exc)})"
+        return None, f"no Optuna study readable ({one_line(exc, MAX_NOTE)})"
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < MIN_IMPORTANCE_TRIALS:
         return None, (f"too few complete trials for importances ({len(complete)}; at least "
@@ -715,7 +718,7 @@ def _condition_importances(data: StudyData, condition: str, storage: Any) -> tup
             return dict(optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))), ""
     except Exception as exc:
-        return None, f"importances could not be computed ({_first_line(exc)})"
+        return None, f"importances could not be computed ({one_line(exc, MAX_NOTE)})"
 
 
 def _optuna_storage(data: StudyData) -> tuple[Any, str]:
@@ -732,7 +735,7 @@ def _optuna_storage(data: StudyData) -> tuple[Any, str]:
     except Exception as exc:
         from kdtune.secrets import redact_url
 
-        return None, f"the Optuna storage {redact_url(url)} could not be opened ({_first_line(exc)})"
+        return None, f"the Optuna storage {redact_url(url)} could not be opened ({one_line(exc, MAX_NOTE)})"
 
 
 def _per_class(view: View, folder: Path) -> Figure | str | None:
@@ -787,7 +790,7 @@ def _per_class_mean(config: Configuration) -> list[float]:
 
 
 def _has_flips(series: Series) -> bool:
-    return any(r.condition == series.condition and _finite(r.row.get("correction_rate")) for r in series.data.runs)
+    return any(r.condition == series.condition and finite(r.row.get("correction_rate")) for r in series.data.runs)
 
 
 def _flips(view: View, folder: Path) -> Figure | str | None:
@@ -801,7 +804,7 @@ def _flips(view: View, folder: Path) -> Figure | str | None:
             teacher = (series.data.teachers.get(series.condition) or {}).get("diagnostics") or {}
             for axis, key in zip(pair, ("correction_rate", "memorisation_rate")):
                 _rate_series(axis, series, key)
-                if _finite(teacher.get(key)):
+                if finite(teacher.get(key)):
                     axis.axhline(teacher[key], color=series.color, linestyle=":", linewidth=1,
                                  label=f"teacher, {series.label}")
         for axis, what in zip(pair, ("correction", "memorisation")):
@@ -821,12 +824,12 @@ def _flips(view: View, folder: Path) -> Figure | str | None:
 
 
 def _rate_series(ax: Axes, series: Series, key: str) -> None:
-    runs = [r for r in series.data.runs if r.condition == series.condition and _finite(r.row.get(key))]
+    runs = [r for r in series.data.runs if r.condition == series.condition and finite(r.row.get(key))]
     ax.scatter([r.alpha for r in runs if r.state == "COMPLETE"], [r.row[key] for r in runs if r.state == "COMPLETE"], s=12,
                color=series.color, alpha=0.6)
     means: dict[float | None, list[tuple[float, float]]] = {}
     for config in series.data.configurations(series.condition):
-        values = [r.row[key] for r in config.complete() if _finite(r.row.get(key))]
+        values = [r.row[key] for r in config.complete() if finite(r.row.get(key))]
         if values:
             means.setdefault(config.temperature, []).append((config.alpha, sum(values) / len(values)))
     label: str | None = series.label
@@ -844,7 +847,7 @@ def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
         teacher = ((series.data.teachers.get(series.condition) or {}).get("diagnostics") or {}).get("test_accuracy")
         base, best = series.data.no_distillation(series.condition), series.data.best(series.condition)
         bars[series] = [(_nan(teacher), None), _mean_test(base), _mean_test(best)]
-    if not any(_finite(v) for b in bars.values() for v, _ in b[:2]):
+    if not any(finite(v) for b in bars.values() for v, _ in b[:2]):
         return "No teacher vs student panel: no teacher diagnostics and no complete baseline yet."
     cells = view.cells()
     roles = (("teacher", "teacher"), ("baseline", "student, no distillation (alpha = 1)"),
@@ -863,7 +866,7 @@ def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
                 x = i + (3 * j + r - (3 * len(cell.series) - 1) / 2) * width
                 axes[0].bar(x, value, width=width, yerr=error, capsize=3, label=label,
                             **view.bar_style(series, role))
-                if _finite(value):
+                if finite(value):
                     axes[0].annotate(f"{value:.3f}", (x, value + (error or 0.0)), textcoords="offset points",
                                      xytext=(0, 2),
                                      ha="center", fontsize=7)
@@ -882,14 +885,14 @@ def _teacher_vs_student(view: View, folder: Path) -> Figure | str | None:
                    f"complete runs with {CONFIDENCE:.0%} t-intervals. The axis starts at zero; each bar is labelled "
                    "with its value.")
     if view.compare:
-        figure.notes = view.skipped(lambda d: any(_finite(v) for s in view.series if s.data is d
+        figure.notes = view.skipped(lambda d: any(finite(v) for s in view.series if s.data is d
                                                   for v, _ in bars[s][:2]),
                                     "no teacher diagnostics and no complete baseline yet")
     return figure
 
 
 def _mean_test(config: Configuration | None) -> tuple[float, float]:
-    tests = [r.test for r in config.complete() if _finite(r.test)] if config else []
+    tests = [r.test for r in config.complete() if finite(r.test)] if config else []
     return _mean_interval(tests) if tests else (math.nan, 0.0)
 
 
@@ -925,10 +928,10 @@ def _progress_series(ax: Axes, series: Series) -> None:
     best, xs, ys = math.nan, [], []
     for n, trial in enumerate(ended, start=1):
         value = trial["objective"]
-        if trial["state"] == "COMPLETE" and _finite(value):
-            best = value if not _finite(best) else (max if data.sign > 0 else min)(best, value)
+        if trial["state"] == "COMPLETE" and finite(value):
+            best = value if not finite(best) else (max if data.sign > 0 else min)(best, value)
             ax.scatter([n], [value], s=14, color=series.color, alpha=0.6)
-        elif _finite(value):
+        elif finite(value):
             ax.scatter([n], [value], s=18, facecolors="none", edgecolors=series.color)
         xs.append(n)
         ys.append(best)
@@ -1008,7 +1011,7 @@ def _verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
     except KdtuneError as exc:
         return {}, f"No recommendation yet: {exc}"
     except Exception as exc:  # the report stands without verdicts
-        return {}, f"No recommendation: kdtune.recommendation failed ({type(exc).__name__}: {_first_line(exc)})"
+        return {}, f"No recommendation: kdtune.recommendation failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})"
     return {c["key"]: (c.get("verdict") or {}).get("text", "") for c in result.get("conditions", [])}, None
 
 
@@ -1115,11 +1118,11 @@ def _trials_table(data: StudyData) -> str:
     test_name = "test excess MSE" if data.regression else "test accuracy"
     tests: dict[str, list[float]] = {}
     for run in data.runs:
-        if _finite(run.test):
+        if finite(run.test):
             tests.setdefault(run.trial_id, []).append(run.test)
     order = {c: i for i, c in enumerate(data.conditions)}
     trials = sorted(data.trials, key=lambda t: (order.get(t["condition"], len(order)), t["state"] != "COMPLETE",
-                                                -data.sign * (t["objective"] if _finite(t["objective"]) else 0.0)))
+                                                -data.sign * (t["objective"] if finite(t["objective"]) else 0.0)))
     rows = []
     for t in trials:
         params = json.loads(t["params"])
@@ -1127,7 +1130,7 @@ def _trials_table(data: StudyData) -> str:
         test = tests.get(t["trial_id"])
         cells = [t["condition"], t["trial_id"], t["phase"], f"{params['alpha']:.3g}",
                  "-" if temperature is None else f"{temperature:.3g}", t["state"], str(t["epochs_done"]),
-                 f"{t['objective']:.4g}" if _finite(t["objective"]) else "-",
+                 f"{t['objective']:.4g}" if finite(t["objective"]) else "-",
                  f"{sum(test) / len(test):.4g}" if test else "-"]
         rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     head = ("<table><tr><th>condition</th><th>trial</th><th>phase</th><th>alpha</th><th>T</th><th>state</th>"
@@ -1217,7 +1220,7 @@ def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | Non
         if "temperature" in spec.search:
             panels.append(wr.ScatterPlot(title=f"temperature vs {ALPHA_LABEL}", x=wr.Config("alpha"),
                                          y=wr.Config("temperature")))
-        if any(r.condition == condition and _finite(r.row.get("correction_rate")) for r in data.runs):
+        if any(r.condition == condition and finite(r.row.get("correction_rate")) for r in data.runs):
             panels += [alpha_scatter("correction_rate", "flipped-label correction"),
                        alpha_scatter("memorisation_rate", "flipped-label memorisation")]
         blocks += [wr.H2(f"Condition {condition}"), wr.PanelGrid(runsets=[condition_runset(condition)],
@@ -1245,23 +1248,12 @@ def publish_wandb_report(study_dir: Path | str, *, entity: str | None = None) ->
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _nan(value: Any) -> float:
-    return float(value) if _finite(value) else math.nan
+    return float(value) if finite(value) else math.nan
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 __all__ = ["ALPHA_LABEL", "ReportResult", "Figure", "StudyData", "build_wandb_report", "load_study",

@@ -8,6 +8,7 @@ same epoch, never the best test epoch (test metrics are reported, never selected
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -93,8 +94,9 @@ def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun
 
 
 def finite(value: Any) -> bool:
-    """A number that is neither missing, NaN nor infinite."""
-    return value is not None and math.isfinite(value)
+    """A real number (not a bool, not missing) that is neither NaN nor infinite: what a figure may draw, a mean
+    may include or a W&B run may log."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def clean(value: Any) -> Any:

@@ -48,6 +48,7 @@ from torch import nn
 from kdtune.data import DataBundle
 from kdtune.data import read_bytes
 from kdtune.errors import SpecError
+from kdtune.errors import one_line
 from kdtune.models import build_model
 from kdtune.models import check_arch
 from kdtune.train import Augment
@@ -282,7 +283,7 @@ def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None 
         raise
     except Exception as exc:  # the user's factory
         call = f"factory({tuple(data.input_shape)}, {data.num_classes}{_kwargs_text(kwargs)})"
-        raise SpecError(field, arch, f"failed when called as {call}: {type(exc).__name__}: {_one_line(exc)}") from None
+        raise SpecError(field, arch, f"failed when called as {call}: {type(exc).__name__}: {one_line(exc)}") from None
     check_output(model, data, arch=arch, field=field)
     return model
 
@@ -301,7 +302,7 @@ def check_output(model: nn.Module, data: DataBundle, *, arch: str, field: str) -
             out = model(x.to(device))
     except Exception as exc:  # the user's forward
         raise SpecError(field, arch, f"failed on a batch of shape {tuple(x.shape)}: {type(exc).__name__}: "
-                        f"{_one_line(exc)}") from None
+                        f"{one_line(exc)}") from None
     finally:
         model.train(was_training)
     expected = (len(x), data.num_classes)
@@ -331,7 +332,7 @@ def load_checkpoint_teacher(spec: TeacherSpec, data: DataBundle, *, check: bool 
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise SpecError("teacher.checkpoint", spec.checkpoint, f"does not fit teacher.arch = {spec.arch!r}: "
-                        f"{_one_line(exc)}"[:600]) from None
+                        f"{one_line(exc)}"[:600]) from None
     if check:
         check_output(model, data, arch=spec.arch, field="teacher.arch")
     return Teacher(model=model, spec=spec, selected_epoch=0, curve=[], data_fingerprint=data.fingerprint())
@@ -350,7 +351,7 @@ def _state_dict(raw: bytes, path: str) -> dict[str, torch.Tensor]:
             return load(raw)
         except Exception as exc:
             raise SpecError("teacher.checkpoint", path,
-                            f"is not a readable safetensors file ({_one_line(exc)})") from None
+                            f"is not a readable safetensors file ({one_line(exc)})") from None
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # arbitrary pickles end here: weights_only refuses anything but tensors and containers
@@ -377,10 +378,6 @@ def _looks_like_safetensors(raw: bytes) -> bool:
 
 def _kwargs_text(kwargs: dict[str, Any] | None) -> str:
     return "".join(f", {k}={v!r}" for k, v in (kwargs or {}).items())
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def weights_fingerprint(model: nn.Module) -> str:

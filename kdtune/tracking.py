@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from kdtune.errors import MAX_NOTE
+from kdtune.errors import one_line
+from kdtune.scoring import finite
 from kdtune.study_folder import StudyFolder
 from kdtune.study_folder import atomic_write
 from kdtune.trial_io import TrialResult
@@ -254,7 +256,7 @@ class WandbTracker(Callback):
                 continue  # rows replayed after a restart are already logged
             metrics = _scalars(row)
             for i, value in enumerate(row.get("test_per_class_accuracy") or []):
-                if _finite(value):
+                if finite(value):
                     metrics[f"{PER_CLASS_KEY}/{i}"] = float(value)
             state.run.log(metrics, step=epoch, commit=True)  # now: a later summary must win
             state.last_epoch = epoch
@@ -300,11 +302,11 @@ class WandbTracker(Callback):
             except Exception as exc:  # unreachable server, refused key, bad key format: all end offline
                 for leftover in set(folder.glob("run-*")) - before:
                     shutil.rmtree(leftover, ignore_errors=True)
-                self._go_offline(f"W&B is unreachable or refused the key ({_first_line(exc)})")
+                self._go_offline(f"W&B is unreachable or refused the key ({one_line(exc, MAX_NOTE)})")
         try:
             return wandb.init(mode="offline", settings=self._settings(wandb, online=False), **kwargs)
         except Exception as exc:
-            self._disable(f"W&B could not start an offline run ({_first_line(exc)})")
+            self._disable(f"W&B could not start an offline run ({one_line(exc, MAX_NOTE)})")
             return None
 
     @staticmethod
@@ -345,7 +347,7 @@ class WandbTracker(Callback):
         try:
             method(*args)
         except Exception as exc:
-            self._disable(f"logging failed ({type(exc).__name__}: {_first_line(exc)})")
+            self._disable(f"logging failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -382,12 +384,10 @@ def _default_base_url() -> str:
     return str(wandb.Settings().base_url)
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _scalars(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in _SKIP_KEYS and _finite(v)}
+    return {k: v for k, v in row.items() if k not in _SKIP_KEYS and finite(v)}
 
 
 def _flatten(diagnostics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -397,11 +397,8 @@ def _flatten(diagnostics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             inner = {f"T={k}" if key == "entropy" else k: v for k, v in value.items()}
             flat.update(_flatten(inner, f"{prefix}{key}/"))
-        elif _finite(value):
+        elif finite(value):
             flat[f"{prefix}{key}"] = value
     return flat
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
