@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +50,12 @@ from kdtune.study_folder import atomic_write
 from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
+from kdtune.wandb_settings import condition_id
+from kdtune.wandb_settings import credentials_configured
+from kdtune.wandb_settings import env_mode
+from kdtune.wandb_settings import resolve_mode
+from kdtune.wandb_settings import sync_command
+from kdtune.wandb_settings import wandb_dir
 
 
 if TYPE_CHECKING:
@@ -62,7 +67,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ALPHA_MEANING = "weight on true labels; 1 = no distillation"
-WANDB_SUBDIR = "wandb"
 TEACHER_JOB_TYPE = "teacher"
 JOB_TYPE_MAX = 64  # W&B's limit on a job type; the full condition key is always in the config
 INIT_TIMEOUT_S = 20.0  # an online wandb.init waits this long for the server before tracking goes offline
@@ -76,49 +80,11 @@ def tracking_callbacks(spec: StudySpec, study_dir: Path, conditions: list[Condit
                        teachers: dict[str, Any]) -> list[Callback]:
     """The driver's tracking callbacks for this study (none when tracking is off); logs the teacher runs."""
     _skip_ray_callback_census()
-    if spec.tracking.wandb is None or _env_mode() == "disabled":
+    if spec.tracking.wandb is None or env_mode() == "disabled":
         return []
     tracker = WandbTracker(study_dir, spec, conditions)
     tracker.log_teachers(teachers)
     return [tracker]
-
-
-def resolve_mode(spec_mode: str) -> str:
-    """``offline`` | ``online`` | ``disabled``: ``WANDB_MODE`` when set, else the spec's mode."""
-    env = _env_mode()
-    return env if env else spec_mode
-
-
-def credentials_configured() -> bool:
-    """Whether an online W&B session could authenticate without a prompt (API key, token file or netrc)."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    import netrc
-    from urllib.parse import urlsplit
-
-    host = urlsplit(os.environ.get("WANDB_BASE_URL") or _default_base_url()).hostname
-    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
-    try:
-        return bool(host) and netrc.netrc(path).authenticators(host) is not None  # type: ignore[arg-type]
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_dir(study_dir: Path) -> Path:
-    """Where a study's W&B run folders are (``offline-run-*`` until synced)."""
-    return Path(study_dir) / WANDB_SUBDIR
-
-
-def sync_command(study_dir: Path | str) -> str:
-    """The exact command that uploads a study's offline runs."""
-    import shlex
-
-    return f"wandb sync {shlex.quote(str(wandb_dir(Path(study_dir))))}/offline-run-*"
-
-
-def condition_id(key: str) -> str:
-    """The condition key without ``=`` (``noise_level:0.2``): W&B report filters mangle ``=`` inside values."""
-    return key.replace("=", ":")
 
 
 @dataclass
@@ -370,20 +336,6 @@ def _skip_ray_callback_census() -> None:
 
 def _no_census(callbacks: Any) -> bool:
     return False
-
-
-def _env_mode() -> str | None:
-    env = os.environ.get("WANDB_MODE", "").strip().lower()
-    return {"offline": "offline", "dryrun": "offline", "online": "online", "run": "online",
-            "disabled": "disabled"}.get(env)
-
-
-def _default_base_url() -> str:
-    import wandb
-
-    return str(wandb.Settings().base_url)
-
-
 
 
 def _scalars(row: dict[str, Any]) -> dict[str, Any]:

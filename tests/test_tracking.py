@@ -24,9 +24,9 @@ from kdtune.study import run_study
 from kdtune.tracking import ALPHA_MEANING
 from kdtune.tracking import TEACHERS_LOGGED
 from kdtune.tracking import WandbTracker
-from kdtune.tracking import resolve_mode
-from kdtune.tracking import sync_command
 from kdtune.tracking import tracking_callbacks
+from kdtune.wandb_settings import resolve_mode
+from kdtune.wandb_settings import sync_command
 
 
 pytestmark = pytest.mark.slow

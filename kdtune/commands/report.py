@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _publish(study_dir: Path, entity: str | None) -> int:
     from kdtune.report import publish_wandb_report
-    from kdtune.tracking import credentials_configured
-    from kdtune.tracking import resolve_mode
-    from kdtune.tracking import sync_command
+    from kdtune.wandb_settings import credentials_configured
+    from kdtune.wandb_settings import resolve_mode
+    from kdtune.wandb_settings import sync_command
 
     if resolve_mode("online") != "online" or not credentials_configured():
         print("kdtune: error: W&B is offline (WANDB_MODE=offline or no API key): sync the study's runs first, "

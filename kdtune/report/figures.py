@@ -1,0 +1,102 @@
+"""What every panel draws with: the :class:`Figure` record (a PNG and what its axes show), the one alpha
+label, subplots, saving, colours and the mean with its t-interval.
+
+alpha is the weight on the true labels: alpha = 1 means no distillation. Every axis that shows alpha is labelled
+:data:`ALPHA_LABEL`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
+
+from kdtune.scoring import finite
+
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure as MplFigure
+
+
+#: The one label of every axis that shows alpha (tests check that every figure uses it).
+ALPHA_LABEL = "alpha (weight on true labels; 1 = no distillation)"
+CONFIDENCE = 0.95
+DPI = 100
+PARAM_LABELS = {"alpha": ALPHA_LABEL, "temperature": "temperature T"}
+
+
+@dataclass
+class Figure:
+    """One PNG of the report and what its axes show."""
+
+    name: str
+    title: str
+    caption: str
+    file: Path
+    axes: list[dict[str, Any]]
+    legend: list[str] = field(default_factory=list)  # the figure's own legend (comparison: one entry per study)
+    notes: list[str] = field(default_factory=list)
+
+
+def subplots(rows: int, cols: int, size: tuple[float, float]) -> tuple[MplFigure, list[Axes]]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
+    return fig, list(axes.flat)
+
+
+def figure_grid(n: int, one: tuple[float, float], each: tuple[float, float]) -> tuple[MplFigure, list[Axes]]:
+    """``n`` subplots: one of size ``one``, or up to three a row of size ``each``."""
+    if n == 1:
+        return subplots(1, 1, one)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = subplots(rows, cols, (each[0] * cols, each[1] * rows))
+    for axis in axes[n:]:
+        axis.set_visible(False)
+    return fig, axes[:n]
+
+
+def save_figure(fig: MplFigure, folder: Path, name: str, title: str, caption: str) -> Figure:
+    import matplotlib.pyplot as plt
+
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=DPI)
+    axes = [_axis_info(ax) for ax in fig.axes if ax.get_visible()]
+    legend = [t.get_text() for found in fig.legends for t in found.get_texts()]
+    plt.close(fig)
+    return Figure(name=name, title=title, caption=caption, file=path, axes=axes, legend=legend)
+
+
+def _axis_info(ax: Axes) -> dict[str, Any]:
+    return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
+            "ylim": [float(v) for v in ax.get_ylim()],
+            "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
+            "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
+            "series": ax.get_legend_handles_labels()[1],
+            "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
+
+
+def palette_color(index: int) -> str:
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf")
+    return palette[index % len(palette)]
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its t-interval (0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    from scipy import stats
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+
+
+def as_float(value: Any) -> float:
+    return float(value) if finite(value) else math.nan

@@ -1,0 +1,199 @@
+"""The report's HTML: self-contained (figures as base64 PNGs, inline CSS, opens offline), with each study's
+status, verdicts (from :func:`kdtune.recommendation.recommend`) and trials."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdtune.errors import MAX_NOTE
+from kdtune.errors import one_line
+from kdtune.report.data import StudyData
+from kdtune.report.figures import ALPHA_LABEL
+from kdtune.report.figures import Figure
+from kdtune.report.view import View
+from kdtune.scoring import finite
+
+
+@dataclass
+class Section:
+    """What the report says about one study besides the figures."""
+
+    data: StudyData
+    label: str
+    color: str
+    verdicts: dict[str, str]
+    notes: list[str]
+
+
+def study_verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
+    """Per condition, the verdict of :func:`kdtune.recommendation.recommend` on this study alone (or a note why
+    there is none)."""
+    from kdtune.errors import KdtuneError
+    from kdtune.recommendation import recommend
+
+    try:
+        result = recommend([study_dir])
+    except KdtuneError as exc:
+        return {}, f"No recommendation yet: {exc}"
+    except Exception as exc:  # the report stands without verdicts
+        return {}, f"No recommendation: kdtune.recommendation failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})"
+    return {c["key"]: (c.get("verdict") or {}).get("text", "") for c in result.get("conditions", [])}, None
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;padding:0 1em;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.8em}
+.status{color:#555}.snapshot{background:#fff4d6;border:1px solid #e6c36a;padding:.5em .8em;border-radius:4px}
+img{max-width:100%;height:auto;border:1px solid #eee}.caption{color:#444;font-size:.92em}
+table{border-collapse:collapse;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+th{background:#f6f6f6}.notes li{color:#555;font-size:.92em}footer{margin-top:3em;color:#888;font-size:.85em}
+.swatch{display:inline-block;width:.9em;height:.9em;margin-right:.4em;vertical-align:-.1em;border-radius:2px}
+"""
+
+
+_SCORING = ("Each run is scored at its best validation epoch (the validation objective selects, the test metric "
+            "at that epoch is reported).")
+
+
+def render_html(view: View, figures: list[Figure], notes: list[str], sections: list[Section]) -> str:
+    from kdtune._version import __version__
+
+    esc = html.escape
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    alpha = f"alpha is the {esc(ALPHA_LABEL[len('alpha ('):-1])}."
+    if view.compare:
+        title = "comparison of " + ", ".join(view.labels)
+        matched = (f"conditions are matched across studies by {', '.join(view.match_axes)}"
+                   if view.match_axes else "each study has one condition: one panel shows them all")
+        header = [f"<h1>kdtune {esc(title)}</h1>",
+                  f"<p>{alpha} {_SCORING} One colour per study in every figure; {esc(matched)}. Each study's "
+                  "recommendation (its own, not pooled) is in its section below the figures.</p>"]
+        summary = "<section id=\"studies\"><h2>Studies</h2>" + _studies_table(sections) + "</section>"
+    else:
+        one = sections[0]
+        title = one.data.spec.name
+        header = [f"<h1>kdtune study {esc(title)}</h1>", _study_status(one.data, now), f"<p>{alpha} {_SCORING}</p>"]
+        summary = ("<section id=\"summary\"><h2>Conditions</h2>" + _summary_table(one.data, one.verdicts)
+                   + "</section>")
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<title>kdtune report: {esc(title)}</title><style>{_CSS}</style></head><body>",
+             "<header>" + "\n".join(header) + "</header>", summary]
+    for figure in figures:
+        encoded = base64.b64encode(figure.file.read_bytes()).decode("ascii")
+        parts.append(f"<section id=\"fig-{esc(figure.name)}\"><h2>{esc(figure.title)}</h2>"
+                     f"<img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{encoded}\">"
+                     f"<p class=\"caption\">{esc(figure.caption)}</p>"
+                     + _list(figure.notes) + "</section>")
+    if view.compare:
+        for i, section in enumerate(sections, start=1):
+            parts.append(f"<section id=\"study-{i}\"><h2>{_swatch(section.color)}Study {esc(section.label)}</h2>"
+                         + _study_status(section.data, now) + _summary_table(section.data, section.verdicts)
+                         + _list(section.notes) + _trials_table(section.data) + "</section>")
+    else:
+        parts.append("<section id=\"trials\"><h2>Trials</h2>" + _trials_table(sections[0].data) + "</section>")
+    if notes:
+        parts.append("<section id=\"notes\"><h2>Notes</h2>" + _list(notes) + "</section>")
+    sources = ", ".join(str(d.path) for d in view.studies)
+    parts.append(f"<footer>kdtune {esc(__version__)}, {esc(now)}, from {esc(sources)}</footer></body></html>\n")
+    return "\n".join(parts)
+
+
+def _study_status(data: StudyData, now: str) -> str:
+    text = f"<p class=\"status\">{html.escape(_status_line(data))}</p>"
+    if not data.finished:
+        text += (f"\n<p class=\"snapshot\">Snapshot taken {html.escape(now)}: the study has not finished (still "
+                 f"running, or interrupted). {data.running_trials} trial(s) had not ended; their runs are drawn "
+                 "hollow and left out of means and selections.</p>")
+    return text
+
+
+def _status_line(data: StudyData) -> str:
+    counts: dict[str, int] = {}
+    for trial in data.trials:
+        counts[trial["state"]] = counts.get(trial["state"], 0) + 1
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trial ended yet"
+    finished = "finished" if data.finished else "not finished"
+    cut = " (cut short by budget.max_wall_minutes)" if data.meta.get("cut_short") else ""
+    return (f"{data.spec.task} study on {data.spec.dataset.name}, objective {data.spec.objective_name}, "
+            f"{len(data.conditions)} condition(s), {finished}{cut}: {states}, {data.running_trials} running.")
+
+
+def _summary_table(data: StudyData, verdicts: dict[str, str]) -> str:
+    esc = html.escape
+    test_name = "test excess MSE" if data.regression else "test accuracy"
+    head = ("<table><tr><th>condition</th><th>best on validation</th>"
+            f"<th>{esc(data.objective_label)}</th><th>{test_name}</th><th>runs</th><th>verdict</th></tr>")
+    rows = []
+    for condition in data.conditions:
+        best = data.best(condition)
+        runs = [r for r in data.runs if r.condition == condition]
+        verdict = verdicts.get(condition, "")
+        if best is None:
+            cells = ["-", "-", "-"]
+        else:
+            cells = [best.describe(), f"{best.mean():.4g}", f"{best.mean('test'):.4g}"]
+        rows.append(f"<tr><td>{esc(condition)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
+                    + f"<td>{len(runs)}</td><td>{esc(verdict)}</td></tr>")
+    return head + "".join(rows) + "</table>"
+
+
+def _trials_table(data: StudyData) -> str:
+    """Every ended trial, by condition and then objective (best first), in a folded table."""
+    esc = html.escape
+    test_name = "test excess MSE" if data.regression else "test accuracy"
+    tests: dict[str, list[float]] = {}
+    for run in data.runs:
+        if finite(run.test):
+            tests.setdefault(run.trial_id, []).append(run.test)
+    order = {c: i for i, c in enumerate(data.conditions)}
+    trials = sorted(data.trials, key=lambda t: (order.get(t["condition"], len(order)), t["state"] != "COMPLETE",
+                                                -data.sign * (t["objective"] if finite(t["objective"]) else 0.0)))
+    rows = []
+    for t in trials:
+        params = json.loads(t["params"])
+        temperature = params.get("temperature")
+        test = tests.get(t["trial_id"])
+        cells = [t["condition"], t["trial_id"], t["phase"], f"{params['alpha']:.3g}",
+                 "-" if temperature is None else f"{temperature:.3g}", t["state"], str(t["epochs_done"]),
+                 f"{t['objective']:.4g}" if finite(t["objective"]) else "-",
+                 f"{sum(test) / len(test):.4g}" if test else "-"]
+        rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    head = ("<table><tr><th>condition</th><th>trial</th><th>phase</th><th>alpha</th><th>T</th><th>state</th>"
+            f"<th>epochs</th><th>{esc(data.objective_label)}</th><th>{test_name} (mean of runs)</th></tr>")
+    return (f"<details><summary>{len(rows)} ended trials: parameters, state, objective (mean over seeds, each at "
+            "its best validation epoch) and test metric at the same epochs</summary>"
+            + head + "".join(rows) + "</table></details>")
+
+
+def _studies_table(sections: list[Section]) -> str:
+    esc = html.escape
+    rows = ["<table><tr><th>study</th><th>name</th><th>dataset</th><th>teacher</th><th>student</th>"
+            "<th>conditions</th><th>status</th><th>folder</th></tr>"]
+    for s in sections:
+        spec = s.data.spec
+        cells = [spec.name, spec.dataset.name, _model_words(spec.teacher), _model_words(spec.student),
+                 ", ".join(s.data.conditions), "finished" if s.data.finished else "not finished", str(s.data.path)]
+        rows.append(f"<tr><td>{_swatch(s.color)}{esc(s.label)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
+                    + "</tr>")
+    return "".join(rows) + "</table>"
+
+
+def _model_words(section: Any) -> str:
+    kwargs = getattr(section, "kwargs", None)
+    return f"{section.arch} {json.dumps(dict(kwargs))}" if kwargs else str(section.arch)
+
+
+def _swatch(color: str) -> str:
+    return f"<span class=\"swatch\" style=\"background:{color}\"></span>"
+
+
+def _list(items: list[str]) -> str:
+    return "<ul class=\"notes\">" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>" if items else ""
