@@ -23,7 +23,7 @@ import yaml
 def main() -> None:
     from kdtune.cache import LogitCache
     from kdtune.cli import main as kdtune
-    from kdtune.plan import expand
+    from kdtune.conditions import expand
     from kdtune.ray_runtime import init_ray
     from kdtune.spec import parse_spec
     from kdtune.study import RunOptions

@@ -104,7 +104,7 @@ def main() -> None:
 def _warm_teacher_cache(spec: Any) -> None:
     """Train the teacher and cache its logits before timing anything (both sides use this teacher)."""
     from kdtune.cache import LogitCache
-    from kdtune.plan import expand
+    from kdtune.conditions import expand
 
     for condition in expand(spec):
         LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec), threads=os.cpu_count())
@@ -116,7 +116,7 @@ def _naive_study(spec: Any, configs: list[dict[str, Any]], repeats: int, concurr
     from ray.tune.search.optuna import OptunaSearch
 
     from kdtune.cache import LogitCache
-    from kdtune.plan import expand
+    from kdtune.conditions import expand
 
     condition = expand(spec)[0]
     prepared = LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec))

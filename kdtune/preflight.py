@@ -34,8 +34,8 @@ from kdtune.errors import raise_all
 
 
 if TYPE_CHECKING:
+    from kdtune.conditions import Condition
     from kdtune.data import DataBundle
-    from kdtune.plan import Condition
     from kdtune.spec import StudySpec
 
 

@@ -37,9 +37,9 @@ import numpy as np
 from kdtune.alpha_fit import Fit
 from kdtune.alpha_fit import Point
 from kdtune.alpha_fit import fit_alpha
+from kdtune.conditions import Condition
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.plan import Condition
 from kdtune.scoring import CONFIDENCE
 from kdtune.scoring import METRICS
 from kdtune.scoring import Metric

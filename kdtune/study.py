@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdtune.conditions import Condition
+from kdtune.conditions import expand
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.plan import Condition
-from kdtune.plan import expand
 from kdtune.spec import StudySpec
 from kdtune.study_folder import TUNE_DIR
 from kdtune.study_folder import StudyFolder

@@ -32,7 +32,7 @@ from kdtune.trial_io import last_result_of
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from kdtune.plan import Condition
+    from kdtune.conditions import Condition
     from kdtune.results import PartWriter
     from kdtune.spec import StudySpec
 

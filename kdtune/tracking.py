@@ -61,7 +61,7 @@ from kdtune.wandb_settings import wandb_dir
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from kdtune.plan import Condition
+    from kdtune.conditions import Condition
     from kdtune.spec import StudySpec
 
 logger = logging.getLogger(__name__)

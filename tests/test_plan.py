@@ -17,7 +17,7 @@ from conftest import tiny_study_spec
 
 from kdtune.cache import LogitCache
 from kdtune.cli import main
-from kdtune.plan import expand
+from kdtune.conditions import expand
 from kdtune.rules import trials_per_condition
 from kdtune.study import RunOptions
 from kdtune.study import run_study

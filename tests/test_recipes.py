@@ -68,7 +68,7 @@ def test_default_recipe_keeps_the_keys_of_teachers_cached_before_recipes() -> No
 
 
 def test_spec_recipe_reaches_the_teacher_spec_of_every_condition() -> None:
-    from kdtune.plan import expand
+    from kdtune.conditions import expand
 
     spec = parse_spec({"name": "r", "teacher": {"optimizer": "sgd", "momentum": 0.8, "weight_decay": 5e-4,
                                                 "schedule": "step", "warmup_epochs": 2, "augment": {"shift": 2},

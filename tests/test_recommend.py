@@ -24,7 +24,7 @@ import pytest
 from kdtune.cli import main
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.plan import expand
+from kdtune.conditions import expand
 from kdtune.recommendation import SCHEMA_VERSION
 from kdtune.recommendation import recommend
 from kdtune.results import CONDITION_COLUMNS

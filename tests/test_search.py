@@ -29,7 +29,7 @@ def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
 
 
 def _searcher(spec, tmp: Path) -> ConditionSearcher:  # type: ignore[no-untyped-def]
-    from kdtune.plan import expand
+    from kdtune.conditions import expand
 
     url = f"sqlite:///{tmp / 'optuna.db'}"
     keys = [c.key for c in expand(spec)]

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic import TypeAdapter
 
-from kdtune.plan import expand
+from kdtune.conditions import expand
 from kdtune.rules import trials_per_condition
 from kdtune.space import baselines
 from kdtune.space import grid

@@ -161,7 +161,7 @@ def test_teachers_are_runs_too_and_are_logged_once(tracked_study: Path,
     # What `kdtune resume` does: the driver builds the callbacks again; teacher runs are not repeated.
     before = offline_runs(tracked_study)
     spec = tiny_study_spec("tracked", tracking={"wandb": {"mode": "offline", "project": "kdtune-tests"}})
-    from kdtune.plan import expand
+    from kdtune.conditions import expand
 
     callbacks = tracking_callbacks(spec, tracked_study, expand(spec), teachers)
     assert len(callbacks) == 1 and offline_runs(tracked_study) == before

@@ -26,31 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-import time
 from typing import Any
 
 
 HELP = "dry run: conditions, trials, cached teachers, and a compute / wall-time estimate"
-
-#: Ray Tune's cost per trial with reused trial actors (Optuna ask/tell, actor reset, bookkeeping), and per epoch
-#: (a trial waits for the driver to process each report): measured with benchmarks/study_throughput.py.
-TUNE_TRIAL_OVERHEAD_S = 0.3
-TUNE_REPORT_S = 0.025
-#: Tune and Optuna set-up before the first trial (storage, searcher, scheduler), on top of one worker start.
-TUNE_SETUP_S = 3.0
-CALIBRATION_STEPS = 20
-WARMUP_STEPS = 3
-ASSUMPTIONS = [
-    "worst case: ASHA stops no trial early (every trial runs all its epochs); teacher patience stops nothing",
-    f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
-    f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + two worker starts, measured as python -c 'import torch, "
-    "ray.tune' (+ two more to start a local Ray)",
-    f"step times from {CALIBRATION_STEPS} timed steps after {WARMUP_STEPS} warm-up steps, one thread, on this machine",
-    "searched epochs at their maximum, searched batch sizes at their minimum",
-]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kdtune.errors import SpecError
+    from kdtune.estimate import make_plan
     from kdtune.spec import load_spec
 
     for flag, value in (("--cpus", args.cpus), ("--max-concurrent", args.max_concurrent)):
@@ -93,214 +75,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = None, max_concurrent: int | None = None,
-              ray_running: bool = False, worker_start_s: float | None = None) -> dict[str, Any]:
-    """The plan as a JSON-ready dict (see the module docstring); nothing is trained or written.
-
-    ``worker_start_s``: seconds a Ray worker takes to start, if known; else measured in a fresh process.
-    """
-    from kdtune.cache import LogitCache
-    from kdtune.plan import expand
-    from kdtune.preflight import check_inputs
-    from kdtune.rules import confirmation_trials
-    from kdtune.rules import trials_per_condition
-
-    conditions = expand(spec)
-    check_inputs(spec, conditions)
-    cache = LogitCache(cache_dir)
-    trials = trials_per_condition(spec)
-    # Confirmation at its most: every round run (rounds stop early once the verdict is clear).
-    confirm_trials = confirmation_trials(spec)
-    confirm_runs = (spec.budget.confirm_top_k + 1) * spec.budget.confirm_max_repeats if confirm_trials else 0
-    runs = trials * spec.budget.repeats + confirm_runs
-    cpus = cpus or os.cpu_count() or 1
-    concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
-    epochs, batch_size = _worst_case_student(spec)
-    worker_start_s = _worker_start_seconds() if worker_start_s is None else worker_start_s
-    overhead_s = TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * epochs
-    calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
-    loaded: dict[tuple[Any, ...], tuple[Any, float]] = {}
-    rows = []
-    for cond in conditions:
-        data_key = (cond.dataset, cond.noise_level, cond.noise_type)
-        if data_key not in loaded:
-            start = time.perf_counter()
-            loaded[data_key] = (cond.load_data(spec), time.perf_counter() - start)
-        data, load_s = loaded[data_key]
-        row: dict[str, Any] = {"key": cond.key, "description": cond.describe(), "trials": trials,
-                               "confirm_trials": confirm_trials, "runs": runs,
-                               "samples": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}}
-        if data.task == "regression":
-            row["teacher"] = {"source": "closed form", "action": "none (closed form)", "teacher_key": None,
-                              "logits_key": None, "teacher_cached": None, "logits_cached": None}
-            run_s = 0.01  # a least-squares solve per seed
-            teacher_s = 0.0
-        else:
-            teacher_spec = cond.teacher_spec(spec)
-            row["teacher"] = cache.plan(teacher_spec, data)
-            student = _calibrate(calibrations, "student", cond.student_arch, dict(spec.student.kwargs), data,
-                                 batch_size, distil=True)
-            run_s = epochs * _epoch_seconds(student, data, batch_size)
-            teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data)
-            if spec.student.augmented:
-                row["views"] = _views(spec, cache, row["teacher"], data)
-                if not row["views"]["cached"]:  # V teacher forward passes over the training split
-                    cal = _calibrate(calibrations, "teacher", teacher_spec.arch, dict(teacher_spec.kwargs), data,
-                                     teacher_spec.batch_size, distil=False)
-                    teacher_s += row["views"]["views"] * len(data.train) * cal["predict_per_sample_s"]
-        trial_s = spec.budget.repeats * run_s + overhead_s
-        confirm_s = (confirm_runs / confirm_trials * run_s if confirm_trials else 0.0) + overhead_s
-        row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s, "trial_s": trial_s,
-                           "cpu_s": load_s + teacher_s + trials * trial_s + confirm_trials * confirm_s,
-                           "longest_trial_s": max(trial_s, confirm_s if confirm_trials else 0.0)}
-        row["trial_seconds"] = [trial_s] * trials + [confirm_s] * confirm_trials
-        rows.append(row)
-    prep = [r["estimate"]["data_load_s"] + r["estimate"]["teacher_s"] for r in rows]
-    prep_wall = max(max(prep), sum(prep) / cpus)  # one Ray task per condition, in parallel
-    all_trials = [s for r in rows for s in r.pop("trial_seconds")]
-    trial_wall = max(max(all_trials), sum(all_trials) / concurrency)
-    startup = TUNE_SETUP_S + worker_start_s * (2 if ray_running else 4)  # + the trial actors' one start
-    return {
-        "spec": spec.name,
-        "conditions": rows,
-        "total": {"conditions": len(rows), "trials": len(all_trials), "runs": runs * len(rows),
-                  "epochs_per_run": epochs if spec.task == "classification" else None,
-                  "teachers_to_train": sum(r["teacher"]["action"] == "train teacher" for r in rows),
-                  "logits_to_compute": sum(r["teacher"]["action"] == "compute logits" for r in rows),
-                  "cached": sum(r["teacher"]["action"] == "cached" for r in rows),
-                  "cpu_s": sum(r["estimate"]["cpu_s"] for r in rows),
-                  "wall_s": startup + prep_wall + trial_wall,
-                  "wall_parts_s": {"startup": startup, "teachers": prep_wall, "trials": trial_wall}},
-        "resources": {"cpus": cpus, "cpu_per_trial": spec.resources.cpu, "gpu_per_trial": spec.resources.gpu,
-                      "concurrency": concurrency},
-        "calibration": calibrations,
-        "assumptions": ASSUMPTIONS + (["the calibration ran on this machine's CPU; a GPU study is usually faster"]
-                                      if spec.resources.gpu > 0 else []),
-    }
-
-
-def _views(spec: Any, cache: Any, teacher: dict[str, Any], data: Any) -> dict[str, Any]:
-    """The per-view teacher logits of ``student.augment``: their size against ``cache.max_bytes``, and whether
-    the cache holds them (known only once the teacher's logits entry is)."""
-    from kdtune.views import student_views
-    from kdtune.views import view_cache_bytes
-
-    view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
-    assert view_spec is not None
-    top_k = spec.cache.top_k
-    cached = False
-    key = None
-    if teacher.get("logits_key"):
-        key, cached = cache.views_cached(teacher["logits_key"], view_spec, top_k)
-    return {"views": view_spec.views, "images": len(data.train), "classes": data.num_classes, "top_k": top_k,
-            "bytes": view_cache_bytes(len(data.train), data.num_classes, view_spec.views, top_k),
-            "max_bytes": spec.cache.max_bytes, "key": key, "cached": cached}
-
-
-def _worker_start_seconds() -> float:
-    """Seconds a fresh Python process needs to import torch and Ray Tune: what every Ray worker pays."""
-    import subprocess
-
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, ray.tune"], check=False, capture_output=True)
-    return time.perf_counter() - start
-
-
-def _worst_case_student(spec: Any) -> tuple[int, int]:
-    """Epochs and batch size of the most expensive configuration the search can propose."""
-    epochs, batch_size = spec.student.epochs, spec.student.batch_size
-    for name, default, pick in (("epochs", epochs, max), ("batch_size", batch_size, min)):
-        d = spec.search.get(name)
-        if d is None:
-            continue
-        values = d.choices if d.type == "categorical" else [d.low, d.high]
-        value = int(pick(v for v in values if v is not None)) if values else default
-        if name == "epochs":
-            epochs = value
-        else:
-            batch_size = value
-    return epochs, batch_size
-
-
-def _teacher_seconds(calibrations: dict[str, dict[str, float]], action: str, spec: Any, data: Any) -> float:
-    if action in ("cached", "missing"):
-        return 0.0
-    cal = _calibrate(calibrations, "teacher", spec.arch, dict(spec.kwargs), data, spec.batch_size, distil=False)
-    total = len(data.train) + len(data.val) + len(data.test)
-    logits_s = cal["predict_per_sample_s"] * total
-    if action == "compute logits":
-        return logits_s
-    return spec.epochs * _epoch_seconds(cal, data, spec.batch_size) + logits_s
-
-
-def _epoch_seconds(cal: dict[str, float], data: Any, batch_size: int) -> float:
-    """Training steps of one epoch plus its evaluation (validation, test and the flipped training samples)."""
-    steps = math.ceil(len(data.train) / batch_size)
-    evaluated = len(data.val) + len(data.test) + int(data.train.flipped.sum())
-    return steps * cal["step_s"] + evaluated * cal["predict_per_sample_s"]
-
-
-def _calibrate(calibrations: dict[str, dict[str, float]], role: str, arch: str, kwargs: dict[str, Any], data: Any,
-               batch_size: int, *, distil: bool) -> dict[str, float]:
-    """Seconds per training step and per evaluated sample of ``arch`` on ``data``, measured once per setting."""
-    name = f"{role} {arch} {json.dumps(kwargs, sort_keys=True)} batch {batch_size} input {tuple(data.input_shape)}"
-    if name not in calibrations:
-        calibrations[name] = _measure(arch, kwargs, data, batch_size, distil=distil,
-                                      field=f"{role}.arch")
-    return calibrations[name]
-
-
-def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, distil: bool,
-             field: str) -> dict[str, float]:
-    import torch
-    import torch.nn.functional as F
-
-    from kdtune.distill import kd_loss
-    from kdtune.teacher import build_checked
-    from kdtune.train import predict
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = build_checked(arch, data, kwargs=kwargs, field=field, seed=0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x, y = data.train.x, data.train.y
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        generator = torch.Generator().manual_seed(0)
-        teacher = torch.randn(len(y), data.num_classes, generator=generator) if distil else None
-        model.train()
-
-        def step(i: int) -> None:
-            idx = torch.randint(len(y), (min(batch_size, len(y)),), generator=generator)
-            out = model(x[idx])
-            if teacher is None:
-                loss = F.cross_entropy(out, y[idx])
-            else:
-                loss = kd_loss(out, teacher[idx], y[idx], alpha=0.5, temperature=4.0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        for i in range(WARMUP_STEPS):
-            step(i)
-        start = time.perf_counter()
-        for i in range(CALIBRATION_STEPS):
-            step(i)
-        step_s = (time.perf_counter() - start) / CALIBRATION_STEPS
-        sample = torch.cat([data.val.x, data.test.x])[:4096]
-        predict(model, sample[:64])  # warm-up
-        start = time.perf_counter()
-        predict(model, sample)
-        per_sample = (time.perf_counter() - start) / max(1, len(sample))
-    finally:
-        torch.set_num_threads(threads)
-    return {"step_s": step_s, "predict_per_sample_s": per_sample}
-
-
 def _print(result: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from kdtune.estimate import duration
+    from kdtune.estimate import estimate_line
     from kdtune.tables import console as make_console
     from kdtune.tables import name_column
 
@@ -317,10 +96,10 @@ def _print(result: dict[str, Any]) -> None:
         t = row["teacher"]
         table.add_row(row["key"], str(row["trials"] + row["confirm_trials"]), str(row["runs"]),
                       f"{t['action']} ({t['source']})", t.get("teacher_key") or "-", t.get("logits_key") or "-",
-                      _duration(row["estimate"]["cpu_s"]))
+                      duration(row["estimate"]["cpu_s"]))
     console = make_console()
     console.print(table)
-    console.print(f"compute: {_duration(total['cpu_s'])} CPU time; {estimate_line(result)}", highlight=False)
+    console.print(f"compute: {duration(total['cpu_s'])} CPU time; {estimate_line(result)}", highlight=False)
     console.print(f"to build: {total['teachers_to_train']} teachers to train, {total['logits_to_compute']} logits "
                   f"to compute, {total['cached']} cached", highlight=False)
     for row in result["conditions"]:
@@ -337,26 +116,8 @@ def _print(result: dict[str, Any]) -> None:
         console.print(f"assumed: {line}", highlight=False)
 
 
-def estimate_line(result: dict[str, Any]) -> str:
-    """The plan's wall-time estimate in one line (``kdtune plan``'s summary; ``kdtune run`` prints it first)."""
-    total, res = result["total"], result["resources"]
-    parts = total["wall_parts_s"]
-    return (f"wall time: about {_duration(total['wall_s'])} at worst for {total['trials']} trials, "
-            f"{res['concurrency']} at once on {res['cpus']} CPUs "
-            f"(start-up {_duration(parts['startup'])}, teachers {_duration(parts['teachers'])}, "
-            f"trials {_duration(parts['trials'])})")
-
-
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} bytes"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"

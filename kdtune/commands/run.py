@@ -87,9 +87,9 @@ def print_estimate(spec: Any, options: Any) -> None:
     """
     import time
 
-    from kdtune.commands.plan import estimate_line
-    from kdtune.commands.plan import make_plan
     from kdtune.errors import KdtuneError
+    from kdtune.estimate import estimate_line
+    from kdtune.estimate import make_plan
 
     start = time.perf_counter()
     import ray.tune  # noqa: F401 - timed: what each Ray worker pays
