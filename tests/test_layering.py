@@ -1,13 +1,22 @@
-"""The core (data, models, losses, training loop, teacher) never imports Ray or W&B; read-only commands
-import neither Ray nor torch (plan: no Ray)."""
+"""kdtune's layers, checked: the core (data, models, losses, training loop, teacher) never imports Ray or W&B;
+read-only commands import neither Ray nor torch (plan: no Ray); the readers (status, report, recommend, results,
+the cache) never import Ray or W&B, not even inside a function; and no import cycle among kdtune's modules.
+
+The static checks read the source with ``ast`` (nothing is imported): every ``import`` counts, at the top of a
+module or inside a function, except under ``if TYPE_CHECKING:``.
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kdtune"
 
 
 def test_core_does_not_import_ray_or_wandb() -> None:
@@ -41,3 +50,149 @@ def test_read_only_commands_import_neither_ray_nor_torch(small_study: Path, tmp_
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "imported: []" in done.stderr, done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------ the static import graph
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import in ``tree``, at any depth, outside ``if TYPE_CHECKING:`` blocks."""
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for other in child.orelse:
+                    visit_one(other)
+                continue
+            visit_one(child)
+
+    def visit_one(node: ast.AST) -> None:
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, [alias.name for alias in node.names]))
+        visit(node)
+
+    visit(tree)
+    return found
+
+
+def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """kdtune's modules -> the kdtune modules they import, and -> the top-level outside packages they import.
+
+    ``from kdtune.x import y`` imports ``kdtune.x`` and, when ``y`` is a module of it, ``kdtune.x.y``.
+    """
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    internal: dict[str, set[str]] = {}
+    external: dict[str, set[str]] = {}
+    for name, path in files.items():
+        internal[name], external[name] = set(), set()
+        for module, names in _imports(ast.parse(path.read_text(), filename=str(path))):
+            if module == "kdtune" or module.startswith("kdtune."):
+                internal[name].add(module)
+                internal[name].update(f"{module}.{n}" for n in names if f"{module}.{n}" in files)
+            else:
+                external[name].add(module.split(".")[0])
+        internal[name] = {m for m in internal[name] if m in files and m != name}
+    return internal, external
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                connect(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_no_import_cycle_among_kdtune_modules() -> None:
+    internal, _ = _graph()
+    assert len(internal) > 40  # the whole package was read
+    cycles = _cycles(internal)
+    detail = ["; ".join(f"{m} -> {sorted(internal[m] & set(c))}" for m in c) for c in cycles]
+    assert cycles == [], detail
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    """The check itself can fail: a function-level import closing a loop is one."""
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import kdtune.c\n"
+                     "def f():\n    from kdtune.b import g\n")
+    assert [m for m, _ in _imports(tree)] == ["typing", "kdtune.b"]
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def _closure(graph: dict[str, set[str]], roots: list[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    return seen
+
+
+# The readers and what they reach, at any depth and inside functions: never Ray or W&B. The one exception is
+# the W&B Report (``kdtune report --wandb``), which imports W&B when called, and the W&B settings it uses.
+READERS = ["kdtune.status", "kdtune.commands.status", "kdtune.report", "kdtune.commands.report",
+           "kdtune.recommendation", "kdtune.commands.recommend", "kdtune.results", "kdtune.cache",
+           "kdtune.commands.cache"]
+WANDB_ON_REQUEST = {"kdtune.report.wandb_report", "kdtune.wandb_settings"}
+
+
+def test_readers_never_import_ray_or_wandb() -> None:
+    internal, external = _graph()
+    roots = [m for m in internal if any(m == r or m.startswith(f"{r}.") for r in READERS)]
+    reached = _closure(internal, roots)
+    assert "kdtune.report.panels" in reached and "kdtune.status" in reached
+    ray = sorted(m for m in reached if "ray" in external[m])
+    wandb = sorted(m for m in reached if external[m] & {"wandb", "wandb_workspaces"} and m not in WANDB_ON_REQUEST)
+    assert ray == [], f"these modules reached from {READERS} import Ray: {ray}"
+    assert wandb == [], f"these modules reached from {READERS} import W&B: {wandb}"
+
+
+def test_readers_load_without_ray_wandb_or_torch() -> None:
+    """Importing the readers loads neither Ray, W&B nor torch (torch comes only where a cache entry is built
+    or read, inside the cache's functions)."""
+    code = ("import sys, kdtune.status, kdtune.report, kdtune.recommendation, kdtune.results, kdtune.cache, "
+            "kdtune.study_folder; print(sorted(m for m in ('ray', 'wandb', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
