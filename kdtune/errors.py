@@ -93,8 +93,3 @@ class CacheError(KdtuneError):
 
 class StudyError(KdtuneError):
     """A study cannot run or resume (bad study folder, storage mismatch, cluster misconfiguration)."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (whitespace collapsed), or its type's name when it has none."""
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from kdtune.cli import main
+from kdtune.conditions import expand
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.conditions import expand
 from kdtune.recommendation import SCHEMA_VERSION
 from kdtune.recommendation import recommend
 from kdtune.results import CONDITION_COLUMNS

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from kdtune import __version__
+from kdtune._version import __version__
 from kdtune.cache.keys import CACHE_FORMAT_VERSION
 from kdtune.cache.keys import checkpoint_teacher_key
 from kdtune.cache.keys import default_cache_root
