@@ -23,6 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdtune.study_folder import atomic_write
+
 
 RESULTS = "results.parquet"
 TRIALS = "trials.parquet"
@@ -110,9 +112,9 @@ class PartWriter:
         if fresh:
             table = pa.Table.from_pylist(fresh, schema=self.schema)
             name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-            tmp = self.folder / f".{name}.tmp"
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, self.folder / name)
+            encoded = pa.BufferOutputStream()
+            pq.write_table(table, encoded, compression="zstd")
+            atomic_write(self.folder / name, encoded.getvalue().to_pybytes(), mode=None)
         return len(fresh)
 
 

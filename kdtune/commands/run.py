@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.spec import load_spec
     from kdtune.study import RunOptions
     from kdtune.study import run_study
+    from kdtune.study_folder import StudyFolder
 
     if args.out and "://" in args.out:
         raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                          tune_storage=args.tune_storage,
                          max_concurrent=args.max_concurrent, progress=not args.no_progress)
     quiet_libraries(args.debug or args.verbose)
-    if not (out / "study.json").exists():  # else run_study refuses: nothing to estimate
+    if not StudyFolder(out).has_study():  # else run_study refuses: nothing to estimate
         print_estimate(spec, options)
     study_dir = run_study(spec, options)
     return finish(study_dir)
