@@ -47,7 +47,8 @@ def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()
-    url = folder.storage_url()  # a redacted URL: the full one, if this driver was given it, else $KDTUNE_STORAGE
+    # a redacted URL: the full one, if this driver was given it, else $KDTUNE_STORAGE; none recorded: nothing to mark
+    url = folder.storage_url() if meta.get("storage_url") else None
     if not url:
         return 0
     try:

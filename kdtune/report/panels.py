@@ -43,6 +43,7 @@ Panel = Callable[[View, Path], "Figure | str | None"]
 
 
 def panels_for(view: View) -> list[Panel]:
+    """The report's panels in page order (the linear task has its own: excess MSE, no temperature)."""
     if view.regression:
         return [_mse_vs_alpha, _importances, _search_progress]
     return [_accuracy_vs_alpha, _alpha_temperature, _learning_curves, _importances, _per_class, _flips,
