@@ -162,7 +162,7 @@ class ViewSource(Protocol):
     """Augmented views and the teacher's logits for them (:mod:`kdtune.views`): cached or computed inline."""
 
     @property
-    def spec(self) -> Any: ...  # a kdtune.views.ViewSpec: .views, and render()'s parameters
+    def spec(self) -> Any: ...  # a kdtune.views.ViewSpec: .views and .render(x, index, view)
 
     def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
                        temperature: float = 1.0) -> torch.Tensor: ...
@@ -301,10 +301,6 @@ class Trainer:
             raise SpecError("student.augment", views.spec.augment, "needs image inputs (C, H, W); dataset "
                             f"{data.name!r} has inputs of shape {tuple(data.input_shape)}")
         self.views = None if views is None else views.to(self.device)
-        if views is not None:
-            from kdtune.views import render  # kdtune.views builds on this module
-
-            self._render = render
         self.view_generator = torch.Generator().manual_seed(config.seed + _VIEW_SEED_OFFSET)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -347,7 +343,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr * factor
             if self.views is not None:
-                batch = self._render(x, self.views.spec, idx, view[idx])
+                batch = self.views.spec.render(x, idx, view[idx])
             else:
                 batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
             logits = self.model(batch)  # (B, K)

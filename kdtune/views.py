@@ -94,6 +94,11 @@ class ViewSpec:
         return (torch.from_numpy(dx.astype(np.float32)), torch.from_numpy(dy.astype(np.float32)),
                 torch.from_numpy(angle.astype(np.float32)))
 
+    def render(self, x: torch.Tensor, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """Views ``view`` of training images ``index`` (:func:`render`); what the Trainer calls, so that
+        :mod:`kdtune.train` needs no import of this module, which builds on it."""
+        return render(x, self, index, view)
+
 
 def render(x: torch.Tensor, spec: ViewSpec, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     """Views ``view`` of training images ``index``: ``x`` (N, C, H, W) is the whole training split.
