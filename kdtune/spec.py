@@ -174,6 +174,9 @@ class TeacherSection(_Model):
     augment: AugmentSpec = AugmentSpec()  # shift 0, rotate 0: none
     ensemble: int = 1  # the teacher is the mean of the logits of this many members (seeds seed, seed + 1, ...)
     error: float = Field(0.1, ge=0)  # linear task only: squared norm B of the teacher's weight error
+    # Test and flipped-label metrics at every epoch of the teacher's curve (default: for the selected epoch only;
+    # selection needs the validation split alone). Not part of the teacher's identity: the teacher is the same.
+    full_curve: bool = False
     # A teacher you bring (docs/byo.md): weights to load into `arch` (nothing is trained) ...
     checkpoint: str | None = None
     # ... or logits imported with `kdtune cache import` (no teacher model at all): the entry's key.

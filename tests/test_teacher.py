@@ -47,6 +47,21 @@ def test_final_picks_the_last_epoch(teachers, noisy) -> None:  # type: ignore[no
     assert teacher_diagnostics(logits, noisy)["test_accuracy"] == pytest.approx(t.selected["test_accuracy"], abs=1e-6)
 
 
+def test_selection_validates_only_and_measures_the_selected_epoch_once(teachers, noisy) -> None:  # type: ignore[no-untyped-def]
+    spec = teachers["best_val"].spec
+    full = train_teacher(spec, noisy, full_curve=True)
+    lean = teachers["best_val"]
+    # The same teacher, epoch for epoch: evaluating test and flipped labels changes nothing it learns.
+    assert lean.fingerprint == full.fingerprint and lean.selected_epoch == full.selected_epoch
+    assert [r["val_accuracy"] for r in lean.curve] == [r["val_accuracy"] for r in full.curve]
+    # Only the selected epoch's row has the test and flipped-label numbers, and they are the full curve's.
+    for row in lean.curve:
+        assert ("test_accuracy" in row) == (row["epoch"] == lean.selected_epoch)
+    keys = ("test_accuracy", "test_loss", "correction_rate", "memorisation_rate")
+    assert {k: lean.selected[k] for k in keys} == pytest.approx({k: full.selected[k] for k in keys}, abs=1e-6)
+    assert all("test_accuracy" in row for row in full.curve)
+
+
 def test_selection_policies_give_different_identities(teachers) -> None:  # type: ignore[no-untyped-def]
     assert teachers["best_val"].spec.to_dict() != teachers["final"].spec.to_dict()
 

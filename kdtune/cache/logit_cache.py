@@ -131,6 +131,7 @@ class LogitCache:
         on_epoch: Callable[[EpochMetrics], None] | None = None,
         device: torch.device | str | None = None,
         threads: int | None = None,
+        full_curve: bool = False,
     ) -> PreparedTeacher:
         """The teacher for ``spec`` on ``data`` and its logits: from the cache, or built once and cached.
 
@@ -142,6 +143,8 @@ class LogitCache:
             on_epoch: called after each teacher epoch, only when the teacher is trained.
             device: where the teacher trains and runs (default: CUDA when available, else CPU).
             threads: CPU threads for torch while training (``None`` leaves the setting alone).
+            full_curve: measure test and flipped-label metrics at every teacher epoch, not only at the selected
+                one (:func:`~kdtune.teacher.train_teacher`); a cached teacher keeps the curve it was built with.
         """
         from kdtune.teacher import train_teacher
 
@@ -162,7 +165,8 @@ class LogitCache:
                 return found
             trained = teacher is None
             if teacher is None:
-                teacher = train_teacher(spec, data, on_epoch=on_epoch, device=device, threads=threads)
+                teacher = train_teacher(spec, data, on_epoch=on_epoch, device=device, threads=threads,
+                                        full_curve=full_curve)
                 self._write_teacher(tkey, teacher, data, data_fp)
             return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=trained)
 

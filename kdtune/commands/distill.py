@@ -332,7 +332,9 @@ class _Progress:
         def on_epoch(metrics: Any) -> None:
             if not tasks:
                 tasks.append(self._progress.add_task(name, total=epochs, status=""))
-            status = f"val {metrics.val_accuracy:.3f}  test {metrics.test_accuracy:.3f}"
+            status = f"val {metrics.val_accuracy:.3f}"
+            if metrics.test_accuracy == metrics.test_accuracy:  # NaN where the teacher's epoch was validated only
+                status += f"  test {metrics.test_accuracy:.3f}"
             self._progress.update(tasks[0], completed=metrics.epoch, status=status)
 
         return on_epoch
