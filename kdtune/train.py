@@ -367,8 +367,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, *, train_loss: float = float("nan"), val_only: bool = False) -> EpochMetrics:
         """The metrics of the model as it is now; with ``val_only`` the test and training-split ones are NaN (or
-        None, or empty) and cost nothing: for the reference teacher on MNIST the test split's forward pass alone
-        costs a third of a training epoch."""
+        None, or empty) and cost nothing: a teacher selects its epoch on validation alone
+        (:func:`kdtune.teacher.train_teacher`)."""
         val_logits = predict(self.model, self.val_split.x)
         val_loss = float(F.cross_entropy(val_logits, self.val_split.y))
         val_accuracy = float((val_logits.argmax(1) == self.val_split.y).float().mean())
