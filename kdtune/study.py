@@ -350,9 +350,11 @@ def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir:
 
     from kdtune.errors import KdtuneError
 
-    gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_returns=2, num_gpus=gpu)(_prepare_condition)
-    refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir) for c in conditions}
+    resources = ray.cluster_resources()
+    gpu = 1 if resources.get("GPU", 0) >= 1 else 0
+    cpus = _preparation_cpus(resources.get("CPU", 1), len(conditions))
+    task = ray.remote(num_returns=2, num_gpus=gpu, num_cpus=cpus)(_prepare_condition)
+    refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir, cpus) for c in conditions}
     try:
         teachers = {key: ray.get(info) for key, (info, _) in refs.items()}
     except RayTaskError as exc:
@@ -370,6 +372,28 @@ def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir:
     return payloads, teachers
 
 
+def _preparation_cpus(cluster_cpus: float, conditions: int) -> int:
+    """The cores each condition's preparation task reserves: an equal share of the cluster's, at least one (1
+    condition on 2 cores: 2; 3 on 2: 1 each, two at a time). A task grows beyond its share while it trains, as
+    others end (:func:`_teacher_threads`)."""
+    return max(1, int(cluster_cpus // max(1, conditions)))
+
+
+def _teacher_threads(reserved: int) -> int:
+    """Torch threads for a teacher now: the cores its task reserved, plus, on a one-node Ray, the cores that no
+    running task or actor holds (the preparations run before any trial, so these are the cores that finished
+    preparations left free). Asked again after every teacher epoch, so the last teacher of a study trains on every
+    core. On a cluster of several nodes the free cores may be on another node: the task keeps its share there."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) != 1:
+        return reserved
+    node_cpus = int(nodes[0].get("Resources", {}).get("CPU", reserved))
+    free = int(ray.available_resources().get("CPU", 0))
+    return max(reserved, min(node_cpus, reserved + free))
+
+
 def _consume(refs: list[Any], timeout_s: float = 10.0) -> None:
     """Fetch the outcome of failed and cancelled tasks: Ray prints a traceback for every errored object nobody
     fetched, which would follow kdtune's one-line error."""
@@ -383,12 +407,14 @@ def _consume(refs: list[Any], timeout_s: float = 10.0) -> None:
             pass
 
 
-def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None
+def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None, cpus: int = 1
              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Runs in a Ray task: data + teacher (from the cache, trained on a miss) + logits, packed as arrays.
 
     Before any teacher trains, the condition's student is checked on one batch of the real data (a trained or
-    checkpoint teacher is checked the same way inside the cache, before training or its forward pass).
+    checkpoint teacher is checked the same way inside the cache, before training or its forward pass). The
+    teacher trains on ``cpus`` threads (the task's reservation), and on more after any epoch at which other
+    preparations have ended (:func:`_teacher_threads`); its logits pass runs on as many.
     """
     import torch
 
@@ -396,7 +422,7 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
 
     spec = StudySpec.model_validate(spec_dict)
     cond = Condition(**condition)
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    torch.set_num_threads(_teacher_threads(cpus))
     data = cond.load_data(spec)
     if data.task == "regression":
         from kdtune.linear import closed_form
@@ -418,13 +444,15 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
                     max_bytes=spec.cache.max_bytes)
     teacher_spec = cond.teacher_spec(spec)
     cache = LogitCache(cache_dir)
-    prepared = cache.prepare(teacher_spec, data)
+    prepared = cache.prepare(teacher_spec, data, threads=None, full_curve=spec.teacher.full_curve,
+                             on_epoch=lambda _: torch.set_num_threads(_teacher_threads(cpus)))
     views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=spec.cache.top_k,
                                                                max_bytes=spec.cache.max_bytes)
     teacher = prepared.teacher
     info = {"cache_key": prepared.key, "teacher_key": prepared.teacher_key, "source": teacher_spec.source,
             "selected_epoch": teacher.selected_epoch if teacher else None,
             "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit, "trained": prepared.trained,
+            "threads": torch.get_num_threads() if prepared.trained else None,  # at its last epoch
             "spec": teacher_spec.to_dict(),
             "curve": teacher.curve if teacher is not None and teacher_spec.source == "trained" else [],
             "fingerprint": teacher.fingerprint if teacher else None,

@@ -107,6 +107,21 @@ def test_failing_trial_retried_from_checkpoint_and_nan_trials_fail(ray_local: No
     assert mine[mine.attempt == 0].epoch.max() < 4 and mine[mine.attempt == 1].epoch.min() > 1
 
 
+def test_a_lone_teacher_trains_on_every_core(ray_local: None, short_tmp: Path) -> None:
+    from kdtune.study import _teacher_threads
+
+    # Nothing else runs on the fixture's 2-CPU Ray: a task that reserved one core may use both.
+    assert _teacher_threads(1) == 2
+    spec = tiny_study_spec("threads", teacher={"arch": "mlp", "epochs": 2, "kwargs": {"widths": [32]}, "seed": 1716},
+                           conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 1, "repeats": 1},
+                           scheduler={"type": "fifo"})
+    study_dir = run_study(spec, RunOptions(out=short_tmp / "study", progress=False))
+    (info,) = json.loads((study_dir / "teachers.json").read_text()).values()
+    assert info["trained"] and info["threads"] == 2  # one condition on 2 cores: 2 threads
+    # Validated only at the epochs it did not keep; measured in full at the one it kept.
+    assert [("test_accuracy" in row) for row in info["curve"]] == [e == info["selected_epoch"] for e in (1, 2)]
+
+
 def test_teacher_quality_as_a_condition(ray_local: None, short_tmp: Path) -> None:
     spec = tiny_study_spec(
         "teachers",
