@@ -10,13 +10,20 @@ concurrency, on the same data, from the same teacher:
   step as in the Keras KD tutorial, models in PyTorch's default NCHW layout, Tune's default of a fresh
   actor per trial.
 
-The teacher is trained (or taken from the cache) once before both runs and is not timed. Both sides use a
-FIFO scheduler, so every trial runs every epoch. The last lines print each side's peak memory, the wall-time
+The teacher is trained (or taken from the cache) once before both runs and is not timed, unless ``--cold``:
+then kdtune's study starts from an empty cache (its teacher preparation is part of its wall time) and the naive
+side first trains its teacher the tutorials' way (``teacher_preparation.plain_teacher``: ``DataLoader``, NCHW,
+torch's default threads), timed within its wall time. Both sides use a FIFO scheduler, so every trial runs every
+epoch, unless ``--scheduler asha`` (ASHA on both: kdtune's per condition, grace period 1; Tune's
+``ASHAScheduler`` on the naive side, over its per-seed-epoch reports); the per-trial-epoch line then compares
+what each side ran. The last lines print each side's peak memory, the wall-time
 ratio, the machine's CPU utilisation during each run and Ray Tune's overhead per trial (wall time x concurrency minus the trials'
 own compute time, per trial; for kdtune over the search itself, after the teachers are loaded, so idle slots
 while the last trials of a condition finish count as overhead too).
 
     python benchmarks/study_throughput.py --data-root DIR     # DIR/MNIST/raw/*.gz; about 10 minutes on 2 cores
+    python benchmarks/study_throughput.py --data-root DIR --cold --scheduler asha --train-size 10000 --trials 8 \
+        --repeats 1 --teacher-epochs 2      # the cold study of issue 16, end to end
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4, help="searched configurations per noise level")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--teacher-epochs", type=int, default=2)
+    parser.add_argument("--cold", action="store_true",
+                        help="time the teachers too: kdtune from an empty cache, the naive side training its own")
+    parser.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo")
     args = parser.parse_args()
     if not args.data_root:
         parser.error("--data-root is required (a folder with MNIST/raw/*.gz); this benchmark uses real MNIST")
@@ -57,20 +68,25 @@ def main() -> None:
     spec = parse_spec({
         "name": "throughput",
         "dataset": {"name": "mnist", "train_size": args.train_size, "data_root": str(data_root)},
-        "teacher": {"arch": "reference_teacher", "epochs": 2},
+        "teacher": {"arch": "reference_teacher", "epochs": args.teacher_epochs},
         "student": {"arch": "reference_student", "epochs": args.epochs},
         "conditions": {"noise_level": [0.05]},
         "sampler": "random",
         "budget": {"trials_per_condition": args.trials, "repeats": args.repeats},
-        "scheduler": {"type": "fifo"},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2} if args.scheduler == "asha"
+        else {"type": "fifo"},
         "tracking": "none",
     })
     init_ray(num_cpus=args.concurrency)
-    _warm_teacher_cache(spec)
+    cache = str(work / "cache") if args.cold else None  # cold: an empty cache, the teacher is trained in the study
+    if not args.cold:
+        _warm_teacher_cache(spec)
+    print(f"load before: {_load()}", flush=True)
 
     cpu0, start = _cpu_busy(), time.time()
     with PeakMemory() as kdtune_memory:
-        study_dir = run_study(spec, RunOptions(out=work / "study", progress=False, max_concurrent=args.concurrency))
+        study_dir = run_study(spec, RunOptions(out=work / "study", progress=False, max_concurrent=args.concurrency,
+                                               cache_dir=cache))
     kdtune_wall, kdtune_cpu = time.time() - start, _utilisation(cpu0)
     trials = read_trials(study_dir).to_pylist()
     rows = read_results(study_dir).to_pylist()
@@ -79,7 +95,10 @@ def main() -> None:
 
     cpu0, start = _cpu_busy(), time.time()
     with PeakMemory() as naive_memory:
-        naive_compute = _naive_study(spec, configs, args.repeats, args.concurrency, work)
+        teacher_s, teacher_state = _naive_teacher(spec, args, data_root)
+        naive_start = time.time()
+        naive_compute, naive_trial_epochs = _naive_study(spec, configs, args, teacher_state, work)
+        naive_trials_wall = time.time() - naive_start
     naive_wall, naive_cpu = time.time() - start, _utilisation(cpu0)
     ray.shutdown()
 
@@ -98,7 +117,18 @@ def main() -> None:
           f"{(naive_wall * args.concurrency - naive_compute) / n:.2f} s per trial (start-up included)")
     print(f"peak memory of the study (PSS of this process and every Ray process): kdtune {kdtune_memory.peak_gib:.2f} "
           f"GiB, naive {naive_memory.peak_gib:.2f} GiB, ratio {naive_memory.peak_gib / kdtune_memory.peak_gib:.2f}")
-    print(f"study wall-time ratio (naive / kdtune): {naive_wall / kdtune_wall:.1f}x")
+    kdtune_trial_epochs = sum(t["epochs_done"] for t in trials)
+    kdtune_per, naive_per = search_wall / kdtune_trial_epochs, naive_trials_wall / naive_trial_epochs
+    print(f"per trial-epoch ({args.repeats} seeds): kdtune {kdtune_per:.2f} s over {kdtune_trial_epochs}, naive "
+          f"{naive_per:.2f} s over {naive_trial_epochs:g} (trial phases' wall / trial-epochs run): "
+          f"{naive_per / kdtune_per:.1f}x")
+    if args.cold:
+        teachers = json.loads((study_dir / "teachers.json").read_text())
+        print(f"teacher preparation: kdtune {meta['trials_started_at'] - meta['created_at']:.1f} s (threads "
+              f"{', '.join(str(t.get('threads')) for t in teachers.values())}), naive teacher training + evaluation "
+              f"{teacher_s:.1f} s")
+    print(f"load after: {_load()}")
+    print(f"study wall-time ratio (naive / kdtune){' from cold' if args.cold else ''}: {naive_wall / kdtune_wall:.1f}x")
 
 
 def _warm_teacher_cache(spec: Any) -> None:
@@ -110,17 +140,35 @@ def _warm_teacher_cache(spec: Any) -> None:
         LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec), threads=os.cpu_count())
 
 
-def _naive_study(spec: Any, configs: list[dict[str, Any]], repeats: int, concurrency: int, work: Path) -> float:
-    """The tutorial way; returns the trials' own compute time (seconds, summed over trials)."""
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
+def _naive_teacher(spec: Any, args: argparse.Namespace, data_root: Path) -> tuple[float, dict[str, Any]]:
+    """The naive side's teacher: trained the tutorials' way when ``--cold`` (seconds, weights), else the cached
+    one kdtune used (0 s)."""
     from kdtune.cache import LogitCache
     from kdtune.conditions import expand
 
+    if args.cold:
+        from teacher_preparation import plain_teacher
+
+        seconds, _, model = plain_teacher(data_root, train_size=args.train_size, epochs=args.teacher_epochs)
+        return seconds, {k: v.clone() for k, v in model.state_dict().items()}
     condition = expand(spec)[0]
     prepared = LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec))
-    teacher_state = {k: v.clone() for k, v in prepared.teacher.model.state_dict().items()}
+    return 0.0, {k: v.clone() for k, v in prepared.teacher.model.state_dict().items()}
+
+
+def _naive_study(spec: Any, configs: list[dict[str, Any]], args: argparse.Namespace, teacher_state: dict[str, Any],
+                 work: Path) -> tuple[float, float]:
+    """The tutorial way; returns the trials' own compute time (seconds, summed over trials) and the trial-epochs
+    run (seed-epochs / seeds)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    repeats, concurrency = args.repeats, args.concurrency
+    scheduler = None
+    if args.scheduler == "asha":  # every report is one seed's epoch: rungs in seed-epochs
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric="val_accuracy", mode="max",
+                                  max_t=repeats * spec.student.epochs, grace_period=repeats, reduction_factor=2)
     space = {k: tune.uniform(0, 1) if k == "alpha" else tune.loguniform(1, 20) for k in ("alpha", "temperature")}
     searcher = OptunaSearch(metric="val_accuracy", mode="max", points_to_evaluate=[
         {"alpha": c["alpha"], "temperature": c["temperature"]} for c in configs])
@@ -129,11 +177,13 @@ def _naive_study(spec: Any, configs: list[dict[str, Any]], repeats: int, concurr
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=space,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(configs), max_concurrent_trials=concurrency),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(configs), max_concurrent_trials=concurrency,
+                                    scheduler=scheduler),
         run_config=tune.RunConfig(name="naive", storage_path=str(work / "naive"), verbose=0),
     )
     results = tuner.fit()
-    return sum(r.metrics.get("compute_seconds", 0.0) for r in results)
+    compute = sum(r.metrics.get("compute_seconds", 0.0) for r in results)
+    return compute, sum(r.metrics.get("training_iteration", 0) for r in results) / repeats
 
 
 def _naive_trial(config: dict[str, Any], *, teacher_state: dict[str, Any], spec_dict: dict[str, Any],
@@ -254,6 +304,10 @@ def _cpu_busy() -> tuple[float, float]:
     fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]
     return sum(fields) - idle, sum(fields)
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _utilisation(before: tuple[float, float]) -> float:
