@@ -57,6 +57,7 @@ from kdtune.train import TeacherLogits
 from kdtune.train import TrainConfig
 from kdtune.train import Trainer
 from kdtune.train import predict
+from kdtune.train import test_metrics
 
 
 TEACHER_SELECT = ("best_val", "best_val_loss", "final")
@@ -149,6 +150,9 @@ class Teacher:
     curve: list[dict[str, float]]  # per epoch: epoch, train_loss, val_loss, val_accuracy, test_accuracy, ...
     data_fingerprint: str
     members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's members: seed, selected_epoch, curve
+    # The selected checkpoint's logits on its training data, where training computed them (measuring the kept epoch):
+    # logits() returns them instead of running the teacher over every split a second time.
+    computed_logits: TeacherLogits | None = field(default=None, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -163,7 +167,10 @@ class Teacher:
         return self.curve[self.selected_epoch - 1]
 
     def logits(self, data: DataBundle) -> TeacherLogits:
-        """One forward pass over every split: the only place a teacher runs on data."""
+        """One forward pass over every split: the only place a teacher runs on data (none when training computed
+        them for this very data)."""
+        if self.computed_logits is not None and data.fingerprint() == self.data_fingerprint:
+            return self.computed_logits
         return teacher_logits(self.model, data)
 
     def sidecar(self) -> dict[str, Any]:
@@ -210,8 +217,9 @@ def train_teacher(
     """Train a teacher with cross-entropy on the noisy labels and keep the checkpoint ``spec.select`` asks for.
 
     Selection needs the validation split alone, so each epoch is evaluated on it alone, and the metrics that
-    need the test split or the flipped training samples are measured once, for the selected checkpoint (its
-    curve row has them; the other rows have epoch, losses, validation accuracy and seconds). ``full_curve``
+    need the test split or the flipped training samples are measured once, for the selected checkpoint, from its
+    logits on every split (its curve row has them; the other rows have epoch, losses, validation accuracy and
+    seconds); :meth:`Teacher.logits` hands those logits on, so the cache runs no second pass. ``full_curve``
     measures them at every epoch instead (what ``on_epoch`` sees then has them too). On 10k MNIST images the test
     split's forward pass is about a third of a training epoch's arithmetic (one pass over 10,000 test images
     against forward and backward passes over 9,000 training images). Either way the teacher is the same.
@@ -230,26 +238,29 @@ def train_teacher(
     trained = [_train_member(spec, model, data, seed, on_epoch=on_epoch, device=device, threads=threads,
                              full_curve=full_curve) for seed, model in zip(seeds, models)]
     if spec.ensemble == 1:
-        selected, curve = trained[0]
+        selected, curve, logits = trained[0]
         return Teacher(model=models[0].cpu(), spec=spec, selected_epoch=selected, curve=curve,
-                       data_fingerprint=data.fingerprint())
+                       data_fingerprint=data.fingerprint(), computed_logits=logits)
     ensemble = EnsembleModel([model.cpu() for model in models])
     val, test = predict(ensemble, data.val.x), predict(ensemble, data.test.x)
     row = {"epoch": 0, "val_accuracy": float((val.argmax(1) == data.val.y).float().mean()),
            "val_loss": float(torch.nn.functional.cross_entropy(val, data.val.y)),
            "test_accuracy": float((test.argmax(1) == data.test.clean).float().mean())}
     members = [{"seed": seed, "selected_epoch": selected, "curve": curve}
-               for seed, (selected, curve) in zip(seeds, trained)]
+               for seed, (selected, curve, _) in zip(seeds, trained)]
     return Teacher(model=ensemble, spec=spec, selected_epoch=0, curve=[row], data_fingerprint=data.fingerprint(),
                    members=members)
 
 
 def _train_member(spec: TeacherSpec, model: nn.Module, data: DataBundle, seed: int, *,
                   on_epoch: Callable[[EpochMetrics], None] | None, device: torch.device | str | None,
-                  threads: int | None, full_curve: bool) -> tuple[int, list[dict[str, float]]]:
+                  threads: int | None, full_curve: bool
+                  ) -> tuple[int, list[dict[str, float]], TeacherLogits | None]:
     """Train one model in place with ``spec``'s recipe and ``seed``; leave it at the selected epoch.
 
-    Returns the selected epoch and the curve (see :func:`train_teacher` for what its rows hold). Selection (and
+    Returns the selected epoch, the curve (see :func:`train_teacher` for what its rows hold) and, without
+    ``full_curve``, the selected checkpoint's logits on every split of ``data`` (from which its row's test and
+    flipped-label numbers are measured: one forward pass, which the cache then reuses). Selection (and
     ``patience``) follow ``spec.select``: the highest validation accuracy (first such epoch) or the lowest
     validation loss; ``final`` keeps the last epoch.
     """
@@ -272,10 +283,14 @@ def _train_member(spec: TeacherSpec, model: nn.Module, data: DataBundle, seed: i
         model.load_state_dict(best_state)
     else:
         best_epoch = len(curve)
-    if not full_curve:  # the rest of the selected epoch's row, measured once (validation again: the same numbers)
-        selected = curve[best_epoch - 1]
-        selected.update({k: v for k, v in _curve_row(trainer.evaluate()).items() if k not in selected})
-    return best_epoch, curve
+    if full_curve:
+        return best_epoch, curve, None
+    logits = teacher_logits(model, data)  # the rest of the selected epoch's row, measured once
+    flipped = data.train.flipped
+    measured = test_metrics(logits.test, logits.train[flipped].argmax(1) if bool(flipped.any()) else None,
+                            data.test, data.train, data.num_classes)
+    curve[best_epoch - 1].update({k: v for k, v in measured.items() if isinstance(v, (int, float))})
+    return best_epoch, curve, logits
 
 
 #: What a teacher's curve row holds at the epochs that were evaluated on the validation split alone.

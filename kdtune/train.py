@@ -378,31 +378,15 @@ class Trainer:
                                 test_loss=nan, test_accuracy=nan, test_macro_f1=nan, test_per_class_accuracy=[],
                                 teacher_agreement=None, correction_rate=None, memorisation_rate=None, seconds=0.0)
         test_logits = predict(self.model, self.test_split.x)
-        test_pred = test_logits.argmax(1)
-        per_class, macro_f1 = class_metrics(test_pred, self.test_split.clean, self.num_classes)
-        correction = memorisation = None
         flipped = self.train_split.flipped
-        if bool(flipped.any()):
-            flipped_pred = predict(self.model, self.train_split.x[flipped]).argmax(1)
-            correction = float((flipped_pred == self.train_split.clean[flipped]).float().mean())
-            memorisation = float((flipped_pred == self.train_split.y[flipped]).float().mean())
+        flipped_pred = predict(self.model, self.train_split.x[flipped]).argmax(1) if bool(flipped.any()) else None
         agreement = None
         if self.teacher is not None:
-            agreement = float((test_pred == self.teacher.test.argmax(1)).float().mean())
-        return EpochMetrics(
-            epoch=self.epoch,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            test_loss=float(F.cross_entropy(test_logits, self.test_split.clean)),
-            test_accuracy=float((test_pred == self.test_split.clean).float().mean()),
-            test_macro_f1=macro_f1,
-            test_per_class_accuracy=per_class,
-            teacher_agreement=agreement,
-            correction_rate=correction,
-            memorisation_rate=memorisation,
-            seconds=0.0,
-        )
+            agreement = float((test_logits.argmax(1) == self.teacher.test.argmax(1)).float().mean())
+        return EpochMetrics(epoch=self.epoch, train_loss=train_loss, val_loss=val_loss, val_accuracy=val_accuracy,
+                            teacher_agreement=agreement, seconds=0.0,
+                            **test_metrics(test_logits, flipped_pred, self.test_split, self.train_split,
+                                           self.num_classes))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit after a restart: weights, optimizer, batch-order RNG, epoch."""
@@ -449,6 +433,23 @@ def train_student(
         if on_epoch is not None:
             on_epoch(metrics)
     return history
+
+
+def test_metrics(test_logits: torch.Tensor, flipped_pred: torch.Tensor | None, test: Split, train: Split,
+                 num_classes: int) -> dict[str, Any]:
+    """The test split's numbers (clean labels) and the flipped training samples' (``flipped_pred``: the predicted
+    classes of ``train``'s flipped samples, None without flips), as :class:`EpochMetrics` fields. A teacher
+    measures its kept epoch from the logits it computes for the cache anyway (:func:`kdtune.teacher.train_teacher`).
+    """
+    test_pred = test_logits.argmax(1)
+    per_class, macro_f1 = class_metrics(test_pred, test.clean, num_classes)
+    correction = memorisation = None
+    if flipped_pred is not None:
+        correction = float((flipped_pred == train.clean[train.flipped]).float().mean())
+        memorisation = float((flipped_pred == train.y[train.flipped]).float().mean())
+    return {"test_loss": float(F.cross_entropy(test_logits, test.clean)),
+            "test_accuracy": float((test_pred == test.clean).float().mean()), "test_macro_f1": macro_f1,
+            "test_per_class_accuracy": per_class, "correction_rate": correction, "memorisation_rate": memorisation}
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ from kdtune.teacher import TeacherSpec
 from kdtune.teacher import load_teacher
 from kdtune.teacher import save_teacher
 from kdtune.teacher import teacher_diagnostics
+from kdtune.teacher import teacher_logits
 from kdtune.teacher import train_teacher
 from kdtune.train import TeacherLogits
 
@@ -60,6 +61,11 @@ def test_selection_validates_only_and_measures_the_selected_epoch_once(teachers,
     keys = ("test_accuracy", "test_loss", "correction_rate", "memorisation_rate")
     assert {k: lean.selected[k] for k in keys} == pytest.approx({k: full.selected[k] for k in keys}, abs=1e-6)
     assert all("test_accuracy" in row for row in full.curve)
+    # The logits measured for the kept epoch are the teacher's logits: the cache reuses them, with no second pass.
+    assert lean.computed_logits is not None and full.computed_logits is None
+    fresh = teacher_logits(lean.model, noisy)
+    for name in ("train", "val", "test"):
+        assert torch.allclose(getattr(lean.logits(noisy), name), getattr(fresh, name), atol=1e-6)
 
 
 def test_selection_policies_give_different_identities(teachers) -> None:  # type: ignore[no-untyped-def]
