@@ -56,8 +56,8 @@ from kdtune.train import EpochMetrics
 from kdtune.train import TeacherLogits
 from kdtune.train import TrainConfig
 from kdtune.train import Trainer
+from kdtune.train import held_out_metrics
 from kdtune.train import predict
-from kdtune.train import test_metrics
 
 
 TEACHER_SELECT = ("best_val", "best_val_loss", "final")
@@ -287,8 +287,8 @@ def _train_member(spec: TeacherSpec, model: nn.Module, data: DataBundle, seed: i
         return best_epoch, curve, None
     logits = teacher_logits(model, data)  # the rest of the selected epoch's row, measured once
     flipped = data.train.flipped
-    measured = test_metrics(logits.test, logits.train[flipped].argmax(1) if bool(flipped.any()) else None,
-                            data.test, data.train, data.num_classes)
+    flipped_pred = logits.train[flipped].argmax(1) if bool(flipped.any()) else None
+    measured = held_out_metrics(logits.test, flipped_pred, data.test, data.train, data.num_classes)
     curve[best_epoch - 1].update({k: v for k, v in measured.items() if isinstance(v, (int, float))})
     return best_epoch, curve, logits
 

@@ -385,8 +385,8 @@ class Trainer:
             agreement = float((test_logits.argmax(1) == self.teacher.test.argmax(1)).float().mean())
         return EpochMetrics(epoch=self.epoch, train_loss=train_loss, val_loss=val_loss, val_accuracy=val_accuracy,
                             teacher_agreement=agreement, seconds=0.0,
-                            **test_metrics(test_logits, flipped_pred, self.test_split, self.train_split,
-                                           self.num_classes))
+                            **held_out_metrics(test_logits, flipped_pred, self.test_split, self.train_split,
+                                               self.num_classes))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit after a restart: weights, optimizer, batch-order RNG, epoch."""
@@ -435,7 +435,7 @@ def train_student(
     return history
 
 
-def test_metrics(test_logits: torch.Tensor, flipped_pred: torch.Tensor | None, test: Split, train: Split,
+def held_out_metrics(test_logits: torch.Tensor, flipped_pred: torch.Tensor | None, test: Split, train: Split,
                  num_classes: int) -> dict[str, Any]:
     """The test split's numbers (clean labels) and the flipped training samples' (``flipped_pred``: the predicted
     classes of ``train``'s flipped samples, None without flips), as :class:`EpochMetrics` fields. A teacher
