@@ -63,9 +63,9 @@ def main() -> None:
 def _kdtune(root: Path, args: argparse.Namespace, cache: Path, cores: int) -> tuple[float, float]:
     """A study's preparation task for one condition (``kdtune.study._prepare_condition``), from an empty cache."""
     import torch
+    from kdtune.plan import expand
 
     from kdtune.cache import LogitCache
-    from kdtune.plan import expand
     from kdtune.spec import parse_spec
 
     spec = parse_spec({"name": "teacher-bench", "tracking": "none",
