@@ -204,12 +204,20 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     """``adam`` with weight decay is AdamW (the decay decoupled from the adaptive step, so it shrinks weights by
-    lr x weight_decay per step whatever the gradients' scale); ``sgd`` uses ``momentum`` and classic L2 decay."""
+    lr x weight_decay per step whatever the gradients' scale); ``sgd`` uses ``momentum`` and classic L2 decay.
+
+    Adam and AdamW run fused (one kernel for all parameters) on CPU and CUDA: the same update, in 17% less time
+    per epoch for the quickstart's student on digits and for Hinton's MNIST student on one CPU thread (2% for the
+    reference student on MNIST), where the default per-parameter loop is a good part of a small model's step
+    (``benchmarks/fused_adam.py``).
+    """
+    params = list(params)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params) or None
     if config.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr)
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=config.lr, fused=fused)
 
 
 def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
