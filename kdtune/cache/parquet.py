@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -66,25 +67,36 @@ def encode(logits: np.ndarray, split: Split, meta: dict[str, Any]) -> bytes:
 
 def decode(raw: bytes) -> tuple[np.ndarray, pa.Table, dict[str, Any]]:
     """The logits as an (N, K) read-only view of the decoded Arrow buffer, the table, and the metadata."""
-    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
-    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
-    k, dtype = int(meta["num_classes"]), meta["dtype"]
-    if parquet.metadata.num_row_groups > 1:
-        raise InvalidFile(f"{parquet.metadata.num_row_groups} row groups, expected 1")
-    table = parquet.read()
-    expected = _schema(k, dtype)
-    if not table.schema.remove_metadata().equals(expected):
-        raise InvalidFile(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
-    if table.num_rows != meta["rows"]:
-        raise InvalidFile(f"{table.num_rows} rows, metadata says {meta['rows']}")
-    column = table.column("logits")
-    chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # 0 rows: no chunk
-    array = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, k)
+    table, meta = _read_checked(raw, lambda meta: _schema(int(meta["num_classes"]), meta["dtype"]))
+    array = _chunk(table, "logits").flatten().to_numpy(zero_copy_only=True).reshape(-1, int(meta["num_classes"]))
     if _sha256(array) != meta["logits_sha256"]:
         raise InvalidFile("logits checksum mismatch")
     if not np.array_equal(table.column("index").to_numpy(), np.arange(table.num_rows)):
         raise InvalidFile("index column is not 0..N-1")
     return array, table, meta
+
+
+def _read_checked(raw: bytes, schema_for: Callable[[dict[str, Any]], pa.Schema]) -> tuple[pa.Table, dict[str, Any]]:
+    """The table of a file the cache wrote and its metadata, with every page's checksum verified, after the
+    checks both kinds of entry share: one row group, the schema ``schema_for(metadata)``, and the row count the
+    metadata states."""
+    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
+    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
+    if parquet.metadata.num_row_groups > 1:
+        raise InvalidFile(f"{parquet.metadata.num_row_groups} row groups, expected 1")
+    table = parquet.read()
+    expected = schema_for(meta)
+    if not table.schema.remove_metadata().equals(expected):
+        raise InvalidFile(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
+    if table.num_rows != meta["rows"]:
+        raise InvalidFile(f"{table.num_rows} rows, metadata says {meta['rows']}")
+    return table, meta
+
+
+def _chunk(table: pa.Table, name: str) -> pa.Array:
+    """Column ``name`` as one array (a file of 0 rows has no chunk)."""
+    column = table.column(name)
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def labels_match(table: pa.Table, split: Split) -> bool:
@@ -148,22 +160,12 @@ def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, m
 def decode_views(raw: bytes) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
     """The arrays of :func:`encode_views` (read-only views of the decoded buffers), the seeds, and the metadata;
     rejects a changed schema, a wrong row count, a checksum mismatch and rows out of (image, view) order."""
-    parquet = pq.ParquetFile(pa.BufferReader(raw), page_checksum_verification=True)
-    meta = json.loads(parquet.metadata.metadata[METADATA_KEY])
+    table, meta = _read_checked(raw, lambda meta: _views_schema(int(meta["width"]), bool(meta["sparse"])))
     width, sparse, views = int(meta["width"]), bool(meta["sparse"]), int(meta["views"])
-    if parquet.metadata.num_row_groups > 1:
-        raise InvalidFile(f"{parquet.metadata.num_row_groups} row groups, expected 1")
-    table = parquet.read()
-    expected = _views_schema(width, sparse)
-    if not table.schema.remove_metadata().equals(expected):
-        raise InvalidFile(f"schema changed: {_schema_line(table.schema)}; expected {_schema_line(expected)}")
     rows = table.num_rows
-    if rows != meta["rows"]:
-        raise InvalidFile(f"{rows} rows, metadata says {meta['rows']}")
     arrays = {}
     for name in VIEW_ARRAYS["sparse" if sparse else "dense"]:
-        column = table.column(name)
-        chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        chunk = _chunk(table, name)
         if name in ("rest_lse", "rest_mean"):
             arrays[name] = chunk.to_numpy(zero_copy_only=True)
         else:
