@@ -1,22 +1,8 @@
-"""What a study will cost, before it runs: its conditions, trials and runs, what the cache holds, and a
-compute and wall-time estimate from a few training steps timed on this machine (``kdtune plan``; ``kdtune run``
-prints the wall-time line first).
+"""What a study will cost, before it runs (``kdtune plan``; ``kdtune run`` prints the wall-time line first).
 
-No Ray, no study folder, nothing trained or written. For each condition it loads the real data and asks the
-teacher-logit cache, with the cache's own key functions, whether the teacher and its logits exist already
-(cached), need one teacher forward pass (compute logits), or need the teacher trained (train teacher). It then
-times a few training steps of the student and of the teacher (one thread, after a warm-up) and one evaluation
-pass, and estimates compute (CPU seconds) and wall time for the spec's resources:
-
-  student epoch = steps per epoch x step time + evaluation (validation, test, flipped training samples)
-  trial         = repeats x epochs x student epoch + Tune's overhead (0.3 s per trial + 25 ms per epoch: trial
-                  actors are reused, and a trial waits for the driver after each epoch's report)
-  concurrency   = CPUs // resources.cpu (or --max-concurrent / resources.max_concurrent)
-  wall          = start-up + teacher preparation (parallel over conditions) + trials / concurrency
-
-The estimate is a worst case: ASHA is assumed to stop nothing (every trial runs all its epochs), teacher
-patience to stop nothing, and searched epochs / batch sizes sit at their most expensive values. Costs are for
-CPU training (a GPU study is usually faster). torch is imported only to time the steps.
+The cost model, its formulas and its worst-case assumptions are ``kdtune plan --help``'s
+(:mod:`kdtune.commands.plan`); this module implements them. No Ray, no study folder, nothing trained or written;
+torch is imported only to time the steps.
 """
 
 from __future__ import annotations
@@ -32,6 +18,7 @@ from kdtune.cache import LogitCache
 from kdtune.conditions import expand
 from kdtune.preflight import check_inputs
 from kdtune.rules import confirmation_trials
+from kdtune.rules import preparation_cpus
 from kdtune.rules import trials_per_condition
 
 
@@ -48,7 +35,8 @@ ASSUMPTIONS = [
     f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
     f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + two worker starts, measured as python -c 'import torch, "
     "ray.tune' (+ two more to start a local Ray)",
-    f"step times from {CALIBRATION_STEPS} timed steps after {WARMUP_STEPS} warm-up steps, one thread, on this machine",
+    f"step times from {CALIBRATION_STEPS} timed steps after {WARMUP_STEPS} warm-up steps on this machine: a "
+    "student's on the threads a trial has (resources.cpu), a teacher's on its preparation's share of the CPUs",
     "searched epochs at their maximum, searched batch sizes at their minimum",
 ]
 
@@ -73,6 +61,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     worker_start_s = _worker_start_seconds() if worker_start_s is None else worker_start_s
     overhead_s = TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * epochs
     calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
+    teacher_threads = preparation_cpus(cpus, cpus, len(conditions))  # one machine of `cpus` cores
     loaded: dict[tuple[Any, ...], tuple[Any, float]] = {}
     rows = []
     for cond in conditions:
@@ -93,24 +82,25 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
             teacher_spec = cond.teacher_spec(spec)
             row["teacher"] = cache.plan(teacher_spec, data)
             student = _calibrate(calibrations, "student", cond.student_arch, dict(spec.student.kwargs), data,
-                                 batch_size, distil=True)
+                                 batch_size, distil=True, threads=max(1, int(spec.resources.cpu)))
             run_s = epochs * _epoch_seconds(student, data, batch_size)
-            teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data)
+            teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data, teacher_threads)
             if spec.student.augmented:
                 row["views"] = _views(spec, cache, row["teacher"], data)
                 if not row["views"]["cached"]:  # V teacher forward passes over the training split
                     cal = _calibrate(calibrations, "teacher", teacher_spec.arch, dict(teacher_spec.kwargs), data,
-                                     teacher_spec.batch_size, distil=False)
+                                     teacher_spec.batch_size, distil=False, threads=teacher_threads)
                     teacher_s += row["views"]["views"] * len(data.train) * cal["predict_per_sample_s"]
         trial_s = spec.budget.repeats * run_s + overhead_s
         confirm_s = (confirm_runs / confirm_trials * run_s if confirm_trials else 0.0) + overhead_s
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s, "trial_s": trial_s,
-                           "cpu_s": load_s + teacher_s + trials * trial_s + confirm_trials * confirm_s,
+                           "cpu_s": load_s + teacher_threads * teacher_s + trials * trial_s + confirm_trials * confirm_s,
                            "longest_trial_s": max(trial_s, confirm_s if confirm_trials else 0.0)}
         row["trial_seconds"] = [trial_s] * trials + [confirm_s] * confirm_trials
         rows.append(row)
     prep = [r["estimate"]["data_load_s"] + r["estimate"]["teacher_s"] for r in rows]
-    prep_wall = max(max(prep), sum(prep) / cpus)  # one Ray task per condition, in parallel
+    # one Ray task per condition, as many at once as their shares of the CPUs allow
+    prep_wall = max(max(prep), sum(prep) / max(1, cpus // teacher_threads))
     all_trials = [s for r in rows for s in r.pop("trial_seconds")]
     trial_wall = max(max(all_trials), sum(all_trials) / concurrency)
     startup = TUNE_SETUP_S + worker_start_s * (2 if ray_running else 4)  # + the trial actors' one start
@@ -126,7 +116,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
                   "wall_s": startup + prep_wall + trial_wall,
                   "wall_parts_s": {"startup": startup, "teachers": prep_wall, "trials": trial_wall}},
         "resources": {"cpus": cpus, "cpu_per_trial": spec.resources.cpu, "gpu_per_trial": spec.resources.gpu,
-                      "concurrency": concurrency},
+                      "concurrency": concurrency, "teacher_threads": teacher_threads},
         "calibration": calibrations,
         "assumptions": ASSUMPTIONS + (["the calibration ran on this machine's CPU; a GPU study is usually faster"]
                                       if spec.resources.gpu > 0 else []),
@@ -176,10 +166,13 @@ def _worst_case_student(spec: Any) -> tuple[int, int]:
     return epochs, batch_size
 
 
-def _teacher_seconds(calibrations: dict[str, dict[str, float]], action: str, spec: Any, data: Any) -> float:
+def _teacher_seconds(calibrations: dict[str, dict[str, float]], action: str, spec: Any, data: Any,
+                     threads: int) -> float:
+    """Wall seconds of a condition's teacher preparation on ``threads`` threads: training, then its logits."""
     if action in ("cached", "missing"):
         return 0.0
-    cal = _calibrate(calibrations, "teacher", spec.arch, dict(spec.kwargs), data, spec.batch_size, distil=False)
+    cal = _calibrate(calibrations, "teacher", spec.arch, dict(spec.kwargs), data, spec.batch_size, distil=False,
+                     threads=threads)
     total = len(data.train) + len(data.val) + len(data.test)
     logits_s = cal["predict_per_sample_s"] * total
     if action == "compute logits":
@@ -195,29 +188,33 @@ def _epoch_seconds(cal: dict[str, float], data: Any, batch_size: int) -> float:
 
 
 def _calibrate(calibrations: dict[str, dict[str, float]], role: str, arch: str, kwargs: dict[str, Any], data: Any,
-               batch_size: int, *, distil: bool) -> dict[str, float]:
-    """Seconds per training step and per evaluated sample of ``arch`` on ``data``, measured once per setting."""
-    name = f"{role} {arch} {json.dumps(kwargs, sort_keys=True)} batch {batch_size} input {tuple(data.input_shape)}"
+               batch_size: int, *, distil: bool, threads: int = 1) -> dict[str, float]:
+    """Seconds per training step and per evaluated sample of ``arch`` on ``data`` with ``threads`` torch threads,
+    measured once per setting."""
+    name = (f"{role} {arch} {json.dumps(kwargs, sort_keys=True)} batch {batch_size} input {tuple(data.input_shape)}"
+            f" threads {threads}")
     if name not in calibrations:
-        calibrations[name] = _measure(arch, kwargs, data, batch_size, distil=distil,
-                                      field=f"{role}.arch")
+        calibrations[name] = _measure(arch, kwargs, data, batch_size, distil=distil, field=f"{role}.arch",
+                                      threads=threads)
     return calibrations[name]
 
 
 def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, distil: bool,
-             field: str) -> dict[str, float]:
+             field: str, threads: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
 
     from kdtune.distill import kd_loss
     from kdtune.teacher import build_checked
+    from kdtune.train import TrainConfig
+    from kdtune.train import make_optimizer
     from kdtune.train import predict
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         model = build_checked(arch, data, kwargs=kwargs, field=field, seed=0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        optimizer = make_optimizer(TrainConfig(lr=1e-3), model.parameters())  # the Adam the study trains with
         x, y = data.train.x, data.train.y
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -248,7 +245,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
         predict(model, sample)
         per_sample = (time.perf_counter() - start) / max(1, len(sample))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
     return {"step_s": step_s, "predict_per_sample_s": per_sample}
 
 

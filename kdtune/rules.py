@@ -27,6 +27,14 @@ UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see s
 CONFIRM_SEED_OFFSET = 1000
 
 
+def preparation_cpus(cluster_cpus: float, node_cpus: float, conditions: int) -> int:
+    """The cores each condition's preparation task reserves: an equal share of the cluster's, at least one (1
+    condition on 2 cores: 2; 3 on 2: 1 each, two at a time), and never more than the largest node has: a task
+    runs on one node, so a larger reservation could never be scheduled. A teacher grows beyond its share while
+    it trains, as other preparations end (``kdtune.study``); ``kdtune plan`` times teachers at the share."""
+    return max(1, int(min(cluster_cpus // max(1, conditions), node_cpus)))
+
+
 def optuna_study_name(study: str, condition: str) -> str:
     return f"{study}/{condition}"
 

@@ -20,6 +20,7 @@ from kdtune.conditions import Condition
 from kdtune.conditions import expand
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
+from kdtune.rules import preparation_cpus
 from kdtune.spec import StudySpec
 from kdtune.study_folder import TUNE_DIR
 from kdtune.study_folder import StudyFolder
@@ -353,7 +354,7 @@ def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir:
     resources = ray.cluster_resources()
     gpu = 1 if resources.get("GPU", 0) >= 1 else 0
     node_cpus = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
-    cpus = _preparation_cpus(resources.get("CPU", 1), node_cpus, len(conditions))
+    cpus = preparation_cpus(resources.get("CPU", 1), node_cpus, len(conditions))
     task = ray.remote(num_returns=2, num_gpus=gpu, num_cpus=cpus)(_prepare_condition)
     refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir, cpus) for c in conditions}
     try:
@@ -371,14 +372,6 @@ def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir:
         raise
     payloads = {key: payload for key, (_, payload) in refs.items()}
     return payloads, teachers
-
-
-def _preparation_cpus(cluster_cpus: float, node_cpus: float, conditions: int) -> int:
-    """The cores each condition's preparation task reserves: an equal share of the cluster's, at least one (1
-    condition on 2 cores: 2; 3 on 2: 1 each, two at a time), and never more than the largest node has: a task
-    runs on one node, so a larger reservation could never be scheduled. A task grows beyond its share while it
-    trains, as others end (:func:`_teacher_threads`)."""
-    return max(1, int(min(cluster_cpus // max(1, conditions), node_cpus)))
 
 
 def _teacher_threads(reserved: int) -> int:

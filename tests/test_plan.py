@@ -46,6 +46,9 @@ def test_plan_counts_trials_and_runs_and_writes_nothing(short_tmp: Path, capsys:
         assert row["estimate"]["teacher_s"] > 0 and row["estimate"]["cpu_s"] > row["estimate"]["teacher_s"]
     assert plan["total"]["trials"] == 2 * (per_condition + 6) and plan["total"]["runs"] == 2 * (per_condition * 2 + 18)
     assert plan["total"]["teachers_to_train"] == 2 and plan["resources"]["concurrency"] == 4
+    # two conditions on 4 CPUs: each teacher is timed on the 2 threads its preparation will have
+    assert plan["resources"]["teacher_threads"] == 2
+    assert any(name.startswith("teacher ") and name.endswith(" threads 2") for name in plan["calibration"])
     assert any("ASHA" in line for line in plan["assumptions"])
     assert not cache.exists() and not (short_tmp / "runs").exists()  # a dry run: nothing written
 

@@ -123,12 +123,12 @@ def test_a_lone_teacher_trains_on_every_core(ray_local: None, short_tmp: Path) -
 
 
 def test_a_preparation_never_reserves_more_cores_than_one_node_has() -> None:
-    from kdtune.study import _preparation_cpus
+    from kdtune.rules import preparation_cpus
 
-    assert _preparation_cpus(2, 2, 1) == 2  # one condition on a 2-core machine: both cores
-    assert _preparation_cpus(2, 2, 3) == 1  # three conditions: one each, two at a time
-    assert _preparation_cpus(4, 2, 1) == 2  # two 2-core nodes: 4 cores could never be scheduled on one node
-    assert _preparation_cpus(1, 1, 5) == 1  # at least one
+    assert preparation_cpus(2, 2, 1) == 2  # one condition on a 2-core machine: both cores
+    assert preparation_cpus(2, 2, 3) == 1  # three conditions: one each, two at a time
+    assert preparation_cpus(4, 2, 1) == 2  # two 2-core nodes: 4 cores could never be scheduled on one node
+    assert preparation_cpus(1, 1, 5) == 1  # at least one
 
 
 def test_teacher_quality_as_a_condition(ray_local: None, short_tmp: Path) -> None:

@@ -3,15 +3,16 @@
 A dry run: no Ray, no study folder, nothing trained or written. For each condition it loads the real data
 (digits in a moment; MNIST from its files) and asks the teacher-logit cache, with the cache's own key
 functions, whether the teacher and its logits exist already (cached), need one teacher forward pass
-(compute logits), or need the teacher trained (train teacher). It then times a few training steps of the
-student and of the teacher on this machine (one thread, after a warm-up) and one evaluation pass, and
-estimates compute (CPU seconds) and wall time for the spec's resources:
+(compute logits), or need the teacher trained (train teacher). It then times a few training steps on this
+machine, after a warm-up: the student's on the threads a trial has (resources.cpu), the teacher's on the
+threads its preparation will have (an equal share of the CPUs among the conditions), and one evaluation pass,
+and estimates compute (CPU seconds) and wall time for the spec's resources:
 
   student epoch = steps per epoch x step time + evaluation (validation, test, flipped training samples)
   trial         = repeats x epochs x student epoch + Tune's overhead (0.3 s per trial + 25 ms per epoch: trial
                   actors are reused, and a trial waits for the driver after each epoch's report)
   concurrency   = CPUs // resources.cpu (or --max-concurrent / resources.max_concurrent)
-  wall          = start-up + teacher preparation (parallel over conditions) + trials / concurrency
+  wall          = start-up + teacher preparation (conditions in parallel, each on its share) + trials / concurrency
 
 The estimate is a worst case: ASHA is assumed to stop nothing (every trial runs all its epochs), teacher
 patience to stop nothing, and searched epochs / batch sizes sit at their most expensive values. Costs are for
