@@ -26,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import load_average
+from machine import process_tree
+
 
 SPEC = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
 CONFIRMED = ("distil", "hurts", "no_gain")
@@ -44,7 +47,7 @@ def main() -> None:
     command = [sys.executable, "-m", "kdtune", "run", args.spec, "--out", str(out), "--cache-dir", str(cache),
                *(f"--set={o}" for o in args.overrides)]
     env = {k: v for k, v in os.environ.items() if k not in ("KDTUNE_CACHE_DIR", "KDTUNE_STORAGE", "RAY_ADDRESS")}
-    load_before = _load()
+    load_before = load_average()
     print(f"load before: {load_before} (1, 5, 15 min), {os.cpu_count()} CPUs", flush=True)
     start = time.perf_counter()
     with open(work / "run.log", "w") as log:
@@ -55,7 +58,7 @@ def main() -> None:
             time.sleep(1.0)
         code = child.returncode
     wall = time.perf_counter() - start
-    load_after = _load()
+    load_after = load_average()
     print(f"load after:  {load_after}")
     if code != 0:
         print((work / "run.log").read_text()[-3000:])
@@ -121,7 +124,7 @@ class CpuByKind:
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def sample(self) -> None:
-        for pid in _tree(self.root):
+        for pid in process_tree(self.root):
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -152,26 +155,8 @@ def _kind(pid: int, root: int, cmd: str) -> str:
     return "Ray's own processes"
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" (", 1)
-            ppid = int(rest.rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(pid))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
-def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

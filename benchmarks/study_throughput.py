@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import load_average
+from machine import process_tree
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,7 +84,7 @@ def main() -> None:
     cache = str(work / "cache") if args.cold else None  # cold: an empty cache, the teacher is trained in the study
     if not args.cold:
         _warm_teacher_cache(spec)
-    print(f"load before: {_load()}", flush=True)
+    print(f"load before: {load_average()}", flush=True)
 
     cpu0, start = _cpu_busy(), time.time()
     with PeakMemory() as kdtune_memory:
@@ -127,7 +130,7 @@ def main() -> None:
         print(f"teacher preparation: kdtune {meta['trials_started_at'] - meta['created_at']:.1f} s (threads "
               f"{', '.join(str(t.get('threads')) for t in teachers.values())}), naive teacher training + evaluation "
               f"{teacher_s:.1f} s")
-    print(f"load after: {_load()}")
+    print(f"load after: {load_average()}")
     print(f"study wall-time ratio (naive / kdtune){' from cold' if args.cold else ''}: {naive_wall / kdtune_wall:.1f}x")
 
 
@@ -268,25 +271,9 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.5):
-            self.peak_gib = max(self.peak_gib, sum(_pss_kib(pid) for pid in _tree(os.getpid())) / 2**20)
+            self.peak_gib = max(self.peak_gib, sum(_pss_kib(pid) for pid in process_tree(os.getpid())) / 2**20)
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" (", 1)
-            ppid = int(rest.rsplit(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
-        children.setdefault(ppid, []).append(int(pid))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
 def _pss_kib(pid: int) -> int:
@@ -306,8 +293,6 @@ def _cpu_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _utilisation(before: tuple[float, float]) -> float:

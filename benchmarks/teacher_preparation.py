@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import load_average
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,7 +49,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     sides = {"kdtune": lambda i: _kdtune(root, args, work / f"cache-{i}", cores), "plain": lambda i: _plain(root, args)}
     times: dict[str, list[float]] = {name: [] for name in sides}
-    print(f"load before: {_load()}, {cores} cores; reference teacher, {args.epochs} epochs, {args.train_size} MNIST "
+    print(f"load before: {load_average()}, {cores} cores; reference teacher, {args.epochs} epochs, {args.train_size} MNIST "
           f"images, torch {torch.__version__}", flush=True)
     for i in range(args.repeats):
         for name in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
@@ -55,7 +57,7 @@ def main() -> None:
             times[name].append(seconds)
             print(f"  {name}: {seconds:.1f} s (test accuracy {accuracy:.4f})", flush=True)
     k, p = statistics.median(times["kdtune"]), statistics.median(times["plain"])
-    print(f"load after: {_load()}")
+    print(f"load after: {load_average()}")
     print(f"teacher preparation: kdtune {k:.1f} s, plain training + evaluation {p:.1f} s, ratio {k / p:.2f} "
           "(target <= 1)")
 
@@ -126,8 +128,6 @@ def plain_teacher(root: Path, *, train_size: int, epochs: int) -> tuple[float, f
     return time.perf_counter() - start, correct / len(test), model
 
 
-def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""What the timing benchmarks read about the machine they run on, from /proc (Linux)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: a busy machine inflates every timing beside it."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            ppid = int(rest.rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        children.setdefault(ppid, []).append(int(pid))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
