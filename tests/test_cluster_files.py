@@ -643,11 +643,11 @@ def test_readme_job_submission_command() -> None:
         "upload the specs, not a second kdtune (or the virtualenv)"
     env_vars = set(runtime_env.get("env_vars", {}))
     assert not env_vars & SECRET_ENV_NAMES, "a job's runtime env is visible in the dashboard"
-    try:
-        from kdtune.ray_runtime import FORWARDED_ENV
-    except ImportError:  # kdtune's Ray layer is being written by another engineer
-        FORWARDED_ENV = ()
-    assert not env_vars & (FORWARDED_BY_KDTUNE | set(FORWARDED_ENV)), "Ray refuses to merge these"
+    from kdtune.ray_runtime import FORWARDED_ENV
+    from kdtune.ray_runtime import WORKER_MALLOC_ENV
+
+    assert not env_vars & (FORWARDED_BY_KDTUNE | set(FORWARDED_ENV) | set(WORKER_MALLOC_ENV)), \
+        "Ray refuses to merge these"
     assert command[:2] == ["kdtune", "run"] and "--storage" not in command
     assert option(command, "--address") == "auto"
 
