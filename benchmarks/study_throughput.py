@@ -15,7 +15,7 @@ then kdtune's study starts from an empty cache (its teacher preparation is part 
 side first trains its teacher the tutorials' way (``teacher_preparation.plain_teacher``: ``DataLoader``, NCHW,
 torch's default threads), timed within its wall time. Both sides use a FIFO scheduler, so every trial runs every
 epoch, unless ``--scheduler asha`` (ASHA on both: kdtune's per condition, grace period 1; Tune's
-``ASHAScheduler`` on the naive side, over its per-seed-epoch reports); the per-trial-epoch line then compares
+``ASHAScheduler`` on the naive side, over its per-seed-epoch reports); the per-seed-epoch line then compares
 what each side ran. The last lines print each side's peak memory, the wall-time
 ratio, the machine's CPU utilisation during each run and Ray Tune's overhead per trial (wall time x concurrency minus the trials'
 own compute time, per trial; for kdtune over the search itself, after the teachers are loaded, so idle slots
@@ -120,11 +120,12 @@ def main() -> None:
           f"{(naive_wall * args.concurrency - naive_compute) / n:.2f} s per trial (start-up included)")
     print(f"peak memory of the study (PSS of this process and every Ray process): kdtune {kdtune_memory.peak_gib:.2f} "
           f"GiB, naive {naive_memory.peak_gib:.2f} GiB, ratio {naive_memory.peak_gib / kdtune_memory.peak_gib:.2f}")
-    kdtune_trial_epochs = sum(t["epochs_done"] for t in trials)
-    kdtune_per, naive_per = search_wall / kdtune_trial_epochs, naive_trials_wall / naive_trial_epochs
-    print(f"per trial-epoch ({args.repeats} seeds): kdtune {kdtune_per:.2f} s over {kdtune_trial_epochs}, naive "
-          f"{naive_per:.2f} s over {naive_trial_epochs:g} (trial phases' wall / trial-epochs run): "
-          f"{naive_per / kdtune_per:.1f}x")
+    # Per seed-epoch, not per trial-epoch: kdtune's confirmation trials train more seeds than its search trials
+    # (confirm_repeats), which the naive side, given the same configurations at `repeats` seeds, never runs.
+    kdtune_seed_epochs, naive_seed_epochs = len(rows), naive_trial_epochs * args.repeats
+    kdtune_per, naive_per = search_wall / kdtune_seed_epochs, naive_trials_wall / naive_seed_epochs
+    print(f"per seed-epoch: kdtune {kdtune_per:.2f} s over {kdtune_seed_epochs}, naive {naive_per:.2f} s over "
+          f"{naive_seed_epochs:g} (trial phases' wall / seed-epochs trained): {naive_per / kdtune_per:.1f}x")
     if args.cold:
         teachers = json.loads((study_dir / "teachers.json").read_text())
         print(f"teacher preparation: kdtune {meta['trials_started_at'] - meta['created_at']:.1f} s (threads "

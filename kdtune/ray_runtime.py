@@ -13,8 +13,8 @@ Ray address is then 127.0.0.1.
 
 Ray's workers get glibc's malloc thresholds fixed at the values its dynamic rule reaches in a main thread
 (:data:`WORKER_MALLOC_ENV`). Tune runs a trial's function in a thread of its own, where glibc hands freed memory
-back to the kernel and faults it in again at the next large allocation: 1.4 million page faults in one MNIST
-trial, and a sixth of its epoch time (``benchmarks/worker_malloc.py``).
+back to the kernel and faults it in again at the next large allocation: 1.4 million page faults in the trial
+worker of a 4-trial MNIST study, and a fifth of its students' time (``benchmarks/worker_malloc.py``).
 """
 
 from __future__ import annotations
