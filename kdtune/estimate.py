@@ -188,7 +188,7 @@ def _epoch_seconds(cal: dict[str, float], data: Any, batch_size: int) -> float:
 
 
 def _calibrate(calibrations: dict[str, dict[str, float]], role: str, arch: str, kwargs: dict[str, Any], data: Any,
-               batch_size: int, *, distil: bool, threads: int = 1) -> dict[str, float]:
+               batch_size: int, *, distil: bool, threads: int) -> dict[str, float]:
     """Seconds per training step and per evaluated sample of ``arch`` on ``data`` with ``threads`` torch threads,
     measured once per setting."""
     name = (f"{role} {arch} {json.dumps(kwargs, sort_keys=True)} batch {batch_size} input {tuple(data.input_shape)}"
