@@ -4,7 +4,7 @@ Why the teacher-logit cache exists: a student step that reads its teacher's logi
 ``LogitCache.prepare`` hands to the trainer) is far cheaper than one that runs the teacher forward pass
 as well, because the reference teacher costs ~75x a student training step (``docs/architecture.md``, Performance).
 
-Both variants run the same student step as ``kdtune.train.Trainer`` (index a batch, forward, ``kd_loss``,
+Both variants run the same student step as ``kdtune.core.train.Trainer`` (index a batch, forward, ``kd_loss``,
 backward, Adam) with the reference teacher and student in channels_last, one torch thread, in one process.
 The inline variant adds the teacher forward under ``no_grad`` in eval mode. Blocks of each variant are
 interleaved (the order alternating) and the medians of their samples/s are compared, so that drift in
@@ -30,9 +30,9 @@ from collections.abc import Callable  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from kdtune.distill import kd_loss  # noqa: E402
-from kdtune.models import build_model  # noqa: E402
-from kdtune.train import predict  # noqa: E402
+from kdtune.core.distill import kd_loss  # noqa: E402
+from kdtune.core.train import predict  # noqa: E402
+from kdtune.tasks.image.models import build_model  # noqa: E402
 
 
 def main() -> None:
@@ -100,7 +100,7 @@ def _teacher_forward(teacher: nn.Module, xb: torch.Tensor) -> torch.Tensor:
 def _data(data_root: str | None, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Real MNIST training images when a root is given, else uniform random pixels of the same shape."""
     if data_root:
-        from kdtune.data import load_dataset
+        from kdtune.core.data import load_dataset
 
         train = load_dataset("mnist", data_root=data_root, train_size=samples + max(1, samples // 9)).train
         x, y = train.x[:samples], train.y[:samples]

@@ -26,10 +26,10 @@ def main() -> None:
 
     import torch
 
-    from kdtune.data import load_dataset
-    from kdtune.models import build_model
-    from kdtune.train import TrainConfig
-    from kdtune.train import Trainer
+    from kdtune.core.data import load_dataset
+    from kdtune.core.train import TrainConfig
+    from kdtune.core.train import Trainer
+    from kdtune.tasks.image.models import build_model
 
     torch.set_num_threads(1)
     cases = [("digits", "reference_student", 32)]

@@ -51,8 +51,8 @@ def _one_process(samples: int, blocks: int) -> dict[str, float]:
     import torch
     from random_student import random_trainer
 
-    from kdtune.distill import kd_loss
-    from kdtune.models import build_model
+    from kdtune.core.distill import kd_loss
+    from kdtune.tasks.image.models import build_model
 
     trainer = random_trainer(samples, "cuda")
     x, y, device_logits = trainer.train_split.x, trainer.train_split.y, trainer.teacher.train

@@ -23,11 +23,11 @@ import yaml
 def main() -> None:
     from kdtune.cache import LogitCache
     from kdtune.cli import main as kdtune
-    from kdtune.conditions import expand
-    from kdtune.ray_runtime import init_ray
-    from kdtune.spec import parse_spec
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
+    from kdtune.spec.conditions import expand
+    from kdtune.spec.schema import parse_spec
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
+    from kdtune.study.ray_runtime import init_ray
 
     work = Path(tempfile.mkdtemp(prefix="kdtune-plan-"))
     spec = parse_spec({

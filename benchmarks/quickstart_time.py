@@ -86,7 +86,7 @@ def _breakdown(out: Path, wall: float) -> dict[str, str]:
     """Print where the wall time went and each condition's verdict; return condition -> verdict kind."""
     import pyarrow.compute as pc
 
-    from kdtune.results import read_results
+    from kdtune.records.results import read_results
 
     meta = json.loads((out / "study.json").read_text())
     created, started, finished = meta["created_at"], meta["trials_started_at"], meta["finished_at"]

@@ -11,12 +11,12 @@ def random_trainer(samples: int, device: str) -> Any:
     logits on ``device`` (images in channels_last), for a bare loop to use the same tensors."""
     import torch
 
-    from kdtune.data import DataBundle
-    from kdtune.data import Split
-    from kdtune.models import build_model
-    from kdtune.train import TeacherLogits
-    from kdtune.train import TrainConfig
-    from kdtune.train import Trainer
+    from kdtune.core.data import DataBundle
+    from kdtune.core.data import Split
+    from kdtune.core.train import TeacherLogits
+    from kdtune.core.train import TrainConfig
+    from kdtune.core.train import Trainer
+    from kdtune.tasks.image.models import build_model
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(samples, 1, 28, 28, generator=g)

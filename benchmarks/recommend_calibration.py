@@ -3,9 +3,9 @@
 Each simulated condition has a true curve of test accuracy over (alpha, T) and runs drawn around it. Its
 search is sampled the way TPE samples (random start-up points, then clusters around the best so far), ASHA
 prunes part of it, and the study's own functions then choose what to confirm
-(``kdtune.recommendation.confirmation_candidates``), add confirmation rounds on fresh seeds until the verdict is
-clear (``kdtune.verdicts.confirm``, the rule the study's searcher applies) and write the recommendation
-(``kdtune.recommendation.recommend_condition``). alpha is the weight on the true labels: alpha = 1 means no
+(``kdtune.analysis.recommendation.confirmation_candidates``), add confirmation rounds on fresh seeds until the verdict is
+clear (``kdtune.analysis.verdicts.confirm``, the rule the study's searcher applies) and write the recommendation
+(``kdtune.analysis.recommendation.recommend_condition``). alpha is the weight on the true labels: alpha = 1 means no
 distillation.
 
 The noise model of a run (student seed s, configuration c), in points of accuracy:
@@ -42,17 +42,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdtune.recommendation import Arm  # noqa: E402
-from kdtune.recommendation import Context  # noqa: E402
-from kdtune.recommendation import Run  # noqa: E402
-from kdtune.recommendation import confirmation_candidates  # noqa: E402
-from kdtune.recommendation import recommend_condition  # noqa: E402
-from kdtune.rules import CONFIRM_SEED_OFFSET  # noqa: E402
-from kdtune.scoring import METRICS  # noqa: E402
-from kdtune.sequential import Design  # noqa: E402
-from kdtune.spec import parse_spec  # noqa: E402
-from kdtune.verdicts import DECISIVE  # noqa: E402
-from kdtune.verdicts import confirm  # noqa: E402
+from kdtune.analysis.recommendation import Arm  # noqa: E402
+from kdtune.analysis.recommendation import Context  # noqa: E402
+from kdtune.analysis.recommendation import Run  # noqa: E402
+from kdtune.analysis.recommendation import confirmation_candidates  # noqa: E402
+from kdtune.analysis.recommendation import recommend_condition  # noqa: E402
+from kdtune.analysis.scoring import METRICS  # noqa: E402
+from kdtune.analysis.sequential import Design  # noqa: E402
+from kdtune.analysis.verdicts import DECISIVE  # noqa: E402
+from kdtune.analysis.verdicts import confirm  # noqa: E402
+from kdtune.spec.rules import CONFIRM_SEED_OFFSET  # noqa: E402
+from kdtune.spec.schema import parse_spec  # noqa: E402
 
 
 SEARCHED_T = (1.0, 20.0)
@@ -152,7 +152,7 @@ def simulate_study(budget: Budget, curves: list[Any], rng: np.random.Generator,
                    overrides: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One study with one condition per curve, confirmed adaptively as the searcher does it; ``overrides`` are
     ``key.path=value`` changes to the budget's spec, as ``kdtune run --set`` takes them."""
-    from kdtune.spec import apply_overrides
+    from kdtune.spec.schema import apply_overrides
 
     spec = parse_spec(apply_overrides(_raw_spec(budget.spec), overrides))
     context = Context(spec=spec, metric=METRICS[spec.objective_name], margin=spec.margin,

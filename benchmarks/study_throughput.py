@@ -59,12 +59,12 @@ def main() -> None:
 
     import ray
 
-    from kdtune.ray_runtime import init_ray
-    from kdtune.results import read_results
-    from kdtune.results import read_trials
-    from kdtune.spec import parse_spec
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
+    from kdtune.records.results import read_results
+    from kdtune.records.results import read_trials
+    from kdtune.spec.schema import parse_spec
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
+    from kdtune.study.ray_runtime import init_ray
 
     work = Path(tempfile.mkdtemp(prefix="kdtune-bench-"))
     data_root = _writable_copy(Path(args.data_root), work / "data")
@@ -138,7 +138,7 @@ def main() -> None:
 def _warm_teacher_cache(spec: Any) -> None:
     """Train the teacher and cache its logits before timing anything (both sides use this teacher)."""
     from kdtune.cache import LogitCache
-    from kdtune.conditions import expand
+    from kdtune.spec.conditions import expand
 
     for condition in expand(spec):
         LogitCache().prepare(condition.teacher_spec(spec), condition.load_data(spec), threads=os.cpu_count())
@@ -148,7 +148,7 @@ def _naive_teacher(spec: Any, args: argparse.Namespace, data_root: Path) -> tupl
     """The naive side's teacher: trained the tutorials' way when ``--cold`` (seconds, weights), else the cached
     one kdtune used (0 s)."""
     from kdtune.cache import LogitCache
-    from kdtune.conditions import expand
+    from kdtune.spec.conditions import expand
 
     if args.cold:
         from teacher_preparation import plain_teacher
@@ -199,9 +199,9 @@ def _naive_trial(config: dict[str, Any], *, teacher_state: dict[str, Any], spec_
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    from kdtune.distill import kd_loss
-    from kdtune.models import build_model
-    from kdtune.spec import StudySpec
+    from kdtune.core.distill import kd_loss
+    from kdtune.spec.schema import StudySpec
+    from kdtune.tasks.image.models import build_model
 
     spec = StudySpec.model_validate(spec_dict)
     root = spec.dataset.data_root

@@ -63,12 +63,12 @@ def main() -> None:
 
 
 def _kdtune(root: Path, args: argparse.Namespace, cache: Path, cores: int) -> tuple[float, float]:
-    """A study's preparation task for one condition (``kdtune.study._prepare_condition``), from an empty cache."""
+    """A study's preparation task for one condition (``kdtune.study.driver._prepare_condition``), from an empty cache."""
     import torch
     from kdtune.plan import expand
 
     from kdtune.cache import LogitCache
-    from kdtune.spec import parse_spec
+    from kdtune.spec.schema import parse_spec
 
     spec = parse_spec({"name": "teacher-bench", "tracking": "none",
                        "dataset": {"name": "mnist", "train_size": args.train_size, "data_root": str(root)},
@@ -98,7 +98,7 @@ def plain_teacher(root: Path, *, train_size: int, epochs: int) -> tuple[float, f
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    from kdtune.models import build_model
+    from kdtune.tasks.image.models import build_model
 
     start = time.perf_counter()
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # torch's default: every core

@@ -27,8 +27,8 @@ def main() -> None:
     torch.set_num_threads(1)
     from random_student import random_trainer
 
-    from kdtune.distill import kd_loss
-    from kdtune.models import build_model
+    from kdtune.core.distill import kd_loss
+    from kdtune.tasks.image.models import build_model
 
     n = args.samples
     trainer = random_trainer(n, "cpu")

@@ -2,11 +2,11 @@
 
 One process, real MNIST (a subset), the reference teacher (trained with the same augmentation, through the real
 cache) and the reference student, every student trained with reproducible views (shift 2, rotate 10 degrees,
-V views per image, drawn by the student seed) by :class:`kdtune.train.Trainer`. Three ways to get the teacher's
+V views per image, drawn by the student seed) by :class:`kdtune.core.train.Trainer`. Three ways to get the teacher's
 logits for the student's batch:
 
 * ``per-view cached``: :meth:`LogitCache.prepare_views` (V teacher passes over the training split, once);
-* ``inline``: the teacher run on every rendered batch (:class:`kdtune.views.InlineTeacher`), the consistent
+* ``inline``: the teacher run on every rendered batch (:class:`kdtune.tasks.image.views.InlineTeacher`), the consistent
   teaching of Beyer et al. 2022, and the accuracy reference;
 * ``un-augmented cached``: today's cache row of the un-augmented image, whatever view the student sees
   (inconsistent under augmentation).
@@ -36,16 +36,16 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from kdtune.analysis.scoring import t_estimate  # noqa: E402
 from kdtune.cache import LogitCache  # noqa: E402
-from kdtune.data import load_dataset  # noqa: E402
-from kdtune.models import build_model  # noqa: E402
-from kdtune.scoring import t_estimate  # noqa: E402
-from kdtune.teacher import TeacherSpec  # noqa: E402
-from kdtune.train import Augment  # noqa: E402
-from kdtune.train import TrainConfig  # noqa: E402
-from kdtune.train import Trainer  # noqa: E402
-from kdtune.views import InlineTeacher  # noqa: E402
-from kdtune.views import ViewSpec  # noqa: E402
+from kdtune.cache.teacher import TeacherSpec  # noqa: E402
+from kdtune.core.data import load_dataset  # noqa: E402
+from kdtune.core.train import Augment  # noqa: E402
+from kdtune.core.train import TrainConfig  # noqa: E402
+from kdtune.core.train import Trainer  # noqa: E402
+from kdtune.tasks.image.models import build_model  # noqa: E402
+from kdtune.tasks.image.views import InlineTeacher  # noqa: E402
+from kdtune.tasks.image.views import ViewSpec  # noqa: E402
 
 
 class UnaugmentedLogits:

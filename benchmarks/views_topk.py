@@ -5,7 +5,7 @@ shifted by up to 2 pixels, scaled and noised), an MLP teacher, per-view logits t
 (``LogitCache.prepare_views``) dense and with ``top_k`` = each of ``--k``. Two measurements:
 
 1. the soft term of the KD loss, T^2 x KL(softmax(t / T) || softmax(s / T)), over every view of every training
-   image, with the teacher's rows dense and rebuilt from top-k (:func:`kdtune.views.densify`), for a student
+   image, with the teacher's rows dense and rebuilt from top-k (:func:`kdtune.tasks.image.views.densify`), for a student
    trained for a few epochs (the loss it would see mid-training); reported as the relative difference of the
    mean, and the mean L1 distance between the dense and the rebuilt softmax(t / T) (the student's gradient on
    its logits is T (softmax(s / T) - softmax(t / T)), so this is how far the gradient's target moves);
@@ -35,17 +35,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from kdtune.analysis.scoring import t_estimate  # noqa: E402
 from kdtune.cache import LogitCache  # noqa: E402
-from kdtune.data import load_dataset  # noqa: E402
-from kdtune.models import build_model  # noqa: E402
-from kdtune.scoring import t_estimate  # noqa: E402
-from kdtune.teacher import TeacherSpec  # noqa: E402
-from kdtune.train import Augment  # noqa: E402
-from kdtune.train import TrainConfig  # noqa: E402
-from kdtune.train import train_student  # noqa: E402
-from kdtune.views import ViewSpec  # noqa: E402
-from kdtune.views import densify  # noqa: E402
-from kdtune.views import render  # noqa: E402
+from kdtune.cache.teacher import TeacherSpec  # noqa: E402
+from kdtune.core.data import load_dataset  # noqa: E402
+from kdtune.core.train import Augment  # noqa: E402
+from kdtune.core.train import TrainConfig  # noqa: E402
+from kdtune.core.train import train_student  # noqa: E402
+from kdtune.tasks.image.models import build_model  # noqa: E402
+from kdtune.tasks.image.views import ViewSpec  # noqa: E402
+from kdtune.tasks.image.views import densify  # noqa: E402
+from kdtune.tasks.image.views import render  # noqa: E402
 
 
 def synthetic_images(path: Path, classes: int, per_class: int, test_per_class: int, seed: int = 0) -> None:
@@ -75,7 +75,7 @@ def synthetic_images(path: Path, classes: int, per_class: int, test_per_class: i
 
 
 def soft_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """T^2 KL(softmax(t / T) || softmax(s / T)) per row, as :func:`kdtune.distill.kd_loss` computes it."""
+    """T^2 KL(softmax(t / T) || softmax(s / T)) per row, as :func:`kdtune.core.distill.kd_loss` computes it."""
     log_s = F.log_softmax(student / temperature, dim=1)
     log_t = F.log_softmax(teacher / temperature, dim=1)
     return temperature**2 * (log_t.exp() * (log_t - log_s)).sum(1)

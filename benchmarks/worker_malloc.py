@@ -1,10 +1,10 @@
 """The same small MNIST study with and without the malloc thresholds kdtune gives Ray's workers, side by side.
 
 Ray Tune runs a trial's function in a thread of its own. There glibc's malloc hands memory freed at the end of
-an epoch back to the kernel and faults it in again at the next large allocation; ``kdtune.ray_runtime`` fixes
+an epoch back to the kernel and faults it in again at the next large allocation; ``kdtune.study.ray_runtime`` fixes
 the workers' thresholds (``WORKER_MALLOC_ENV``) at the values glibc's dynamic rule reaches in a main thread. This
 script runs one study both ways, alternating (A B A B), each with its own local Ray started by
-``kdtune.ray_runtime.init_ray`` (the only difference: ``WORKER_MALLOC_ENV`` emptied on one side), from a warm
+``kdtune.study.ray_runtime.init_ray`` (the only difference: ``WORKER_MALLOC_ENV`` emptied on one side), from a warm
 teacher cache (a 1-epoch teacher: its quality does not matter for the students' time), one trial at a time so
 that no trial competes with another. It prints the students' mean seconds per seed-epoch (train + evaluation,
 as ``results.parquet`` records them) for each run; the last line is the ratio of the two sides' means.
@@ -36,10 +36,10 @@ def main() -> None:
     import pandas as pd
     import ray
 
-    from kdtune import ray_runtime
-    from kdtune.spec import parse_spec
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
+    from kdtune.spec.schema import parse_spec
+    from kdtune.study import ray_runtime
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
 
     work = Path(tempfile.mkdtemp(prefix="kdtune-malloc-"))
     spec = parse_spec({

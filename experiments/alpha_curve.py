@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtune.results import read_results
-from kdtune.scoring import t_estimate
+from kdtune.analysis.scoring import t_estimate
+from kdtune.records.results import read_results
 
 
 def main(study_dir: str, out: str) -> None:

@@ -58,9 +58,9 @@ def train(args: argparse.Namespace) -> None:
     import torch
     import torch.multiprocessing as mp
 
-    from kdtune.data import load_dataset
-    from kdtune.teacher import TeacherSpec
-    from kdtune.teacher import train_teacher
+    from kdtune.cache.teacher import TeacherSpec
+    from kdtune.cache.teacher import train_teacher
+    from kdtune.core.data import load_dataset
 
     # The data and teacher of search_spaces/seed_alpha_grid.yaml.
     data = load_dataset("mnist", data_root=args.data_root, train_size=10_000, val_fraction=0.1, noise_level=0.05,
@@ -104,10 +104,10 @@ def train(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace, logits: Any, jobs: list[tuple[float, int]], rows: Any, deadline: float) -> None:
-    from kdtune.data import load_dataset
-    from kdtune.models import build_model
-    from kdtune.train import TrainConfig
-    from kdtune.train import Trainer
+    from kdtune.core.data import load_dataset
+    from kdtune.core.train import TrainConfig
+    from kdtune.core.train import Trainer
+    from kdtune.tasks.image.models import build_model
 
     data = load_dataset("mnist", data_root=args.data_root, train_size=10_000, val_fraction=0.1, noise_level=0.05,
                         seed=0)
@@ -133,7 +133,7 @@ def summarise(path: Path, epochs: list[int], table_path: Path, plot_path: Path) 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from kdtune.scoring import t_estimate
+    from kdtune.analysis.scoring import t_estimate
 
     with open(path) as f:
         rows = [{k: float(v) if v else float("nan") for k, v in r.items()} for r in csv.DictReader(f)]

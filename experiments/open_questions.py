@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kdtune.results import read_results
+from kdtune.records.results import read_results
 
 
 def main() -> None:

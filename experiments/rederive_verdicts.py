@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scipy import stats  # noqa: E402
 
-from kdtune.sequential import Design  # noqa: E402
-from kdtune.sequential import Interval  # noqa: E402
-from kdtune.sequential import seeds_to_resolve  # noqa: E402
-from kdtune.spec import DEFAULT_MARGIN_POINTS  # noqa: E402
-from kdtune.verdicts import classify  # noqa: E402
-from kdtune.verdicts import family_level  # noqa: E402
+from kdtune.analysis.sequential import Design  # noqa: E402
+from kdtune.analysis.sequential import Interval  # noqa: E402
+from kdtune.analysis.sequential import seeds_to_resolve  # noqa: E402
+from kdtune.analysis.verdicts import classify  # noqa: E402
+from kdtune.analysis.verdicts import family_level  # noqa: E402
+from kdtune.spec.schema import DEFAULT_MARGIN_POINTS  # noqa: E402
 
 
 def rederive(row: dict[str, str], conditions: int, margin: float) -> dict[str, object]:

@@ -21,7 +21,7 @@ from typing import Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import StudySpec
 
 PathLike = str | os.PathLike[str]
 
@@ -31,15 +31,15 @@ def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None 
               cache_dir: str | None = None, max_concurrent: int | None = None, progress: bool = True) -> Path:
     """Run a study (as ``kdtune run``) and return its folder (default ``runs/<spec name>``).
 
-    ``spec``: a YAML file, a mapping with the spec's sections, or a :class:`~kdtune.spec.StudySpec`;
+    ``spec``: a YAML file, a mapping with the spec's sections, or a :class:`~kdtune.spec.schema.StudySpec`;
     ``overrides``: ``key.path=value`` strings, as ``--set``. The recommendation is not computed here: call
     :func:`recommend` on the folder.
     """
-    from kdtune.spec import StudySpec
-    from kdtune.spec import load_spec
-    from kdtune.spec import parse_spec
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study as run
+    from kdtune.spec.schema import StudySpec
+    from kdtune.spec.schema import load_spec
+    from kdtune.spec.schema import parse_spec
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study as run
 
     if isinstance(spec, StudySpec):
         resolved = spec
@@ -56,14 +56,14 @@ def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None 
 def resume_study(study_dir: PathLike, *, address: str | None = None, max_concurrent: int | None = None,
                  progress: bool = True) -> Path:
     """Continue an interrupted study (as ``kdtune resume``); finished trials are not run again."""
-    from kdtune.study import resume_study as resume
+    from kdtune.study.driver import resume_study as resume
 
     return resume(Path(study_dir), address=address or os.environ.get("RAY_ADDRESS"),
                   max_concurrent=max_concurrent, progress=progress)
 
 
 def load_results(study_dir: PathLike) -> pd.DataFrame:
-    """One row per run (one seed of one trial) at its best validation epoch, scored by :mod:`kdtune.scoring` as
+    """One row per run (one seed of one trial) at its best validation epoch, scored by :mod:`kdtune.analysis.scoring` as
     the recommendation and the report score it.
 
     The validation objective selects the epoch (the earliest on ties); the row holds every metric at that
@@ -72,11 +72,11 @@ def load_results(study_dir: PathLike) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from kdtune.results import RESULT_SCHEMA
-    from kdtune.results import read_results
-    from kdtune.scoring import METRICS
-    from kdtune.scoring import score_runs
-    from kdtune.study_folder import StudyFolder
+    from kdtune.analysis.scoring import METRICS
+    from kdtune.analysis.scoring import score_runs
+    from kdtune.records.folder import StudyFolder
+    from kdtune.records.results import RESULT_SCHEMA
+    from kdtune.records.results import read_results
 
     spec = StudyFolder(study_dir).spec()
     runs = score_runs(read_results(Path(study_dir)).to_pylist(), METRICS[spec.objective_name])
@@ -88,9 +88,9 @@ def load_results(study_dir: PathLike) -> pd.DataFrame:
 def recommend(study_dirs: PathLike | Sequence[PathLike]) -> dict[str, Any]:
     """The recommendation per condition (``docs/recommendation_schema.md``); several folders are pooled.
 
-    Nothing is written: :func:`kdtune.recommendation.write_recommendation` writes the JSON.
+    Nothing is written: :func:`kdtune.analysis.recommendation.write_recommendation` writes the JSON.
     """
-    from kdtune.recommendation import recommend as make
+    from kdtune.analysis.recommendation import recommend as make
 
     dirs = [study_dirs] if isinstance(study_dirs, (str, os.PathLike)) else list(study_dirs)
     return make(dirs)

@@ -23,7 +23,7 @@ class TrialConfig(TypedDict):
     """One configuration of one condition, run with all its seeds (``ConditionSearcher.suggest``)."""
 
     condition: str  # the condition's key (``Condition.key``)
-    phase: str  # one of ``kdtune.rules.PHASES``
+    phase: str  # one of ``kdtune.spec.rules.PHASES``
     params: dict[str, Any]  # a value for each of SEARCH_PARAMS that applies (no temperature for the linear task)
     seeds: list[int]  # the student seeds, trained in lockstep inside the trial
 

@@ -1,7 +1,7 @@
 """W&B settings that need neither Ray nor W&B itself: the mode in force, whether credentials are configured,
 where a study's offline runs live and the command that uploads them, and a condition's id in W&B filters.
 
-Shared by the driver's tracking (:mod:`kdtune.tracking`, a Ray Tune callback) and ``kdtune report --wandb``,
+Shared by the driver's tracking (:mod:`kdtune.study.tracking`, a Ray Tune callback) and ``kdtune report --wandb``,
 which must not start Ray to publish a report. ``wandb`` is imported only to ask it for its default server.
 """
 

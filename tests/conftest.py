@@ -61,7 +61,7 @@ def test_data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def noisy_digits():  # type: ignore[no-untyped-def]
-    from kdtune.data import load_dataset
+    from kdtune.core.data import load_dataset
 
     return load_dataset("digits", noise_level=0.1, seed=0)
 
@@ -71,7 +71,7 @@ def ray_local() -> Iterator[None]:
     """One local Ray (2 CPUs) for the whole test session, started the way kdtune starts it."""
     import ray
 
-    from kdtune.ray_runtime import init_ray
+    from kdtune.study.ray_runtime import init_ray
 
     init_ray(num_cpus=2)
     yield
@@ -84,7 +84,7 @@ def teacher_forwards() -> Iterator[list[int]]:
     students CNNs), training and inference alike."""
     import torch
 
-    from kdtune.models import MLP
+    from kdtune.tasks.image.models import MLP
 
     calls = [0]
 
@@ -107,7 +107,7 @@ def short_tmp() -> Iterator[Path]:
 def tiny_study_spec(name: str, **sections: object):  # type: ignore[no-untyped-def]
     """A digits study small enough for a test: MLP teacher and student, few epochs and trials. Confirmation is
     off unless ``budget`` turns it on (tests/test_recommend_e2e.py runs it end to end)."""
-    from kdtune.spec import parse_spec
+    from kdtune.spec.schema import parse_spec
 
     raw: dict[str, object] = {
         "name": name,
@@ -128,8 +128,8 @@ def tiny_study_spec(name: str, **sections: object):  # type: ignore[no-untyped-d
 def small_study(ray_local: None) -> Path:
     """One small real study (local Ray, SQLite Optuna, digits), shared by the status, recommend, report and
     tracking tests."""
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
 
     out = _SANDBOX / "small-study"
     return run_study(tiny_study_spec("small"), RunOptions(out=out, progress=False))

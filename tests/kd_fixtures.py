@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kdtune.models import MLP
+from kdtune.tasks.image.models import MLP
 
 
 class _FailOnce(nn.Module):

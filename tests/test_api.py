@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import kdtune
-from kdtune.results import read_results
+from kdtune.records.results import read_results
 
 
 def test_import_is_light_and_recommend_is_the_function() -> None:
     code = ("import sys, kdtune; light = [m for m in ('ray', 'torch', 'pandas') if m in sys.modules]\n"
-            "import kdtune.recommendation\nprint(light, callable(kdtune.recommend), sorted(kdtune.__all__))")
+            "import kdtune.analysis.recommendation\nprint(light, callable(kdtune.recommend), sorted(kdtune.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ("[] True ['load_results', 'recommend', 'resume_study', 'run_study', 'write_report']")
 

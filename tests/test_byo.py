@@ -23,22 +23,22 @@ from kd_fixtures import blobs
 
 from kdtune.cache import LogitCache
 from kdtune.cache import logits_key
+from kdtune.cache.teacher import TeacherSpec
+from kdtune.cache.teacher import build_checked
+from kdtune.cache.teacher import train_teacher
+from kdtune.cache.teacher import weights_fingerprint
 from kdtune.cli import main
-from kdtune.data import DataBundle
-from kdtune.data import load_dataset
+from kdtune.core.data import DataBundle
+from kdtune.core.data import load_dataset
+from kdtune.core.train import EVAL_BATCH_SIZE
+from kdtune.core.train import predict
 from kdtune.errors import CacheError
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
-from kdtune.results import read_trials
-from kdtune.spec import parse_spec
-from kdtune.study import RunOptions
-from kdtune.study import run_study
-from kdtune.teacher import TeacherSpec
-from kdtune.teacher import build_checked
-from kdtune.teacher import train_teacher
-from kdtune.teacher import weights_fingerprint
-from kdtune.train import EVAL_BATCH_SIZE
-from kdtune.train import predict
+from kdtune.records.results import read_trials
+from kdtune.spec.schema import parse_spec
+from kdtune.study.driver import RunOptions
+from kdtune.study.driver import run_study
 
 
 @pytest.fixture(scope="module")

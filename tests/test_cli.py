@@ -107,7 +107,7 @@ tracking: {wandb: {mode: offline, project: kdtune-tests}}
 
 def test_run_into_a_log_prints_the_plan_one_line_per_trial_and_the_answer(short_tmp) -> None:  # type: ignore[no-untyped-def]
     """Output to a pipe, as `kdtune run spec > log`: plain lines, no library noise, the recommendation at the end."""
-    from kdtune.results import read_trials
+    from kdtune.records.results import read_trials
 
     spec = short_tmp / "logged.yaml"
     spec.write_text(LOG_SPEC)

@@ -49,9 +49,9 @@ from processes import kill_processes_mentioning
 from processes import start_kdtune
 from processes import wait_for
 
-from kdtune.results import read_results
-from kdtune.results import read_trials
-from kdtune.rules import trials_per_condition
+from kdtune.records.results import read_results
+from kdtune.records.results import read_trials
+from kdtune.spec.rules import trials_per_condition
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

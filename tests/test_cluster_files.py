@@ -53,7 +53,7 @@ IMAGE_REPO_ROOT = "/opt/kdtune"
 HEAD_HOME = "/home/ray"
 #: vCPUs and GPUs of the worker instance types the AWS config may use (extend when adding a type).
 AWS_GPU_INSTANCES = {"g6.xlarge": (4, 1), "g5.xlarge": (4, 1), "g6.2xlarge": (8, 1), "g5.2xlarge": (8, 1)}
-#: Variables that kdtune forwards to its trials itself (kdtune/ray_runtime.py). A Ray Job's runtime env must
+#: Variables that kdtune forwards to its trials itself (kdtune/study/ray_runtime.py). A Ray Job's runtime env must
 #: not set them too: Ray refuses a driver's ray.init() that repeats a job env var ("Failed to merge ...").
 FORWARDED_BY_KDTUNE = frozenset({
     "KDTUNE_CACHE_DIR", "KDTUNE_DATA_ROOT", "PYTHONPATH", "AWS_REGION", "AWS_DEFAULT_REGION",
@@ -643,8 +643,8 @@ def test_readme_job_submission_command() -> None:
         "upload the specs, not a second kdtune (or the virtualenv)"
     env_vars = set(runtime_env.get("env_vars", {}))
     assert not env_vars & SECRET_ENV_NAMES, "a job's runtime env is visible in the dashboard"
-    from kdtune.ray_runtime import FORWARDED_ENV
-    from kdtune.ray_runtime import WORKER_MALLOC_ENV
+    from kdtune.study.ray_runtime import FORWARDED_ENV
+    from kdtune.study.ray_runtime import WORKER_MALLOC_ENV
 
     assert not env_vars & (FORWARDED_BY_KDTUNE | set(FORWARDED_ENV) | set(WORKER_MALLOC_ENV)), \
         "Ray refuses to merge these"

@@ -9,11 +9,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from kdtune.dashboard import RECOMMENDATION_ATTR
-from kdtune.dashboard import mark_recommendation
-from kdtune.recommendation import recommend
-from kdtune.results import read_trials
-from kdtune.rules import optuna_study_name
+from kdtune.analysis.recommendation import recommend
+from kdtune.records.dashboard import RECOMMENDATION_ATTR
+from kdtune.records.dashboard import mark_recommendation
+from kdtune.records.results import read_trials
+from kdtune.spec.rules import optuna_study_name
 
 
 def _studies(study_dir: Path) -> dict[str, optuna.Study]:
@@ -45,5 +45,5 @@ def test_recommendation_marked_on_each_condition(small_study: Path) -> None:
         behind = condition["confirmed"] or condition["best_observed"]
         marked = [t for t in studies[condition["key"]].get_trials(deepcopy=False) if t.number in mark["optuna_trials"]]
         assert marked and {t.user_attrs["tune_trial_id"] for t in marked} <= set(behind["trial_ids"])
-        # the report rounds parameters to 12 significant digits (kdtune.scoring.clean)
+        # the report rounds parameters to 12 significant digits (kdtune.analysis.scoring.clean)
         assert all(t.params["alpha"] == pytest.approx(behind["params"]["alpha"], rel=1e-10) for t in marked)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdtune.data import flip_labels
-from kdtune.data import load_dataset
+from kdtune.core.data import flip_labels
+from kdtune.core.data import load_dataset
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdtune.distill import check_alpha
-from kdtune.distill import kd_loss
-from kdtune.distill import regression_kd_loss
+from kdtune.core.distill import check_alpha
+from kdtune.core.distill import kd_loss
+from kdtune.core.distill import regression_kd_loss
 from kdtune.errors import SpecError
 
 

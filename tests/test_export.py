@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from kdtune.analysis.recommendation import recommend
 from kdtune.cli import main
-from kdtune.data import load_dataset
-from kdtune.models import build_model
-from kdtune.recommendation import recommend
-from kdtune.train import predict
+from kdtune.core.data import load_dataset
+from kdtune.core.train import predict
+from kdtune.tasks.image.models import build_model
 
 
 pytestmark = pytest.mark.slow

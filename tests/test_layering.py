@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kdtune"
 
 
 def test_core_does_not_import_ray_or_wandb() -> None:
-    code = ("import sys, kdtune.data, kdtune.models, kdtune.distill, kdtune.train, kdtune.teacher, kdtune.views;"
+    code = ("import sys, kdtune.core.data, kdtune.tasks.image.models, kdtune.core.distill, kdtune.core.train,"
+            " kdtune.cache.teacher, kdtune.tasks.image.views;"
             "print([m for m in ('ray', 'wandb', 'optuna') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -172,8 +173,8 @@ def _closure(graph: dict[str, set[str]], roots: list[str]) -> set[str]:
 
 # The readers and what they reach, at any depth and inside functions: never Ray or W&B. The one exception is
 # the W&B Report (``kdtune report --wandb``), which imports W&B when called, and the W&B settings it uses.
-READERS = ["kdtune.status", "kdtune.commands.status", "kdtune.report", "kdtune.commands.report",
-           "kdtune.recommendation", "kdtune.commands.recommend", "kdtune.results", "kdtune.cache",
+READERS = ["kdtune.records.status", "kdtune.commands.status", "kdtune.report", "kdtune.commands.report",
+           "kdtune.analysis.recommendation", "kdtune.commands.recommend", "kdtune.records.results", "kdtune.cache",
            "kdtune.commands.cache"]
 WANDB_ON_REQUEST = {"kdtune.report.wandb_report", "kdtune.wandb_settings"}
 
@@ -182,7 +183,7 @@ def test_readers_never_import_ray_or_wandb() -> None:
     internal, external = _graph()
     roots = [m for m in internal if any(m == r or m.startswith(f"{r}.") for r in READERS)]
     reached = _closure(internal, roots)
-    assert "kdtune.report.panels" in reached and "kdtune.status" in reached
+    assert "kdtune.report.panels" in reached and "kdtune.records.status" in reached
     ray = sorted(m for m in reached if "ray" in external[m])
     wandb = sorted(m for m in reached if external[m] & {"wandb", "wandb_workspaces"} and m not in WANDB_ON_REQUEST)
     assert ray == [], f"these modules reached from {READERS} import Ray: {ray}"
@@ -192,7 +193,8 @@ def test_readers_never_import_ray_or_wandb() -> None:
 def test_readers_load_without_ray_wandb_or_torch() -> None:
     """Importing the readers loads neither Ray, W&B nor torch (torch comes only where a cache entry is built
     or read, inside the cache's functions)."""
-    code = ("import sys, kdtune.status, kdtune.report, kdtune.recommendation, kdtune.results, kdtune.cache, "
-            "kdtune.study_folder; print(sorted(m for m in ('ray', 'wandb', 'torch') if m in sys.modules))")
+    code = ("import sys, kdtune.records.status, kdtune.report, kdtune.analysis.recommendation,"
+            " kdtune.records.results, kdtune.cache, "
+            "kdtune.records.folder; print(sorted(m for m in ('ray', 'wandb', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdtune.data import DataBundle
-from kdtune.data import make_linear
+from kdtune.core.data import DataBundle
+from kdtune.core.data import make_linear
 from kdtune.errors import SpecError
-from kdtune.linear import closed_form
-from kdtune.linear import fit_student
-from kdtune.linear import make_teacher_weights
-from kdtune.linear import student_weights
+from kdtune.tasks.linear.closed_form import closed_form
+from kdtune.tasks.linear.closed_form import fit_student
+from kdtune.tasks.linear.closed_form import make_teacher_weights
+from kdtune.tasks.linear.closed_form import student_weights
 
 
 B = 0.2

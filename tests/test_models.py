@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from kdtune.errors import SpecError
-from kdtune.models import build_model
-from kdtune.models import count_parameters
+from kdtune.tasks.image.models import build_model
+from kdtune.tasks.image.models import count_parameters
 
 
 @pytest.mark.parametrize("arch", ["reference_teacher", "reference_student", "cnn_teacher", "hinton_teacher", "hinton_student",
@@ -25,7 +25,7 @@ def test_reference_parameter_counts_match_the_keras_models() -> None:
 
 
 def test_same_pad_maxpool_pads_right_and_bottom_with_minus_infinity() -> None:
-    from kdtune.models import SamePadMaxPool
+    from kdtune.tasks.image.models import SamePadMaxPool
 
     x = -torch.arange(9.0).reshape(1, 1, 3, 3) - 1  # all negative: zero padding would show up as 0
     out = SamePadMaxPool()(x)

@@ -14,7 +14,7 @@ from conftest import require_service
 
 SCRIPT = """
 import ray
-from kdtune.ray_runtime import init_ray
+from kdtune.study.ray_runtime import init_ray
 init_ray(num_cpus=1)
 @ray.remote
 def one():

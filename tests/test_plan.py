@@ -17,10 +17,10 @@ from conftest import tiny_study_spec
 
 from kdtune.cache import LogitCache
 from kdtune.cli import main
-from kdtune.conditions import expand
-from kdtune.rules import trials_per_condition
-from kdtune.study import RunOptions
-from kdtune.study import run_study
+from kdtune.spec.conditions import expand
+from kdtune.spec.rules import trials_per_condition
+from kdtune.study.driver import RunOptions
+from kdtune.study.driver import run_study
 
 
 def _write(spec: object, path: Path) -> Path:

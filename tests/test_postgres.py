@@ -13,9 +13,9 @@ from conftest import tiny_study_spec
 from processes import kill_processes_mentioning
 from processes import start_kdtune
 
-from kdtune.optuna_storage import make_storage
-from kdtune.results import read_trials
-from kdtune.rules import trials_per_condition
+from kdtune.records.optuna_storage import make_storage
+from kdtune.records.results import read_trials
+from kdtune.spec.rules import trials_per_condition
 
 
 pytestmark = pytest.mark.slow

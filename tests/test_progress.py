@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from kdtune.status import TrialView
-from kdtune.status import epoch_weighted_eta
-from kdtune.status import summarise
-from kdtune.status import summary_line
-from kdtune.status import trial_line
+from kdtune.records.status import TrialView
+from kdtune.records.status import epoch_weighted_eta
+from kdtune.records.status import summarise
+from kdtune.records.status import summary_line
+from kdtune.records.status import trial_line
 
 
 def test_eta_counts_seed_epochs_left_not_trials() -> None:

@@ -12,7 +12,7 @@ def test_workers_get_the_malloc_thresholds_that_keep_a_trials_memory(ray_local: 
     large allocation (benchmarks/worker_malloc.py measures what that costs)."""
     import ray
 
-    from kdtune.ray_runtime import WORKER_MALLOC_ENV
+    from kdtune.study.ray_runtime import WORKER_MALLOC_ENV
 
     if any(name in os.environ for name in WORKER_MALLOC_ENV):
         pytest.skip("this environment exports its own malloc thresholds, which kdtune leaves alone")

@@ -11,20 +11,20 @@ import torch
 
 from kdtune.cache import LogitCache
 from kdtune.cache import teacher_key
-from kdtune.data import load_dataset
+from kdtune.cache.teacher import TeacherSpec
+from kdtune.cache.teacher import train_teacher
+from kdtune.core.data import load_dataset
+from kdtune.core.train import Augment
+from kdtune.core.train import TrainConfig
+from kdtune.core.train import Trainer
+from kdtune.core.train import augment_batch
+from kdtune.core.train import lr_factor
+from kdtune.core.train import student_recipe
+from kdtune.core.train import train_student
 from kdtune.errors import SpecError
-from kdtune.models import build_model
-from kdtune.spec import StudentSection
-from kdtune.spec import parse_spec
-from kdtune.teacher import TeacherSpec
-from kdtune.teacher import train_teacher
-from kdtune.train import Augment
-from kdtune.train import TrainConfig
-from kdtune.train import Trainer
-from kdtune.train import augment_batch
-from kdtune.train import lr_factor
-from kdtune.train import student_recipe
-from kdtune.train import train_student
+from kdtune.spec.schema import StudentSection
+from kdtune.spec.schema import parse_spec
+from kdtune.tasks.image.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_default_recipe_keeps_the_keys_of_teachers_cached_before_recipes() -> No
 
 
 def test_spec_recipe_reaches_the_teacher_spec_of_every_condition() -> None:
-    from kdtune.conditions import expand
+    from kdtune.spec.conditions import expand
 
     spec = parse_spec({"name": "r", "teacher": {"optimizer": "sgd", "momentum": 0.8, "weight_decay": 5e-4,
                                                 "schedule": "step", "warmup_epochs": 2, "augment": {"shift": 2},

@@ -1,7 +1,7 @@
 """``kdtune recommend``: study folders with synthetic but realistic results in, verdicts and intervals out.
 
 Study folders are built the way the study engine writes them: ``study.json`` from a validated spec and its
-expanded conditions, ``teachers.json``, and the results/trials tables through kdtune.results' writers. Each
+expanded conditions, ``teachers.json``, and the results/trials tables through kdtune.records.results' writers. Each
 run has several epochs whose best validation epoch is not the best test epoch, so reading the test number at
 the wrong epoch shows. Noise is drawn from fixed seeds and centred per configuration over its seeds, so every
 configuration's mean is exactly its designed accuracy while the per-seed spread (and so every interval) stays
@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kdtune.analysis.recommendation import SCHEMA_VERSION
+from kdtune.analysis.recommendation import recommend
 from kdtune.cli import main
-from kdtune.conditions import expand
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.recommendation import SCHEMA_VERSION
-from kdtune.recommendation import recommend
-from kdtune.results import CONDITION_COLUMNS
-from kdtune.results import results_writer
-from kdtune.results import trials_writer
-from kdtune.spec import parse_spec
+from kdtune.records.results import CONDITION_COLUMNS
+from kdtune.records.results import results_writer
+from kdtune.records.results import trials_writer
+from kdtune.spec.conditions import expand
+from kdtune.spec.schema import parse_spec
 
 
 GRID_ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -397,11 +397,11 @@ def test_studies_with_different_conditions_are_refused(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------------------- linear
 
 def test_linear_study_recommends_near_alpha_star_and_confirms_the_gain(tmp_path: Path) -> None:
-    """Rows from the real closed-form students (kdtune.linear), as the study engine writes them."""
-    from kdtune.data import make_linear
-    from kdtune.linear import closed_form
-    from kdtune.linear import fit_student
-    from kdtune.linear import make_teacher_weights
+    """Rows from the real closed-form students (kdtune.tasks.linear.closed_form), as the study engine writes them."""
+    from kdtune.core.data import make_linear
+    from kdtune.tasks.linear.closed_form import closed_form
+    from kdtune.tasks.linear.closed_form import fit_student
+    from kdtune.tasks.linear.closed_form import make_teacher_weights
 
     sizes = {"dim": 50, "n_train": 500, "n_val": 5000, "n_test": 5000}
     raw = {"name": "linear", "dataset": {"name": "linear", "linear": sizes}, "teacher": {"error": 0.1},

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import tiny_study_spec
 
-from kdtune.recommendation import recommend
-from kdtune.spec import parse_spec
-from kdtune.study import RunOptions
-from kdtune.study import run_study
+from kdtune.analysis.recommendation import recommend
+from kdtune.spec.schema import parse_spec
+from kdtune.study.driver import RunOptions
+from kdtune.study.driver import run_study
 
 
 pytestmark = pytest.mark.slow
@@ -72,8 +72,8 @@ def test_digits_recommendation_within_a_dense_grid_interval(ray_local: None, sho
 def test_a_study_confirms_adaptively_and_recommend_gives_confirmed_verdicts(ray_local: None, short_tmp: Path) -> None:
     """Search, then rounds of 2 fresh seeds (at most 3 rounds) for the best distilled configuration and
     alpha = 1, through real Ray Tune; recommend judges those runs only."""
-    from kdtune.results import read_trials
-    from kdtune.rules import CONFIRM_SEED_OFFSET
+    from kdtune.records.results import read_trials
+    from kdtune.spec.rules import CONFIRM_SEED_OFFSET
 
     spec = tiny_study_spec("confirming", budget={"trials_per_condition": 3, "repeats": 2, "confirm_top_k": 1,
                                                  "confirm_repeats": 2, "confirm_max_repeats": 6})
@@ -96,7 +96,7 @@ def test_a_study_confirms_adaptively_and_recommend_gives_confirmed_verdicts(ray_
 
 
 def read_results_seeds(study_dir: Path) -> set[int]:
-    from kdtune.results import read_results
+    from kdtune.records.results import read_results
 
     table = read_results(study_dir).to_pylist()
     return {r["seed"] for r in table if r["phase"] == "confirm"}

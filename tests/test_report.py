@@ -184,10 +184,10 @@ def test_report_on_a_running_study_snapshot(small_study: Path, short_tmp: Path) 
 
 def _linear_study(folder: Path, alpha_star: float = 0.3) -> Path:
     """A finished linear-task study folder written the way the driver writes one (no Ray needed)."""
-    from kdtune.conditions import expand
-    from kdtune.results import results_writer
-    from kdtune.results import trials_writer
-    from kdtune.spec import parse_spec
+    from kdtune.records.results import results_writer
+    from kdtune.records.results import trials_writer
+    from kdtune.spec.conditions import expand
+    from kdtune.spec.schema import parse_spec
 
     spec = parse_spec({"name": "lin", "dataset": {"name": "linear"}, "objective": "val_mse",
                        "search": {"alpha": {"type": "float", "low": 0.0, "high": 1.0}},

@@ -35,8 +35,8 @@ LABELS = ["small-study", "small-linear-student"]
 def other_study(small_study: Path, sandbox: Path) -> Path:
     """A second small real study: the same name and teacher as ``small_study`` (its cached teachers are reused),
     a linear student, and only the noisy condition (noise_level = 0.2, matched to small_study's)."""
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
 
     spec = tiny_study_spec("small", student={"arch": "linear", "epochs": 4, "lr": 3e-3},
                            conditions={"noise_level": [0.2]})
@@ -97,7 +97,7 @@ def test_comparison_has_every_figure_one_colour_per_study(compared: Path) -> Non
 
 @pytest.mark.slow
 def test_comparison_has_each_studys_own_recommendation(compared: Path) -> None:
-    from kdtune.recommendation import recommend
+    from kdtune.analysis.recommendation import recommend
 
     page = compared.read_text()
     for i, study in enumerate(json.loads((compared.with_suffix("") / MANIFEST).read_text())["studies"], start=1):

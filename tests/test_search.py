@@ -11,12 +11,12 @@ import pytest
 from optuna.trial import TrialState
 
 from kdtune.errors import StudyError
-from kdtune.optuna_storage import make_storage
-from kdtune.rules import optuna_study_name
-from kdtune.rules import trials_per_condition
-from kdtune.search import ConditionSearcher
-from kdtune.search import create_studies
-from kdtune.spec import parse_spec
+from kdtune.records.optuna_storage import make_storage
+from kdtune.spec.rules import optuna_study_name
+from kdtune.spec.rules import trials_per_condition
+from kdtune.spec.schema import parse_spec
+from kdtune.study.search import ConditionSearcher
+from kdtune.study.search import create_studies
 
 
 def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
@@ -29,7 +29,7 @@ def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
 
 
 def _searcher(spec, tmp: Path) -> ConditionSearcher:  # type: ignore[no-untyped-def]
-    from kdtune.conditions import expand
+    from kdtune.spec.conditions import expand
 
     url = f"sqlite:///{tmp / 'optuna.db'}"
     keys = [c.key for c in expand(spec)]
@@ -195,7 +195,7 @@ def test_asha_stops_weak_search_trials_but_never_baselines_or_confirmations() ->
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
-    from kdtune.search import StratifiedASHA
+    from kdtune.study.search import StratifiedASHA
 
     scheduler = StratifiedASHA(mode="max", max_t=8, grace_period=1, reduction_factor=2)
 

@@ -15,13 +15,13 @@ import yaml
 from pydantic import BaseModel
 from pydantic import TypeAdapter
 
-from kdtune.conditions import expand
-from kdtune.rules import trials_per_condition
-from kdtune.space import baselines
-from kdtune.space import grid
-from kdtune.space import grid_size
-from kdtune.spec import StudySpec
-from kdtune.spec import load_spec
+from kdtune.spec.conditions import expand
+from kdtune.spec.rules import trials_per_condition
+from kdtune.spec.schema import StudySpec
+from kdtune.spec.schema import load_spec
+from kdtune.spec.space import baselines
+from kdtune.spec.space import grid
+from kdtune.spec.space import grid_size
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def test_linear_closed_form_searches_only_alpha_on_val_mse() -> None:
 
 
 def test_linear_closed_form_alpha_star_spreads_across_its_conditions() -> None:
-    from kdtune.linear import closed_form
+    from kdtune.tasks.linear.closed_form import closed_form
 
     spec = _load("linear_closed_form.yaml")
     stars = []

@@ -1,4 +1,4 @@
-"""The search-space converter (kdtune/space.py), tested the way Ray Tune tests its Optuna converter: the
+"""The search-space converter (kdtune/spec/space.py), tested the way Ray Tune tests its Optuna converter: the
 converted distributions sample exactly like hand-written Optuna ones, draws stay inside the (inclusive)
 bounds, and a spec survives a round trip. Plus the grid, the baselines and the refusals.
 
@@ -18,14 +18,14 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
 from kdtune.errors import SpecError
-from kdtune.space import baselines
-from kdtune.space import grid
-from kdtune.space import grid_size
-from kdtune.space import to_optuna
-from kdtune.spec import DistributionSpec
-from kdtune.spec import StudySpec
-from kdtune.spec import load_spec
-from kdtune.spec import parse_spec
+from kdtune.spec.schema import DistributionSpec
+from kdtune.spec.schema import StudySpec
+from kdtune.spec.schema import load_spec
+from kdtune.spec.schema import parse_spec
+from kdtune.spec.space import baselines
+from kdtune.spec.space import grid
+from kdtune.spec.space import grid_size
+from kdtune.spec.space import to_optuna
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,10 +19,10 @@ import yaml
 from pydantic import BaseModel
 
 from kdtune.errors import SpecError
-from kdtune.spec import StudySpec
-from kdtune.spec import apply_overrides
-from kdtune.spec import load_spec
-from kdtune.spec import parse_spec
+from kdtune.spec.schema import StudySpec
+from kdtune.spec.schema import apply_overrides
+from kdtune.spec.schema import load_spec
+from kdtune.spec.schema import parse_spec
 
 
 REPO = Path(__file__).resolve().parents[1]

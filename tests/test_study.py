@@ -12,15 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_study_spec
 
-from kdtune.optuna_storage import make_storage
-from kdtune.results import compact
-from kdtune.results import read_results
-from kdtune.results import read_trials
-from kdtune.results import results_writer
-from kdtune.rules import trials_per_condition
-from kdtune.status import from_files
-from kdtune.study import RunOptions
-from kdtune.study import run_study
+from kdtune.records.optuna_storage import make_storage
+from kdtune.records.results import compact
+from kdtune.records.results import read_results
+from kdtune.records.results import read_trials
+from kdtune.records.results import results_writer
+from kdtune.records.status import from_files
+from kdtune.spec.rules import trials_per_condition
+from kdtune.study.driver import RunOptions
+from kdtune.study.driver import run_study
 
 
 pytestmark = pytest.mark.slow
@@ -108,7 +108,7 @@ def test_failing_trial_retried_from_checkpoint_and_nan_trials_fail(ray_local: No
 
 
 def test_a_lone_teacher_trains_on_every_core(ray_local: None, short_tmp: Path) -> None:
-    from kdtune.study import _teacher_threads
+    from kdtune.study.driver import _teacher_threads
 
     # Nothing else runs on the fixture's 2-CPU Ray: a task that reserved one core may use both.
     assert _teacher_threads(1) == 2
@@ -123,7 +123,7 @@ def test_a_lone_teacher_trains_on_every_core(ray_local: None, short_tmp: Path) -
 
 
 def test_a_preparation_never_reserves_more_cores_than_one_node_has() -> None:
-    from kdtune.rules import preparation_cpus
+    from kdtune.spec.rules import preparation_cpus
 
     assert preparation_cpus(2, 2, 1) == 2  # one condition on a 2-core machine: both cores
     assert preparation_cpus(2, 2, 3) == 1  # three conditions: one each, two at a time

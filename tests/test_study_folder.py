@@ -10,8 +10,8 @@ import pytest
 
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.study_folder import StudyFolder
-from kdtune.study_folder import atomic_write
+from kdtune.records.folder import StudyFolder
+from kdtune.records.folder import atomic_write
 
 
 def _study(folder: Path, **meta: object) -> StudyFolder:

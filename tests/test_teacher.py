@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdtune.data import load_dataset
+from kdtune.cache.teacher import TeacherSpec
+from kdtune.cache.teacher import load_teacher
+from kdtune.cache.teacher import save_teacher
+from kdtune.cache.teacher import teacher_diagnostics
+from kdtune.cache.teacher import teacher_logits
+from kdtune.cache.teacher import train_teacher
+from kdtune.core.data import load_dataset
+from kdtune.core.train import TeacherLogits
 from kdtune.errors import SpecError
-from kdtune.teacher import TeacherSpec
-from kdtune.teacher import load_teacher
-from kdtune.teacher import save_teacher
-from kdtune.teacher import teacher_diagnostics
-from kdtune.teacher import teacher_logits
-from kdtune.teacher import train_teacher
-from kdtune.train import TeacherLogits
 
 
 @pytest.fixture(scope="module")

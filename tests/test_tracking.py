@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from conftest import tiny_study_spec
 
-from kdtune.results import read_results
-from kdtune.results import read_trials
-from kdtune.study import RunOptions
-from kdtune.study import run_study
-from kdtune.tracking import ALPHA_MEANING
-from kdtune.tracking import TEACHERS_LOGGED
-from kdtune.tracking import WandbTracker
-from kdtune.tracking import tracking_callbacks
+from kdtune.records.results import read_results
+from kdtune.records.results import read_trials
+from kdtune.study.driver import RunOptions
+from kdtune.study.driver import run_study
+from kdtune.study.tracking import ALPHA_MEANING
+from kdtune.study.tracking import TEACHERS_LOGGED
+from kdtune.study.tracking import WandbTracker
+from kdtune.study.tracking import tracking_callbacks
 from kdtune.wandb_settings import resolve_mode
 from kdtune.wandb_settings import sync_command
 
@@ -161,7 +161,7 @@ def test_teachers_are_runs_too_and_are_logged_once(tracked_study: Path,
     # What `kdtune resume` does: the driver builds the callbacks again; teacher runs are not repeated.
     before = offline_runs(tracked_study)
     spec = tiny_study_spec("tracked", tracking={"wandb": {"mode": "offline", "project": "kdtune-tests"}})
-    from kdtune.conditions import expand
+    from kdtune.spec.conditions import expand
 
     callbacks = tracking_callbacks(spec, tracked_study, expand(spec), teachers)
     assert len(callbacks) == 1 and offline_runs(tracked_study) == before

@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from kdtune.data import load_dataset
+from kdtune.cache.teacher import TeacherSpec
+from kdtune.cache.teacher import train_teacher
+from kdtune.core.data import load_dataset
+from kdtune.core.train import TrainConfig
+from kdtune.core.train import Trainer
+from kdtune.core.train import class_metrics
+from kdtune.core.train import train_student
 from kdtune.errors import SpecError
-from kdtune.models import build_model
-from kdtune.teacher import TeacherSpec
-from kdtune.teacher import train_teacher
-from kdtune.train import TrainConfig
-from kdtune.train import Trainer
-from kdtune.train import class_metrics
-from kdtune.train import train_student
+from kdtune.tasks.image.models import build_model
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.fs
 import pytest
 
-from kdtune.trial import newest_checkpoint
+from kdtune.study.trial import newest_checkpoint
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def trial(ray_local: None, short_tmp: Path) -> Iterator[tuple[Any, Path]]:
     from ray.train._internal.storage import StorageContext
     from ray.tune.trainable.function_trainable import wrap_function
 
-    from kdtune.trial import run_trial
+    from kdtune.study.trial import run_trial
 
     cls = wrap_function(tune.with_parameters(run_trial, payloads={}, study={}))
     storage = StorageContext(storage_path=str(short_tmp), experiment_dir_name="kdtune", trial_dir_name="t1")

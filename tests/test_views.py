@@ -17,22 +17,22 @@ from kdtune.cache import logits_key
 from kdtune.cache.keys import views_key
 from kdtune.cache.parquet import decode_views
 from kdtune.cache.parquet import encode_views
+from kdtune.cache.teacher import TeacherSpec
 from kdtune.cli import main
-from kdtune.data import load_dataset
-from kdtune.distill import kd_loss
+from kdtune.core.data import load_dataset
+from kdtune.core.distill import kd_loss
+from kdtune.core.train import Augment
+from kdtune.core.train import TrainConfig
+from kdtune.core.train import Trainer
+from kdtune.core.train import train_student
 from kdtune.errors import SpecError
-from kdtune.models import build_model
-from kdtune.teacher import TeacherSpec
-from kdtune.train import Augment
-from kdtune.train import TrainConfig
-from kdtune.train import Trainer
-from kdtune.train import train_student
-from kdtune.views import InlineTeacher
-from kdtune.views import ViewSpec
-from kdtune.views import densify
-from kdtune.views import render
-from kdtune.views import sparsify
-from kdtune.views import view_cache_bytes
+from kdtune.tasks.image.models import build_model
+from kdtune.tasks.image.views import InlineTeacher
+from kdtune.tasks.image.views import ViewSpec
+from kdtune.tasks.image.views import densify
+from kdtune.tasks.image.views import render
+from kdtune.tasks.image.views import sparsify
+from kdtune.tasks.image.views import view_cache_bytes
 
 
 SPEC = ViewSpec(Augment(shift=2, rotate=10.0), views=3, seed=0)
@@ -295,8 +295,8 @@ def test_the_size_check_refuses_in_the_cache_before_the_teacher_runs(digits, tmp
 def test_a_study_with_views_trains_every_trial_on_them(ray_local: None, tmp_path: Path) -> None:
     from conftest import tiny_study_spec
 
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
 
     spec = tiny_study_spec("views", student={"arch": "mlp", "epochs": 2, "kwargs": {"widths": [16]}, "lr": 3e-3,
                                              "augment": {"shift": 1, "rotate": 5}, "views": 2},

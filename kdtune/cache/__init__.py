@@ -17,7 +17,7 @@ Teachers a user brings (``docs/byo.md``): a ``checkpoint`` teacher is never trai
 ``teachers/``; its identity is its weights fingerprint + the dataset fingerprint (:func:`checkpoint_teacher_key`)
 and its logits entry is keyed like any other. **Imported** logits (:meth:`LogitCache.import_logits`,
 ``kdtune cache import``) have no teacher: their key hashes the logits themselves and the dataset's *samples*
-(:meth:`~kdtune.data.DataBundle.samples_fingerprint`: inputs and clean labels, not the noisy labels), so one
+(:meth:`~kdtune.core.data.DataBundle.samples_fingerprint`: inputs and clean labels, not the noisy labels), so one
 import serves every noise level of the same dataset, subset and split; a study names it with ``teacher.logits``.
 
 Layout under the root (a local folder, or any pyarrow filesystem URI such as ``s3://bucket/prefix``)::

@@ -15,7 +15,7 @@ from typing import Any
 
 
 if TYPE_CHECKING:
-    from kdtune.teacher import TeacherSpec
+    from kdtune.cache.teacher import TeacherSpec
 
 
 #: Bumped whenever the file layout, schema or metadata change: old entries then simply stop matching.
@@ -34,7 +34,7 @@ def default_cache_root() -> str | Path:
 
 def teacher_key(spec: TeacherSpec, data_fingerprint: str) -> str:
     """The key of a teacher checkpoint: what it was trained from, not what it became."""
-    from kdtune.data import PREPROCESSING_VERSION
+    from kdtune.core.data import PREPROCESSING_VERSION
 
     return _hash({"kind": "teacher", "format": CACHE_FORMAT_VERSION, "spec": spec.to_dict(),
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
@@ -42,7 +42,7 @@ def teacher_key(spec: TeacherSpec, data_fingerprint: str) -> str:
 
 def logits_key(weights_fingerprint: str, data_fingerprint: str, dtype: str = "float32") -> str:
     """The key of a logits entry: the exact weights and the exact data, so equal keys mean equal logits."""
-    from kdtune.data import PREPROCESSING_VERSION
+    from kdtune.core.data import PREPROCESSING_VERSION
 
     return _hash({"kind": "logits", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
@@ -50,7 +50,7 @@ def logits_key(weights_fingerprint: str, data_fingerprint: str, dtype: str = "fl
 
 def checkpoint_teacher_key(weights_fingerprint: str, data_fingerprint: str) -> str:
     """The identity of a teacher loaded from the user's checkpoint: its weights and the data it runs on."""
-    from kdtune.data import PREPROCESSING_VERSION
+    from kdtune.core.data import PREPROCESSING_VERSION
 
     return _hash({"kind": "teacher-checkpoint", "format": CACHE_FORMAT_VERSION, "weights": weights_fingerprint,
                   "data": data_fingerprint, "preprocessing": PREPROCESSING_VERSION})
@@ -58,7 +58,7 @@ def checkpoint_teacher_key(weights_fingerprint: str, data_fingerprint: str) -> s
 
 def imported_logits_key(content_fingerprint: str, samples_fingerprint: str, dtype: str = "float32") -> str:
     """The key of imported logits: their content and the samples (not the labels) they belong to."""
-    from kdtune.data import PREPROCESSING_VERSION
+    from kdtune.core.data import PREPROCESSING_VERSION
 
     return _hash({"kind": "imported-logits", "format": CACHE_FORMAT_VERSION, "logits": content_fingerprint,
                   "samples": samples_fingerprint, "preprocessing": PREPROCESSING_VERSION, "dtype": dtype})
@@ -66,7 +66,7 @@ def imported_logits_key(content_fingerprint: str, samples_fingerprint: str, dtyp
 
 def views_key(logits_key: str, views: dict[str, Any], top_k: int | None) -> str:
     """The key of a per-view entry: the un-augmented entry it extends (teacher weights, data, dtype), the views'
-    augmentation, number, data seed and format (:meth:`kdtune.views.ViewSpec.to_dict`), and the top-k."""
+    augmentation, number, data seed and format (:meth:`kdtune.tasks.image.views.ViewSpec.to_dict`), and the top-k."""
     return _hash({"kind": "views", "format": CACHE_FORMAT_VERSION, "logits": logits_key, "views": views,
                   "top_k": top_k})
 

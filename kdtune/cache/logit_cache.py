@@ -58,13 +58,13 @@ from kdtune.errors import one_line
 if TYPE_CHECKING:  # torch and the core load only where an entry is built or read: `kdtune cache ls` is quick
     import torch
 
-    from kdtune.data import DataBundle
-    from kdtune.teacher import Teacher
-    from kdtune.teacher import TeacherSpec
-    from kdtune.train import EpochMetrics
-    from kdtune.train import TeacherLogits
-    from kdtune.views import ViewLogits
-    from kdtune.views import ViewSpec
+    from kdtune.cache.teacher import Teacher
+    from kdtune.cache.teacher import TeacherSpec
+    from kdtune.core.data import DataBundle
+    from kdtune.core.train import EpochMetrics
+    from kdtune.core.train import TeacherLogits
+    from kdtune.tasks.image.views import ViewLogits
+    from kdtune.tasks.image.views import ViewSpec
 
 
 _LOG = logging.getLogger(__name__)
@@ -144,9 +144,9 @@ class LogitCache:
             device: where the teacher trains and runs (default: CUDA when available, else CPU).
             threads: CPU threads for torch while training (``None`` leaves the setting alone).
             full_curve: measure test and flipped-label metrics at every teacher epoch, not only at the selected
-                one (:func:`~kdtune.teacher.train_teacher`); a cached teacher keeps the curve it was built with.
+                one (:func:`~kdtune.cache.teacher.train_teacher`); a cached teacher keeps the curve it was built with.
         """
-        from kdtune.teacher import train_teacher
+        from kdtune.cache.teacher import train_teacher
 
         if dtype not in DTYPES:
             raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
@@ -180,16 +180,16 @@ class LogitCache:
         max_bytes: int | None = None,
         device: torch.device | str | None = None,
     ) -> ViewLogits:
-        """The teacher's logits for the V views of every training image (:mod:`kdtune.views`), from the cache or
+        """The teacher's logits for the V views of every training image (:mod:`kdtune.tasks.image.views`), from the cache or
         computed once (V teacher forward passes over the training split) and cached.
 
         Refused with one :class:`SpecError` line before anything is computed: inputs that are not images, a
-        ``top_k`` above the class count, and logits over ``max_bytes`` (:func:`kdtune.views.check_views`). The
+        ``top_k`` above the class count, and logits over ``max_bytes`` (:func:`kdtune.tasks.image.views.check_views`). The
         entry (``views/<key>/train.parquet``) is keyed by ``prepared``'s logits entry (teacher weights, data),
         the views (augmentation, V, data seed) and ``top_k``; it is verified on every read like any other file,
         and its stored view seeds must be the ones the views are rendered from.
         """
-        from kdtune.views import check_views
+        from kdtune.tasks.image.views import check_views
 
         check_views(spec, tuple(data.train.x.shape), data.num_classes, top_k=top_k, max_bytes=max_bytes)
         if prepared.teacher is None:
@@ -223,7 +223,7 @@ class LogitCache:
         ``logits_cached`` and ``action``: ``cached``, ``compute logits`` (one teacher forward pass),
         ``train teacher`` or ``missing`` (imported logits not in this cache; ``problem`` says why).
         """
-        from kdtune.teacher import load_checkpoint_teacher
+        from kdtune.cache.teacher import load_checkpoint_teacher
 
         data_fp = data.fingerprint()
         if spec.logits:
@@ -259,8 +259,8 @@ class LogitCache:
         ``data.num_classes``, every value finite. The entry is keyed by its content and the dataset's samples
         (:func:`imported_logits_key`); importing the same logits again returns the existing entry.
         """
-        from kdtune.teacher import teacher_diagnostics
-        from kdtune.train import TeacherLogits
+        from kdtune.cache.teacher import teacher_diagnostics
+        from kdtune.core.train import TeacherLogits
 
         if dtype not in DTYPES:
             raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
@@ -364,9 +364,9 @@ class LogitCache:
     def _prepare_checkpoint(self, spec: TeacherSpec, data: DataBundle, dtype: str,
                             device: torch.device | str | None) -> PreparedTeacher:
         """A user's weights: loaded and fingerprinted; logits from the cache, else one forward pass. Never trained."""
-        from kdtune.teacher import check_output
-        from kdtune.teacher import given_curve
-        from kdtune.teacher import load_checkpoint_teacher
+        from kdtune.cache.teacher import check_output
+        from kdtune.cache.teacher import given_curve
+        from kdtune.cache.teacher import load_checkpoint_teacher
 
         teacher = load_checkpoint_teacher(spec, data, check=False)
         data_fp = data.fingerprint()
@@ -389,8 +389,8 @@ class LogitCache:
 
     def _prepare_imported(self, key: str, data: DataBundle) -> PreparedTeacher:
         """Imported logits: read verified against ``data``'s samples; diagnostics against its (noisy) labels."""
-        from kdtune.teacher import teacher_diagnostics
-        from kdtune.train import TeacherLogits
+        from kdtune.cache.teacher import teacher_diagnostics
+        from kdtune.core.train import TeacherLogits
 
         try:
             arrays, _ = self._read_logits(key, data)
@@ -437,12 +437,12 @@ class LogitCache:
         """
         import torch
 
-        from kdtune.teacher import EnsembleModel
-        from kdtune.teacher import given_curve
-        from kdtune.teacher import teacher_diagnostics
-        from kdtune.teacher import teacher_logits
-        from kdtune.train import TeacherLogits
-        from kdtune.train import default_device
+        from kdtune.cache.teacher import EnsembleModel
+        from kdtune.cache.teacher import given_curve
+        from kdtune.cache.teacher import teacher_diagnostics
+        from kdtune.cache.teacher import teacher_logits
+        from kdtune.core.train import TeacherLogits
+        from kdtune.core.train import default_device
 
         key = logits_key(teacher.fingerprint, data_fp, dtype)
         teacher.model.to(device if device is not None else default_device())
@@ -474,7 +474,7 @@ class LogitCache:
         self, key: str, tkey: str, teacher: Teacher, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
         hit: bool, trained: bool,
     ) -> PreparedTeacher:
-        from kdtune.train import TeacherLogits
+        from kdtune.core.train import TeacherLogits
 
         logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
         return PreparedTeacher(key=key, teacher_key=tkey, teacher=teacher, logits=logits, arrays=arrays,
@@ -502,7 +502,7 @@ class LogitCache:
 
     def _write_teacher(self, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str) -> None:
         """Weights first (named by their fingerprint), then the sidecar that names them."""
-        from kdtune.teacher import teacher_to_bytes
+        from kdtune.cache.teacher import teacher_to_bytes
 
         weights, sidecar = teacher_to_bytes(teacher)
         meta = json.loads(sidecar)
@@ -530,7 +530,7 @@ class LogitCache:
         return meta, sidecar, weights
 
     def _read_teacher(self, tkey: str, data: DataBundle) -> Teacher:
-        from kdtune.teacher import teacher_from_bytes
+        from kdtune.cache.teacher import teacher_from_bytes
 
         _, sidecar, weights = self._check_teacher_files(tkey)
         try:
@@ -583,9 +583,9 @@ class LogitCache:
     def _build_views(self, key: str, prepared: PreparedTeacher, data: DataBundle, spec: ViewSpec,
                      top_k: int | None, device: torch.device | str | None) -> ViewLogits:
         """V teacher forward passes over the rendered views, written as one verified file and read back."""
-        from kdtune.train import default_device
-        from kdtune.views import compute_view_logits
-        from kdtune.views import sparsify
+        from kdtune.core.train import default_device
+        from kdtune.tasks.image.views import compute_view_logits
+        from kdtune.tasks.image.views import sparsify
 
         teacher = prepared.teacher
         assert teacher is not None
@@ -611,8 +611,8 @@ class LogitCache:
     def _decode_views(self, key: str) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
         """The file of entry ``key``, verified on its own: codec checks, its key, and its seeds against the
         views its metadata names."""
-        from kdtune.train import Augment
-        from kdtune.views import ViewSpec
+        from kdtune.core.train import Augment
+        from kdtune.tasks.image.views import ViewSpec
 
         path = f"views/{key}/train.parquet"
         shown = self._store.show(path)
@@ -635,7 +635,7 @@ class LogitCache:
 
     def _read_views(self, key: str, data: DataBundle, spec: ViewSpec) -> ViewLogits:
         """The entry, verified (see :meth:`_decode_views`) and against ``data`` and ``spec``."""
-        from kdtune.views import ViewLogits
+        from kdtune.tasks.image.views import ViewLogits
 
         arrays, _, meta = self._decode_views(key)
         shown = self._store.show(f"views/{key}/train.parquet")
@@ -714,7 +714,7 @@ def _entry_metadata(
     key: str, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str, dtype: str, diagnostics: dict[str, Any]
 ) -> dict[str, Any]:
     """What every split file of an entry records about where its logits came from."""
-    from kdtune.data import PREPROCESSING_VERSION
+    from kdtune.core.data import PREPROCESSING_VERSION
 
     return {
         "format_version": CACHE_FORMAT_VERSION,
@@ -760,7 +760,7 @@ def _check_imported(arrays: dict[str, np.ndarray], data: DataBundle, source: str
 def _imported_metadata(key: str, content: str, samples: str, source: str, data: DataBundle, dtype: str,
                        diagnostics: dict[str, Any]) -> dict[str, Any]:
     """What every split file of an imported entry records: where the logits came from, and for which samples."""
-    from kdtune.data import PREPROCESSING_VERSION
+    from kdtune.core.data import PREPROCESSING_VERSION
 
     return {
         "format_version": CACHE_FORMAT_VERSION,
@@ -816,7 +816,7 @@ def _created_ts(created: str | None, files: list[pafs.FileInfo]) -> float:
 def _rebuild_dataset(record: dict[str, Any], loaded: dict[str, DataBundle | None]) -> DataBundle | None:
     """The dataset an entry was built from, rebuilt from its description when that is possible here and gives
     the recorded fingerprint; None otherwise (a loader is never called: verifying must not run code)."""
-    from kdtune.data import load_dataset
+    from kdtune.core.data import load_dataset
 
     description = dict(record.get("description") or {})
     text = json.dumps(description, sort_keys=True, default=str)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 
 if TYPE_CHECKING:
-    from kdtune.data import Split
+    from kdtune.core.data import Split
 
 
 SPLITS = ("train", "val", "test")
@@ -112,7 +112,7 @@ def _schema_line(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name}: {f.type}" for f in schema)
 
 
-# -- per-view files (kdtune.views): one row per (image, view), dense logits or top-k ------------------------
+# -- per-view files (kdtune.tasks.image.views): one row per (image, view), dense logits or top-k ------------------------
 
 VIEW_ARRAYS = {"dense": ("logits",), "sparse": ("top_values", "top_classes", "rest_lse", "rest_mean")}
 
@@ -132,7 +132,7 @@ def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, m
     """Per-view logits as Parquet bytes: row ``i * views + v`` is view ``v`` of image ``i``, with its seed.
 
     ``arrays`` holds ``logits`` (rows, K) float32, or ``top_values`` / ``top_classes`` (rows, k), ``rest_lse`` and
-    ``rest_mean`` (rows,) for top-k rows (:func:`kdtune.views.sparsify`). Same codec choices and checks as
+    ``rest_mean`` (rows,) for top-k rows (:func:`kdtune.tasks.image.views.sparsify`). Same codec choices and checks as
     :func:`encode` (one row group, page CRCs, sha256).
     """
     sparse = "top_values" in arrays

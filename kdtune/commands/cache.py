@@ -143,10 +143,10 @@ def _prune(cache: Any, days: float, *, dry_run: bool) -> int:
 
 
 def _import(cache: Any, args: argparse.Namespace) -> int:
-    from kdtune.data import load_dataset
+    from kdtune.core.data import load_dataset
 
     if args.spec:
-        from kdtune.spec import load_spec
+        from kdtune.spec.schema import load_spec
 
         d = load_spec(args.spec, overrides=args.overrides).dataset
         options = {"name": d.name, "files": d.files, "data_root": d.data_root, "download": d.download,
@@ -187,7 +187,7 @@ def read_logits_file(path: str) -> dict[str, Any]:
     import numpy as np
 
     from kdtune.cache import SPLITS
-    from kdtune.data import read_bytes
+    from kdtune.core.data import read_bytes
     from kdtune.errors import DataError
 
     raw = read_bytes(path, field="LOGITS")

@@ -141,16 +141,16 @@ def _distill(args: argparse.Namespace) -> int:
     import os
 
     from kdtune.cache import LogitCache
-    from kdtune.data import load_dataset
-    from kdtune.distill import check_alpha
+    from kdtune.cache.teacher import TeacherSpec
+    from kdtune.cache.teacher import build_checked
+    from kdtune.core.data import load_dataset
+    from kdtune.core.distill import check_alpha
+    from kdtune.core.train import TrainConfig
+    from kdtune.core.train import train_student
     from kdtune.errors import SpecError
-    from kdtune.models import build_model
-    from kdtune.spec import DEFAULT_CACHE_MAX_BYTES
-    from kdtune.teacher import TeacherSpec
-    from kdtune.teacher import build_checked
-    from kdtune.train import TrainConfig
-    from kdtune.train import train_student
-    from kdtune.views import check_views
+    from kdtune.spec.schema import DEFAULT_CACHE_MAX_BYTES
+    from kdtune.tasks.image.models import build_model
+    from kdtune.tasks.image.views import check_views
 
     # Validate every option before loading data or training anything.
     check_alpha(args.alpha, field="--alpha")
@@ -221,10 +221,10 @@ def _distill(args: argparse.Namespace) -> int:
 
 def _view_spec(args: argparse.Namespace) -> Any:
     """The students' views (``--student-augment``, ``--views``), or None; ``--views`` / ``--top-k`` need them."""
+    from kdtune.core.train import Augment
     from kdtune.errors import SpecError
-    from kdtune.spec import DEFAULT_VIEWS
-    from kdtune.train import Augment
-    from kdtune.views import ViewSpec
+    from kdtune.spec.schema import DEFAULT_VIEWS
+    from kdtune.tasks.image.views import ViewSpec
 
     augment = _recipe(args.student_augment, "--student-augment", ("shift", "rotate"))
     if not augment:

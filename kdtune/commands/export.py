@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdtune.export import export
+    from kdtune.analysis.export import export
 
     card = export(Path(args.study), args.condition, Path(args.out), seed=args.seed, cache_dir=args.cache_dir,
                   threads=args.threads)

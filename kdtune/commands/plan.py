@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kdtune.errors import SpecError
-    from kdtune.estimate import make_plan
-    from kdtune.spec import load_spec
+    from kdtune.spec.schema import load_spec
+    from kdtune.study.estimate import make_plan
 
     for flag, value in (("--cpus", args.cpus), ("--max-concurrent", args.max_concurrent)):
         if value is not None and value < 1:
@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
 def _print(result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from kdtune.estimate import duration
-    from kdtune.estimate import estimate_line
+    from kdtune.study.estimate import duration
+    from kdtune.study.estimate import estimate_line
     from kdtune.tables import console as make_console
     from kdtune.tables import name_column
 

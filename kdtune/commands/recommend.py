@@ -46,14 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdtune.recommendation import default_output
-    from kdtune.recommendation import recommend
-    from kdtune.recommendation import write_recommendation
+    from kdtune.analysis.recommendation import default_output
+    from kdtune.analysis.recommendation import recommend
+    from kdtune.analysis.recommendation import write_recommendation
 
     report = recommend(args.study_dirs, margin=args.margin)
     path = write_recommendation(report, args.out or default_output(args.study_dirs))
     if len(args.study_dirs) == 1:
-        from kdtune.dashboard import mark_recommendation
+        from kdtune.records.dashboard import mark_recommendation
 
         mark_recommendation(args.study_dirs[0], report)  # for Optuna's dashboard
     if args.format == "json":

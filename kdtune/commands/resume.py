@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kdtune.commands.run import finish
     from kdtune.commands.run import quiet_libraries
-    from kdtune.study import resume_study
+    from kdtune.study.driver import resume_study
 
     quiet_libraries(args.debug or args.verbose)
     study_dir = resume_study(Path(args.study_dir), address=args.address or os.environ.get("RAY_ADDRESS"),

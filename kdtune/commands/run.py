@@ -58,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from kdtune.errors import SpecError
-    from kdtune.spec import load_spec
-    from kdtune.study import RunOptions
-    from kdtune.study import run_study
-    from kdtune.study_folder import StudyFolder
+    from kdtune.records.folder import StudyFolder
+    from kdtune.spec.schema import load_spec
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
 
     if args.out and "://" in args.out:
         raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
@@ -89,8 +89,8 @@ def print_estimate(spec: Any, options: Any) -> None:
     import time
 
     from kdtune.errors import KdtuneError
-    from kdtune.estimate import estimate_line
-    from kdtune.estimate import make_plan
+    from kdtune.study.estimate import estimate_line
+    from kdtune.study.estimate import make_plan
 
     start = time.perf_counter()
     import ray.tune  # noqa: F401 - timed: what each Ray worker pays
@@ -107,12 +107,12 @@ def print_estimate(spec: Any, options: Any) -> None:
 def finish(study_dir: Path) -> int:
     """End a run (or resume) with the answer: the recommendation per condition as ``kdtune recommend`` prints
     it, written to ``recommendation.json`` and marked in the Optuna studies; then the commands that show more."""
+    from kdtune.analysis.recommendation import default_output
+    from kdtune.analysis.recommendation import recommend
+    from kdtune.analysis.recommendation import write_recommendation
     from kdtune.commands.recommend import print_recommendation
-    from kdtune.dashboard import mark_recommendation
-    from kdtune.recommendation import default_output
-    from kdtune.recommendation import recommend
-    from kdtune.recommendation import write_recommendation
-    from kdtune.study_folder import StudyFolder
+    from kdtune.records.dashboard import mark_recommendation
+    from kdtune.records.folder import StudyFolder
 
     if StudyFolder(study_dir).meta().get("finished_at") is None:
         print(f"kdtune: interrupted: continue with `kdtune resume {study_dir}`", file=sys.stderr)

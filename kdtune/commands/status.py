@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from kdtune.status import from_files
-    from kdtune.status import render
+    from kdtune.records.status import from_files
+    from kdtune.records.status import render
 
     summary = from_files(Path(args.study_dir))
     if args.format == "json":

@@ -5,7 +5,7 @@ comparison as a W&B Report (:func:`build_wandb_report`, published by ``kdtune re
 alpha is the weight on the true labels: alpha = 1 means no distillation. Every axis that shows alpha is
 labelled :data:`ALPHA_LABEL`.
 
-A *run* (one seed of one trial) is scored the way :mod:`kdtune.scoring` says: the validation objective at the
+A *run* (one seed of one trial) is scored the way :mod:`kdtune.analysis.scoring` says: the validation objective at the
 run's best validation epoch selects, the test metric at that same epoch is reported. Means and intervals use
 the runs of COMPLETE trials; runs of RUNNING (snapshot of a study still going) or PRUNED trials are drawn
 hollow and left out of the means. The panels:

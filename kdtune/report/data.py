@@ -1,4 +1,4 @@
-"""A study folder read for the report: each run scored (:mod:`kdtune.scoring`), the trials, each trial's
+"""A study folder read for the report: each run scored (:mod:`kdtune.analysis.scoring`), the trials, each trial's
 learning curve, and each configuration's runs (:class:`Configuration`)."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
-from kdtune.scoring import METRICS
-from kdtune.scoring import ParamsView
-from kdtune.scoring import ScoredRun as Run
-from kdtune.scoring import finite
-from kdtune.scoring import score_runs
+from kdtune.analysis.scoring import METRICS
+from kdtune.analysis.scoring import ParamsView
+from kdtune.analysis.scoring import ScoredRun as Run
+from kdtune.analysis.scoring import finite
+from kdtune.analysis.scoring import score_runs
 
 
 if TYPE_CHECKING:
 
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import StudySpec
 
 
 @dataclass
@@ -98,9 +98,9 @@ class StudyData:
 
 def load_study(study_dir: Path) -> StudyData:
     """Read a study folder (finished, or a snapshot of one still running)."""
-    from kdtune.results import read_results
-    from kdtune.results import read_trials
-    from kdtune.study_folder import StudyFolder
+    from kdtune.records.folder import StudyFolder
+    from kdtune.records.results import read_results
+    from kdtune.records.results import read_trials
 
     study_dir = Path(study_dir)
     folder = StudyFolder(study_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
-from kdtune.scoring import finite
+from kdtune.analysis.scoring import finite
 
 
 if TYPE_CHECKING:

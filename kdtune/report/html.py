@@ -1,5 +1,5 @@
 """The report's HTML: self-contained (figures as base64 PNGs, inline CSS, opens offline), with each study's
-status, verdicts (from :func:`kdtune.recommendation.recommend`) and trials."""
+status, verdicts (from :func:`kdtune.analysis.recommendation.recommend`) and trials."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdtune.analysis.scoring import finite
 from kdtune.errors import MAX_NOTE
 from kdtune.errors import one_line
 from kdtune.report.data import StudyData
 from kdtune.report.figures import ALPHA_LABEL
 from kdtune.report.figures import Figure
 from kdtune.report.view import View
-from kdtune.scoring import finite
 
 
 @dataclass
@@ -32,17 +32,17 @@ class Section:
 
 
 def study_verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
-    """Per condition, the verdict of :func:`kdtune.recommendation.recommend` on this study alone (or a note why
+    """Per condition, the verdict of :func:`kdtune.analysis.recommendation.recommend` on this study alone (or a note why
     there is none)."""
+    from kdtune.analysis.recommendation import recommend
     from kdtune.errors import KdtuneError
-    from kdtune.recommendation import recommend
 
     try:
         result = recommend([study_dir])
     except KdtuneError as exc:
         return {}, f"No recommendation yet: {exc}"
     except Exception as exc:  # the report stands without verdicts
-        return {}, f"No recommendation: kdtune.recommendation failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})"
+        return {}, f"No recommendation: kdtune.analysis.recommendation failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})"
     return {c["key"]: (c.get("verdict") or {}).get("text", "") for c in result.get("conditions", [])}, None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from kdtune.analysis.scoring import finite
 from kdtune.errors import MAX_NOTE
 from kdtune.errors import one_line
 from kdtune.report.data import Configuration
@@ -26,7 +27,6 @@ from kdtune.report.figures import subplots
 from kdtune.report.view import Series
 from kdtune.report.view import View
 from kdtune.report.view import titled
-from kdtune.scoring import finite
 
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def _importances(view: View, folder: Path) -> Figure | str | None:
 def _condition_importances(data: StudyData, condition: str, storage: Any) -> tuple[dict[str, float] | None, str]:
     import optuna
 
-    from kdtune.rules import optuna_study_name
+    from kdtune.spec.rules import optuna_study_name
 
     try:
         study = optuna.load_study(study_name=optuna_study_name(data.spec.name, condition), storage=storage)
@@ -318,8 +318,8 @@ def _condition_importances(data: StudyData, condition: str, storage: Any) -> tup
 
 
 def _optuna_storage(data: StudyData) -> tuple[Any, str]:
-    from kdtune.optuna_storage import make_storage
-    from kdtune.study_folder import StudyFolder
+    from kdtune.records.folder import StudyFolder
+    from kdtune.records.optuna_storage import make_storage
 
     url = StudyFolder(data.path).storage_url()
     if url is None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kdtune.analysis.scoring import finite
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
 from kdtune.report.data import load_study
 from kdtune.report.figures import ALPHA_LABEL
 from kdtune.report.html import study_verdicts
-from kdtune.scoring import finite
 
 
 def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | None = None) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kdtune.errors import UsageError
+from kdtune.records.folder import atomic_write
 from kdtune.report.data import load_study
 from kdtune.report.figures import ALPHA_LABEL
 from kdtune.report.figures import Figure
@@ -19,7 +20,6 @@ from kdtune.report.html import render_html
 from kdtune.report.html import study_verdicts
 from kdtune.report.panels import panels_for
 from kdtune.report.view import View
-from kdtune.study_folder import atomic_write
 
 
 REPORT_HTML = "report.html"

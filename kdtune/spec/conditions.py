@@ -15,9 +15,9 @@ from typing import Any
 
 
 if TYPE_CHECKING:
-    from kdtune.data import DataBundle
-    from kdtune.spec import StudySpec
-    from kdtune.teacher import TeacherSpec
+    from kdtune.cache.teacher import TeacherSpec
+    from kdtune.core.data import DataBundle
+    from kdtune.spec.schema import StudySpec
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Condition:
                f"({self.teacher_epochs} epochs, seed {self.teacher_seed}), student {self.student_arch}"
 
     def load_data(self, spec: StudySpec) -> DataBundle:
-        from kdtune.data import load_dataset
+        from kdtune.core.data import load_dataset
 
         d = spec.dataset
         return load_dataset(self.dataset, data_root=d.data_root, download=d.download, train_size=d.train_size,
@@ -53,7 +53,7 @@ class Condition:
         return spec.dataset.files if self.dataset == spec.dataset.name else None
 
     def teacher_spec(self, spec: StudySpec) -> TeacherSpec:
-        from kdtune.teacher import TeacherSpec
+        from kdtune.cache.teacher import TeacherSpec
 
         t = spec.teacher
         return TeacherSpec(arch=t.arch, epochs=self.teacher_epochs, lr=t.lr, batch_size=t.batch_size,

@@ -6,13 +6,13 @@ Reads only study folders (``study.json``, ``teachers.json``, ``results.parquet``
 returns a JSON-ready dict whose schema ``docs/recommendation_schema.md`` documents (``SCHEMA_VERSION``).
 No Ray, no Optuna, no W&B, no torch. The method, in short (the schema document has the details):
 
-* runs are scored at their best validation epoch (:mod:`kdtune.scoring`); only COMPLETE trials count;
+* runs are scored at their best validation epoch (:mod:`kdtune.analysis.scoring`); only COMPLETE trials count;
 * the recommended alpha and T come from a smooth surface fitted to the search's configurations, with a
-  parametric-bootstrap interval and the near-optimal range (:mod:`kdtune.alpha_fit`);
+  parametric-bootstrap interval and the near-optimal range (:mod:`kdtune.analysis.alpha_fit`);
 * verdicts (distil / hurts / no gain / inconclusive) come from confirmation runs only: the recommended
   configuration and alpha = 1 re-run on fresh paired seeds, judged with a repeated confidence interval that
   stays valid under adaptive confirmation and is Bonferroni-adjusted over the conditions
-  (:mod:`kdtune.verdicts`, :mod:`kdtune.sequential`). Without them the verdict is ``unconfirmed`` and the
+  (:mod:`kdtune.analysis.verdicts`, :mod:`kdtune.analysis.sequential`). Without them the verdict is ``unconfirmed`` and the
   search's own gain is shown as optimistic.
 
 Every interval covers student-seed noise only: the data draw, the teacher and the validation set are fixed
@@ -34,26 +34,26 @@ from typing import Any
 
 import numpy as np
 
-from kdtune.alpha_fit import Fit
-from kdtune.alpha_fit import Point
-from kdtune.alpha_fit import fit_alpha
-from kdtune.conditions import Condition
+from kdtune.analysis.alpha_fit import Fit
+from kdtune.analysis.alpha_fit import Point
+from kdtune.analysis.alpha_fit import fit_alpha
+from kdtune.analysis.scoring import CONFIDENCE
+from kdtune.analysis.scoring import METRICS
+from kdtune.analysis.scoring import Metric
+from kdtune.analysis.scoring import finite
+from kdtune.analysis.scoring import score_runs
+from kdtune.analysis.scoring import t_estimate
+from kdtune.analysis.sequential import Design
+from kdtune.analysis.sequential import seeds_to_resolve
+from kdtune.analysis.verdicts import FAMILY_CONFIDENCE
+from kdtune.analysis.verdicts import ConfirmedArm
+from kdtune.analysis.verdicts import confirm
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.scoring import CONFIDENCE
-from kdtune.scoring import METRICS
-from kdtune.scoring import Metric
-from kdtune.scoring import finite
-from kdtune.scoring import score_runs
-from kdtune.scoring import t_estimate
-from kdtune.sequential import Design
-from kdtune.sequential import seeds_to_resolve
-from kdtune.study_folder import StudyFolder
-from kdtune.study_folder import atomic_write
+from kdtune.records.folder import StudyFolder
+from kdtune.records.folder import atomic_write
+from kdtune.spec.conditions import Condition
 from kdtune.trial_io import SEARCH_PARAMS
-from kdtune.verdicts import FAMILY_CONFIDENCE
-from kdtune.verdicts import ConfirmedArm
-from kdtune.verdicts import confirm
 
 
 SCHEMA_VERSION = 2
@@ -182,7 +182,7 @@ def _margin(spec: Any, points: float | None) -> float | None:
 
 def _design(studies: list[Study]) -> Design:
     """The confirmation looks: each study's rounds; pooled studies add their seeds look by look."""
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import StudySpec
 
     budgets = [StudySpec.model_validate(s.meta["spec"]).budget for s in studies]
     return Design(round_size=sum(b.confirm_repeats for b in budgets),
@@ -202,7 +202,7 @@ def _label(index: int, study_dirs: Sequence[str | os.PathLike[str]]) -> str:
 
 
 def _read_study(path: Path, metric: Metric, *, label: str) -> Study:
-    from kdtune.results import read_results
+    from kdtune.records.results import read_results
 
     folder = StudyFolder(path)
     meta = folder.meta()
@@ -230,7 +230,7 @@ def _read_study(path: Path, metric: Metric, *, label: str) -> Study:
 
 def _trial_states(path: Path, table: list[dict[str, Any]], by_key: dict[str, str]) -> dict[str, Counter[str]]:
     """Ended trials per state (``trials.parquet``: also those that wrote no rows), plus never-ended ones."""
-    from kdtune.results import read_trials
+    from kdtune.records.results import read_trials
 
     states: dict[str, Counter[str]] = {ident: Counter() for ident in by_key.values()}
     for trial in read_trials(path).select(["condition", "state"]).to_pylist():
@@ -400,7 +400,7 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
 
 
 def fit_search(searched: list[Arm], context: Context) -> Fit:
-    """The smooth fit over the search's configurations (see :mod:`kdtune.alpha_fit`); shared with the study's
+    """The smooth fit over the search's configurations (see :mod:`kdtune.analysis.alpha_fit`); shared with the study's
     confirmation, which confirms its maximum."""
     spec = context.spec
     means = _seed_adjusted_means(searched)

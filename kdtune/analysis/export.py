@@ -2,7 +2,7 @@
 
 alpha is the weight on the true labels: alpha = 1 means no distillation.
 
-The configuration is the one :func:`kdtune.recommendation.recommend` recommends for the condition (the
+The configuration is the one :func:`kdtune.analysis.recommendation.recommend` recommends for the condition (the
 confirmed configuration when its verdict is "distil", else the optimum of the surface fitted to the search;
 ``docs/recommendation_schema.md``). The student is trained from the study's cached teacher logits (no Ray; the
 teacher does not run when its logits are in the cache, and the entry is rebuilt the study's way when it was
@@ -22,26 +22,26 @@ from typing import Any
 
 from kdtune._version import __version__
 from kdtune.cache import LogitCache
-from kdtune.conditions import Condition
+from kdtune.core.train import TrainConfig
 from kdtune.errors import CacheError
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.study_folder import StudyFolder
-from kdtune.study_folder import atomic_write
-from kdtune.train import TrainConfig
+from kdtune.records.folder import StudyFolder
+from kdtune.records.folder import atomic_write
+from kdtune.spec.conditions import Condition
 
 
 if TYPE_CHECKING:
-    from kdtune.data import DataBundle
-    from kdtune.spec import StudySpec
-    from kdtune.train import EpochMetrics
-    from kdtune.train import TeacherLogits
+    from kdtune.core.data import DataBundle
+    from kdtune.core.train import EpochMetrics
+    from kdtune.core.train import TeacherLogits
+    from kdtune.spec.schema import StudySpec
 
 
 def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None = None,
            cache_dir: str | None = None, threads: int | None = None) -> dict[str, Any]:
     """Train the recommended student of the selected condition and write ``out`` + its model card (returned)."""
-    from kdtune.recommendation import recommend
+    from kdtune.analysis.recommendation import recommend
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()
@@ -76,13 +76,13 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
         "model": {"arch": condition.student_arch, "kwargs": dict(spec.student.kwargs),
                   "input_shape": list(data.input_shape), "num_classes": data.num_classes,
                   "weights": out.name, "format": "safetensors",
-                  "load": "kdtune.models.build_model(arch, input_shape=..., num_classes=..., kwargs=...) then "
+                  "load": "kdtune.tasks.image.models.build_model(arch, input_shape=..., num_classes=..., kwargs=...) then "
                           "load_state_dict(safetensors.torch.load_file(...))"},
         "alpha": config.alpha,
         "temperature": config.temperature,
         "params": {**params, "temperature": temperature},
         "seed": seed,
-        "selection": "kdtune.recommendation: " + report["method"]["recommended"],
+        "selection": "kdtune.analysis.recommendation: " + report["method"]["recommended"],
         "teacher": {"source": teacher_info.get("source", "trained"), "fingerprint": teacher_info.get("fingerprint"),
                     "teacher_key": teacher_info.get("teacher_key"), "cache_key": cache_key,
                     "cache_key_in_study": recorded_key, "logits_rebuilt": rebuilt,
@@ -108,7 +108,7 @@ def _teacher_logits(cache: LogitCache, recorded_key: str | None, condition: Cond
     """The condition's teacher logits from the cache entry the study recorded: (logits, cache key, rebuilt)."""
     import torch
 
-    from kdtune.train import TeacherLogits
+    from kdtune.core.train import TeacherLogits
 
     try:
         if recorded_key is None:
@@ -127,8 +127,8 @@ def _train_best(condition: Condition, spec: StudySpec, data: DataBundle, logits:
     study), and that epoch's metrics."""
     import copy
 
-    from kdtune.models import build_model
-    from kdtune.train import Trainer
+    from kdtune.core.train import Trainer
+    from kdtune.tasks.image.models import build_model
 
     model = build_model(condition.student_arch, input_shape=data.input_shape, num_classes=data.num_classes,
                         kwargs=dict(spec.student.kwargs), field="student.arch", seed=config.seed)

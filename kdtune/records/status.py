@@ -61,11 +61,11 @@ def epoch_weighted_eta(*, done_units: float, running_left: float, trials_left: i
 
 def from_files(study_dir: Path) -> dict[str, Any]:
     """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``."""
-    from kdtune.results import read_results
-    from kdtune.results import read_trials
-    from kdtune.rules import confirmation_trials
-    from kdtune.rules import trials_per_condition
-    from kdtune.study_folder import StudyFolder
+    from kdtune.records.folder import StudyFolder
+    from kdtune.records.results import read_results
+    from kdtune.records.results import read_trials
+    from kdtune.spec.rules import confirmation_trials
+    from kdtune.spec.rules import trials_per_condition
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()

@@ -6,7 +6,7 @@ A study folder holds everything a study produced::
       study.json          resolved spec, conditions, kdtune version, storage URL (password redacted)
       spec.yaml           the resolved spec, readable
       teachers.json       per condition: cache key, selected epoch, teacher diagnostics (and α* for linear)
-      results.parquet/    one row per (trial, seed, epoch)  -- see kdtune.results
+      results.parquet/    one row per (trial, seed, epoch)  -- see kdtune.records.results
       trials.parquet/     one row per ended trial
       optuna.db           the Optuna studies (SQLite default; --storage for PostgreSQL)
       tune/               Ray Tune's experiment (checkpoints; what `kdtune resume` restores)
@@ -33,7 +33,7 @@ from kdtune.errors import UsageError
 
 
 if TYPE_CHECKING:
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import StudySpec
 
 STUDY_JSON = "study.json"
 SPEC_YAML = "spec.yaml"
@@ -88,7 +88,7 @@ class StudyFolder:
     def spec(self) -> StudySpec:
         """The resolved spec recorded in ``study.json``."""
         from kdtune.errors import SpecError
-        from kdtune.spec import parse_spec
+        from kdtune.spec.schema import parse_spec
 
         meta = self.meta()
         try:
@@ -155,7 +155,7 @@ class StudyFolder:
 
 def _full_url(redacted: str) -> str | None:
     """The full URL this process was given for ``redacted`` (``remember_storage``), else None."""
-    from kdtune.optuna_storage import full_storage_url
+    from kdtune.records.optuna_storage import full_storage_url
 
     try:
         return full_storage_url(redacted)

@@ -7,7 +7,7 @@ read-only numpy views); the teacher never runs here. The trial checkpoints all i
 epoch, so a retried trial continues where it stopped.
 
 The objective of one seed is its validation objective at its best validation epoch so far (the earliest on
-ties, as :mod:`kdtune.scoring` scores a run); the trial's is the mean over seeds. Each report also carries
+ties, as :mod:`kdtune.analysis.scoring` scores a run); the trial's is the mean over seeds. Each report also carries
 ``scores``, every seed's (seed, objective, test metric at that epoch): the searcher's adaptive confirmation
 judges its rounds on them. A NaN loss ends the trial at once with ``nan: True`` (recorded as FAIL, not retried).
 The checkpoint also carries every result row so far; the first report after a restore replays them, so rows
@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow.fs
 import torch
 
-from kdtune.data import DataBundle
-from kdtune.data import LinearTruth
-from kdtune.data import Split
-from kdtune.train import TeacherLogits
+from kdtune.core.data import DataBundle
+from kdtune.core.data import LinearTruth
+from kdtune.core.data import Split
+from kdtune.core.train import TeacherLogits
 from kdtune.trial_io import TrialConfig
 from kdtune.trial_io import TrialResult
 
@@ -90,7 +90,7 @@ def run_trial(config: TrialConfig, *, payloads: dict[str, Any], study: dict[str,
     if data.task == "regression":
         tune.report(_linear_result(data, payload["teacher_weights"], params, config["seeds"], node_id))
         return
-    from kdtune.views import unpack_views
+    from kdtune.tasks.image.views import unpack_views
 
     views = unpack_views(payload.get("views"))  # the teacher's logits per augmented view, or None
     trainers, best = _students(data, logits, config, study, threads, views)
@@ -198,10 +198,10 @@ def _load_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
 
 def _students(data: DataBundle, logits: TeacherLogits | None, config: TrialConfig, study: dict[str, Any],
               threads: int, views: Any = None) -> tuple[list[Any], list[float]]:
-    from kdtune.models import build_model
-    from kdtune.train import TrainConfig
-    from kdtune.train import Trainer
-    from kdtune.train import student_recipe
+    from kdtune.core.train import TrainConfig
+    from kdtune.core.train import Trainer
+    from kdtune.core.train import student_recipe
+    from kdtune.tasks.image.models import build_model
 
     params = config["params"]
     student = study["student"]
@@ -219,7 +219,7 @@ def _students(data: DataBundle, logits: TeacherLogits | None, config: TrialConfi
 def _linear_result(data: DataBundle, teacher_weights: np.ndarray, params: dict[str, Any], seeds: list[int],
                    node_id: str) -> TrialResult:
     """The linear task has no epochs: each seed's least-squares student is solved in closed form."""
-    from kdtune.linear import fit_student
+    from kdtune.tasks.linear.closed_form import fit_student
 
     rows = []
     for seed in seeds:

@@ -9,13 +9,13 @@ finds (one line each, exit code 2):
   architecture (teacher and student, per condition) imported, built with its kwargs and run on one batch of a
   few samples of the dataset's shape. Import paths run the user's code here (``docs/security.md``). With
   student views (``student.augment``) each dataset is loaded and its per-view logits checked: image inputs,
-  ``cache.top_k`` at most the class count, the size within ``cache.max_bytes`` (:func:`kdtune.views.check_views`);
+  ``cache.top_k`` at most the class count, the size within ``cache.max_bytes`` (:func:`kdtune.tasks.image.views.check_views`);
 * where the study goes (:func:`check_locations`): ``--out`` a folder that can be created, the cache and Tune's
   storage parsed and, for URIs, reachable and writable within :data:`PROBE_TIMEOUT_S`, the Optuna storage
   parsed and (for a server) reachable. Messages show URIs with their secrets redacted.
 
 What needs Ray (a trial's CPUs and GPUs against the cluster's nodes) is checked right after Ray starts, still
-before the study folder exists (``kdtune.study``).
+before the study folder exists (``kdtune.study.driver``).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from kdtune.errors import raise_all
 
 
 if TYPE_CHECKING:
-    from kdtune.conditions import Condition
-    from kdtune.data import DataBundle
-    from kdtune.spec import StudySpec
+    from kdtune.core.data import DataBundle
+    from kdtune.spec.conditions import Condition
+    from kdtune.spec.schema import StudySpec
 
 
 #: Seconds a storage endpoint (S3, PostgreSQL) gets to answer the checks before a study starts.
@@ -60,10 +60,10 @@ def check_study(spec: StudySpec, conditions: list[Condition], *, out: Path, stor
 
 def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
     """Datasets, files, data roots and models of every condition (see the module docstring)."""
-    from kdtune.data import IMAGE_DATASETS
-    from kdtune.data import check_data_args
-    from kdtune.data import check_data_root
-    from kdtune.models import check_arch
+    from kdtune.core.data import IMAGE_DATASETS
+    from kdtune.core.data import check_data_args
+    from kdtune.core.data import check_data_root
+    from kdtune.tasks.image.models import check_arch
 
     errors: list[UsageError] = []
     files = [(f"dataset.files[{i}]", f) for i, f in enumerate(spec.dataset.files or [])]
@@ -95,8 +95,8 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
 
 def _check_views(spec: StudySpec, conditions: list[Condition]) -> None:
     """The per-view teacher logits of every dataset: image inputs, top-k and size (nothing is trained)."""
-    from kdtune.views import check_views
-    from kdtune.views import student_views
+    from kdtune.tasks.image.views import check_views
+    from kdtune.tasks.image.views import student_views
 
     view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
     assert view_spec is not None
@@ -200,7 +200,7 @@ def check_optuna_storage(url: str) -> None:
 
 def _check_models(spec: StudySpec, conditions: list[Condition]) -> None:
     """Each distinct (architecture, kwargs, dataset) built and run on one batch, before any teacher trains."""
-    from kdtune.teacher import build_checked
+    from kdtune.cache.teacher import build_checked
 
     errors: list[UsageError] = []
     probes: dict[tuple[str, float, str], DataBundle] = {}
@@ -227,10 +227,10 @@ def _probe_data(spec: StudySpec, condition: Condition) -> DataBundle:
     the built-in image datasets as random images of their shape (their files are checked, not read)."""
     import torch
 
-    from kdtune.data import IMAGE_DATASETS
-    from kdtune.data import DataBundle
-    from kdtune.data import Split
-    from kdtune.teacher import CHECK_BATCH
+    from kdtune.cache.teacher import CHECK_BATCH
+    from kdtune.core.data import IMAGE_DATASETS
+    from kdtune.core.data import DataBundle
+    from kdtune.core.data import Split
 
     if condition.dataset not in IMAGE_DATASETS:
         return condition.load_data(spec)

@@ -5,7 +5,7 @@ so far goes next) and asks the condition's own Optuna study for each configurati
 learns across noise levels. It tells Optuna what really happened: COMPLETE with the trial's objective,
 PRUNED (with the last value as a user attribute) when ASHA stopped it early, FAIL with the reason on an error
 or a NaN. Once a condition's search has ended it confirms: its best distilled configuration(s) and
-alpha = 1 re-run on fresh paired seeds, round after round, until :func:`kdtune.verdicts.confirm` gives a
+alpha = 1 re-run on fresh paired seeds, round after round, until :func:`kdtune.analysis.verdicts.confirm` gives a
 clear verdict or ``budget.confirm_max_repeats`` seeds are spent (the rule ``kdtune recommend`` applies to the
 same runs). Its state is the Optuna storage plus counters and the completed trials' per-seed scores (JSON), so
 it resumes after a driver crash.
@@ -33,17 +33,17 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from kdtune.dashboard import name_metric
 from kdtune.errors import StudyError
-from kdtune.optuna_storage import full_storage_url
-from kdtune.optuna_storage import make_storage
-from kdtune.optuna_storage import remember_storage
-from kdtune.optuna_storage import retrying
-from kdtune.rules import UNPRUNED_PHASES
-from kdtune.rules import confirmation_seeds
-from kdtune.rules import optuna_study_name
-from kdtune.rules import trial_outcome
-from kdtune.rules import trials_per_condition
+from kdtune.records.dashboard import name_metric
+from kdtune.records.optuna_storage import full_storage_url
+from kdtune.records.optuna_storage import make_storage
+from kdtune.records.optuna_storage import remember_storage
+from kdtune.records.optuna_storage import retrying
+from kdtune.spec.rules import UNPRUNED_PHASES
+from kdtune.spec.rules import confirmation_seeds
+from kdtune.spec.rules import optuna_study_name
+from kdtune.spec.rules import trial_outcome
+from kdtune.spec.rules import trials_per_condition
 from kdtune.trial_io import METRIC
 from kdtune.trial_io import TrialConfig
 from kdtune.trial_io import TrialResult
@@ -52,14 +52,14 @@ from kdtune.trial_io import TrialResult
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import StudySpec
 
 
 logger = logging.getLogger(__name__)
 
 
 def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
-    from kdtune.space import grid
+    from kdtune.spec.space import grid
 
     seed = spec.budget.seed + index
     if spec.sampler == "grid":
@@ -72,8 +72,8 @@ def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
 def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, conditions: list[str]) -> None:
     """Create each condition's Optuna study once, before any worker starts (concurrent creation races on
     PostgreSQL), and enqueue the baselines alpha = 1 and alpha = 0 unless the grid already holds them."""
-    from kdtune.space import baselines
-    from kdtune.space import grid
+    from kdtune.spec.space import baselines
+    from kdtune.spec.space import grid
 
     direction = "maximize" if spec.mode == "max" else "minimize"
     for condition in conditions:
@@ -146,7 +146,7 @@ class ConditionSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Tune's experiment checkpoint of the searcher: JSON, written atomically."""
-        from kdtune.study_folder import atomic_write
+        from kdtune.records.folder import atomic_write
 
         atomic_write(checkpoint_path, json.dumps({**self.__getstate__(), "study_dir": str(self.study_dir)}))
 
@@ -167,7 +167,7 @@ class ConditionSearcher(Searcher):
 
     @property
     def spec(self) -> StudySpec:
-        from kdtune.spec import StudySpec
+        from kdtune.spec.schema import StudySpec
 
         if self._spec is None:
             self._spec = StudySpec.model_validate(self.spec_dict)
@@ -190,7 +190,7 @@ class ConditionSearcher(Searcher):
     def suggest(self, trial_id: str) -> TrialConfig | str | None:
         if self.deadline is not None and time.time() > self.deadline:
             if not self.cut_short:
-                from kdtune.study_folder import StudyFolder
+                from kdtune.records.folder import StudyFolder
 
                 logger.warning("budget.max_wall_minutes reached: no new trials; running ones finish")
                 StudyFolder(self.study_dir).update(cut_short=True)
@@ -248,7 +248,7 @@ class ConditionSearcher(Searcher):
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _ask(self, trial_id: str, condition: str) -> TrialConfig:
-        from kdtune.space import to_optuna
+        from kdtune.spec.space import to_optuna
 
         study = self.studies()[condition]
         with warnings.catch_warnings():
@@ -311,9 +311,9 @@ class ConditionSearcher(Searcher):
 
     # -- adaptive confirmation -----------------------------------------------------------------------------
     def _context(self) -> Any:
-        from kdtune.recommendation import Context
-        from kdtune.scoring import METRICS
-        from kdtune.sequential import Design
+        from kdtune.analysis.recommendation import Context
+        from kdtune.analysis.scoring import METRICS
+        from kdtune.analysis.sequential import Design
 
         spec = self.spec
         return Context(spec=spec, metric=METRICS[spec.objective_name], margin=spec.margin,
@@ -321,9 +321,9 @@ class ConditionSearcher(Searcher):
                        conditions=len(self.conditions))
 
     def _arms(self, condition: str, phases: tuple[str, ...]) -> dict[str, Any]:
-        """The condition's completed trials of ``phases`` as :class:`kdtune.recommendation.Arm` (seed-level runs)."""
-        from kdtune.recommendation import Arm
-        from kdtune.recommendation import Run
+        """The condition's completed trials of ``phases`` as :class:`kdtune.analysis.recommendation.Arm` (seed-level runs)."""
+        from kdtune.analysis.recommendation import Arm
+        from kdtune.analysis.recommendation import Run
 
         arms: dict[str, Arm] = {}
         for trial in self.scores[condition]:
@@ -338,7 +338,7 @@ class ConditionSearcher(Searcher):
 
     def _start_confirmation(self, condition: str) -> None:
         """After the condition's last search trial: pick what to confirm, queue round 0 (or finish)."""
-        from kdtune.recommendation import confirmation_candidates
+        from kdtune.analysis.recommendation import confirmation_candidates
 
         if self.confirm_done[condition]:
             return
@@ -360,9 +360,9 @@ class ConditionSearcher(Searcher):
 
     def _after_round(self, condition: str) -> None:
         """Judge the confirmation so far; another round unless the verdict is clear or the budget spent."""
-        from kdtune.rules import confirmation_rounds
-        from kdtune.verdicts import DECISIVE
-        from kdtune.verdicts import confirm
+        from kdtune.analysis.verdicts import DECISIVE
+        from kdtune.analysis.verdicts import confirm
+        from kdtune.spec.rules import confirmation_rounds
 
         context = self._context()
         arms = self._arms(condition, ("confirm",))
@@ -380,8 +380,8 @@ class ConditionSearcher(Searcher):
 
 
 def _key(params: dict[str, Any]) -> str:
-    """A configuration's identity as :mod:`kdtune.scoring` keys it (floats to 12 significant digits)."""
-    from kdtune.scoring import clean
+    """A configuration's identity as :mod:`kdtune.analysis.scoring` keys it (floats to 12 significant digits)."""
+    from kdtune.analysis.scoring import clean
 
     return json.dumps({k: clean(v) for k, v in params.items()}, sort_keys=True)
 

@@ -10,7 +10,7 @@ each image, keyed by the view's random parameters, and lets the student draw amo
 * view ``v`` of training image ``i`` is fixed by (``i``, ``v``, the data seed) alone (:meth:`ViewSpec.seeds`, a
   counter-based hash: no generator state), so the cache stores only the logits and each view's seed;
 * :func:`render` is the one function that turns (image, view) into pixels. :func:`compute_view_logits` (the
-  cache's builder) and the student loop (:class:`~kdtune.train.Trainer` through :class:`ViewLogits`) both call
+  cache's builder) and the student loop (:class:`~kdtune.core.train.Trainer` through :class:`ViewLogits`) both call
   it, so the logits a student reads for a view are the teacher's on that exact view by construction;
 * each epoch the student draws one of the V views of every image with its own seed (paired across the
   configurations of a condition, like its batch order).
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdtune.core.train import EVAL_BATCH_SIZE
+from kdtune.core.train import Augment
+from kdtune.core.train import affine_warp
 from kdtune.errors import SpecError
-from kdtune.spec import DEFAULT_VIEWS
-from kdtune.train import EVAL_BATCH_SIZE
-from kdtune.train import Augment
-from kdtune.train import affine_warp
+from kdtune.spec.schema import DEFAULT_VIEWS
 
 
 #: Bumped when the mapping from (image, view, seed) to pixels changes: every per-view cache key includes it.
@@ -96,7 +96,7 @@ class ViewSpec:
 
     def render(self, x: torch.Tensor, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         """Views ``view`` of training images ``index`` (:func:`render`); what the Trainer calls, so that
-        :mod:`kdtune.train` needs no import of this module, which builds on it."""
+        :mod:`kdtune.core.train` needs no import of this module, which builds on it."""
         return render(x, self, index, view)
 
 

@@ -45,19 +45,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdtune.data import DataBundle
-from kdtune.data import read_bytes
+from kdtune.core.data import DataBundle
+from kdtune.core.data import read_bytes
+from kdtune.core.train import Augment
+from kdtune.core.train import EpochMetrics
+from kdtune.core.train import TeacherLogits
+from kdtune.core.train import TrainConfig
+from kdtune.core.train import Trainer
+from kdtune.core.train import held_out_metrics
+from kdtune.core.train import predict
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
-from kdtune.models import build_model
-from kdtune.models import check_arch
-from kdtune.train import Augment
-from kdtune.train import EpochMetrics
-from kdtune.train import TeacherLogits
-from kdtune.train import TrainConfig
-from kdtune.train import Trainer
-from kdtune.train import held_out_metrics
-from kdtune.train import predict
+from kdtune.tasks.image.models import build_model
+from kdtune.tasks.image.models import check_arch
 
 
 TEACHER_SELECT = ("best_val", "best_val_loss", "final")
@@ -311,7 +311,7 @@ def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None 
     ``nn.Module``, a forward pass that fails, and outputs that are not float logits of shape
     (batch, num_classes). Returns the model (its weights are untouched by the check).
     """
-    from kdtune.models import resolve_factory
+    from kdtune.tasks.image.models import resolve_factory
 
     resolve_factory(arch, field=field)  # import errors first, with their own message
     try:

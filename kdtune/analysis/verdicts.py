@@ -4,7 +4,7 @@ A verdict compares a confirmed configuration with alpha = 1 (no distillation) on
 both re-run on the same fresh student seeds, never used in the search, so the comparison is paired and free
 of the search's selection bias (the winner's curse: Cawley & Talbot 2010, JMLR 11:2079-2107). The gain is the
 paired test-metric difference per seed, positive when better than no distillation, with a repeated
-confidence interval (:mod:`kdtune.sequential`) that stays valid however many rounds were run.
+confidence interval (:mod:`kdtune.analysis.sequential`) that stays valid however many rounds were run.
 
 * ``distil``: the interval lies above 0;
 * ``hurts``: the interval lies below 0;
@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kdtune.sequential import Design
-from kdtune.sequential import Interval
-from kdtune.sequential import repeated_interval
+from kdtune.analysis.sequential import Design
+from kdtune.analysis.sequential import Interval
+from kdtune.analysis.sequential import repeated_interval
 
 
 FAMILY_CONFIDENCE = 0.95

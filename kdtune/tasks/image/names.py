@@ -1,4 +1,4 @@
-"""The built-in datasets' names, apart from their loaders (:mod:`kdtune.data`, which needs torch).
+"""The built-in datasets' names, apart from their loaders (:mod:`kdtune.core.data`, which needs torch).
 
 The spec checks ``dataset.name`` against them when it is read, and read-only commands (``kdtune status``,
 ``recommend``, ``report``) read specs without paying for torch.

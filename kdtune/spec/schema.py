@@ -127,7 +127,7 @@ class DatasetSpec(_Model):
 
     @model_validator(mode="after")
     def _check_files_name(self) -> DatasetSpec:
-        from kdtune.dataset_names import DATASETS
+        from kdtune.tasks.image.names import DATASETS
 
         if self.files and (self.name in DATASETS or ":" in self.name):
             raise SpecError("dataset.name", self.name, "must be a label of your own (not a built-in dataset or a "
@@ -209,11 +209,11 @@ class TeacherSection(_Model):
         return self
 
     def recipe(self) -> dict[str, Any]:
-        """The recipe fields, as :class:`~kdtune.teacher.TeacherSpec` takes them."""
+        """The recipe fields, as :class:`~kdtune.cache.teacher.TeacherSpec` takes them."""
         return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
-#: Augmented views per training image when ``student.augment`` is set (kdtune.views.DEFAULT_VIEWS; no torch here).
+#: Augmented views per training image when ``student.augment`` is set (kdtune.tasks.image.views.DEFAULT_VIEWS; no torch here).
 DEFAULT_VIEWS = 4
 #: The most bytes the per-view teacher logits of one condition may take (``cache.max_bytes``): 4 GiB. They are
 #: held in memory by every trial of the condition (Ray's object store shares one copy per node).
@@ -256,7 +256,7 @@ class StudentSection(_Model):
         return bool(self.augment.shift or self.augment.rotate)
 
     def recipe(self) -> dict[str, Any]:
-        """The recipe fields, as :class:`~kdtune.train.TrainConfig` takes them."""
+        """The recipe fields, as :class:`~kdtune.core.train.TrainConfig` takes them."""
         return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
@@ -400,7 +400,7 @@ class StudySpec(_Model):
 
     @model_validator(mode="after")
     def _check_study(self) -> StudySpec:
-        from kdtune.space import check_search_space
+        from kdtune.spec.space import check_search_space
 
         check_search_space(self)
         datasets = self.conditions.dataset or [self.dataset.name]

@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 from kdtune.cache import LogitCache
-from kdtune.conditions import expand
-from kdtune.preflight import check_inputs
-from kdtune.rules import confirmation_trials
-from kdtune.rules import preparation_cpus
-from kdtune.rules import trials_per_condition
+from kdtune.spec.conditions import expand
+from kdtune.spec.rules import confirmation_trials
+from kdtune.spec.rules import preparation_cpus
+from kdtune.spec.rules import trials_per_condition
+from kdtune.study.preflight import check_inputs
 
 
 #: Ray Tune's cost per trial with reused trial actors (Optuna ask/tell, actor reset, bookkeeping), and per epoch
@@ -126,8 +126,8 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
 def _views(spec: Any, cache: Any, teacher: dict[str, Any], data: Any) -> dict[str, Any]:
     """The per-view teacher logits of ``student.augment``: their size against ``cache.max_bytes``, and whether
     the cache holds them (known only once the teacher's logits entry is)."""
-    from kdtune.views import student_views
-    from kdtune.views import view_cache_bytes
+    from kdtune.tasks.image.views import student_views
+    from kdtune.tasks.image.views import view_cache_bytes
 
     view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
     assert view_spec is not None
@@ -204,11 +204,11 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
     import torch
     import torch.nn.functional as F
 
-    from kdtune.distill import kd_loss
-    from kdtune.teacher import build_checked
-    from kdtune.train import TrainConfig
-    from kdtune.train import make_optimizer
-    from kdtune.train import predict
+    from kdtune.cache.teacher import build_checked
+    from kdtune.core.distill import kd_loss
+    from kdtune.core.train import TrainConfig
+    from kdtune.core.train import make_optimizer
+    from kdtune.core.train import predict
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kdtune.study_folder import atomic_write
+from kdtune.records.folder import atomic_write
 
 
 RESULTS = "results.parquet"

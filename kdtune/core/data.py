@@ -38,11 +38,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from kdtune.dataset_names import DATASETS
-from kdtune.dataset_names import IMAGE_DATASETS
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
+from kdtune.tasks.image.names import DATASETS
+from kdtune.tasks.image.names import IMAGE_DATASETS
 
 
 #: Bumped whenever loading or normalisation changes, so that cache keys built on old arrays go stale.

@@ -29,12 +29,12 @@ from kdtune.errors import SpecError
 
 
 if TYPE_CHECKING:
-    from kdtune.data import DataBundle
-    from kdtune.data import LinearTruth
+    from kdtune.core.data import DataBundle
+    from kdtune.core.data import LinearTruth
 
 
 #: Stream identifiers mixed into the seeds, so that teacher and label-noise draws never share a stream
-#: with each other or with :func:`kdtune.data.make_linear` (which uses stream 10).
+#: with each other or with :func:`kdtune.core.data.make_linear` (which uses stream 10).
 _TEACHER_STREAM = 30
 _NOISE_STREAM = 20
 

@@ -19,8 +19,8 @@ from kdtune.trial_io import SEARCH_PARAMS
 if TYPE_CHECKING:
     import optuna
 
-    from kdtune.spec import DistributionSpec
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import DistributionSpec
+    from kdtune.spec.schema import StudySpec
 
 
 #: Most configurations a grid may have per condition (each is a trial of ``budget.repeats`` trainings); the

@@ -14,16 +14,16 @@ from typing import Any
 
 from ray.tune import Callback
 
-from kdtune.rules import confirmation_trials
-from kdtune.rules import trial_outcome
-from kdtune.rules import trials_per_condition
-from kdtune.status import TrialView
-from kdtune.status import epoch_weighted_eta
-from kdtune.status import render
-from kdtune.status import summarise
-from kdtune.status import summary_line
-from kdtune.status import teacher_summaries
-from kdtune.status import trial_line
+from kdtune.records.status import TrialView
+from kdtune.records.status import epoch_weighted_eta
+from kdtune.records.status import render
+from kdtune.records.status import summarise
+from kdtune.records.status import summary_line
+from kdtune.records.status import teacher_summaries
+from kdtune.records.status import trial_line
+from kdtune.spec.rules import confirmation_trials
+from kdtune.spec.rules import trial_outcome
+from kdtune.spec.rules import trials_per_condition
 from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
@@ -32,9 +32,9 @@ from kdtune.trial_io import last_result_of
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from kdtune.conditions import Condition
-    from kdtune.results import PartWriter
-    from kdtune.spec import StudySpec
+    from kdtune.records.results import PartWriter
+    from kdtune.spec.conditions import Condition
+    from kdtune.spec.schema import StudySpec
 
 FLUSH_SECONDS = 2.0
 SUMMARY_SECONDS = 30.0  # at most one progress summary line per this many seconds in a log
@@ -61,8 +61,8 @@ class ResultsRecorder(Callback):
         return {**self.__dict__, "_buffer": [], "_results": None, "_trials": None}
 
     def _writers(self) -> tuple[PartWriter, PartWriter]:
-        from kdtune.results import results_writer
-        from kdtune.results import trials_writer
+        from kdtune.records.results import results_writer
+        from kdtune.records.results import trials_writer
 
         if self._results is None or self._trials is None:
             self._results, self._trials = results_writer(self.study_dir), trials_writer(self.study_dir)
@@ -92,8 +92,8 @@ class ResultsRecorder(Callback):
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
         """The study has finished when every trial ended; after Ctrl-C (Tune saves its state and returns
         normally) trials are still running or pending, and the study is left for ``kdtune resume``."""
-        from kdtune.results import compact
-        from kdtune.study_folder import StudyFolder
+        from kdtune.records.folder import StudyFolder
+        from kdtune.records.results import compact
 
         self.flush()
         if all(t.status in ("TERMINATED", "ERROR") for t in trials):
@@ -208,7 +208,7 @@ class Progress(Callback):
         return summary
 
     def _eta(self, trials: list[Trial], elapsed: float) -> float | None:
-        """Time left weighted by seed-epochs (:func:`kdtune.status.epoch_weighted_eta`)."""
+        """Time left weighted by seed-epochs (:func:`kdtune.records.status.epoch_weighted_eta`)."""
         done, running_left, ended_units = 0.0, 0.0, []
         started = 0
         for trial in trials:

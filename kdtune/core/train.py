@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtune.data import DataBundle
-from kdtune.data import Split
-from kdtune.distill import check_alpha
-from kdtune.distill import kd_loss
+from kdtune.core.data import DataBundle
+from kdtune.core.data import Split
+from kdtune.core.distill import check_alpha
+from kdtune.core.distill import kd_loss
 from kdtune.errors import SpecError
 
 
@@ -159,10 +159,10 @@ class History:
 
 
 class ViewSource(Protocol):
-    """Augmented views and the teacher's logits for them (:mod:`kdtune.views`): cached or computed inline."""
+    """Augmented views and the teacher's logits for them (:mod:`kdtune.tasks.image.views`): cached or computed inline."""
 
     @property
-    def spec(self) -> Any: ...  # a kdtune.views.ViewSpec: .views and .render(x, index, view)
+    def spec(self) -> Any: ...  # a kdtune.tasks.image.views.ViewSpec: .views and .render(x, index, view)
 
     def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
                        temperature: float = 1.0) -> torch.Tensor: ...
@@ -238,7 +238,7 @@ def affine_warp(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, angle: torc
     tensors of shape (B,)); pixels moved in from outside are 0.
 
     The one resampling of every augmentation (the teacher's random one and the student's reproducible views,
-    :mod:`kdtune.views`). Integer shifts without rotation land exactly on pixel centres, so they move pixels
+    :mod:`kdtune.tasks.image.views`). Integer shifts without rotation land exactly on pixel centres, so they move pixels
     without blurring them.
     """
     _, _, h, w = x.shape
@@ -261,9 +261,9 @@ class Trainer:
     the model's initial weights are fixed by whoever built it (``build_model(..., seed=...)``).
     Without ``teacher`` the loss is plain cross-entropy and ``alpha`` must be 1.
 
-    With ``views`` (:mod:`kdtune.views`) the student trains on reproducible augmented views: each epoch every
+    With ``views`` (:mod:`kdtune.tasks.image.views`) the student trains on reproducible augmented views: each epoch every
     image gets one of its V views, drawn from a third generator seeded from the seed (so configurations with
-    the same seed see the same views), rendered by :func:`kdtune.views.render`, and the distillation term reads
+    the same seed see the same views), rendered by :func:`kdtune.tasks.image.views.render`, and the distillation term reads
     the teacher's logits for that view from ``views`` (``teacher`` still gives validation and test logits).
     ``views`` replaces ``config.augment``; the two cannot be combined.
 
@@ -283,7 +283,7 @@ class Trainer:
         threads: int | None = 1,
     ) -> None:
         if data.task != "classification":
-            raise SpecError("dataset.name", data.name, "is a regression task: use kdtune.linear for it")
+            raise SpecError("dataset.name", data.name, "is a regression task: use kdtune.tasks.linear.closed_form for it")
         if teacher is None and views is None and config.alpha != 1.0:
             raise SpecError("alpha", config.alpha, "needs teacher logits unless it is 1 (no distillation)")
         self.device = torch.device(device) if device is not None else default_device()
@@ -376,7 +376,7 @@ class Trainer:
     def evaluate(self, *, train_loss: float = float("nan"), val_only: bool = False) -> EpochMetrics:
         """The metrics of the model as it is now; with ``val_only`` the test and training-split ones are NaN (or
         None, or empty) and cost nothing: a teacher selects its epoch on validation alone
-        (:func:`kdtune.teacher.train_teacher`)."""
+        (:func:`kdtune.cache.teacher.train_teacher`)."""
         val_logits = predict(self.model, self.val_split.x)
         val_loss = float(F.cross_entropy(val_logits, self.val_split.y))
         val_accuracy = float((val_logits.argmax(1) == self.val_split.y).float().mean())
@@ -447,7 +447,7 @@ def held_out_metrics(test_logits: torch.Tensor, flipped_pred: torch.Tensor | Non
                  num_classes: int) -> dict[str, Any]:
     """The test split's numbers (clean labels) and the flipped training samples' (``flipped_pred``: the predicted
     classes of ``train``'s flipped samples, None without flips), as :class:`EpochMetrics` fields. A teacher
-    measures its kept epoch from the logits it computes for the cache anyway (:func:`kdtune.teacher.train_teacher`).
+    measures its kept epoch from the logits it computes for the cache anyway (:func:`kdtune.cache.teacher.train_teacher`).
     """
     test_pred = test_logits.argmax(1)
     per_class, macro_f1 = class_metrics(test_pred, test.clean, num_classes)

@@ -1,6 +1,6 @@
 """The study's pure rules: phases, budgets, seeds and how an ended trial is classified.
 
-They are shared by the Ray Tune plugin (:mod:`kdtune.search`), the results writer, ``kdtune status`` and
+They are shared by the Ray Tune plugin (:mod:`kdtune.study.search`), the results writer, ``kdtune status`` and
 ``kdtune plan``, and need neither Ray nor torch, so the read-only commands stay light.
 
 Phases: ``search`` (proposed by the condition's sampler), ``baseline`` (alpha = 1, no distillation, and
@@ -17,7 +17,7 @@ from kdtune.trial_io import METRIC
 
 
 if TYPE_CHECKING:
-    from kdtune.spec import StudySpec
+    from kdtune.spec.schema import StudySpec
     from kdtune.trial_io import TrialResult
 
 
@@ -31,7 +31,7 @@ def preparation_cpus(cluster_cpus: float, node_cpus: float, conditions: int) -> 
     """The cores each condition's preparation task reserves: an equal share of the cluster's, at least one (1
     condition on 2 cores: 2; 3 on 2: 1 each, two at a time), and never more than the largest node has: a task
     runs on one node, so a larger reservation could never be scheduled. A teacher grows beyond its share while
-    it trains, as other preparations end (``kdtune.study``); ``kdtune plan`` times teachers at the share."""
+    it trains, as other preparations end (``kdtune.study.driver``); ``kdtune plan`` times teachers at the share."""
     return max(1, int(min(cluster_cpus // max(1, conditions), node_cpus)))
 
 
@@ -55,9 +55,9 @@ def trial_outcome(result: TrialResult | None, error: bool, epochs: int) -> tuple
 def trials_per_condition(spec: StudySpec) -> int:
     """Search trials per condition: the sampler's proposals plus the baselines it does not already contain
     (confirmation trials come on top: :func:`confirmation_trials`)."""
-    from kdtune.space import baselines
-    from kdtune.space import grid
-    from kdtune.space import grid_size
+    from kdtune.spec.space import baselines
+    from kdtune.spec.space import grid
+    from kdtune.spec.space import grid_size
 
     if spec.sampler != "grid":
         return spec.budget.trials_per_condition + len(baselines(spec))

@@ -1,7 +1,7 @@
 """What Optuna's dashboard shows of a kdtune study (``optuna-dashboard sqlite:///runs/NAME/optuna.db``).
 
 Each condition is one Optuna study, ``<study>/<condition>``. kdtune names its objective (not "Objective 0"),
-writes each epoch's objective of a trial as its intermediate value (:class:`kdtune.search.ConditionSearcher`:
+writes each epoch's objective of a trial as its intermediate value (:class:`kdtune.study.search.ConditionSearcher`:
 learning curves, and where ASHA stopped a trial), and marks the recommendation when one is made
 (:func:`mark_recommendation`) in the study's user attribute ``kdtune_recommendation``: its parameters, how it
 was chosen, its verdict and the numbers of the Optuna trials behind it (the confirmed or best observed
@@ -41,9 +41,9 @@ def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
     """
     import optuna
 
-    from kdtune.optuna_storage import make_storage
-    from kdtune.rules import optuna_study_name
-    from kdtune.study_folder import StudyFolder
+    from kdtune.records.folder import StudyFolder
+    from kdtune.records.optuna_storage import make_storage
+    from kdtune.spec.rules import optuna_study_name
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()

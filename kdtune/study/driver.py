@@ -1,6 +1,6 @@
 """Run and resume a study: the driver that wires spec, cache, Ray Tune, Optuna and the results.
 
-What a study folder holds, and every read and write of its files, is :mod:`kdtune.study_folder`'s.
+What a study folder holds, and every read and write of its files, is :mod:`kdtune.records.folder`'s.
 
 Per condition, a Ray task loads the data, gets the teacher and its logits from the cache (training it only
 on a miss) and returns the arrays, which stay in Ray's object store: every trial on a node reads them from
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdtune.conditions import Condition
-from kdtune.conditions import expand
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.rules import preparation_cpus
-from kdtune.spec import StudySpec
-from kdtune.study_folder import TUNE_DIR
-from kdtune.study_folder import StudyFolder
+from kdtune.records.folder import TUNE_DIR
+from kdtune.records.folder import StudyFolder
+from kdtune.spec.conditions import Condition
+from kdtune.spec.conditions import expand
+from kdtune.spec.rules import preparation_cpus
+from kdtune.spec.schema import StudySpec
 
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,14 @@ class RunOptions:
 def run_study(spec: StudySpec, options: RunOptions) -> Path:
     """Run a new study into ``options.out`` (refused if that folder already holds one: use resume).
 
-    Everything that can be checked without training is checked first (:mod:`kdtune.preflight`), then Ray
+    Everything that can be checked without training is checked first (:mod:`kdtune.study.preflight`), then Ray
     starts and the trial's resources are checked against it; only then is the study folder created (mode
     0700). A failure before the first trial starts removes what this call wrote, so the corrected command is
     never refused; a later one leaves a folder that ``kdtune resume`` continues. A Ray that this call started
     is stopped on every way out. Credentials in ``--cache-dir`` / ``--tune-storage`` S3 URIs move to the
     environment (``docs/security.md``): the study records the URIs without them.
     """
-    from kdtune.preflight import check_study
+    from kdtune.study.preflight import check_study
 
     study_dir = options.out
     folder = StudyFolder(study_dir)
@@ -103,15 +103,15 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
              *, resume: bool) -> Path:
     from ray import tune
 
-    from kdtune.optuna_storage import make_storage
-    from kdtune.optuna_storage import remember_storage
-    from kdtune.ray_runtime import keep_credentials_out_of_tune
-    from kdtune.search import ConditionSearcher
-    from kdtune.search import create_studies
-    from kdtune.study_callbacks import Progress
-    from kdtune.study_callbacks import ResultsRecorder
-    from kdtune.tracking import tracking_callbacks
-    from kdtune.trial import run_trial
+    from kdtune.records.optuna_storage import make_storage
+    from kdtune.records.optuna_storage import remember_storage
+    from kdtune.study.callbacks import Progress
+    from kdtune.study.callbacks import ResultsRecorder
+    from kdtune.study.ray_runtime import keep_credentials_out_of_tune
+    from kdtune.study.search import ConditionSearcher
+    from kdtune.study.search import create_studies
+    from kdtune.study.tracking import tracking_callbacks
+    from kdtune.study.trial import run_trial
 
     remember_storage(storage)  # a searcher restored by Tune holds the URL without its password
     keep_credentials_out_of_tune()
@@ -161,7 +161,7 @@ def check_some_trial_ran(study_dir: Path) -> None:
     """A study in which every trial failed is a failure (exit code 1), with the most common reason."""
     from collections import Counter
 
-    from kdtune.results import read_trials
+    from kdtune.records.results import read_trials
 
     try:
         trials = read_trials(study_dir).select(["state", "error"]).to_pylist()
@@ -176,7 +176,7 @@ def check_some_trial_ran(study_dir: Path) -> None:
 def _connect(storage: str, options: RunOptions) -> bool:
     """Start or join Ray (idempotent) and refuse storage that the cluster's nodes cannot share; True when
     this call started or joined Ray (and so must stop it)."""
-    from kdtune.ray_runtime import init_ray
+    from kdtune.study.ray_runtime import init_ray
 
     # Only a URI without credentials goes to Ray's runtime env (which Ray logs): see _without_credentials.
     started = init_ray(options.address,
@@ -202,7 +202,7 @@ def check_resources(spec: StudySpec, options: RunOptions) -> None:
     A cluster (``--address``) may add nodes on demand, so there the request is left to its autoscaler.
     """
     from kdtune.errors import SpecError
-    from kdtune.ray_runtime import cluster_nodes
+    from kdtune.study.ray_runtime import cluster_nodes
 
     if options.address is not None:
         return
@@ -288,7 +288,7 @@ def check_shared_storage(storage: str, options: RunOptions) -> None:
     checkpoints exists on the driver's node only. Shared storage is a URI: ``s3://``, ``gs://``, or
     ``file://`` for a filesystem the user has mounted on every node (NFS).
     """
-    from kdtune.ray_runtime import cluster_nodes
+    from kdtune.study.ray_runtime import cluster_nodes
 
     nodes = len(cluster_nodes())
     if nodes < 2:
@@ -312,7 +312,7 @@ def trial_dirname(trial: Any) -> str:
 def _scheduler(spec: StudySpec) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
-    from kdtune.search import StratifiedASHA
+    from kdtune.study.search import StratifiedASHA
 
     if spec.scheduler.type == "fifo" or spec.task == "regression":
         return FIFOScheduler()
@@ -413,24 +413,24 @@ def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cac
     """
     import torch
 
-    from kdtune.trial import pack_payload
+    from kdtune.study.trial import pack_payload
 
     spec = StudySpec.model_validate(spec_dict)
     cond = Condition(**condition)
     torch.set_num_threads(_teacher_threads(cpus))
     data = cond.load_data(spec)
     if data.task == "regression":
-        from kdtune.linear import closed_form
-        from kdtune.linear import make_teacher_weights
+        from kdtune.tasks.linear.closed_form import closed_form
+        from kdtune.tasks.linear.closed_form import make_teacher_weights
 
         assert data.linear_truth is not None
         weights = make_teacher_weights(data.linear_truth, cond.teacher_error, cond.teacher_seed)
         info = {"cache_key": None, "selected_epoch": None, "linear": closed_form(data, cond.teacher_error)}
         return info, pack_payload(data, None, weights)
     from kdtune.cache import LogitCache
-    from kdtune.teacher import build_checked
-    from kdtune.views import check_views
-    from kdtune.views import student_views
+    from kdtune.cache.teacher import build_checked
+    from kdtune.tasks.image.views import check_views
+    from kdtune.tasks.image.views import student_views
 
     build_checked(cond.student_arch, data, kwargs=dict(spec.student.kwargs), field="student.arch")
     view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)

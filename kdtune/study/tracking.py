@@ -15,7 +15,7 @@ What a run holds (``docs/tracking.md``):
 * history: every per-epoch metric of the run at step = epoch, per-class test accuracy as
   ``test_class_accuracy/<class>``;
 * summary: the metrics at the run's best validation epoch (``best_epoch``) and the trial's ``state``
-  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.rules.trial_outcome`).
+  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.spec.rules.trial_outcome`).
 
 Every W&B call runs on one background thread, in order: ``wandb.init``, ``run.log`` and ``run.finish`` each
 wait for a round trip to W&B's service process, which on a busy machine took 0.5 s per epoch report inside
@@ -42,11 +42,11 @@ from typing import Any
 
 from ray.tune import Callback
 
+from kdtune.analysis.scoring import finite
 from kdtune.errors import MAX_NOTE
 from kdtune.errors import one_line
-from kdtune.scoring import finite
-from kdtune.study_folder import StudyFolder
-from kdtune.study_folder import atomic_write
+from kdtune.records.folder import StudyFolder
+from kdtune.records.folder import atomic_write
 from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
@@ -61,8 +61,8 @@ from kdtune.wandb_settings import wandb_dir
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from kdtune.conditions import Condition
-    from kdtune.spec import StudySpec
+    from kdtune.spec.conditions import Condition
+    from kdtune.spec.schema import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class WandbTracker(Callback):
                 state.best = metrics
 
     def _finish_trial(self, trial: Trial, last_result: TrialResult, error: bool) -> None:
-        from kdtune.rules import trial_outcome
+        from kdtune.spec.rules import trial_outcome
 
         state, reason = trial_outcome(last_result, error, self.epochs)
         outcome = {"state": state, "state_reason": reason or "", "trial_objective": last_result.get("objective")}

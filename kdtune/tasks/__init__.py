@@ -1,0 +1,1 @@
+"""What each task provides behind one interface: its data, models, loss, metrics, objective and cache codec."""

@@ -1,0 +1,1 @@
+"""Image classification: built-in and user datasets, reference models, augmentation views."""
