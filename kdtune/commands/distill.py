@@ -223,7 +223,7 @@ def _view_spec(args: argparse.Namespace) -> Any:
     """The students' views (``--student-augment``, ``--views``), or None; ``--views`` / ``--top-k`` need them."""
     from kdtune.core.train import Augment
     from kdtune.errors import SpecError
-    from kdtune.spec.schema import DEFAULT_VIEWS
+    from kdtune.tasks.image.names import DEFAULT_VIEWS
     from kdtune.tasks.image.views import ViewSpec
 
     augment = _recipe(args.student_augment, "--student-augment", ("shift", "rotate"))

@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 
 from kdtune.errors import SpecError
 from kdtune.errors import raise_all
+from kdtune.tasks.image.names import DEFAULT_VIEWS
 
 
 SPEC_VERSION = 1
@@ -213,8 +214,6 @@ class TeacherSection(_Model):
         return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
-#: Augmented views per training image when ``student.augment`` is set (kdtune.tasks.image.views.DEFAULT_VIEWS; no torch here).
-DEFAULT_VIEWS = 4
 #: The most bytes the per-view teacher logits of one condition may take (``cache.max_bytes``): 4 GiB. They are
 #: held in memory by every trial of the condition (Ray's object store shares one copy per node).
 DEFAULT_CACHE_MAX_BYTES = 4 * 2**30

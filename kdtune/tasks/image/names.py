@@ -1,4 +1,4 @@
-"""The built-in datasets' names, apart from their loaders (:mod:`kdtune.core.data`, which needs torch).
+"""The built-in datasets' names and the default number of augmented views, apart from the code that needs torch.
 
 The spec checks ``dataset.name`` against them when it is read, and read-only commands (``kdtune status``,
 ``recommend``, ``report``) read specs without paying for torch.
@@ -10,3 +10,6 @@ from __future__ import annotations
 #: kdtune's name -> torchvision's class and folder name (``<data_root>/<folder>/raw``).
 IMAGE_DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
 DATASETS = ("digits", *IMAGE_DATASETS, "linear")
+
+#: Augmented views per training image when ``student.augment`` is set (:mod:`kdtune.tasks.image.views`).
+DEFAULT_VIEWS = 4

@@ -37,7 +37,7 @@ from kdtune.core.train import EVAL_BATCH_SIZE
 from kdtune.core.train import Augment
 from kdtune.core.train import affine_warp
 from kdtune.errors import SpecError
-from kdtune.spec.schema import DEFAULT_VIEWS
+from kdtune.tasks.image.names import DEFAULT_VIEWS
 
 
 #: Bumped when the mapping from (image, view, seed) to pixels changes: every per-view cache key includes it.
