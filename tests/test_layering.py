@@ -1,6 +1,8 @@
-"""kdtune's layers, checked: the core (data, models, losses, training loop, teacher) never imports Ray or W&B;
-read-only commands import neither Ray nor torch (plan: no Ray); the readers (status, report, recommend, results,
-the cache) never import Ray or W&B, not even inside a function; and no import cycle among kdtune's modules.
+"""kdtune's layers, checked: the layer map (a module imports only from its own layer or below, every
+exception listed with its reason; a command never imports another command); the core (data, models, losses,
+training loop, teacher) never imports Ray or W&B; read-only commands import neither Ray nor torch (plan: no
+Ray); the readers (status, report, recommend, results, the cache) never import Ray or W&B, not even inside a
+function; and no import cycle among kdtune's modules.
 
 The static checks read the source with ``ast`` (nothing is imported): every ``import`` counts, at the top of a
 module or inside a function, except under ``if TYPE_CHECKING:``.
@@ -198,3 +200,58 @@ def test_readers_load_without_ray_wandb_or_torch() -> None:
             "kdtune.records.folder; print(sorted(m for m in ('ray', 'wandb', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------------- the layer map
+
+#: kdtune's layers from the bottom (docs/architecture.md). A module belongs to the layer of its longest
+#: matching prefix; it may import its own layer and those below, never one above.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("kdtune._version", "kdtune.errors", "kdtune.secrets", "kdtune.tables", "kdtune.wandb_settings",
+              "kdtune.trial_io")),
+    ("core", ("kdtune.core",)),
+    ("tasks", ("kdtune.tasks",)),
+    ("inputs", ("kdtune.spec", "kdtune.cache")),
+    ("records", ("kdtune.records",)),
+    ("analysis", ("kdtune.analysis",)),
+    ("study", ("kdtune.study",)),
+    ("report", ("kdtune.report",)),
+    ("faces", ("kdtune", "kdtune.api", "kdtune.cli", "kdtune.__main__", "kdtune.commands")),
+]
+
+#: Upward imports that are allowed, each with its reason. Empty: none is needed today.
+UPWARD_EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+
+def _layer(module: str) -> int:
+    matches = [(len(prefix), i) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or module.startswith(f"{prefix}.")]
+    assert matches, f"{module} is in no layer of LAYERS: add it"
+    return max(matches)[1]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} ({LAYERS[_layer(m)][0]}) -> {d} ({LAYERS[_layer(d)][0]})"
+                  for m, deps in graph.items() for d in deps
+                  if _layer(d) > _layer(m) and (m, d) not in UPWARD_EXCEPTIONS)
+
+
+def test_every_module_is_in_a_layer_and_imports_only_downward() -> None:
+    internal, _ = _graph()
+    assert {LAYERS[_layer(m)][0] for m in internal} == {name for name, _ in LAYERS}  # every layer is populated
+    assert _upward(internal) == []
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    """The check itself can fail: the core importing the study driver is an upward import."""
+    graph = {"kdtune.core.train": {"kdtune.study.driver", "kdtune.errors"}, "kdtune.study.driver": {"kdtune.core.train"},
+             "kdtune.errors": set()}
+    assert _upward(graph) == ["kdtune.core.train (core) -> kdtune.study.driver (study)"]
+
+
+def test_commands_never_call_other_commands() -> None:
+    """Commands parse, call the library and print: finishing a run calls a library function, not ``recommend``."""
+    internal, _ = _graph()
+    sideways = sorted(f"{m} -> {d}" for m, deps in internal.items() if m.startswith("kdtune.commands.")
+                      for d in deps if d.startswith("kdtune.commands."))
+    assert sideways == []
