@@ -42,9 +42,12 @@ Reads are verified (schema, row count, sha256 of the logits, Parquet page CRCs);
 
 The package: :mod:`~kdtune.cache.keys` (what identifies an entry), :mod:`~kdtune.cache.parquet` (the file codec),
 :mod:`~kdtune.cache.store` (local folder or object store, atomic writes), :mod:`~kdtune.cache.lock` (one builder
-per key) and :mod:`~kdtune.cache.logit_cache` (the cache). This module is its public face.
+per key), :mod:`~kdtune.cache.entry_records` (what an entry records, how a listing shows it),
+:mod:`~kdtune.cache.teacher_entries`, :mod:`~kdtune.cache.imported` and :mod:`~kdtune.cache.view_entries` (one
+kind of entry each) and :mod:`~kdtune.cache.logit_cache` (the cache). This module is its public face.
 """
 
+from kdtune.cache.entry_records import CacheEntry
 from kdtune.cache.keys import CACHE_FORMAT_VERSION
 from kdtune.cache.keys import checkpoint_teacher_key
 from kdtune.cache.keys import default_cache_root
@@ -52,7 +55,6 @@ from kdtune.cache.keys import imported_logits_key
 from kdtune.cache.keys import logits_key
 from kdtune.cache.keys import teacher_key
 from kdtune.cache.lock import STALE_LOCK_SECONDS
-from kdtune.cache.logit_cache import CacheEntry
 from kdtune.cache.logit_cache import LogitCache
 from kdtune.cache.logit_cache import PreparedTeacher
 from kdtune.cache.parquet import DTYPES

@@ -1,15 +1,15 @@
 """The logit cache itself: :class:`LogitCache` prepares, imports, reads, lists, verifies and prunes entries.
 
 It composes the package's parts: keys (:mod:`kdtune.cache.keys`), the Parquet codec (:mod:`kdtune.cache.parquet`),
-the filesystem (:mod:`kdtune.cache.store`) and the build lock (:mod:`kdtune.cache.lock`).
+the filesystem (:mod:`kdtune.cache.store`), the build lock (:mod:`kdtune.cache.lock`), the entries' records
+(:mod:`kdtune.cache.entry_records`), teacher checkpoints (:mod:`kdtune.cache.teacher_entries`), imported logits
+(:mod:`kdtune.cache.imported`) and the per-view entries (:mod:`kdtune.cache.view_entries`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
 import os
 import time
 import warnings
@@ -18,39 +18,43 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import replace
-from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from kdtune._version import __version__
-from kdtune.cache.keys import CACHE_FORMAT_VERSION
+from kdtune.cache.entry_records import ENTRY_DIRS
+from kdtune.cache.entry_records import CacheEntry
+from kdtune.cache.entry_records import created_ts
+from kdtune.cache.entry_records import describe
+from kdtune.cache.entry_records import entry_groups
+from kdtune.cache.entry_records import entry_metadata
+from kdtune.cache.entry_records import rebuild_dataset
+from kdtune.cache.entry_records import warn_damage
+from kdtune.cache.imported import check_imported
+from kdtune.cache.imported import content_fingerprint
+from kdtune.cache.imported import imported_metadata
 from kdtune.cache.keys import checkpoint_teacher_key
 from kdtune.cache.keys import default_cache_root
 from kdtune.cache.keys import imported_logits_key
 from kdtune.cache.keys import logits_key
 from kdtune.cache.keys import teacher_key
-from kdtune.cache.keys import views_key
 from kdtune.cache.lock import LocalLock
 from kdtune.cache.parquet import DTYPES
-from kdtune.cache.parquet import METADATA_KEY
 from kdtune.cache.parquet import SPLITS
 from kdtune.cache.parquet import InvalidFile
 from kdtune.cache.parquet import decode
-from kdtune.cache.parquet import decode_views
 from kdtune.cache.parquet import encode
-from kdtune.cache.parquet import encode_views
 from kdtune.cache.parquet import labels_match
 from kdtune.cache.store import TMP_MARK
 from kdtune.cache.store import MissingFile
 from kdtune.cache.store import Store
-from kdtune.cache.store import utc_now
+from kdtune.cache.teacher_entries import check_teacher_files
+from kdtune.cache.teacher_entries import read_teacher
+from kdtune.cache.teacher_entries import write_teacher
+from kdtune.cache.view_entries import ViewEntries
 from kdtune.errors import CacheError
-from kdtune.errors import DataError
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
 
@@ -65,9 +69,6 @@ if TYPE_CHECKING:  # torch and the core load only where an entry is built or rea
     from kdtune.core.train import TeacherLogits
     from kdtune.tasks.image.views import ViewLogits
     from kdtune.tasks.image.views import ViewSpec
-
-
-_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,23 +91,6 @@ class PreparedTeacher:
     location: str  # where the logits entry lives (credentials redacted)
 
 
-@dataclass(frozen=True)
-class CacheEntry:
-    """One entry as ``kdtune cache ls`` shows it; ``problem`` is set when it is damaged or unreadable."""
-
-    kind: str  # "teacher" or "logits"
-    key: str
-    location: str
-    size: int  # bytes, all files of the entry
-    created: str | None  # ISO 8601, UTC
-    dataset: str | None
-    noise: str | None
-    teacher: str | None
-    accuracy: float | None  # teacher test accuracy (clean labels)
-    dtype: str | None
-    problem: str | None = None
-
-
 class LogitCache:
     """A cache root: a local folder (default :func:`default_cache_root`) or a pyarrow filesystem URI.
 
@@ -117,6 +101,7 @@ class LogitCache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self._store = Store(root if root is not None else default_cache_root())
+        self._views = ViewEntries(self._store, self._lock)
 
     @property
     def location(self) -> str:
@@ -167,53 +152,17 @@ class LogitCache:
             if teacher is None:
                 teacher = train_teacher(spec, data, on_epoch=on_epoch, device=device, threads=threads,
                                         full_curve=full_curve)
-                self._write_teacher(tkey, teacher, data, data_fp)
+                write_teacher(self._store, tkey, teacher, data, data_fp)
             return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=trained)
 
-    def prepare_views(
-        self,
-        prepared: PreparedTeacher,
-        data: DataBundle,
-        spec: ViewSpec,
-        *,
-        top_k: int | None = None,
-        max_bytes: int | None = None,
-        device: torch.device | str | None = None,
-    ) -> ViewLogits:
-        """The teacher's logits for the V views of every training image (:mod:`kdtune.tasks.image.views`), from the cache or
-        computed once (V teacher forward passes over the training split) and cached.
-
-        Refused with one :class:`SpecError` line before anything is computed: inputs that are not images, a
-        ``top_k`` above the class count, and logits over ``max_bytes`` (:func:`kdtune.tasks.image.views.check_views`). The
-        entry (``views/<key>/train.parquet``) is keyed by ``prepared``'s logits entry (teacher weights, data),
-        the views (augmentation, V, data seed) and ``top_k``; it is verified on every read like any other file,
-        and its stored view seeds must be the ones the views are rendered from.
-        """
-        from kdtune.tasks.image.views import check_views
-
-        check_views(spec, tuple(data.train.x.shape), data.num_classes, top_k=top_k, max_bytes=max_bytes)
-        if prepared.teacher is None:
-            raise SpecError("student.augment", spec.to_dict()["augment"], "needs a teacher model to run on each "
-                            "view; imported logits have none")
-        key = views_key(prepared.key, spec.to_dict(), top_k)
-        for quiet in (True, False):  # without the lock, then under it (another process may have built it)
-            with contextlib.nullcontext() if quiet else self._lock(key):
-                try:
-                    return self._read_views(key, data, spec)
-                except CacheError as exc:
-                    _warn_damage(exc, quiet)
-                if not quiet:
-                    return self._build_views(key, prepared, data, spec, top_k, device)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def prepare_views(self, prepared: PreparedTeacher, data: DataBundle, spec: ViewSpec, *, top_k: int | None = None,
+                      max_bytes: int | None = None, device: torch.device | str | None = None) -> ViewLogits:
+        """The teacher's logits for the V views of every training image: :meth:`ViewEntries.prepare`."""
+        return self._views.prepare(prepared, data, spec, top_k=top_k, max_bytes=max_bytes, device=device)
 
     def views_cached(self, logits_key: str, spec: ViewSpec, top_k: int | None) -> tuple[str, bool]:
-        """The key of the per-view entry on ``logits_key`` and whether its file is in the cache (not read)."""
-        key = views_key(logits_key, spec.to_dict(), top_k)
-        try:
-            with self._store.open(f"views/{key}/train.parquet"):
-                return key, True
-        except CacheError:
-            return key, False
+        """The key of the per-view entry on ``logits_key`` and whether it is cached: :meth:`ViewEntries.cached`."""
+        return self._views.cached(logits_key, spec, top_k)
 
     def plan(self, spec: TeacherSpec, data: DataBundle, *, dtype: str = "float32") -> dict[str, Any]:
         """What :meth:`prepare` would do for ``spec`` on ``data``, doing none of it (``kdtune plan``).
@@ -264,12 +213,8 @@ class LogitCache:
 
         if dtype not in DTYPES:
             raise SpecError("dtype", dtype, f"must be one of {', '.join(DTYPES)}")
-        checked = _check_imported(arrays, data, source)
-        h = hashlib.sha256()
-        for name in SPLITS:
-            h.update(f"{name}:{checked[name].shape}".encode())
-            h.update(checked[name].astype(DTYPES[dtype][0]).tobytes())
-        content = h.hexdigest()[:32]
+        checked = check_imported(arrays, data, source)
+        content = content_fingerprint(checked, dtype)
         samples = data.samples_fingerprint()
         key = imported_logits_key(content, samples, dtype)
         with self._lock(key):
@@ -277,7 +222,7 @@ class LogitCache:
                 logits = TeacherLogits(*(_as_tensor(checked[name].astype(DTYPES[dtype][0]).astype(np.float32))
                                          for name in SPLITS))
                 diagnostics = teacher_diagnostics(logits, data)
-                meta = _imported_metadata(key, content, samples, source, data, dtype, diagnostics)
+                meta = imported_metadata(key, content, samples, source, data, dtype, diagnostics)
                 for name, split in zip(SPLITS, (data.train, data.val, data.test)):
                     self._store.write(f"logits/{key}/{name}.parquet",
                                       encode(checked[name].astype(DTYPES[dtype][0]), split, {**meta, "split": name}))
@@ -296,7 +241,7 @@ class LogitCache:
 
     def entries(self) -> list[CacheEntry]:
         """Every entry under the root, described from its metadata only (no checksums: see :meth:`verify`)."""
-        return [self._describe(kind, key, files) for kind, key, files in self._groups()]
+        return [describe(self._store, kind, key, files) for kind, key, files in entry_groups(self._store)]
 
     def verify(self) -> list[CacheEntry]:
         """Read every entry in full and return the damaged ones, each with its ``problem``.
@@ -310,13 +255,13 @@ class LogitCache:
         """
         damaged = []
         datasets: dict[str, DataBundle | None] = {}
-        for kind, key, files in self._groups():
-            entry = self._describe(kind, key, files)
+        for kind, key, files in entry_groups(self._store):
+            entry = describe(self._store, kind, key, files)
             try:
                 if kind == "teacher":
-                    self._check_teacher_files(key)
+                    check_teacher_files(self._store, key)
                 elif kind == "views":
-                    self._verify_views(key, datasets)
+                    self._views.verify(key, datasets)
                 else:
                     self._verify_logits(key, datasets)
             except CacheError as exc:
@@ -333,7 +278,7 @@ class LogitCache:
             metas[name] = meta
         if len({json.dumps(m.get("dataset"), sort_keys=True) for m in metas.values()}) > 1:
             raise CacheError(f"{self._store.show(f'logits/{key}')}: its split files come from different datasets")
-        data = _rebuild_dataset(metas["train"].get("dataset") or {}, datasets)
+        data = rebuild_dataset(metas["train"].get("dataset") or {}, datasets)
         if data is not None:
             self._read_logits(key, data)  # rows and labels of every split against the dataset itself
 
@@ -345,11 +290,11 @@ class LogitCache:
             raise SpecError("older_than_days", older_than_days, "must be a number of days >= 0")
         cutoff = time.time() - older_than_days * 86400
         removed = []
-        for kind, key, files in self._groups():
-            entry = self._describe(kind, key, files)
-            if _created_ts(entry.created, files) < cutoff:
+        for kind, key, files in entry_groups(self._store):
+            entry = describe(self._store, kind, key, files)
+            if created_ts(entry.created, files) < cutoff:
                 if not dry_run:
-                    self._store.delete_dir(f"{_DIRS[kind]}/{key}")
+                    self._store.delete_dir(f"{ENTRY_DIRS[kind]}/{key}")
                 removed.append(entry)
         if dry_run:
             return removed
@@ -378,7 +323,7 @@ class LogitCache:
                 try:
                     arrays, meta = self._read_logits(key, data)
                 except CacheError as exc:
-                    _warn_damage(exc, quiet)
+                    warn_damage(exc, quiet)
                 else:
                     teacher.curve = given_curve(meta["diagnostics"])
                     return self._prepared(key, tkey, teacher, arrays, meta, hit=True, trained=False)
@@ -414,15 +359,15 @@ class LogitCache:
     ) -> tuple[Teacher | None, PreparedTeacher | None]:
         """The cached teacher and the complete cached result, each None when missing or damaged."""
         try:
-            teacher = self._read_teacher(tkey, data)
+            teacher = read_teacher(self._store, tkey, data)
         except CacheError as exc:
-            _warn_damage(exc, quiet)
+            warn_damage(exc, quiet)
             return None, None
         key = logits_key(teacher.fingerprint, data_fp, dtype)
         try:
             arrays, meta = self._read_logits(key, data)
         except CacheError as exc:
-            _warn_damage(exc, quiet)
+            warn_damage(exc, quiet)
             return teacher, None
         return teacher, self._prepared(key, tkey, teacher, arrays, meta, hit=True, trained=False)
 
@@ -462,7 +407,7 @@ class LogitCache:
                                       for record, m in zip(teacher.members, member_logits)]
         if not teacher.curve:  # a checkpoint teacher: its accuracies are measured here
             teacher.curve = given_curve(diagnostics)
-        meta = _entry_metadata(key, tkey, teacher, data, data_fp, dtype, diagnostics)
+        meta = entry_metadata(key, tkey, teacher, data, data_fp, dtype, diagnostics)
         for name, split, values in zip(SPLITS, (data.train, data.val, data.test),
                                        (logits.train, logits.val, logits.test)):
             array = values.numpy().astype(DTYPES[dtype][0], copy=False)
@@ -497,46 +442,6 @@ class LogitCache:
             yield
         finally:
             lock.__exit__()
-
-    # -- teacher checkpoints -------------------------------------------------------------------------
-
-    def _write_teacher(self, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str) -> None:
-        """Weights first (named by their fingerprint), then the sidecar that names them."""
-        from kdtune.cache.teacher import teacher_to_bytes
-
-        weights, sidecar = teacher_to_bytes(teacher)
-        meta = json.loads(sidecar)
-        weights_file = f"weights-{teacher.fingerprint}.safetensors"
-        meta["cache"] = {"format_version": CACHE_FORMAT_VERSION, "key": tkey, "weights_file": weights_file,
-                         "weights_sha256": hashlib.sha256(weights).hexdigest(), "created": utc_now()}
-        meta["dataset"] = {"description": data.description, "fingerprint": data_fp}
-        self._store.write(f"teachers/{tkey}/{weights_file}", weights)
-        self._store.write(f"teachers/{tkey}/teacher.json",
-                          json.dumps(meta, indent=2, sort_keys=True, default=str).encode())
-
-    def _check_teacher_files(self, tkey: str) -> tuple[dict[str, Any], bytes, bytes]:
-        """The sidecar (parsed and raw) and the weights, checked against the sidecar's sha256."""
-        sidecar_path = f"teachers/{tkey}/teacher.json"
-        sidecar = self._store.read(sidecar_path)
-        try:
-            meta = json.loads(sidecar)
-            weights_path = f"teachers/{tkey}/{meta['cache']['weights_file']}"
-            expected = meta["cache"]["weights_sha256"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CacheError(f"{self._store.show(sidecar_path)}: damaged teacher sidecar ({one_line(exc)})") from None
-        weights = self._store.read(weights_path)
-        if hashlib.sha256(weights).hexdigest() != expected:
-            raise CacheError(f"{self._store.show(weights_path)}: checksum mismatch (damaged teacher weights)")
-        return meta, sidecar, weights
-
-    def _read_teacher(self, tkey: str, data: DataBundle) -> Teacher:
-        from kdtune.cache.teacher import teacher_from_bytes
-
-        _, sidecar, weights = self._check_teacher_files(tkey)
-        try:
-            return teacher_from_bytes(weights, sidecar, data)
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise CacheError(f"{self._store.show(f'teachers/{tkey}')}: unusable teacher checkpoint ({one_line(exc)})") from None
 
     # -- logits entries ------------------------------------------------------------------------------
 
@@ -578,205 +483,6 @@ class LogitCache:
             raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
         return array, table, meta
 
-    # -- per-view entries ----------------------------------------------------------------------------
-
-    def _build_views(self, key: str, prepared: PreparedTeacher, data: DataBundle, spec: ViewSpec,
-                     top_k: int | None, device: torch.device | str | None) -> ViewLogits:
-        """V teacher forward passes over the rendered views, written as one verified file and read back."""
-        from kdtune.core.train import default_device
-        from kdtune.tasks.image.views import compute_view_logits
-        from kdtune.tasks.image.views import sparsify
-
-        teacher = prepared.teacher
-        assert teacher is not None
-        teacher.model.to(device if device is not None else default_device())
-        try:
-            logits = compute_view_logits(teacher.model, data.train.x, spec)
-        finally:
-            teacher.model.cpu()
-        if top_k is None:
-            arrays = {"logits": logits.numpy()}
-        else:
-            values, classes, rest, mean = sparsify(logits, top_k)
-            arrays = {"top_values": values.numpy(), "top_classes": classes.numpy(), "rest_lse": rest.numpy(),
-                      "rest_mean": mean.numpy()}
-        rows = np.arange(len(logits))
-        seeds = spec.seeds(rows // spec.views, rows % spec.views)
-        base = _entry_metadata(key, prepared.teacher_key or "", teacher, data, data.fingerprint(), "float32",
-                               {"test_accuracy": prepared.diagnostics["test_accuracy"]})
-        meta = {**base, "split": "train", "logits_key": prepared.key, "view_spec": spec.to_dict(), "top_k": top_k}
-        self._store.write(f"views/{key}/train.parquet", encode_views(arrays, seeds, spec.views, meta))
-        return self._read_views(key, data, spec)
-
-    def _decode_views(self, key: str) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
-        """The file of entry ``key``, verified on its own: codec checks, its key, and its seeds against the
-        views its metadata names."""
-        from kdtune.core.train import Augment
-        from kdtune.tasks.image.views import ViewSpec
-
-        path = f"views/{key}/train.parquet"
-        shown = self._store.show(path)
-        raw = self._store.read(path)
-        try:
-            arrays, seeds, meta = decode_views(raw)
-            record = meta["view_spec"]
-            spec = ViewSpec(Augment(**record["augment"]), int(record["views"]), int(record["seed"]))
-        except (OSError, ValueError, KeyError, TypeError, SpecError, pa.ArrowException) as exc:
-            raise CacheError(f"{shown}: damaged ({one_line(exc)})") from None
-        except InvalidFile as exc:
-            raise CacheError(f"{shown}: {exc}") from None
-        if meta.get("key") != key:
-            raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
-        rows = np.arange(len(seeds))
-        if not np.array_equal(seeds, spec.seeds(rows // spec.views, rows % spec.views)):
-            raise CacheError(f"{shown}: view seeds do not match its views (shift {spec.augment.shift}, rotate "
-                             f"{spec.augment.rotate}, {spec.views} views, data seed {spec.seed})")
-        return arrays, seeds, meta
-
-    def _read_views(self, key: str, data: DataBundle, spec: ViewSpec) -> ViewLogits:
-        """The entry, verified (see :meth:`_decode_views`) and against ``data`` and ``spec``."""
-        from kdtune.tasks.image.views import ViewLogits
-
-        arrays, _, meta = self._decode_views(key)
-        shown = self._store.show(f"views/{key}/train.parquet")
-        if meta["view_spec"] != spec.to_dict():
-            raise CacheError(f"{shown}: holds views {meta['view_spec']}, not {spec.to_dict()}")
-        if meta["rows"] != len(data.train) * spec.views or meta["dataset"]["fingerprint"] != data.fingerprint():
-            raise CacheError(f"{shown}: rows or dataset do not match the dataset")
-        tensors = {"dense": arrays.get("logits"), "values": arrays.get("top_values"),
-                   "classes": arrays.get("top_classes"), "rest": arrays.get("rest_lse"),
-                   "rest_mean": arrays.get("rest_mean")}
-        return ViewLogits(spec, data.num_classes, key=key,
-                          **{name: None if a is None else _readonly_tensor(a) for name, a in tensors.items()})
-
-    def _verify_views(self, key: str, datasets: dict[str, DataBundle | None]) -> None:
-        _, _, meta = self._decode_views(key)
-        data = _rebuild_dataset(meta.get("dataset") or {}, datasets)
-        if data is not None and meta["rows"] != len(data.train) * meta["view_spec"]["views"]:
-            raise CacheError(f"{self._store.show(f'views/{key}/train.parquet')}: {meta['rows']} rows do not fit "
-                             f"its dataset ({len(data.train)} training images x {meta['view_spec']['views']} views)")
-
-    def _describe_views(self, key: str) -> dict[str, Any]:
-        with self._store.open(f"views/{key}/train.parquet") as f:
-            meta = json.loads(pq.read_metadata(f).metadata[METADATA_KEY])
-        teacher = meta["teacher"]
-        spec = meta["view_spec"]
-        dtype = "float32" if meta.get("top_k") is None else f"float32 top-{meta['top_k']}"
-        return {"created": meta["created"], **_dataset_fields(meta["dataset"]["description"]),
-                "teacher": f"{_teacher_label(teacher['spec'], teacher['selected_epoch'])}; {spec['views']} views "
-                f"(shift {spec['augment']['shift']}, rotate {spec['augment']['rotate']:g})",
-                "accuracy": teacher["test_accuracy"], "dtype": dtype}
-
-    # -- listing -------------------------------------------------------------------------------------
-
-    def _groups(self) -> list[tuple[str, str, list[pafs.FileInfo]]]:
-        """(kind, key, files) for every entry directory under the root, temporary files left out."""
-        groups: dict[tuple[str, str], list[pafs.FileInfo]] = {}
-        for info in self._store.list(""):
-            parts = self._store.relative(info.path).split("/")
-            kind = {"teachers": "teacher", "logits": "logits", "views": "views"}.get(parts[0])
-            if kind is None or len(parts) != 3 or TMP_MARK in parts[2]:
-                continue
-            groups.setdefault((kind, parts[1]), []).append(info)
-        return [(kind, key, files) for (kind, key), files in sorted(groups.items())]
-
-    def _describe(self, kind: str, key: str, files: list[pafs.FileInfo]) -> CacheEntry:
-        base = {"kind": kind, "key": key, "location": self._store.show(f"{_DIRS[kind]}/{key}"),
-                "size": sum(f.size or 0 for f in files)}
-        try:
-            describe = {"teacher": self._describe_teacher, "views": self._describe_views}.get(kind, self._describe_logits)
-            fields = describe(key)
-        except (CacheError, OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
-            return CacheEntry(**base, created=None, dataset=None, noise=None, teacher=None, accuracy=None,
-                              dtype=None, problem=one_line(exc))
-        return CacheEntry(**base, **fields)
-
-    def _describe_teacher(self, key: str) -> dict[str, Any]:
-        meta = json.loads(self._store.read(f"teachers/{key}/teacher.json"))
-        return {"created": meta["cache"]["created"], **_dataset_fields(meta["dataset"]["description"]),
-                "teacher": _teacher_label(meta["spec"], meta["selected_epoch"]),
-                "accuracy": meta["test_accuracy"], "dtype": None}
-
-    def _describe_logits(self, key: str) -> dict[str, Any]:
-        path = f"logits/{key}/train.parquet"
-        with self._store.open(path) as f:
-            meta = json.loads(pq.read_metadata(f).metadata[METADATA_KEY])
-        teacher = meta["teacher"]
-        return {"created": meta["created"], **_dataset_fields(meta["dataset"]["description"]),
-                "teacher": _teacher_label(teacher["spec"], teacher["selected_epoch"]),
-                "accuracy": meta["diagnostics"]["test_accuracy"], "dtype": meta["dtype"]}
-
-
-_DIRS = {"teacher": "teachers", "logits": "logits", "views": "views"}
-
-
-def _entry_metadata(
-    key: str, tkey: str, teacher: Teacher, data: DataBundle, data_fp: str, dtype: str, diagnostics: dict[str, Any]
-) -> dict[str, Any]:
-    """What every split file of an entry records about where its logits came from."""
-    from kdtune.core.data import PREPROCESSING_VERSION
-
-    return {
-        "format_version": CACHE_FORMAT_VERSION,
-        "key": key,
-        "dtype": dtype,
-        "teacher": {"key": tkey, "spec": teacher.spec.to_dict(), "selected_epoch": teacher.selected_epoch,
-                    "val_accuracy": teacher.selected["val_accuracy"],
-                    "test_accuracy": teacher.selected["test_accuracy"], "weights_fingerprint": teacher.fingerprint},
-        "diagnostics": diagnostics,
-        "dataset": {"description": data.description, "fingerprint": data_fp, "name": data.name,
-                    "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
-        "kdtune_version": __version__,
-        "created": utc_now(),
-    }
-
-
-def _check_imported(arrays: dict[str, np.ndarray], data: DataBundle, source: str) -> dict[str, np.ndarray]:
-    """Imported logits, checked split by split against ``data`` (see :meth:`LogitCache.import_logits`)."""
-    checked = {}
-    described = ", ".join(f"{k}={v}" for k, v in data.description.items() if v is not None)
-    for name, split in zip(SPLITS, (data.train, data.val, data.test)):
-        if name not in arrays or arrays[name] is None:
-            raise DataError(f"{source}: no {name} logits (train, val and test are required)")
-        array = np.asarray(arrays[name])
-        if array.ndim != 2:
-            raise DataError(f"{source}: {name} has shape {array.shape}: must be (rows, classes)")
-        if not np.issubdtype(array.dtype, np.floating):
-            raise DataError(f"{source}: {name} has dtype {array.dtype}: logits must be floating point")
-        if len(array) != len(split):
-            raise DataError(f"{source}: {name} has {len(array)} rows; the dataset ({described}) has {len(split)} "
-                            f"{name} samples")
-        if array.shape[1] != data.num_classes:
-            raise DataError(f"{source}: {name} has {array.shape[1]} columns; the dataset has {data.num_classes} "
-                            "classes")
-        bad = ~np.isfinite(array).all(1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(f"{source}: {name}[{i}] contains {'NaN' if np.isnan(array[i]).any() else 'inf'}")
-        checked[name] = array
-    return checked
-
-
-def _imported_metadata(key: str, content: str, samples: str, source: str, data: DataBundle, dtype: str,
-                       diagnostics: dict[str, Any]) -> dict[str, Any]:
-    """What every split file of an imported entry records: where the logits came from, and for which samples."""
-    from kdtune.core.data import PREPROCESSING_VERSION
-
-    return {
-        "format_version": CACHE_FORMAT_VERSION,
-        "key": key,
-        "dtype": dtype,
-        "imported": True,
-        "teacher": {"key": None, "spec": {"imported": source}, "selected_epoch": None,
-                    "val_accuracy": diagnostics["val_accuracy"], "test_accuracy": diagnostics["test_accuracy"],
-                    "weights_fingerprint": None, "logits_fingerprint": content},
-        "diagnostics": diagnostics,
-        "dataset": {"description": data.description, "fingerprint": data.fingerprint(), "samples_fingerprint": samples,
-                    "name": data.name, "num_classes": data.num_classes, "preprocessing_version": PREPROCESSING_VERSION},
-        "kdtune_version": __version__,
-        "created": utc_now(),
-    }
-
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:
     """A CPU float32 tensor over ``array``, without a copy when it is float32 already.
@@ -792,65 +498,3 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
         return torch.from_numpy(array)
-
-
-def _readonly_tensor(array: np.ndarray) -> torch.Tensor:
-    """A CPU tensor over a read-only decoded array, without a copy (the student only indexes it)."""
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
-        return torch.from_numpy(array)
-
-
-def _created_ts(created: str | None, files: list[pafs.FileInfo]) -> float:
-    """When an entry was made: its recorded creation time, else its newest file's mtime."""
-    if created:
-        try:
-            return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return max((f.mtime_ns or 0) / 1e9 for f in files)
-
-
-def _rebuild_dataset(record: dict[str, Any], loaded: dict[str, DataBundle | None]) -> DataBundle | None:
-    """The dataset an entry was built from, rebuilt from its description when that is possible here and gives
-    the recorded fingerprint; None otherwise (a loader is never called: verifying must not run code)."""
-    from kdtune.core.data import load_dataset
-
-    description = dict(record.get("description") or {})
-    text = json.dumps(description, sort_keys=True, default=str)
-    if text not in loaded:
-        name = description.pop("name", None)
-        data = None
-        if isinstance(name, str) and ":" not in name and name != "linear":
-            try:
-                data = load_dataset(name, **description)
-            except Exception:  # files or data root not here, an option this version does not know: not checkable
-                data = None
-        loaded[text] = data
-    data = loaded[text]
-    return data if data is not None and data.fingerprint() == record.get("fingerprint") else None
-
-
-def _warn_damage(exc: CacheError, quiet: bool) -> None:
-    if not quiet and not isinstance(exc, MissingFile):
-        _LOG.warning("%s; rebuilding it", exc)
-
-
-def _dataset_fields(description: dict[str, Any]) -> dict[str, Any]:
-    noise = description.get("noise_level")
-    label = None if noise is None else f"{noise:.0%} {description.get('noise_type', '')}".strip()
-    return {"dataset": description.get("name"), "noise": label}
-
-
-def _teacher_label(spec: dict[str, Any], selected_epoch: int | None) -> str:
-    if spec.get("imported"):
-        return f"imported logits ({spec['imported']})"
-    if spec.get("checkpoint"):
-        return f"{spec['arch']} from checkpoint {spec['checkpoint'].rsplit('/', 1)[-1]}"
-    if spec.get("ensemble", 1) > 1:
-        last = spec["seed"] + spec["ensemble"] - 1
-        return f"ensemble of {spec['ensemble']} {spec['arch']} (seeds {spec['seed']}-{last}), {spec['epochs']} epochs " \
-               f"({spec['select']})"
-    return f"{spec['arch']} seed {spec['seed']}, epoch {selected_epoch}/{spec['epochs']} ({spec['select']})"
