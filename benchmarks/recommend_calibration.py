@@ -42,9 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdtune.analysis.recommendation import Arm  # noqa: E402
+from kdtune.analysis.arms import Arm  # noqa: E402
+from kdtune.analysis.arms import Run  # noqa: E402
 from kdtune.analysis.recommendation import Context  # noqa: E402
-from kdtune.analysis.recommendation import Run  # noqa: E402
 from kdtune.analysis.recommendation import confirmation_candidates  # noqa: E402
 from kdtune.analysis.recommendation import recommend_condition  # noqa: E402
 from kdtune.analysis.scoring import METRICS  # noqa: E402

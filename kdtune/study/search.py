@@ -321,9 +321,9 @@ class ConditionSearcher(Searcher):
                        conditions=len(self.conditions))
 
     def _arms(self, condition: str, phases: tuple[str, ...]) -> dict[str, Any]:
-        """The condition's completed trials of ``phases`` as :class:`kdtune.analysis.recommendation.Arm` (seed-level runs)."""
-        from kdtune.analysis.recommendation import Arm
-        from kdtune.analysis.recommendation import Run
+        """The condition's completed trials of ``phases`` as :class:`kdtune.analysis.arms.Arm` (seed-level runs)."""
+        from kdtune.analysis.arms import Arm
+        from kdtune.analysis.arms import Run
 
         arms: dict[str, Arm] = {}
         for trial in self.scores[condition]:

@@ -1,0 +1,188 @@
+"""The recommendation in words: the notes each condition carries, its verdict sentence and the method header.
+
+Kept apart from :mod:`kdtune.analysis.recommendation`, which computes the numbers: these functions only read a
+finished condition entry (a JSON-ready dict) and phrase it, so the wording can change without touching the
+statistics, and the statistics can be tested without parsing sentences.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from typing import Any
+
+from kdtune.analysis.verdicts import FAMILY_CONFIDENCE
+
+
+if TYPE_CHECKING:
+    from kdtune.analysis.alpha_fit import Fit
+    from kdtune.analysis.recommendation import Context
+
+
+MEMORISATION_WARNING = 0.25  # share of flipped training labels the teacher predicts as the noisy label
+
+
+def notes(entry: dict[str, Any], info: dict[str, Any], fit: Fit) -> list[str]:
+    """Caveats the numbers carry (cut-short and unfinished studies end the verdict itself)."""
+    notes = []
+    if fit.method == "best observed":
+        notes.append(f"only {fit.configurations} completed configurations: too few for the smooth fit, so the "
+                     "best observed one is recommended, without an interval")
+    confirmed = entry["confirmed"]
+    if confirmed is not None and confirmed["params"]["alpha"] != entry["recommended"]["alpha"]["value"]:
+        notes.append(f"the confirmed configuration ({_config(confirmed['params'])}) is not the fitted optimum "
+                     f"(alpha ≈ {_fmt(entry['recommended']['alpha']['value'])}): the fit put its optimum at "
+                     "alpha = 1, so the search's best distilled configuration was confirmed instead")
+    if entry["no_distillation"] is None:
+        notes.append("no completed alpha = 1 (no distillation) runs: the gain cannot be measured")
+    if entry["pure_distillation"] is None:
+        notes.append("no completed alpha = 0 (pure distillation) runs (pruned, failed or not run)")
+    teacher = info["teacher"] or {}
+    memorised = teacher.get("memorisation_rate")
+    if memorised is not None and memorised >= MEMORISATION_WARNING:
+        advice = ("; a validation-selected teacher is available with `teacher.select: best_val`"
+                  if teacher.get("select") == "final" else "")
+        notes.append(f"the teacher predicts the noisy label on {memorised:.0%} of the flipped training labels "
+                     f"(memorisation){advice}")
+    if info["unfinished_studies"]:
+        notes.append(f"not finished: {', '.join(info['unfinished_studies'])} (still running, or interrupted: "
+                     "`kdtune resume` finishes it)")
+    return notes
+
+
+def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context: Context) -> str:
+    where = entry["description"]
+    closed = entry["closed_form"]
+    star = f"; closed-form α* = {_fmt(closed['alpha_star'])}" if closed else ""
+    gain = entry["gain"]
+    test = context.metric.test_column
+    optimum = ("the fitted optimum" if entry["recommended"]["method"] == "polynomial surface"
+               else "the best configuration on validation")
+    fitted = f"{optimum} is {_alpha_words(entry['recommended'])}{star}"
+    if kind == "undetermined":
+        text = f"{where}: cannot tell whether distillation helps ({_missing(entry)}); {fitted}"
+    elif kind == "unconfirmed":
+        text = (f"{where}: unconfirmed: {fitted}; the search's best distilled configuration "
+                f"({_config(gain['params'])}) is {_gain_words(gain, test)}, measured on the runs that won the "
+                "validation selection, so it is optimistic (winner's curse). Confirmation on fresh seeds "
+                "(budget.confirm_top_k ≥ 1) gives a verdict")
+    else:
+        confirmed = f"{_config(gain['params'])} vs no distillation on {gain['n_pairs']} fresh paired seeds"
+        if kind == "distil":
+            text = f"{where}: distil: {confirmed}: {_gain_words(gain, test)}; {fitted}"
+            if context.margin is not None and gain["high"] < context.margin:
+                text += f" (the gain is real but smaller than the {_points(context.margin)}-point margin)"
+        elif kind == "hurts":
+            text = f"{where}: distillation hurts here: {confirmed}: {_gain_words(gain, test)}; use alpha = 1"
+        elif kind == "no_gain":
+            text = (f"{where}: no gain: any gain or loss is within ±{_points(context.margin)} points: {confirmed}: "
+                    f"{_gain_words(gain, test)}; alpha = 1 does as well")
+        else:
+            margin = "" if context.margin is None else f" and reaches beyond the ±{_points(context.margin)}-point margin"
+            need = gain.get("seeds_to_resolve")
+            more = "" if need is None else (f"; at this spread about {need} paired seeds would resolve it "
+                                            "(budget.confirm_max_repeats)")
+            text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
+                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}")
+    return _status_words(entry, text + _teacher_words(entry, info))
+
+
+def _missing(entry: dict[str, Any]) -> str:
+    if entry["no_distillation"] is None:
+        return "no alpha = 1 baseline to compare with"
+    if entry["gain"] is None:
+        return "no distilled configuration completed"
+    return f"only {entry['gain']['n_pairs']} paired seed(s); raise budget.repeats"
+
+
+def _teacher_words(entry: dict[str, Any], info: dict[str, Any]) -> str:
+    """The teacher's test accuracy beside the student's own interval: shown, not used as a cause."""
+    accuracy = (info["teacher"] or {}).get("test_accuracy")
+    student = (entry["no_distillation"] or {}).get("test") or {}
+    if accuracy is None or student.get("mean") is None:
+        return ""
+    alone = f"{student['mean']:.1%}"
+    if student.get("low") is not None:
+        alone += f" (95% CI {student['low']:.1%}–{student['high']:.1%})"
+    return f". Teacher: {accuracy:.1%} test accuracy; the student alone: {alone}"
+
+
+def _status_words(entry: dict[str, Any], text: str) -> str:
+    """End the verdict, saying when it rests on a cut-short or unfinished study."""
+    trials = entry["trials"]
+    if entry["cut_short"]:
+        text += (f". The study was cut short ({trials['complete']} trials of this condition completed): "
+                 "this may change")
+    if trials["unfinished"]:
+        text += f". {trials['unfinished']} trial(s) had not ended (still running, or interrupted)"
+    return text + "."
+
+
+def _alpha_words(recommended: dict[str, Any]) -> str:
+    """The fitted optimum with the intervals, e.g. ``alpha ≈ 0.3 (0.2–0.45; weight on the true labels,
+    1 = no distillation), T ≈ 4 (3–6)``."""
+    fitted = recommended["fitted"]
+    inside = "; ".join(filter(None, [_range(recommended["alpha"]), "weight on the true labels, 1 = no distillation"]))
+    words = f"alpha ≈ {_fmt(fitted['alpha'])} ({inside})"
+    temperature = recommended["temperature"]
+    if temperature is None or fitted["temperature"] is None or fitted["alpha"] == 1.0:
+        return words
+    t_range = _range(temperature)
+    return f"{words}, T ≈ {_fmt(fitted['temperature'])}" + (f" ({t_range})" if t_range else "")
+
+
+def _range(interval: dict[str, Any]) -> str:
+    if interval["low"] is None or interval["low"] == interval["high"]:
+        return ""
+    return f"{_fmt(interval['low'])}–{_fmt(interval['high'])}"
+
+
+def _gain_words(gain: dict[str, Any], test_metric: str) -> str:
+    """E.g. ``+0.8 points test accuracy vs no distillation (repeated 98.3% CI +0.5 to +1.1, 12 paired seeds)``;
+    for the linear task a (signed) reduction of the test excess MSE."""
+    what = "points test accuracy" if test_metric == "test_accuracy" else f"reduction of {test_metric}"
+    if gain["low"] is None:
+        return f"{_signed(gain['mean'], test_metric)} {what} vs no distillation ({gain['n_pairs']} paired seed(s))"
+    if gain["source"] == "confirm":
+        name = f"repeated {gain['confidence']:.1%} CI"
+    else:
+        name = f"{gain['confidence']:.0%} CI"
+    ci = f"{name} {_signed(gain['low'], test_metric)} to {_signed(gain['high'], test_metric)}"
+    return f"{_signed(gain['mean'], test_metric)} {what} vs no distillation ({ci}, {gain['n_pairs']} paired seeds)"
+
+
+def _signed(value: float, test_metric: str) -> str:
+    return f"{100 * value:+.1f}" if test_metric == "test_accuracy" else f"{value:+.3g}"
+
+
+def _points(margin: float | None) -> str:
+    return "-" if margin is None else f"{100 * margin:.2g}"
+
+
+def _config(params: dict[str, Any]) -> str:
+    words = [f"alpha {_fmt(params['alpha'])}"]
+    if params.get("temperature") is not None and params["alpha"] != 1.0:
+        words.append(f"T {_fmt(params['temperature'])}")
+    return ", ".join(words)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def method(context: Context) -> dict[str, Any]:
+    """The method in words, as the recommendation's header records it."""
+    return {
+        "scoring": "each run at its best validation epoch (earliest on ties); COMPLETE trials only",
+        "recommended": "maximum of a surface fitted to the search configurations' mean validation objectives "
+                       "(quadratic in 1 - alpha, with log T terms inside the distillation term); interval: "
+                       "parametric bootstrap of the fit",
+        "verdict": "confirmation runs only: the chosen confirmed configuration vs alpha = 1 on fresh paired "
+                   "seeds; repeated confidence interval (Jennison & Turnbull 1989) with a Pocock-type constant "
+                   "nominal level, valid under adaptive confirmation",
+        "multiplicity": f"Bonferroni over the {context.conditions} condition(s) and each condition's confirmed "
+                        f"candidates: family-wise confidence {FAMILY_CONFIDENCE:.0%}",
+        "equivalence": "no gain when the interval lies inside ± margin (interval form of TOST, Schuirmann 1987)",
+        "looks": list(context.design.looks),
+        "confidence": FAMILY_CONFIDENCE,
+        "coverage": "student-seed noise only: the data draw, the teacher and the validation set are fixed",
+    }
