@@ -90,7 +90,7 @@ def read_spec(path: Path) -> Any:
     return StudyFolder(path).spec()
 
 
-def studystudy_label(index: int, study_dirs: Sequence[str | os.PathLike[str]]) -> str:
+def study_label(index: int, study_dirs: Sequence[str | os.PathLike[str]]) -> str:
     """A study's name in seed keys and prefixed trial ids: its folder name, numbered when two agree."""
     names = [Path(d).resolve().name for d in study_dirs]
     return names[index] if names.count(names[index]) == 1 else f"{names[index]}#{index + 1}"
@@ -206,7 +206,7 @@ def pooled_arms(identity: str, studies: list[Study]) -> dict[tuple[Any, ...], Ar
     return merged
 
 
-def conditioncondition_info(identity: str, studies: list[Study]) -> dict[str, Any]:
+def condition_info(identity: str, studies: list[Study]) -> dict[str, Any]:
     """What a condition's entry says besides its runs: axes, trial states, teacher, closed form."""
     condition = studies[0].conditions[identity]
     states: Counter[str] = sum((s.states[identity] for s in studies), Counter())
