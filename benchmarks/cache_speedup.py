@@ -100,7 +100,7 @@ def _teacher_forward(teacher: nn.Module, xb: torch.Tensor) -> torch.Tensor:
 def _data(data_root: str | None, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Real MNIST training images when a root is given, else uniform random pixels of the same shape."""
     if data_root:
-        from kdtune.core.data import load_dataset
+        from kdtune.tasks.datasets import load_dataset
 
         train = load_dataset("mnist", data_root=data_root, train_size=samples + max(1, samples // 9)).train
         x, y = train.x[:samples], train.y[:samples]

@@ -26,9 +26,9 @@ def main() -> None:
 
     import torch
 
-    from kdtune.core.data import load_dataset
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import Trainer
+    from kdtune.tasks.datasets import load_dataset
     from kdtune.tasks.image.models import build_model
 
     torch.set_num_threads(1)

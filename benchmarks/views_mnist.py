@@ -39,10 +39,10 @@ import torch  # noqa: E402
 from kdtune.analysis.scoring import t_estimate  # noqa: E402
 from kdtune.cache import LogitCache  # noqa: E402
 from kdtune.cache.teacher import TeacherSpec  # noqa: E402
-from kdtune.core.data import load_dataset  # noqa: E402
 from kdtune.core.train import Augment  # noqa: E402
 from kdtune.core.train import TrainConfig  # noqa: E402
 from kdtune.core.train import Trainer  # noqa: E402
+from kdtune.tasks.datasets import load_dataset  # noqa: E402
 from kdtune.tasks.image.models import build_model  # noqa: E402
 from kdtune.tasks.image.views import InlineTeacher  # noqa: E402
 from kdtune.tasks.image.views import ViewSpec  # noqa: E402

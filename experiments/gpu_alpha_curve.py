@@ -60,7 +60,7 @@ def train(args: argparse.Namespace) -> None:
 
     from kdtune.cache.teacher import TeacherSpec
     from kdtune.cache.teacher import train_teacher
-    from kdtune.core.data import load_dataset
+    from kdtune.tasks.datasets import load_dataset
 
     # The data and teacher of search_spaces/seed_alpha_grid.yaml.
     data = load_dataset("mnist", data_root=args.data_root, train_size=10_000, val_fraction=0.1, noise_level=0.05,
@@ -104,9 +104,9 @@ def train(args: argparse.Namespace) -> None:
 
 
 def _worker(args: argparse.Namespace, logits: Any, jobs: list[tuple[float, int]], rows: Any, deadline: float) -> None:
-    from kdtune.core.data import load_dataset
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import Trainer
+    from kdtune.tasks.datasets import load_dataset
     from kdtune.tasks.image.models import build_model
 
     data = load_dataset("mnist", data_root=args.data_root, train_size=10_000, val_fraction=0.1, noise_level=0.05,

@@ -23,7 +23,7 @@ from typing import Any
 from kdtune.analysis.scoring import t_estimate
 from kdtune.cache.teacher import TeacherSpec
 from kdtune.cache.teacher import train_teacher
-from kdtune.core.data import load_dataset
+from kdtune.tasks.datasets import load_dataset
 
 
 BASE: dict[str, Any] = {"arch": "cnn_teacher", "epochs": 20, "lr": 3e-3, "batch_size": 32}

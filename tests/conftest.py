@@ -61,7 +61,7 @@ def test_data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def noisy_digits():  # type: ignore[no-untyped-def]
-    from kdtune.core.data import load_dataset
+    from kdtune.tasks.datasets import load_dataset
 
     return load_dataset("digits", noise_level=0.1, seed=0)
 

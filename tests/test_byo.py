@@ -29,7 +29,6 @@ from kdtune.cache.teacher import train_teacher
 from kdtune.cache.teacher import weights_fingerprint
 from kdtune.cli import main
 from kdtune.core.data import DataBundle
-from kdtune.core.data import load_dataset
 from kdtune.core.train import EVAL_BATCH_SIZE
 from kdtune.core.train import predict
 from kdtune.errors import CacheError
@@ -39,6 +38,7 @@ from kdtune.records.results import read_trials
 from kdtune.spec.schema import parse_spec
 from kdtune.study.driver import RunOptions
 from kdtune.study.driver import run_study
+from kdtune.tasks.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")

@@ -261,7 +261,7 @@ def test_live_lock_makes_builders_wait(short_tmp: Path, data: DataBundle) -> Non
 
 def _builder(root: str, out: str, barrier: Any) -> None:
     """One process of the concurrency test: leaves a marker only if it really trained a teacher."""
-    from kdtune.core.data import load_dataset
+    from kdtune.tasks.datasets import load_dataset
 
     log = os.open(Path(out) / f"stderr-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT, 0o644)  # shown if it fails
     os.dup2(log, 2)
@@ -351,7 +351,7 @@ def test_entries_and_prune(short_tmp: Path, data: DataBundle) -> None:
 
 def test_readonly_arrays_reach_torch_without_a_warning(short_tmp: Path) -> None:
     code = ("import warnings; warnings.simplefilter('error', UserWarning);"
-            "from kdtune.cache import LogitCache; from kdtune.core.data import load_dataset;"
+            "from kdtune.cache import LogitCache; from kdtune.tasks.datasets import load_dataset;"
             "from kdtune.cache.teacher import TeacherSpec;"
             f"spec = TeacherSpec(**{SPEC.to_dict()!r}); data = load_dataset('digits');"
             f"[LogitCache({str(short_tmp)!r}).prepare(spec, data, threads=1) for _ in range(2)]")

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from kdtune.core.data import flip_labels
-from kdtune.core.data import load_dataset
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
+from kdtune.tasks.datasets import load_dataset
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.1, 0.2, 0.37])

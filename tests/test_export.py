@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from kdtune.analysis.recommendation import recommend
 from kdtune.cli import main
-from kdtune.core.data import load_dataset
 from kdtune.core.train import predict
+from kdtune.tasks.datasets import load_dataset
 from kdtune.tasks.image.models import build_model
 
 

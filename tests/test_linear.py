@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from kdtune.core.data import DataBundle
-from kdtune.core.data import make_linear
 from kdtune.errors import SpecError
 from kdtune.tasks.linear.closed_form import closed_form
 from kdtune.tasks.linear.closed_form import fit_student
 from kdtune.tasks.linear.closed_form import make_teacher_weights
 from kdtune.tasks.linear.closed_form import student_weights
+from kdtune.tasks.linear.data import make_linear
 
 
 B = 0.2

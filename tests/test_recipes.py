@@ -13,7 +13,6 @@ from kdtune.cache import LogitCache
 from kdtune.cache import teacher_key
 from kdtune.cache.teacher import TeacherSpec
 from kdtune.cache.teacher import train_teacher
-from kdtune.core.data import load_dataset
 from kdtune.core.train import Augment
 from kdtune.core.train import TrainConfig
 from kdtune.core.train import Trainer
@@ -24,6 +23,7 @@ from kdtune.core.train import train_student
 from kdtune.errors import SpecError
 from kdtune.spec.schema import StudentSection
 from kdtune.spec.schema import parse_spec
+from kdtune.tasks.datasets import load_dataset
 from kdtune.tasks.image.models import build_model
 
 

@@ -398,10 +398,10 @@ def test_studies_with_different_conditions_are_refused(tmp_path: Path) -> None:
 
 def test_linear_study_recommends_near_alpha_star_and_confirms_the_gain(tmp_path: Path) -> None:
     """Rows from the real closed-form students (kdtune.tasks.linear.closed_form), as the study engine writes them."""
-    from kdtune.core.data import make_linear
     from kdtune.tasks.linear.closed_form import closed_form
     from kdtune.tasks.linear.closed_form import fit_student
     from kdtune.tasks.linear.closed_form import make_teacher_weights
+    from kdtune.tasks.linear.data import make_linear
 
     sizes = {"dim": 50, "n_train": 500, "n_val": 5000, "n_test": 5000}
     raw = {"name": "linear", "dataset": {"name": "linear", "linear": sizes}, "teacher": {"error": 0.1},

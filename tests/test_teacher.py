@@ -14,9 +14,9 @@ from kdtune.cache.teacher import save_teacher
 from kdtune.cache.teacher import teacher_diagnostics
 from kdtune.cache.teacher import teacher_logits
 from kdtune.cache.teacher import train_teacher
-from kdtune.core.data import load_dataset
 from kdtune.core.train import TeacherLogits
 from kdtune.errors import SpecError
+from kdtune.tasks.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ from kdtune.cache.parquet import decode_views
 from kdtune.cache.parquet import encode_views
 from kdtune.cache.teacher import TeacherSpec
 from kdtune.cli import main
-from kdtune.core.data import load_dataset
 from kdtune.core.distill import kd_loss
 from kdtune.core.train import Augment
 from kdtune.core.train import TrainConfig
 from kdtune.core.train import Trainer
 from kdtune.core.train import train_student
 from kdtune.errors import SpecError
+from kdtune.tasks.datasets import load_dataset
 from kdtune.tasks.image.models import build_model
 from kdtune.tasks.image.views import InlineTeacher
 from kdtune.tasks.image.views import ViewSpec

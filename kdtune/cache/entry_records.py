@@ -148,7 +148,7 @@ def created_ts(created: str | None, files: list[pafs.FileInfo]) -> float:
 def rebuild_dataset(record: dict[str, Any], loaded: dict[str, DataBundle | None]) -> DataBundle | None:
     """The dataset an entry was built from, rebuilt from its description when that is possible here and gives
     the recorded fingerprint; None otherwise (a loader is never called: verifying must not run code)."""
-    from kdtune.core.data import load_dataset
+    from kdtune.tasks.datasets import load_dataset
 
     description = dict(record.get("description") or {})
     text = json.dumps(description, sort_keys=True, default=str)

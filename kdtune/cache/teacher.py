@@ -46,7 +46,6 @@ import torch
 from torch import nn
 
 from kdtune.core.data import DataBundle
-from kdtune.core.data import read_bytes
 from kdtune.core.train import Augment
 from kdtune.core.train import EpochMetrics
 from kdtune.core.train import TeacherLogits
@@ -56,6 +55,7 @@ from kdtune.core.train import held_out_metrics
 from kdtune.core.train import predict
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
+from kdtune.tasks.image.files import read_bytes
 from kdtune.tasks.image.models import build_model
 from kdtune.tasks.image.models import check_arch
 

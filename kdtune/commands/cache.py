@@ -143,7 +143,7 @@ def _prune(cache: Any, days: float, *, dry_run: bool) -> int:
 
 
 def _import(cache: Any, args: argparse.Namespace) -> int:
-    from kdtune.core.data import load_dataset
+    from kdtune.tasks.datasets import load_dataset
 
     if args.spec:
         from kdtune.spec.schema import load_spec
@@ -187,8 +187,8 @@ def read_logits_file(path: str) -> dict[str, Any]:
     import numpy as np
 
     from kdtune.cache import SPLITS
-    from kdtune.core.data import read_bytes
     from kdtune.errors import DataError
+    from kdtune.tasks.image.files import read_bytes
 
     raw = read_bytes(path, field="LOGITS")
     if path.lower().endswith(".npz"):

@@ -143,12 +143,12 @@ def _distill(args: argparse.Namespace) -> int:
     from kdtune.cache import LogitCache
     from kdtune.cache.teacher import TeacherSpec
     from kdtune.cache.teacher import build_checked
-    from kdtune.core.data import load_dataset
     from kdtune.core.distill import check_alpha
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import train_student
     from kdtune.errors import SpecError
     from kdtune.spec.schema import DEFAULT_CACHE_MAX_BYTES
+    from kdtune.tasks.datasets import load_dataset
     from kdtune.tasks.image.models import build_model
     from kdtune.tasks.image.views import check_views
 

@@ -41,7 +41,7 @@ class Condition:
                f"({self.teacher_epochs} epochs, seed {self.teacher_seed}), student {self.student_arch}"
 
     def load_data(self, spec: StudySpec) -> DataBundle:
-        from kdtune.core.data import load_dataset
+        from kdtune.tasks.datasets import load_dataset
 
         d = spec.dataset
         return load_dataset(self.dataset, data_root=d.data_root, download=d.download, train_size=d.train_size,

@@ -60,9 +60,9 @@ def check_study(spec: StudySpec, conditions: list[Condition], *, out: Path, stor
 
 def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
     """Datasets, files, data roots and models of every condition (see the module docstring)."""
-    from kdtune.core.data import IMAGE_DATASETS
-    from kdtune.core.data import check_data_args
-    from kdtune.core.data import check_data_root
+    from kdtune.tasks.datasets import check_data_args
+    from kdtune.tasks.image.datasets import check_data_root
+    from kdtune.tasks.image.names import IMAGE_DATASETS
     from kdtune.tasks.image.models import check_arch
 
     errors: list[UsageError] = []
@@ -228,9 +228,9 @@ def _probe_data(spec: StudySpec, condition: Condition) -> DataBundle:
     import torch
 
     from kdtune.cache.teacher import CHECK_BATCH
-    from kdtune.core.data import IMAGE_DATASETS
     from kdtune.core.data import DataBundle
     from kdtune.core.data import Split
+    from kdtune.tasks.image.names import IMAGE_DATASETS
 
     if condition.dataset not in IMAGE_DATASETS:
         return condition.load_data(spec)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 #: Stream identifiers mixed into the seeds, so that teacher and label-noise draws never share a stream
-#: with each other or with :func:`kdtune.core.data.make_linear` (which uses stream 10).
+#: with each other or with :func:`kdtune.tasks.linear.data.make_linear` (which uses stream 10).
 _TEACHER_STREAM = 30
 _NOISE_STREAM = 20
 
