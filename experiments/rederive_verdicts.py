@@ -28,7 +28,7 @@ from kdtune.analysis.sequential import Interval  # noqa: E402
 from kdtune.analysis.sequential import seeds_to_resolve  # noqa: E402
 from kdtune.analysis.verdicts import classify  # noqa: E402
 from kdtune.analysis.verdicts import family_level  # noqa: E402
-from kdtune.spec.schema import DEFAULT_MARGIN_POINTS  # noqa: E402
+from kdtune.spec.sections import DEFAULT_MARGIN_POINTS  # noqa: E402
 
 
 def rederive(row: dict[str, str], conditions: int, margin: float) -> dict[str, object]:

@@ -21,8 +21,8 @@ from kdtune.core.train import lr_factor
 from kdtune.core.train import student_recipe
 from kdtune.core.train import train_student
 from kdtune.errors import SpecError
-from kdtune.spec.schema import StudentSection
 from kdtune.spec.schema import parse_spec
+from kdtune.spec.sections import StudentSection
 from kdtune.tasks.datasets import load_dataset
 from kdtune.tasks.image.models import build_model
 

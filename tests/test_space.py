@@ -18,10 +18,10 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
 from kdtune.errors import SpecError
-from kdtune.spec.schema import DistributionSpec
 from kdtune.spec.schema import StudySpec
 from kdtune.spec.schema import load_spec
 from kdtune.spec.schema import parse_spec
+from kdtune.spec.sections import DistributionSpec
 from kdtune.spec.space import baselines
 from kdtune.spec.space import grid
 from kdtune.spec.space import grid_size

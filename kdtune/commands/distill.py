@@ -147,7 +147,7 @@ def _distill(args: argparse.Namespace) -> int:
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import train_student
     from kdtune.errors import SpecError
-    from kdtune.spec.schema import DEFAULT_CACHE_MAX_BYTES
+    from kdtune.spec.sections import DEFAULT_CACHE_MAX_BYTES
     from kdtune.tasks.datasets import load_dataset
     from kdtune.tasks.image.models import build_model
     from kdtune.tasks.image.views import check_views

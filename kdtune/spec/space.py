@@ -19,7 +19,7 @@ from kdtune.trial_io import SEARCH_PARAMS
 if TYPE_CHECKING:
     import optuna
 
-    from kdtune.spec.schema import DistributionSpec
+    from kdtune.spec.sections import DistributionSpec
     from kdtune.spec.schema import StudySpec
 
 
