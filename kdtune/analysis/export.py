@@ -29,6 +29,7 @@ from kdtune.errors import UsageError
 from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
 from kdtune.spec.conditions import Condition
+from kdtune.tasks import task_for
 
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from kdtune.core.train import EpochMetrics
     from kdtune.core.train import TeacherLogits
     from kdtune.spec.schema import StudySpec
+    from kdtune.tasks import Objective
 
 
 def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None = None,
@@ -46,8 +48,9 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
     folder = StudyFolder(study_dir)
     meta = folder.meta()
     spec = folder.spec()
-    if spec.task != "classification":
-        raise UsageError(f"{study_dir}: export trains classification students; the linear task is solved in closed "
+    task = task_for(spec)
+    if not task.by_epochs:
+        raise UsageError(f"{study_dir}: export trains a student; the {task.kind} task's students are solved in closed "
                          "form (see `kdtune recommend`)")
     condition = select_condition([Condition(**c) for c in meta["conditions"]], selectors)
     report = recommend([study_dir])
@@ -66,7 +69,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
                         else spec.default_temperature)
     config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]), batch_size=int(params["batch_size"]),
                          alpha=float(params["alpha"]), temperature=temperature, seed=seed, **spec.student.recipe())
-    model, best = _train_best(condition, spec, data, logits, config, threads)
+    model, best = _train_best(condition, spec, data, logits, config, threads, task.objective(spec.objective))
     _save_weights(model, out, condition.student_arch)
     card = {
         "kdtune_version": __version__,
@@ -122,7 +125,7 @@ def _teacher_logits(cache: LogitCache, recorded_key: str | None, condition: Cond
 
 
 def _train_best(condition: Condition, spec: StudySpec, data: DataBundle, logits: TeacherLogits,
-                config: TrainConfig, threads: int | None) -> tuple[Any, EpochMetrics]:
+                config: TrainConfig, threads: int | None, objective: Objective) -> tuple[Any, EpochMetrics]:
     """The student trained with ``config``, holding the weights of its first best validation epoch (as in the
     study), and that epoch's metrics."""
     import copy
@@ -136,7 +139,8 @@ def _train_best(condition: Condition, spec: StudySpec, data: DataBundle, logits:
     best, best_state = None, None
     for _ in range(config.epochs):
         metrics = trainer.step()
-        if best is None or metrics.val_accuracy > best.val_accuracy:  # the first best epoch, as in the study
+        value = metrics.as_dict()[objective.column]
+        if best is None or objective.better(value, best.as_dict()[objective.column]):  # the first best, as in the study
             best, best_state = metrics, copy.deepcopy(model.state_dict())
     assert best is not None and best_state is not None
     model.load_state_dict(best_state)

@@ -13,31 +13,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kdtune.tasks import TASKS
+from kdtune.tasks.base import Objective
 from kdtune.trial_io import SEARCH_PARAMS
 
 
 CONFIDENCE = 0.95
 
 
-@dataclass(frozen=True)
-class Metric:
-    """What is selected on (a validation column of the results) and what is reported (a test column)."""
-
-    column: str
-    mode: str  # max | min, for both columns
-    test_column: str
-
-    @property
-    def sign(self) -> float:
-        """+1 when larger is better."""
-        return 1.0 if self.mode == "max" else -1.0
-
-
-#: The linear task reports the test MSE against the noise-free targets: the excess risk that α* minimises.
-METRICS = {
-    "val_accuracy": Metric("val_accuracy", "max", "test_accuracy"),
-    "val_mse": Metric("val_loss", "min", "test_excess_mse"),
-}
+#: What a run is scored on: the objective of the study's task (:class:`kdtune.tasks.base.Objective`: the
+#: validation column selected on, its direction, the test column reported). ``kdtune.tasks.objective_of(spec)``.
+Metric = Objective
+#: Every task's objectives by the spec's name for them (``objective: val_accuracy``).
+METRICS = {objective.name: objective for task in TASKS.values() for objective in task.objectives}
 
 
 class ParamsView:

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
-from kdtune.analysis.scoring import METRICS
 from kdtune.analysis.scoring import ParamsView
 from kdtune.analysis.scoring import ScoredRun as Run
 from kdtune.analysis.scoring import finite
 from kdtune.analysis.scoring import score_runs
+from kdtune.tasks import Objective
+from kdtune.tasks import Task
+from kdtune.tasks import objective_of
+from kdtune.tasks import task_for
 
 
 if TYPE_CHECKING:
@@ -58,16 +61,20 @@ class StudyData:
     curves: dict[str, tuple[str, str, str, list[tuple[int, float]]]] = field(default_factory=dict)
 
     @property
-    def regression(self) -> bool:
-        return self.spec.task == "regression"
+    def task(self) -> Task:
+        return task_for(self.spec)
+
+    @property
+    def objective(self) -> Objective:
+        return self.task.objective(self.spec.objective)
 
     @property
     def sign(self) -> float:
-        return -1.0 if self.regression else 1.0
+        return self.objective.sign
 
     @property
     def objective_label(self) -> str:
-        return "validation MSE (objective)" if self.regression else "validation accuracy (objective)"
+        return f"{self.objective.label} (objective)"
 
     @property
     def finished(self) -> bool:
@@ -108,7 +115,7 @@ def load_study(study_dir: Path) -> StudyData:
     spec = folder.spec()
     teachers = folder.teachers()
     rows = read_results(study_dir).to_pylist()
-    metric = METRICS[spec.objective_name]
+    metric = objective_of(spec)
     runs = score_runs(rows, metric)
     trials = read_trials(study_dir).to_pylist()
     ended = {t["trial_id"] for t in trials}

@@ -122,13 +122,13 @@ def _status_line(data: StudyData) -> str:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trial ended yet"
     finished = "finished" if data.finished else "not finished"
     cut = " (cut short by budget.max_wall_minutes)" if data.meta.get("cut_short") else ""
-    return (f"{data.spec.task} study on {data.spec.dataset.name}, objective {data.spec.objective_name}, "
+    return (f"{data.task.kind} study on {data.spec.dataset.name}, objective {data.spec.objective_name}, "
             f"{len(data.conditions)} condition(s), {finished}{cut}: {states}, {data.running_trials} running.")
 
 
 def _summary_table(data: StudyData, verdicts: dict[str, str]) -> str:
     esc = html.escape
-    test_name = "test excess MSE" if data.regression else "test accuracy"
+    test_name = data.objective.test_label
     head = ("<table><tr><th>condition</th><th>best on validation</th>"
             f"<th>{esc(data.objective_label)}</th><th>{test_name}</th><th>runs</th><th>verdict</th></tr>")
     rows = []
@@ -148,7 +148,7 @@ def _summary_table(data: StudyData, verdicts: dict[str, str]) -> str:
 def _trials_table(data: StudyData) -> str:
     """Every ended trial, by condition and then objective (best first), in a folded table."""
     esc = html.escape
-    test_name = "test excess MSE" if data.regression else "test accuracy"
+    test_name = data.objective.test_label
     tests: dict[str, list[float]] = {}
     for run in data.runs:
         if finite(run.test):

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure as MplFigure
 
+    from kdtune.tasks import Task
+
 
 @dataclass(frozen=True, eq=False)
 class Series:
@@ -65,8 +67,12 @@ class View:
         self.matches = list(dict.fromkeys(s.match for s in self.series))
 
     @property
+    def task(self) -> Task:
+        return self.studies[0].task
+
+    @property
     def regression(self) -> bool:
-        return self.studies[0].regression
+        return not self.task.by_epochs
 
     @property
     def objective_label(self) -> str:

@@ -32,7 +32,7 @@ def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | Non
     spec = data.spec
     project = project or (spec.tracking.wandb.project if spec.tracking.wandb else "kdtune")
     group = f"Group = '{spec.name}'"
-    select, test = ("val_loss", "test_excess_mse") if data.regression else ("val_accuracy", "test_accuracy")
+    select, test = data.objective.column, data.objective.test_column
 
     def runset(name: str, extra: str) -> Any:
         return wr.Runset(entity=entity, project=project, name=name, filters=f"{group} and {extra}")
@@ -71,7 +71,7 @@ def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | Non
                        alpha_scatter("memorisation_rate", "flipped-label memorisation")]
         blocks += [wr.H2(f"Condition {condition}"), wr.PanelGrid(runsets=[condition_runset(condition)],
                                                                  panels=panels)]
-    if not data.regression:
+    if data.task.cache_codec is not None:  # a teacher trained (or given) as a model, whose runs W&B holds
         blocks += [wr.H2("Teachers"), wr.PanelGrid(
             runsets=[runset("teachers", "JobType = 'teacher'")],
             panels=[wr.LinePlot(title="teacher accuracy per epoch", x="Step", y=["val_accuracy", "test_accuracy"])])]

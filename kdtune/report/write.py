@@ -20,6 +20,7 @@ from kdtune.report.html import render_html
 from kdtune.report.html import study_verdicts
 from kdtune.report.panels import panels_for
 from kdtune.report.view import View
+from kdtune.tasks import TASKS
 
 
 REPORT_HTML = "report.html"
@@ -53,11 +54,11 @@ def write_comparison(study_dirs: Sequence[Path | str], *, out: Path | None = Non
     if len(study_dirs) < 2:
         raise UsageError("a comparison needs at least two study folders")
     studies = [load_study(Path(d)) for d in study_dirs]
-    regression = [str(d.path) for d in studies if d.regression]
-    if regression and len(regression) < len(studies):
-        classification = [str(d.path) for d in studies if not d.regression]
-        raise UsageError(f"cannot compare the linear regression (MSE) study {', '.join(regression)} with the "
-                         f"classification (accuracy) study {', '.join(classification)}: compare like with like")
+    by_task = {name: [d for d in studies if d.task.name == name] for name in TASKS}
+    kinds = [f"{group[0].task.kind} ({group[0].objective.label.removeprefix('validation ')}) study "
+             f"{', '.join(str(d.path) for d in group)}" for group in by_task.values() if group]
+    if len(kinds) > 1:
+        raise UsageError(f"cannot compare the {' with the '.join(kinds)}: compare like with like")
     html_path = Path(out) if out else Path(COMPARE_HTML)
     folder = html_path.with_suffix("") if html_path.suffix else html_path.with_name(f"{html_path.name}-figures")
     return _write(View(studies), html_path, folder)

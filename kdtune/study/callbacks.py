@@ -25,6 +25,7 @@ from kdtune.spec.rules import confirmation_trials
 from kdtune.spec.rules import trial_outcome
 from kdtune.spec.rules import trials_per_condition
 from kdtune.trial_io import TrialResult
+from kdtune.tasks import task_for
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
 
@@ -49,7 +50,7 @@ class ResultsRecorder(Callback):
     def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[Condition]) -> None:
         self.study_dir = Path(study_dir)
         self.study_name = spec.name
-        self.epochs = 1 if spec.task == "regression" else spec.student.epochs
+        self.epochs = task_for(spec).epochs(spec)
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.restarts: dict[str, int] = {}
         self._buffer: list[dict[str, Any]] = []
@@ -135,7 +136,7 @@ class Progress(Callback):
         self.teachers = teacher_summaries(teachers)
         self.per_condition = trials_per_condition(spec) + confirmation_trials(spec)
         self.mode = spec.mode
-        self.epochs = 1 if spec.task == "regression" else spec.student.epochs
+        self.epochs = task_for(spec).epochs(spec)
         self.repeats = spec.budget.repeats
         self.searched = list(spec.search)
         self.title = spec.name

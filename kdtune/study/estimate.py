@@ -20,6 +20,7 @@ from kdtune.spec.rules import confirmation_trials
 from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.rules import trials_per_condition
 from kdtune.study.preflight import check_inputs
+from kdtune.tasks import task_for
 
 
 #: Ray Tune's cost per trial with reused trial actors (Optuna ask/tell, actor reset, bookkeeping), and per epoch
@@ -49,6 +50,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     """
     conditions = expand(spec)
     check_inputs(spec, conditions)
+    task = task_for(spec)
     cache = LogitCache(cache_dir)
     trials = trials_per_condition(spec)
     # Confirmation at its most: every round run (rounds stop early once the verdict is clear).
@@ -73,7 +75,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
         row: dict[str, Any] = {"key": cond.key, "description": cond.describe(), "trials": trials,
                                "confirm_trials": confirm_trials, "runs": runs,
                                "samples": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}}
-        if data.task == "regression":
+        if not task.by_epochs:  # closed form: the teacher is drawn, each run is one least-squares solve
             row["teacher"] = {"source": "closed form", "action": "none (closed form)", "teacher_key": None,
                               "logits_key": None, "teacher_cached": None, "logits_cached": None}
             run_s = 0.01  # a least-squares solve per seed
@@ -108,7 +110,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
         "spec": spec.name,
         "conditions": rows,
         "total": {"conditions": len(rows), "trials": len(all_trials), "runs": runs * len(rows),
-                  "epochs_per_run": epochs if spec.task == "classification" else None,
+                  "epochs_per_run": epochs if task.by_epochs else None,
                   "teachers_to_train": sum(r["teacher"]["action"] == "train teacher" for r in rows),
                   "logits_to_compute": sum(r["teacher"]["action"] == "compute logits" for r in rows),
                   "cached": sum(r["teacher"]["action"] == "cached" for r in rows),

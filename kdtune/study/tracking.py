@@ -47,6 +47,7 @@ from kdtune.errors import MAX_NOTE
 from kdtune.errors import one_line
 from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
+from kdtune.tasks import task_for
 from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
@@ -111,10 +112,9 @@ class WandbTracker(Callback):
         self.project = wb.project
         self.entity = wb.entity
         self.mode = resolve_mode(wb.mode)
-        self.regression = spec.task == "regression"
-        self.select_column = "val_loss" if self.regression else "val_accuracy"
-        self.sign = -1.0 if self.regression else 1.0
-        self.epochs = 1 if self.regression else spec.student.epochs
+        task = task_for(spec)
+        self.objective = task.objective(spec.objective)  # a run's summary is its best validation epoch's metrics
+        self.epochs = task.epochs(spec)
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.common = {"study": spec.name, "objective": spec.objective_name, "kdtune_version": __version__,
                        "storage": StudyFolder(self.study_dir).recorded_storage_url()}
@@ -226,8 +226,8 @@ class WandbTracker(Callback):
                     metrics[f"{PER_CLASS_KEY}/{i}"] = float(value)
             state.run.log(metrics, step=epoch, commit=True)  # now: a later summary must win
             state.last_epoch = epoch
-            value = metrics.get(self.select_column)
-            if value is not None and (not state.best or self.sign * value > self.sign * state.best[self.select_column]):
+            value = metrics.get(self.objective.column)
+            if value is not None and (not state.best or self.objective.better(value, state.best[self.objective.column])):
                 state.best = metrics
 
     def _finish_trial(self, trial: Trial, last_result: TrialResult, error: bool) -> None:
