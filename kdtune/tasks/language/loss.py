@@ -83,6 +83,11 @@ def check_divergence(divergence: str, beta: float, *, field: str = "search.diver
         raise SpecError("search.beta", beta, "must be in [0, 1] (GKD's JSD interpolation; 0 = forward KL, 1 = reverse KL)")
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """float32 for bf16/fp16/fp32 tensors; float64 stays float64 (tests check identities to 1e-10)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _pointwise(lt: torch.Tensor, ls: torch.Tensor, divergence: str, beta: float) -> torch.Tensor:
     """Each vocabulary entry's term of D, from teacher and student log-probs (summed over the vocabulary, D)."""
     if divergence == "jsd" and beta == 0:
@@ -113,22 +118,22 @@ def divergence_per_token(student_logits: torch.Tensor, teacher: Targets, *, temp
     check_divergence(divergence, beta)
     if temperature <= 0:
         raise SpecError("temperature", temperature, "must be > 0")
-    ls = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    ls = F.log_softmax(_wide(student_logits) / temperature, dim=-1)
     if isinstance(teacher, Sampled):
         if divergence != "forward_kl" or temperature != 1:
             raise SpecError("cache.sampled", True, f"supports forward_kl at temperature 1 only (its draws are unbiased "
                             f"for the teacher at T = 1); got {divergence} at T = {temperature}")
-        lt = teacher.logits.float() - teacher.lse.float().unsqueeze(-1)
+        lt = _wide(teacher.logits) - _wide(teacher.lse).unsqueeze(-1)
         return (lt - ls.gather(-1, teacher.ids.long())).mean(-1)
     if isinstance(teacher, torch.Tensor):
-        lt = F.log_softmax(teacher.detach().float() / temperature, dim=-1)
+        lt = F.log_softmax(_wide(teacher.detach()) / temperature, dim=-1)
         return _pointwise(lt, ls, divergence, beta).sum(-1)
     vocab, k = teacher.vocab_size, teacher.ids.shape[-1]
-    top = teacher.logits.float() / temperature
+    top = _wide(teacher.logits) / temperature
     rest = vocab - k
     if rest:
-        mean = teacher.tail_mean.float()
-        fill = (mean + (teacher.tail_lse.float() - math.log(rest) - mean) / temperature) / temperature
+        mean = _wide(teacher.tail_mean)
+        fill = (mean + (_wide(teacher.tail_lse) - math.log(rest) - mean) / temperature) / temperature
         lse = torch.logaddexp(torch.logsumexp(top, -1), math.log(rest) + fill)
     else:
         lse = torch.logsumexp(top, -1)
@@ -156,7 +161,7 @@ def lm_kd_loss(student_logits: torch.Tensor, targets: torch.Tensor, teacher: Tar
             never used). ``None``: every position is real.
     """
     check_alpha(alpha)
-    ce = F.cross_entropy(student_logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+    ce = F.cross_entropy(_wide(student_logits).flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
     per_token = alpha * ce
     if alpha < 1:
         if teacher is None:
@@ -176,8 +181,8 @@ def truncate_topk(teacher: TopK, k: int) -> TopK:
         raise SpecError("cache.top_k", k, f"must be in [1, {stored}] (the k the cache was built with)")
     if k == stored:
         return teacher
-    dropped = teacher.logits[..., k:].float()
+    dropped = _wide(teacher.logits[..., k:])
     rest = teacher.vocab_size - stored
-    lse = torch.logaddexp(teacher.tail_lse.float(), torch.logsumexp(dropped, -1))
-    mean = (rest * teacher.tail_mean.float() + dropped.sum(-1)) / (rest + stored - k)
+    lse = torch.logaddexp(_wide(teacher.tail_lse), torch.logsumexp(dropped, -1))
+    mean = (rest * _wide(teacher.tail_mean) + dropped.sum(-1)) / (rest + stored - k)
     return TopK(teacher.ids[..., :k], teacher.logits[..., :k], lse, mean, teacher.vocab_size)

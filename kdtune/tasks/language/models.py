@@ -170,11 +170,14 @@ def _from_config(kwargs: dict[str, Any], *, vocab_size: int, context: int, field
         raise SpecError(f"{field}.model_type", model_type, "is required for hf-config: a transformers model type "
                         "such as 'gpt2' or 'llama'")
     config.setdefault("vocab_size", vocab_size)
+    for name in ("bos_token_id", "eos_token_id"):  # the defaults name ids of the model's own tokenizer (GPT-2: 50256)
+        config.setdefault(name, None)
     try:
         built = transformers.AutoConfig.for_model(model_type, **config)
-        for name in ("n_positions", "max_position_embeddings"):
-            if hasattr(built, name) and name not in config:
-                setattr(built, name, context)
+        if not {"n_positions", "max_position_embeddings", "n_ctx"} & set(config):
+            for name in ("n_positions", "max_position_embeddings"):
+                if hasattr(built, name):
+                    setattr(built, name, context)
         return HFCausalLM(transformers.AutoModelForCausalLM.from_config(built))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SpecError(field, {"model_type": model_type, **config}, f"is not a causal-LM config transformers can build "
@@ -197,12 +200,14 @@ def check_vocab(models: Mapping[str, nn.Module | int], vocab_size: int) -> None:
     outputs than the tokenizer (padded embeddings) is accepted only when every model has the same count.
     """
     sizes = {name: m if isinstance(m, int) else int(getattr(m, "vocab_size")) for name, m in models.items()}
+    first_name, first = next(iter(sizes.items()))
     for name, size in sizes.items():
-        if size < vocab_size or len(set(sizes.values())) > 1:
-            others = ", ".join(f"{n} {s}" for n, s in sizes.items() if n != name)
-            raise SpecError(f"{name}.vocab_size", size, f"must be at least the tokenizer's vocabulary ({vocab_size})"
-                            f"{f' and equal to the other models ({others})' if others else ''}: teacher and student "
-                            "share one tokenizer")
+        if size < vocab_size:
+            raise SpecError(f"{name}.vocab_size", size, f"must be at least the tokenizer's vocabulary ({vocab_size}): "
+                            "teacher and student share one tokenizer")
+        if size != first:
+            raise SpecError(f"{name}.vocab_size", size, f"must equal {first_name}'s ({first}; the tokenizer has "
+                            f"{vocab_size}): teacher and student share one tokenizer and output vocabulary")
 
 
 def flops_per_token(model: nn.Module, context: int) -> int:
