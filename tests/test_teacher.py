@@ -11,9 +11,9 @@ import torch
 from kdtune.cache.teacher import TeacherSpec
 from kdtune.cache.teacher import load_teacher
 from kdtune.cache.teacher import save_teacher
-from kdtune.cache.teacher import teacher_diagnostics
 from kdtune.cache.teacher import teacher_logits
 from kdtune.cache.teacher import train_teacher
+from kdtune.core.metrics import teacher_diagnostics
 from kdtune.core.train import TeacherLogits
 from kdtune.errors import SpecError
 from kdtune.tasks.datasets import load_dataset

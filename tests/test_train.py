@@ -9,9 +9,9 @@ import torch
 
 from kdtune.cache.teacher import TeacherSpec
 from kdtune.cache.teacher import train_teacher
+from kdtune.core.metrics import class_metrics
 from kdtune.core.train import TrainConfig
 from kdtune.core.train import Trainer
-from kdtune.core.train import class_metrics
 from kdtune.core.train import train_student
 from kdtune.errors import SpecError
 from kdtune.tasks.datasets import load_dataset

@@ -208,7 +208,7 @@ class LogitCache:
         ``data.num_classes``, every value finite. The entry is keyed by its content and the dataset's samples
         (:func:`imported_logits_key`); importing the same logits again returns the existing entry.
         """
-        from kdtune.cache.teacher import teacher_diagnostics
+        from kdtune.core.metrics import teacher_diagnostics
         from kdtune.core.train import TeacherLogits
 
         if dtype not in DTYPES:
@@ -334,7 +334,7 @@ class LogitCache:
 
     def _prepare_imported(self, key: str, data: DataBundle) -> PreparedTeacher:
         """Imported logits: read verified against ``data``'s samples; diagnostics against its (noisy) labels."""
-        from kdtune.cache.teacher import teacher_diagnostics
+        from kdtune.core.metrics import teacher_diagnostics
         from kdtune.core.train import TeacherLogits
 
         try:
@@ -384,8 +384,8 @@ class LogitCache:
 
         from kdtune.cache.teacher import EnsembleModel
         from kdtune.cache.teacher import given_curve
-        from kdtune.cache.teacher import teacher_diagnostics
         from kdtune.cache.teacher import teacher_logits
+        from kdtune.core.metrics import teacher_diagnostics
         from kdtune.core.train import TeacherLogits
         from kdtune.core.train import default_device
 

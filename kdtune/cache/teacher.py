@@ -1,4 +1,4 @@
-"""Train a teacher, pick its checkpoint, describe its quality, and save or load it safely.
+"""Train a teacher, pick its checkpoint, and save or load it safely (its quality: :mod:`kdtune.core.metrics`).
 
 The teacher is trained on the *noisy* training labels, like any model a user would train. Its checkpoint is
 chosen on the noisy validation split by default (``select="best_val"``): measured on MNIST with 5% flipped
@@ -46,12 +46,12 @@ import torch
 from torch import nn
 
 from kdtune.core.data import DataBundle
+from kdtune.core.metrics import held_out_metrics
 from kdtune.core.train import Augment
 from kdtune.core.train import EpochMetrics
 from kdtune.core.train import TeacherLogits
 from kdtune.core.train import TrainConfig
 from kdtune.core.train import Trainer
-from kdtune.core.train import held_out_metrics
 from kdtune.core.train import predict
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
@@ -64,8 +64,6 @@ TEACHER_SELECT = ("best_val", "best_val_loss", "final")
 #: Recipe fields of TeacherSpec, left out of its identity while they hold these defaults (keys stay as they were).
 RECIPE_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant",
                                    "warmup_epochs": 0, "augment": None, "ensemble": 1}
-DIAGNOSTIC_TEMPERATURES = (1.0, 4.0, 10.0, 20.0)
-ECE_BINS = 15
 CHECK_BATCH = 4  # samples in the one batch every model is checked on before training
 
 
@@ -464,45 +462,3 @@ def save_teacher(teacher: Teacher, path: str | Path) -> None:
 def load_teacher(path: str | Path, data: DataBundle) -> Teacher:
     path = Path(path)
     return teacher_from_bytes(path.read_bytes(), path.with_suffix(".json").read_bytes(), data)
-
-
-def teacher_diagnostics(
-    logits: TeacherLogits, data: DataBundle, *, temperatures: tuple[float, ...] = DIAGNOSTIC_TEMPERATURES
-) -> dict[str, Any]:
-    """How good and how safe a teacher is to distil from, computed once from its logits.
-
-    * ``test_accuracy`` (clean labels), ``val_accuracy`` (noisy labels, what selection saw);
-    * ``correction_rate`` / ``memorisation_rate``: on the training samples whose labels were flipped, the
-      share it predicts as the clean / the noisy label (None without flips);
-    * ``ece``: expected calibration error on test (15 equal-width confidence bins);
-    * ``entropy``: mean entropy of softmax(logits / T) on test, as a share of log K, per temperature
-      (near 1 the soft targets are almost uniform and carry little information).
-    """
-    test_prob = torch.softmax(logits.test, dim=1)
-    confidence, test_pred = test_prob.max(1)
-    correct = (test_pred == data.test.clean).double()
-    ece = 0.0
-    edges = torch.linspace(0, 1, ECE_BINS + 1)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        in_bin = (confidence > lo) & (confidence <= hi)
-        if in_bin.any():
-            ece += float(in_bin.double().mean() * (confidence[in_bin].double().mean() - correct[in_bin].mean()).abs())
-    flipped = data.train.flipped
-    correction = memorisation = None
-    if bool(flipped.any()):
-        flipped_pred = logits.train[flipped].argmax(1)
-        correction = float((flipped_pred == data.train.clean[flipped]).double().mean())
-        memorisation = float((flipped_pred == data.train.y[flipped]).double().mean())
-    log_k = math.log(data.num_classes)
-    entropy = {}
-    for t in temperatures:
-        log_p = torch.log_softmax(logits.test / t, dim=1)
-        entropy[str(t)] = float(-(log_p.exp() * log_p).sum(1).mean() / log_k)
-    return {
-        "test_accuracy": float(correct.mean()),
-        "val_accuracy": float((logits.val.argmax(1) == data.val.y).double().mean()),
-        "correction_rate": correction,
-        "memorisation_rate": memorisation,
-        "ece": ece,
-        "entropy": entropy,
-    }

@@ -33,6 +33,7 @@ from kdtune.core.data import DataBundle
 from kdtune.core.data import Split
 from kdtune.core.distill import check_alpha
 from kdtune.core.distill import kd_loss
+from kdtune.core.metrics import held_out_metrics
 from kdtune.errors import SpecError
 
 
@@ -443,23 +444,6 @@ def train_student(
     return history
 
 
-def held_out_metrics(test_logits: torch.Tensor, flipped_pred: torch.Tensor | None, test: Split, train: Split,
-                 num_classes: int) -> dict[str, Any]:
-    """The test split's numbers (clean labels) and the flipped training samples' (``flipped_pred``: the predicted
-    classes of ``train``'s flipped samples, None without flips), as :class:`EpochMetrics` fields. A teacher
-    measures its kept epoch from the logits it computes for the cache anyway (:func:`kdtune.cache.teacher.train_teacher`).
-    """
-    test_pred = test_logits.argmax(1)
-    per_class, macro_f1 = class_metrics(test_pred, test.clean, num_classes)
-    correction = memorisation = None
-    if flipped_pred is not None:
-        correction = float((flipped_pred == train.clean[train.flipped]).float().mean())
-        memorisation = float((flipped_pred == train.y[train.flipped]).float().mean())
-    return {"test_loss": float(F.cross_entropy(test_logits, test.clean)),
-            "test_accuracy": float((test_pred == test.clean).float().mean()), "test_macro_f1": macro_f1,
-            "test_per_class_accuracy": per_class, "correction_rate": correction, "memorisation_rate": memorisation}
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, in batches; returned on ``x``'s device as float32."""
@@ -469,19 +453,6 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = EVAL_BATCH_S
     out = [model(x[i : i + batch_size].to(device, non_blocking=True)).float() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(out).to(x.device) if out else torch.empty(0)
-
-
-def class_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> tuple[list[float], float]:
-    """Per-class accuracy (recall) and macro-F1 from a confusion matrix; a class absent from ``target`` counts 0."""
-    confusion = torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
-    confusion = confusion.double()
-    tp = confusion.diag()
-    support = confusion.sum(1)
-    predicted = confusion.sum(0)
-    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
-    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
-    return recall.tolist(), float(f1.mean())
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
