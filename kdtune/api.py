@@ -40,6 +40,7 @@ def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None 
     from kdtune.spec.schema import parse_spec
     from kdtune.study.driver import RunOptions
     from kdtune.study.driver import run_study as run
+    from kdtune.study.interrupts import catching_signals
 
     if isinstance(spec, StudySpec):
         resolved = spec
@@ -47,19 +48,22 @@ def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None 
         resolved = parse_spec(spec)
     else:
         resolved = load_spec(spec, overrides=list(overrides))
-    folder = Path(out) if out is not None else Path("runs") / resolved.name
-    return run(resolved, RunOptions(out=folder, storage=storage or os.environ.get("KDTUNE_STORAGE"),
-                                    address=address or os.environ.get("RAY_ADDRESS"), cache_dir=cache_dir,
-                                    max_concurrent=max_concurrent, progress=progress))
+    folder = (Path(out) if out is not None else Path("runs") / resolved.name).absolute()
+    with catching_signals():  # Ctrl-C leaves the study for resume_study (kdtune.errors.Interrupted)
+        return run(resolved, RunOptions(out=folder, storage=storage or os.environ.get("KDTUNE_STORAGE"),
+                                        address=address or os.environ.get("RAY_ADDRESS"), cache_dir=cache_dir,
+                                        max_concurrent=max_concurrent, progress=progress))
 
 
 def resume_study(study_dir: PathLike, *, address: str | None = None, max_concurrent: int | None = None,
                  progress: bool = True) -> Path:
     """Continue an interrupted study (as ``kdtune resume``); finished trials are not run again."""
     from kdtune.study.driver import resume_study as resume
+    from kdtune.study.interrupts import catching_signals
 
-    return resume(Path(study_dir), address=address or os.environ.get("RAY_ADDRESS"),
-                  max_concurrent=max_concurrent, progress=progress)
+    with catching_signals():
+        return resume(Path(study_dir).absolute(), address=address or os.environ.get("RAY_ADDRESS"),
+                      max_concurrent=max_concurrent, progress=progress)
 
 
 def load_results(study_dir: PathLike) -> pd.DataFrame:

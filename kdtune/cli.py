@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from kdtune._version import __version__
+from kdtune.errors import Interrupted
 from kdtune.errors import KdtuneError
 from kdtune.errors import shorten
 
@@ -82,9 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdtuneError as exc:
         if args.debug:
             raise
+        label = "" if isinstance(exc, Interrupted) else "error: "
         for line in str(exc).splitlines() or [type(exc).__name__]:  # several mistakes: one line each
             # SpecError cuts the values it echoes; this also bounds paths and texts echoed by other errors
-            print(f"kdtune: error: {shorten(line, MAX_LINE)}", file=sys.stderr)
+            print(f"kdtune: {label}{shorten(line, MAX_LINE)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("kdtune: interrupted", file=sys.stderr)

@@ -93,3 +93,17 @@ class CacheError(KdtuneError):
 
 class StudyError(KdtuneError):
     """A study cannot run or resume (bad study folder, storage mismatch, cluster misconfiguration)."""
+
+
+class Interrupted(KdtuneError):
+    """Ctrl-C (SIGINT) or SIGTERM stopped a study that ``kdtune resume`` continues: exit code 128 + the signal
+    (130, 143), as a shell reports a process the signal ended. Printed without ``error:``: nothing failed."""
+
+    def __init__(self, study_dir: object, signum: int) -> None:
+        self.study_dir = study_dir
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted: continue with `kdtune resume {study_dir}`")
+
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[object, int]]:
+        return type(self), (self.study_dir, self.signum)

@@ -6,6 +6,7 @@ policy and the failure bookkeeping are the real ones.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +50,34 @@ class _NaNOutput(nn.Module):
 
 def nan_model(input_shape: Sequence[int], num_classes: int, **unused: object) -> nn.Module:
     return _NaNOutput(MLP(input_shape, num_classes, widths=(8,)))
+
+
+class _Held(nn.Module):
+    """An MLP whose forward pass sleeps ``delay`` seconds while the file ``hold`` exists."""
+
+    def __init__(self, inner: nn.Module, hold: Path, delay: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.hold = hold
+        self.delay = delay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hold.exists():
+            time.sleep(self.delay)
+        return self.inner(x)
+
+
+def held_mlp(input_shape: Sequence[int], num_classes: int, *, hold: str, reached: str = "", delay: float = 0.0,
+             width: int = 16) -> nn.Module:
+    """A model that keeps a study in one phase while the file ``hold`` exists (tests/test_integrity.py): with
+    ``reached`` its construction creates that file and then waits for ``hold`` to go (the checks before a study
+    build the model in the driver); with ``delay`` each forward pass sleeps that long (a slow teacher)."""
+    if reached:
+        Path(reached).touch()
+        deadline = time.time() + 300
+        while Path(hold).exists() and time.time() < deadline:
+            time.sleep(0.1)
+    return _Held(MLP(input_shape, num_classes, widths=(width,)), Path(hold), delay)
 
 
 # -- bring your own: model factories and data loaders (tests/test_byo.py, test_plan.py, test_export.py) ----------

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def start_kdtune(args: list[str], ray_tmp: Path, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """``python -m kdtune ARGS`` in its own process group, with its Ray under ``ray_tmp``."""
+def start_kdtune(args: list[str], ray_tmp: Path, log: Path, extra_env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """``python -m kdtune ARGS`` in its own process group, with its Ray under ``ray_tmp`` (in ``cwd`` if given)."""
     ray_tmp.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "kdtune", *args], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=cwd)
 
 
 def kill_processes_mentioning(text: str) -> int:

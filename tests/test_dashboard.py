@@ -3,7 +3,6 @@ intermediate value, and the recommendation marked on each condition's study."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import optuna
@@ -12,14 +11,15 @@ import pytest
 from kdtune.analysis.recommendation import recommend
 from kdtune.records.dashboard import RECOMMENDATION_ATTR
 from kdtune.records.dashboard import mark_recommendation
+from kdtune.records.folder import StudyFolder
 from kdtune.records.results import read_trials
 from kdtune.spec.rules import optuna_study_name
 
 
 def _studies(study_dir: Path) -> dict[str, optuna.Study]:
-    meta = json.loads((study_dir / "study.json").read_text())
-    return {c["key"]: optuna.load_study(study_name=optuna_study_name(meta["spec"]["name"], c["key"]),
-                                        storage=meta["storage_url"]) for c in meta["conditions"]}
+    folder = StudyFolder(study_dir)
+    return {c["key"]: optuna.load_study(study_name=optuna_study_name(folder.optuna_prefix(), c["key"]),
+                                        storage=folder.storage_url()) for c in folder.meta()["conditions"]}
 
 
 def test_metric_name_and_learning_curves_in_optuna(small_study: Path) -> None:

@@ -13,6 +13,7 @@ from conftest import tiny_study_spec
 from processes import kill_processes_mentioning
 from processes import start_kdtune
 
+from kdtune.records.folder import StudyFolder
 from kdtune.records.optuna_storage import make_storage
 from kdtune.records.results import read_trials
 from kdtune.spec.rules import trials_per_condition
@@ -40,7 +41,7 @@ def test_two_drivers_share_one_postgres_storage(postgres_url: str, short_tmp: Pa
 
     storage = make_storage(postgres_url)
     for name in ("pg-a", "pg-b"):
-        study = optuna.load_study(study_name=f"{name}/all", storage=storage)
+        study = optuna.load_study(study_name=f"{StudyFolder(short_tmp / name).optuna_prefix()}/all", storage=storage)
         states = collections.Counter(t.state.name for t in study.trials)
         ours = collections.Counter(t["state"] for t in read_trials(short_tmp / name).to_pylist())
         assert sum(states.values()) == trials_per_condition(tiny_study_spec(name)) and states == ours

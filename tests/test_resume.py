@@ -19,6 +19,7 @@ from processes import kill_processes_mentioning
 from processes import start_kdtune
 from processes import wait_for
 
+from kdtune.records.folder import StudyFolder
 from kdtune.records.optuna_storage import make_storage
 from kdtune.records.results import read_results
 from kdtune.records.results import read_trials
@@ -72,7 +73,7 @@ def test_resume_after_sigkill_of_the_driver(short_tmp: Path) -> None:
     # Optuna agrees: every condition has its completed trials, and nothing is left RUNNING.
     storage = make_storage(f"sqlite:///{study_dir / 'optuna.db'}")
     for key in ("noise_level=0.0", "noise_level=0.2"):
-        study = optuna.load_study(study_name=f"crash/{key}", storage=storage)
+        study = optuna.load_study(study_name=f"{StudyFolder(study_dir).optuna_prefix()}/{key}", storage=storage)
         states = collections.Counter(t.state.name for t in study.trials)
         assert states["COMPLETE"] == trials_per_condition(spec) and states["RUNNING"] == 0
     assert json.loads((study_dir / "study.json").read_text())["finished_at"] is not None

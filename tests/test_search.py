@@ -33,9 +33,9 @@ def _searcher(spec, tmp: Path) -> ConditionSearcher:  # type: ignore[no-untyped-
 
     url = f"sqlite:///{tmp / 'optuna.db'}"
     keys = [c.key for c in expand(spec)]
-    create_studies(spec, make_storage(url), keys)
+    create_studies(spec, make_storage(url), keys, prefix="unit", join=False)
     (tmp / "study.json").write_text("{}")
-    return ConditionSearcher(spec=spec, storage_url=url, conditions=keys, study_dir=tmp)
+    return ConditionSearcher(spec=spec, storage_url=url, conditions=keys, study_dir=tmp, optuna_prefix="unit")
 
 
 def _complete(searcher: ConditionSearcher, trial_id: str, objective: float, epoch: int = 4,
@@ -188,7 +188,7 @@ def test_direction_mismatch_with_stored_study_is_refused(short_tmp: Path) -> Non
     optuna.create_study(study_name="unit/all", storage=make_storage(url), direction="minimize")
     message = "exists in the storage with direction MINIMIZE, but this spec's objective needs maximize"
     with pytest.raises(StudyError, match=message):
-        create_studies(_spec(conditions={"noise_level": [0.0]}), make_storage(url), ["all"])
+        create_studies(_spec(conditions={"noise_level": [0.0]}), make_storage(url), ["all"], prefix="unit", join=True)
 
 
 def test_asha_stops_weak_search_trials_but_never_baselines_or_confirmations() -> None:

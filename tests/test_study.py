@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_study_spec
 
+from kdtune.records.folder import StudyFolder
 from kdtune.records.optuna_storage import make_storage
 from kdtune.records.results import compact
 from kdtune.records.results import read_results
@@ -65,7 +66,7 @@ def test_optuna_storage_agrees_with_trials_table(small_study: Path) -> None:
     storage = make_storage(f"sqlite:///{small_study / 'optuna.db'}")
     trials = read_trials(small_study).to_pylist()
     for key in ("noise_level=0.0", "noise_level=0.2"):
-        study = optuna.load_study(study_name=f"small/{key}", storage=storage)
+        study = optuna.load_study(study_name=f"{StudyFolder(small_study).optuna_prefix()}/{key}", storage=storage)
         optuna_states = sorted(t.state.name for t in study.trials)
         ours = sorted(t["state"] for t in trials if t["condition"] == key)
         assert optuna_states == ours

@@ -50,18 +50,39 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.analysis.recommendation import recommend
     from kdtune.analysis.recommendation import write_recommendation
 
+    if args.out is not None:
+        check_output_path("--out", args.out)
     report = recommend(args.study_dirs, margin=args.margin)
     path = write_recommendation(report, args.out or default_output(args.study_dirs))
     if len(args.study_dirs) == 1:
         from kdtune.records.dashboard import mark_recommendation
+        from kdtune.records.folder import StudyFolder
 
-        mark_recommendation(args.study_dirs[0], report)  # for Optuna's dashboard
+        folder = StudyFolder(args.study_dirs[0])
+        if folder.storage_is_shared():
+            print(f"kdtune: marking the recommendation in the study's Optuna storage {folder.recorded_storage_url()}, "
+                  "which lies outside its folder (shared with any copy of the folder)", file=sys.stderr)
+        mark_recommendation(folder.path, report)  # for Optuna's dashboard
     if args.format == "json":
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
         print_recommendation(report, path)
     return 0
+
+
+def check_output_path(flag: str, path: str) -> None:
+    """A file to write: its folder exists and is a folder (checked before any work, one line)."""
+    from pathlib import Path
+
+    from kdtune.errors import SpecError
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise SpecError(flag, path, "is a folder; must be a file path")
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        raise SpecError(flag, path, f"cannot be written: the folder {parent} does not exist")
 
 
 def print_recommendation(report: dict[str, Any], path: Any) -> None:

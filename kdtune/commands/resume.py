@@ -1,7 +1,9 @@
 """Continue a study after Ctrl-C, a crash or kill -9 of the driver.
 
-Finished trials are not re-run, running ones continue from their last checkpoint, and no result row is
-written twice. The study's spec, storage and cache come from its folder.
+Finished trials are not re-run, running ones continue from their last checkpoint, finished teachers come
+from the cache, and no result row is written twice. The study's spec, storage and cache come from its folder,
+which may have been moved or copied (a copy shares a storage outside the folder, such as PostgreSQL, with its
+original: resume says so). One `kdtune run` or `resume` per folder at a time: a second is refused (exit 1).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.commands.run import finish
     from kdtune.commands.run import quiet_libraries
     from kdtune.study.driver import resume_study
+    from kdtune.study.interrupts import catching_signals
 
     quiet_libraries(args.debug or args.verbose)
-    study_dir = resume_study(Path(args.study_dir), address=args.address or os.environ.get("RAY_ADDRESS"),
-                             max_concurrent=args.max_concurrent, progress=not args.no_progress)
-    return finish(study_dir)
+    with catching_signals():
+        study_dir = resume_study(Path(args.study_dir).expanduser().absolute(),
+                                 address=args.address or os.environ.get("RAY_ADDRESS"),
+                                 max_concurrent=args.max_concurrent, progress=not args.no_progress)
+        return finish(study_dir)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ HELP = "run a study from a YAML spec (see search_spaces/README.md)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="the study spec (YAML)")
     add_run_options(parser)
-    parser.add_argument("--out", default=None, help="study folder (default: runs/<spec name>)")
+    parser.add_argument("--out", default=None, help="study folder (default: runs/<spec name> in this directory; "
+                        "printed as an absolute path when the run starts)")
     parser.add_argument("--storage", default=None,
                         help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in the study "
                         "folder; $KDTUNE_STORAGE if set)")
@@ -58,30 +58,35 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from kdtune.errors import SpecError
-    from kdtune.records.folder import StudyFolder
     from kdtune.spec.schema import load_spec
     from kdtune.study.driver import RunOptions
     from kdtune.study.driver import run_study
+    from kdtune.study.interrupts import catching_signals
 
     if args.out and "://" in args.out:
         raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
                         "(put trial checkpoints on shared storage with --tune-storage s3://...)")
     wandb_project = [f"tracking.wandb.project={json.dumps(args.wandb_project)}"] if args.wandb_project else []
     spec = load_spec(args.spec, overrides=[*args.overrides, *wandb_project])
-    out = Path(args.out) if args.out else Path("runs") / spec.name
+    # Absolute from the start: `kdtune resume` of the printed path works from any directory.
+    out = (Path(args.out).expanduser() if args.out else Path("runs") / spec.name).absolute()
     options = RunOptions(out=out, storage=args.storage or os.environ.get("KDTUNE_STORAGE"),
                          address=args.address or os.environ.get("RAY_ADDRESS"), cache_dir=args.cache_dir,
                          tune_storage=args.tune_storage,
                          max_concurrent=args.max_concurrent, progress=not args.no_progress)
     quiet_libraries(args.debug or args.verbose)
-    if not StudyFolder(out).has_study():  # else run_study refuses: nothing to estimate
+
+    def announce() -> None:
+        print(f"study folder: {out}", flush=True)
         print_estimate(spec, options)
-    study_dir = run_study(spec, options)
-    return finish(study_dir)
+
+    with catching_signals():
+        return finish(run_study(spec, options, announce=announce))
 
 
 def print_estimate(spec: Any, options: Any) -> None:
-    """``kdtune plan``'s wall-time estimate, in one line, before the study starts.
+    """``kdtune plan``'s wall-time estimate, in one line, once the study's checks passed (a dead storage
+    endpoint is refused before any step is timed), before Ray starts.
 
     The plan's worker start (a fresh Python importing torch and Ray Tune) is taken from this process's own
     imports of them, which the study needs anyway, instead of a separate process.
@@ -105,18 +110,15 @@ def print_estimate(spec: Any, options: Any) -> None:
 
 
 def finish(study_dir: Path) -> int:
-    """End a run (or resume) with the answer: the recommendation per condition as ``kdtune recommend`` prints
-    it, written to ``recommendation.json`` and marked in the Optuna studies; then the commands that show more."""
+    """End a finished run (or resume) with the answer: the recommendation per condition as ``kdtune recommend``
+    prints it, written to ``recommendation.json`` and marked in the Optuna studies; then the commands that show
+    more. (An interrupted study never gets here: the driver raises :class:`kdtune.errors.Interrupted`.)"""
     from kdtune.analysis.recommendation import default_output
     from kdtune.analysis.recommendation import recommend
     from kdtune.analysis.recommendation import write_recommendation
     from kdtune.commands.recommend import print_recommendation
     from kdtune.records.dashboard import mark_recommendation
-    from kdtune.records.folder import StudyFolder
 
-    if StudyFolder(study_dir).meta().get("finished_at") is None:
-        print(f"kdtune: interrupted: continue with `kdtune resume {study_dir}`", file=sys.stderr)
-        return 130
     report = recommend([study_dir])
     print_recommendation(report, write_recommendation(report, default_output([study_dir])))
     mark_recommendation(study_dir, report)  # for Optuna's dashboard

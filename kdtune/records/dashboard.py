@@ -1,6 +1,7 @@
 """What Optuna's dashboard shows of a kdtune study (``optuna-dashboard sqlite:///runs/NAME/optuna.db``).
 
-Each condition is one Optuna study, ``<study>/<condition>``. kdtune names its objective (not "Objective 0"),
+Each condition is one Optuna study, ``<study>/<study id>/<condition>`` (``<study>/<condition>`` in folders written
+before study ids: :meth:`kdtune.records.folder.StudyFolder.optuna_prefix`). kdtune names its objective (not "Objective 0"),
 writes each epoch's objective of a trial as its intermediate value (:class:`kdtune.study.search.ConditionSearcher`:
 learning curves, and where ASHA stopped a trial), and marks the recommendation when one is made
 (:func:`mark_recommendation`) in the study's user attribute ``kdtune_recommendation``: its parameters, how it
@@ -57,12 +58,12 @@ def mark_recommendation(study_dir: Path, report: dict[str, Any]) -> int:
         logger.warning("recommendation not marked in the Optuna storage (%s)", exc)
         return 0
     marked = 0
-    name = meta["spec"]["name"]
+    prefix = folder.optuna_prefix()
     for condition in report["conditions"]:
         rec = condition.get("recommended")
         if rec is None:
             continue
-        study = optuna.load_study(study_name=optuna_study_name(name, condition["key"]), storage=storage)
+        study = optuna.load_study(study_name=optuna_study_name(prefix, condition["key"]), storage=storage)
         chosen = set(_trials_behind(condition))
         numbers = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("tune_trial_id") in chosen]
         study.set_user_attr(RECOMMENDATION_ATTR, {"params": rec["params"], "method": rec.get("method"),

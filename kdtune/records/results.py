@@ -98,7 +98,7 @@ class PartWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._seen: set[tuple[Any, ...]] = set()
         if any(self.folder.glob("*.parquet")):
-            existing = pq.read_table(self.folder, columns=list(key), schema=schema)
+            existing = _read(self.folder, schema, columns=list(key))
             self._seen = set(zip(*(existing.column(k).to_pylist() for k in key)))
 
     def append(self, rows: Iterable[dict[str, Any]]) -> int:
@@ -138,7 +138,7 @@ def compact(study_dir: Path) -> None:
         parts = sorted(folder.glob("*.parquet"))
         if len(parts) < 2:
             continue
-        table = pq.read_table(folder, schema=schema)
+        table = _read(folder, schema)
         fresh, old = folder.with_name(f"{name}.compact"), folder.with_name(f"{name}.old")
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir()
@@ -163,7 +163,7 @@ def read_trials(study_dir: Path) -> pa.Table:
     folder = _folder(Path(study_dir), TRIALS)
     if not any(folder.glob("*.parquet")):
         return TRIAL_SCHEMA.empty_table()
-    table = pq.read_table(folder, schema=TRIAL_SCHEMA).sort_by([("ended_at", "ascending")])
+    table = _read(folder, TRIAL_SCHEMA).sort_by([("ended_at", "ascending")])
     last: dict[str, int] = {tid: i for i, tid in enumerate(table.column("trial_id").to_pylist())}
     return table.take(sorted(last.values()))
 
@@ -173,8 +173,28 @@ def read_results(study_dir: Path) -> pa.Table:
     folder = _folder(Path(study_dir), RESULTS)
     if not any(folder.glob("*.parquet")):
         return RESULT_SCHEMA.append(pa.field("trial_state", pa.string())).empty_table()
-    rows = pq.read_table(folder, schema=RESULT_SCHEMA)
+    rows = _read(folder, RESULT_SCHEMA)
     trials = read_trials(study_dir)
     state = dict(zip(trials.column("trial_id").to_pylist(), trials.column("state").to_pylist()))
     column = [state.get(t, "RUNNING") for t in rows.column("trial_id").to_pylist()]
     return rows.append_column("trial_state", pa.array(column, pa.string()))
+
+
+def _read(folder: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """A table's part files read whole; a damaged part (truncated, overwritten) is one line naming it."""
+    from kdtune.errors import StudyError
+
+    try:
+        return pq.read_table(folder, schema=schema, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        damaged = next((part for part in sorted(folder.glob("*.parquet")) if not _readable(part, schema)), folder)
+        raise StudyError(f"{damaged}: a damaged part of the study's results ({' '.join(str(exc).split())[:200]}); "
+                         "move it out of the folder to read the rest (its rows are lost)") from None
+
+
+def _readable(part: Path, schema: pa.Schema) -> bool:
+    try:
+        pq.read_table(part, schema=schema)
+    except (pa.ArrowException, OSError):
+        return False
+    return True

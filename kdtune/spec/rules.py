@@ -35,8 +35,10 @@ def preparation_cpus(cluster_cpus: float, node_cpus: float, conditions: int) -> 
     return max(1, int(min(cluster_cpus // max(1, conditions), node_cpus)))
 
 
-def optuna_study_name(study: str, condition: str) -> str:
-    return f"{study}/{condition}"
+def optuna_study_name(prefix: str, condition: str) -> str:
+    """A condition's Optuna study: ``prefix`` is the study's (``<spec name>/<study id>``), so two studies of one
+    spec on one storage never share one (:meth:`kdtune.records.folder.StudyFolder.optuna_prefix`)."""
+    return f"{prefix}/{condition}"
 
 
 def trial_outcome(result: TrialResult | None, error: bool, epochs: int) -> tuple[str, str | None]:

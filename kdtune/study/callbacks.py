@@ -2,7 +2,8 @@
 plain lines in a log).
 
 Both pickle without their open state (Tune saves them in its experiment checkpoint and gives them back on
-``kdtune resume``): the writers reopen the study folder's tables, which also tells them which rows exist.
+``kdtune resume``): the writers reopen the study folder's tables, which also tells them which rows exist, in
+the folder being resumed (:func:`kdtune.records.folder.running_study`), not in the one Tune saved them from.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from kdtune.records.status import trial_line
 from kdtune.spec.rules import confirmation_trials
 from kdtune.spec.rules import trial_outcome
 from kdtune.spec.rules import trials_per_condition
-from kdtune.trial_io import TrialResult
 from kdtune.tasks import task_for
+from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
 
@@ -61,6 +62,12 @@ class ResultsRecorder(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_buffer": [], "_results": None, "_trials": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from kdtune.records.folder import running_study
+
+        self.__dict__.update(state)
+        self.study_dir = running_study(self.study_dir)  # Tune saved the folder's path of the time: it may have moved
+
     def _writers(self) -> tuple[PartWriter, PartWriter]:
         from kdtune.records.results import results_writer
         from kdtune.records.results import trials_writer
@@ -91,16 +98,10 @@ class ResultsRecorder(Callback):
         self._record_end(trial, error=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        """The study has finished when every trial ended; after Ctrl-C (Tune saves its state and returns
-        normally) trials are still running or pending, and the study is left for ``kdtune resume``."""
-        from kdtune.records.folder import StudyFolder
-        from kdtune.records.results import compact
-
+        """Tune's loop ended, finished or interrupted: write what is buffered. Whether the study finished is
+        the driver's to say (``kdtune.study.driver``): the trials that exist here may all have ended when a
+        signal stopped the search before its next trial."""
         self.flush()
-        if all(t.status in ("TERMINATED", "ERROR") for t in trials):
-            self._results = self._trials = None  # their files are about to be rewritten
-            compact(self.study_dir)  # the parts written every few seconds become one file per table
-            StudyFolder(self.study_dir).update(finished_at=time.time())
 
     def flush(self) -> None:
         if self._buffer:
@@ -175,7 +176,9 @@ class Progress(Callback):
         self._trial_line(trial, error=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        done = all(t.status in ("TERMINATED", "ERROR") for t in trials)  # else interrupted (Ctrl-C)
+        from kdtune.study.interrupts import received
+
+        done = received() is None and all(t.status in ("TERMINATED", "ERROR") for t in trials)  # else interrupted
         summary = {**self._summary(trials, finished=done), "finished": done}
         if self._live is None:
             _emit(summary_line(summary))

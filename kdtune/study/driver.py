@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdtune.errors import Interrupted
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
 from kdtune.records.folder import TUNE_DIR
@@ -24,6 +26,7 @@ from kdtune.spec.conditions import Condition
 from kdtune.spec.conditions import expand
 from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.schema import StudySpec
+from kdtune.study.interrupts import received
 
 
 logger = logging.getLogger(__name__)
@@ -44,59 +47,101 @@ class RunOptions:
     progress: bool = True
 
 
-def run_study(spec: StudySpec, options: RunOptions) -> Path:
+def run_study(spec: StudySpec, options: RunOptions, *, announce: Callable[[], None] | None = None) -> Path:
     """Run a new study into ``options.out`` (refused if that folder already holds one: use resume).
 
-    Everything that can be checked without training is checked first (:mod:`kdtune.study.preflight`), then Ray
-    starts and the trial's resources are checked against it; only then is the study folder created (mode
-    0700). A failure before the first trial starts removes what this call wrote, so the corrected command is
-    never refused; a later one leaves a folder that ``kdtune resume`` continues. A Ray that this call started
-    is stopped on every way out. Credentials in ``--cache-dir`` / ``--tune-storage`` S3 URIs move to the
-    environment (``docs/security.md``): the study records the URIs without them.
+    ``--out`` is checked first; then the study folder is created (mode 0700) and locked for this process
+    (:class:`kdtune.records.folder.StudyLock`: a second ``run`` or ``resume`` of it is refused), and its
+    ``study.json`` written. Everything else that can be checked without training is checked next
+    (:mod:`kdtune.study.preflight`), ``announce`` says what is about to run, Ray starts and the trial's
+    resources are checked against it. A mistake found before the first trial starts removes what this call
+    wrote, so the corrected command is never refused; Ctrl-C or SIGTERM at any point after the folder exists
+    leaves it for ``kdtune resume`` (:class:`kdtune.errors.Interrupted`), with every finished teacher in the
+    cache. A Ray that this call started is stopped on every way out. Credentials in ``--cache-dir`` /
+    ``--tune-storage`` S3 URIs move to the environment (``docs/security.md``): the study records the URIs
+    without them.
     """
+    from kdtune.study.preflight import check_folder
     from kdtune.study.preflight import check_study
 
     study_dir = options.out
     folder = StudyFolder(study_dir)
     if folder.has_study():
-        raise StudyError(f"{study_dir} already holds a study: continue it with `kdtune resume {study_dir}` "
-                         "or choose another --out")
+        _refuse_existing(folder)
+    check_folder("--out", study_dir)
     options = _without_credentials(options)
     conditions = expand(spec)
-    storage = options.storage or folder.default_storage_url()
-    check_study(spec, conditions, out=study_dir, storage=options.storage,
-                cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"), tune_storage=options.tune_storage)
-    started = _connect(storage, options)
-    try:
-        check_resources(spec, options)  # a refusal leaves no study folder behind: the corrected command can run
-        created = _first_missing(study_dir)  # the study folder, or the parent of it that this run creates
-        before = set() if created else set(study_dir.iterdir())
-        study_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = _first_missing(study_dir)  # the study folder, or the parent of it that this run creates
+    before = set() if created else set(study_dir.iterdir())
+    study_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with folder.writer_lock():
+        if folder.has_study():  # another run created it while this one was starting, and has ended
+            raise StudyError(f"{study_dir} already holds a study: continue it with `kdtune resume {study_dir}` "
+                             "or choose another --out")
         try:
-            _write_study_json(study_dir, spec, conditions, storage, options)
-            return _execute(spec, conditions, study_dir, storage, options, resume=False)
+            storage = options.storage or folder.default_storage_url()
+            _write_study_json(study_dir, spec, conditions, options)  # from here on, Ctrl-C leaves a study to resume
+            check_study(spec, conditions, out=study_dir, storage=options.storage,
+                        cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"),
+                        tune_storage=options.tune_storage)
+            if announce is not None:
+                announce()
+            started = _connect(storage, options)
+            try:
+                check_resources(spec, options)  # a refusal leaves no study folder behind
+                return _execute(spec, conditions, study_dir, storage, options, resume=False)
+            finally:
+                _stop_ray(started)
         except BaseException:
-            if "trials_started_at" not in folder.meta(missing_ok=True):
+            if received() is not None and folder.has_study():
+                raise Interrupted(study_dir, received() or 2) from None
+            if "trials_started_at" not in folder.meta(missing_ok=True) and received() is None:
                 _remove_written(study_dir, created, before)
             raise
-    finally:
-        _stop_ray(started)
+
+
+def _refuse_existing(folder: StudyFolder) -> None:
+    holder = folder.writer_lock().holder()
+    if holder is not None:
+        raise StudyError(f"{folder.path} is being written by {holder}: one `kdtune run` or `kdtune resume` per "
+                         "study folder at a time")
+    raise StudyError(f"{folder.path} already holds a study: continue it with `kdtune resume {folder.path}` or "
+                     "choose another --out")
 
 
 def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent: int | None = None,
                  progress: bool = True) -> Path:
-    """Finish a study after Ctrl-C, a crash or ``kill -9`` of the driver, without re-running finished trials."""
+    """Finish a study after Ctrl-C, a crash or ``kill -9`` of the driver, without re-running finished trials.
+
+    The folder may have been moved or copied: everything is found under ``study_dir`` (its lock, its
+    SQLite storage, Tune's experiment), and nothing outside it is written but a shared storage (PostgreSQL),
+    which a copy shares with its original (said in one line).
+    """
+    import sys
+
     folder = StudyFolder(study_dir)
-    meta = folder.meta()
-    spec = StudySpec.model_validate(meta["spec"])
-    storage = folder.storage_url() or _refuse_redacted(meta)
-    options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
-                         tune_storage=meta.get("tune_storage"), max_concurrent=max_concurrent, progress=progress)
-    started = _connect(storage, options)
-    try:
-        return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
-    finally:
-        _stop_ray(started)
+    folder.spec()  # a missing or damaged study.json is refused before the lock file is written
+    with folder.writer_lock():
+        meta = folder.meta()
+        spec = folder.spec()
+        storage = folder.storage_url() or _refuse_redacted(meta)
+        if folder.storage_is_shared():
+            from kdtune.secrets import redact_url
+
+            print(f"kdtune: the study's Optuna storage {redact_url(storage)} is outside its folder: copies of "
+                  f"the folder share it (Optuna studies {folder.optuna_prefix()}/...)", file=sys.stderr)
+        options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
+                             tune_storage=meta.get("tune_storage"), max_concurrent=max_concurrent, progress=progress)
+        try:
+            started = _connect(storage, options)
+            try:
+                return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
+            finally:
+                _stop_ray(started)
+        except BaseException:
+            if received() is not None:
+                raise Interrupted(study_dir, received() or 2) from None
+            raise
 
 
 def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, storage: str, options: RunOptions,
@@ -107,6 +152,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.records.optuna_storage import remember_storage
     from kdtune.study.callbacks import Progress
     from kdtune.study.callbacks import ResultsRecorder
+    from kdtune.study.interrupts import tune_loop
     from kdtune.study.ray_runtime import keep_credentials_out_of_tune
     from kdtune.study.search import ConditionSearcher
     from kdtune.study.search import create_studies
@@ -130,13 +176,15 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     if "://" not in tune_dir:  # Tune's state (tuner.pkl, the searcher's) is the user's alone
         Path(tune_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     experiment = experiment_path(tune_dir)
+    prefix = folder.optuna_prefix()
     if resume and tune.Tuner.can_restore(experiment):
-        # The restored run keeps the searcher, scheduler and callbacks it pickled (all resume-safe).
+        # The restored run keeps the searcher, scheduler and callbacks it pickled (all resume-safe); what they
+        # hold of the folder's location is pointed at study_dir (kdtune.records.folder.running_study).
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_errored=True)
     else:
-        create_studies(spec, make_storage(storage), [c.key for c in conditions])
+        create_studies(spec, make_storage(storage), [c.key for c in conditions], prefix=prefix, join=resume)
         searcher = ConditionSearcher(spec=spec, storage_url=storage, conditions=[c.key for c in conditions],
-                                     study_dir=study_dir)
+                                     study_dir=study_dir, optuna_prefix=prefix)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
@@ -152,9 +200,24 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
             ),
         )
     folder.update(trials_started_at=time.time())  # teachers are ready: Tune's part begins
-    tuner.fit()  # ResultsRecorder sets finished_at when every trial ended (not after Ctrl-C)
+    with tune_loop():
+        grid = tuner.fit()
+    if received() is not None:
+        raise Interrupted(study_dir, received() or 2)
+    if grid.num_terminated + grid.num_errors < len(grid):  # Tune stopped without a signal of ours
+        raise Interrupted(study_dir, 2)
+    _finish(study_dir)
     check_some_trial_ran(study_dir)
     return study_dir
+
+
+def _finish(study_dir: Path) -> None:
+    """Every trial ended and the search is over: one file per results table, and the study marked finished
+    (the only place ``finished_at`` is set: an interrupted study never is)."""
+    from kdtune.records.results import compact
+
+    compact(study_dir)  # the parts written every few seconds become one file per table
+    StudyFolder(study_dir).update(finished_at=time.time())
 
 
 def check_some_trial_ran(study_dir: Path) -> None:
@@ -313,8 +376,9 @@ def _scheduler(spec: StudySpec) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
     from kdtune.study.search import StratifiedASHA
+    from kdtune.tasks import task_for
 
-    if spec.scheduler.type == "fifo" or spec.task == "regression":
+    if spec.scheduler.type == "fifo" or not task_for(spec).by_epochs:  # a closed-form run has no epoch to stop at
         return FIFOScheduler()
     return StratifiedASHA(mode=spec.mode, max_t=spec.student.epochs, grace_period=spec.scheduler.grace_period,
                           reduction_factor=spec.scheduler.reduction_factor)
@@ -334,8 +398,10 @@ def _concurrency(spec: StudySpec, options: RunOptions) -> int:
 
 
 def _trial_context(spec: StudySpec, conditions: list[Condition]) -> dict[str, Any]:
-    return {"student": spec.student.model_dump(), "cpus_per_trial": spec.resources.cpu,
-            "student_arch": {c.key: c.student_arch for c in conditions}}
+    from kdtune.tasks import task_for
+
+    return {"task": task_for(spec).name, "objective": spec.objective, "student": spec.student.model_dump(),
+            "cpus_per_trial": spec.resources.cpu, "student_arch": {c.key: c.student_arch for c in conditions}}
 
 
 def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None
@@ -404,69 +470,38 @@ def _consume(refs: list[Any], timeout_s: float = 10.0) -> None:
 
 def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None, cpus: int = 1
              ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Runs in a Ray task: data + teacher (from the cache, trained on a miss) + logits, packed as arrays.
+    """Runs in a Ray task: the condition's data and teacher, packed as arrays (the study's task prepares them:
+    :meth:`kdtune.tasks.base.Task.prepare`; for images the teacher comes from the cache, trained on a miss).
 
-    Before any teacher trains, the condition's student is checked on one batch of the real data (a trained or
-    checkpoint teacher is checked the same way inside the cache, before training or its forward pass). The
-    teacher trains on ``cpus`` threads (the task's reservation), and on more after any epoch at which other
+    The teacher trains on ``cpus`` threads (the task's reservation), and on more after any epoch at which other
     preparations have ended (:func:`_teacher_threads`); its logits pass runs on as many.
     """
     import torch
 
-    from kdtune.study.trial import pack_payload
+    from kdtune.tasks import task_for
 
     spec = StudySpec.model_validate(spec_dict)
-    cond = Condition(**condition)
     torch.set_num_threads(_teacher_threads(cpus))
-    data = cond.load_data(spec)
-    if data.task == "regression":
-        from kdtune.tasks.linear.closed_form import closed_form
-        from kdtune.tasks.linear.closed_form import make_teacher_weights
-
-        assert data.linear_truth is not None
-        weights = make_teacher_weights(data.linear_truth, cond.teacher_error, cond.teacher_seed)
-        info = {"cache_key": None, "selected_epoch": None, "linear": closed_form(data, cond.teacher_error)}
-        return info, pack_payload(data, None, weights)
-    from kdtune.cache import LogitCache
-    from kdtune.cache.teacher import build_checked
-    from kdtune.tasks.image.views import check_views
-    from kdtune.tasks.image.views import student_views
-
-    build_checked(cond.student_arch, data, kwargs=dict(spec.student.kwargs), field="student.arch")
-    view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
-    if view_spec is not None:  # before the teacher trains (preflight checked it too)
-        check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=spec.cache.top_k,
-                    max_bytes=spec.cache.max_bytes)
-    teacher_spec = cond.teacher_spec(spec)
-    cache = LogitCache(cache_dir)
-    prepared = cache.prepare(teacher_spec, data, threads=None, full_curve=spec.teacher.full_curve,
-                             on_epoch=lambda _: torch.set_num_threads(_teacher_threads(cpus)))
-    views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=spec.cache.top_k,
-                                                               max_bytes=spec.cache.max_bytes)
-    teacher = prepared.teacher
-    info = {"cache_key": prepared.key, "teacher_key": prepared.teacher_key, "source": teacher_spec.source,
-            "selected_epoch": teacher.selected_epoch if teacher else None,
-            "diagnostics": prepared.diagnostics, "cache_hit": prepared.hit, "trained": prepared.trained,
-            "threads": torch.get_num_threads() if prepared.trained else None,  # at its last epoch
-            "spec": teacher_spec.to_dict(),
-            "curve": teacher.curve if teacher is not None and teacher_spec.source == "trained" else [],
-            "fingerprint": teacher.fingerprint if teacher else None,
-            "views_key": None if views is None else views.key}
-    payload = pack_payload(data, prepared.logits, None)
-    payload["views"] = None if views is None else views.pack()
-    return info, payload
+    return task_for(spec).prepare(spec, Condition(**condition), cache_dir=cache_dir,
+                                  on_epoch=lambda _: torch.set_num_threads(_teacher_threads(cpus)))
 
 
-def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Condition], storage: str,
-                      options: RunOptions) -> None:
+def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Condition], options: RunOptions) -> None:
+    """study.json: the study's id (which names its Optuna studies), spec and storage, with no path of the folder
+    itself in it (the default storage is :data:`~kdtune.records.folder.FOLDER_STORAGE`): it can be moved."""
+    import secrets
+
     import yaml
 
     from kdtune._version import __version__
+    from kdtune.records.folder import FOLDER_STORAGE
     from kdtune.secrets import redact_url
 
+    storage = options.storage or FOLDER_STORAGE
     safe_storage = redact_url(storage)
     study_dir.chmod(0o700)  # study.json and Tune's state say where the data is: the user's eyes only
     meta = {
+        "id": secrets.token_hex(6),
         "kdtune_version": __version__,
         "spec": spec.to_dict(),
         "conditions": [c.as_dict() for c in conditions],

@@ -69,15 +69,28 @@ def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, spec.budget.trials_per_condition // 4))
 
 
-def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, conditions: list[str]) -> None:
+def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, conditions: list[str], *, prefix: str,
+                   join: bool) -> None:
     """Create each condition's Optuna study once, before any worker starts (concurrent creation races on
-    PostgreSQL), and enqueue the baselines alpha = 1 and alpha = 0 unless the grid already holds them."""
+    PostgreSQL), and enqueue the baselines alpha = 1 and alpha = 0 unless the grid already holds them.
+
+    Names start with ``prefix`` (:meth:`kdtune.records.folder.StudyFolder.optuna_prefix`, unique per study).
+    Only ``kdtune resume`` of the same study (``join``) may find them already there: a new study whose names
+    exist in the storage is refused, never merged into another study's trials.
+    """
     from kdtune.spec.space import baselines
     from kdtune.spec.space import grid
+    from kdtune.tasks import objective_of
 
-    direction = "maximize" if spec.mode == "max" else "minimize"
+    direction = objective_of(spec).direction
+    if not join:
+        taken = sorted({s.study_name for s in retrying(storage.get_all_studies)}
+                       & {optuna_study_name(prefix, c) for c in conditions})
+        if taken:
+            raise StudyError(f"the Optuna storage already holds study {taken[0]} (of another kdtune study): "
+                             "continue that study with `kdtune resume` of its folder, or use another storage")
     for condition in conditions:
-        name = optuna_study_name(spec.name, condition)
+        name = optuna_study_name(prefix, condition)
         study = retrying(functools.partial(optuna.create_study, study_name=name, storage=storage,
                                             direction=direction, load_if_exists=True))
         if study.direction.name.lower() != direction:
@@ -102,6 +115,7 @@ class ConditionSearcher(Searcher):
         storage_url: str,
         conditions: list[str],
         study_dir: Path,
+        optuna_prefix: str,
         start_time: float | None = None,
     ) -> None:
         from kdtune.secrets import redact_url
@@ -113,6 +127,7 @@ class ConditionSearcher(Searcher):
         remember_storage(storage_url)
         self.storage_url = redact_url(storage_url)
         self.study_dir = Path(study_dir)
+        self.optuna_prefix = optuna_prefix
         self.conditions = list(conditions)
         self.budget = trials_per_condition(spec)
         self.deadline = None
@@ -138,7 +153,20 @@ class ConditionSearcher(Searcher):
         return {k: v for k, v in self.__dict__.items() if k not in ("_studies", "_spec", "_storage", "_trial_ids")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from kdtune.records.folder import StudyFolder
+        from kdtune.records.folder import running_study
+        from kdtune.secrets import redact_url
+
         self.__dict__.update(state)
+        saved = Path(state["study_dir"])
+        self.study_dir = running_study(saved)
+        if "optuna_prefix" not in state:  # saved before Optuna study names carried the study's id
+            self.optuna_prefix = self.spec_dict["name"]
+        if self.study_dir != saved:  # Tune saved another folder's path: this one was moved or copied from it
+            url = StudyFolder(self.study_dir).storage_url()
+            if url:
+                remember_storage(url)
+                self.storage_url = redact_url(url)
         self._studies = None
         self._spec = None
         self._storage = None
@@ -177,7 +205,7 @@ class ConditionSearcher(Searcher):
         if self._studies is None:
             self._storage = storage = make_storage(full_storage_url(self.storage_url))
             self._studies = {
-                c: optuna.load_study(study_name=optuna_study_name(self.spec.name, c), storage=storage,
+                c: optuna.load_study(study_name=optuna_study_name(self.optuna_prefix, c), storage=storage,
                                      sampler=make_sampler(self.spec, i))
                 for i, c in enumerate(self.conditions)
             }
@@ -265,12 +293,10 @@ class ConditionSearcher(Searcher):
         return config
 
     def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> TrialConfig:
+        from kdtune.tasks import task_for
+
         s = self.spec
-        params = {"temperature": s.default_temperature, "lr": s.student.lr, "batch_size": s.student.batch_size,
-                  "epochs": s.student.epochs, **searched}
-        if s.task == "regression":  # closed form: no epochs, no temperature
-            params["epochs"] = 1
-            params.pop("temperature")
+        params = task_for(s).run_params(s, searched)  # the linear task: one step, no temperature
         if phase == "confirm":
             seeds = confirmation_seeds(s, self.confirm_round[condition])
         else:
@@ -278,7 +304,9 @@ class ConditionSearcher(Searcher):
         return {"condition": condition, "phase": phase, "params": params, "seeds": seeds}
 
     def _epochs(self, entry: dict[str, Any]) -> int:
-        return 1 if self.spec.task == "regression" else self.spec.student.epochs
+        from kdtune.tasks import task_for
+
+        return task_for(self.spec).epochs(self.spec)
 
     def _tell(self, condition: str, number: int, state: str, reason: str | None, result: TrialResult | None) -> None:
         study = self.studies()[condition]
@@ -305,18 +333,18 @@ class ConditionSearcher(Searcher):
                 self.studies()
             storage = self._storage
             assert storage is not None
-            study_id = storage.get_study_id_from_name(optuna_study_name(self.spec.name, condition))
+            study_id = storage.get_study_id_from_name(optuna_study_name(self.optuna_prefix, condition))
             self._trial_ids[(condition, number)] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
         return self._trial_ids[(condition, number)]
 
     # -- adaptive confirmation -----------------------------------------------------------------------------
     def _context(self) -> Any:
         from kdtune.analysis.recommendation import Context
-        from kdtune.analysis.scoring import METRICS
         from kdtune.analysis.sequential import Design
+        from kdtune.tasks import objective_of
 
         spec = self.spec
-        return Context(spec=spec, metric=METRICS[spec.objective_name], margin=spec.margin,
+        return Context(spec=spec, metric=objective_of(spec), margin=spec.margin,
                        design=Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats),
                        conditions=len(self.conditions))
 

@@ -130,6 +130,12 @@ class WandbTracker(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_runs": {}, "_worker": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from kdtune.records.folder import running_study
+
+        self.__dict__.update(state)
+        self.study_dir = running_study(self.study_dir)  # Tune saved the folder's path of the time: it may have moved
+
     # ------------------------------------------------------------------------------------------ Tune hooks
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
