@@ -283,7 +283,7 @@ def test_flops_and_shapes() -> None:
 
 
 def test_bad_models_are_one_line() -> None:
-    with pytest.raises(SpecError, match=r"^student.arch.vocab_size = 300: must equal teacher.arch's \(257; the tokenizer has 257\)"):
+    with pytest.raises(SpecError, match=r"^student.arch.vocab_size = 300: must equal teacher.arch's \(257;"):
         check_vocab({"teacher.arch": 257, "student.arch": 300}, 257)
     with pytest.raises(SpecError, match=r"^teacher.arch.vocab_size = 200: must be at least the tokenizer's vocabulary \(257\)"):
         check_vocab({"teacher.arch": 200}, 257)

@@ -71,14 +71,16 @@ class TinyGPT(nn.Module):
         self.n_layers, self.d_model = n_layers, d_model
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(context, d_model)
-        self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList([_Block(d_model, n_heads, dropout) for _ in range(n_layers)])
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_embeddings:
             self.head.weight = self.embed.weight
         self.apply(_init)
         for block in self.blocks:  # GPT-2's scaling of the residual projections by depth
+            assert isinstance(block, _Block)
             for proj in (block.proj, block.mlp[2]):
+                assert isinstance(proj, nn.Linear)
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * n_layers))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -101,7 +103,7 @@ class HFCausalLM(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        config = model.config
+        config: Any = model.config
         self.vocab_size = int(config.vocab_size)
         context = next((getattr(config, name) for name in ("n_positions", "max_position_embeddings", "n_ctx")
                         if getattr(config, name, None)), None)

@@ -147,8 +147,8 @@ class LMTrainer:
         metrics: dict[str, float] = {"epoch": float(self.epoch), "train_loss": total / max(tokens, 1)}
         for name, blocks in (("val", self.val_blocks), ("test", self.test_blocks)):
             if blocks is not None:
-                loss, accuracy = evaluate(self.model, blocks, max_blocks=config.eval_blocks, device=self.device)
-                metrics.update({f"{name}_loss": loss, f"{name}_perplexity": math.exp(min(loss, 700.0)),
+                held_out, accuracy = evaluate(self.model, blocks, max_blocks=config.eval_blocks, device=self.device)
+                metrics.update({f"{name}_loss": held_out, f"{name}_perplexity": math.exp(min(held_out, 700.0)),
                                 f"{name}_accuracy": accuracy})
         metrics["seconds"] = time.perf_counter() - start
         return metrics
