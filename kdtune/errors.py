@@ -23,11 +23,13 @@ class UsageError(KdtuneError):
     exit_code = 2
 
 
-class SpecError(UsageError):
+class SpecError(UsageError, ValueError):
     """A field of a study spec or a command-line option has a value that is not allowed.
 
     The message always names the field, the value and what is allowed, e.g.
     ``search.alpha.high = 1.5: must be in [0, 1] (alpha is the weight on the true labels)``.
+    A ``ValueError`` too, so that pydantic collects one raised by a spec's own validator with every other
+    mistake of the spec instead of stopping at it (``kdtune.spec.schema.parse_spec``: one line each).
     """
 
     def __init__(self, field: str, value: Any, allowed: str) -> None:

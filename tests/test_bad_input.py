@@ -75,6 +75,39 @@ def _file(folder: Path) -> None:
     (folder / "afile").write_text("not a folder\n")
 
 
+def _module(name: str, source: str) -> Callable[[Path], None]:
+    """A user's module ``name`` in the case's folder, importable from there (its folder goes on ``sys.path``)."""
+
+    def setup(folder: Path) -> None:
+        import sys
+
+        (folder / f"{name}.py").write_text(source)
+        sys.path.insert(0, str(folder))
+
+    return setup
+
+
+def _npz(name: str, content: Callable[[Path], None]) -> Callable[[Path], None]:
+    return lambda folder: content(folder / name)
+
+
+def _huge_header(path: Path) -> None:
+    """An .npz whose arrays' headers claim 29 TiB (32e12 bytes) and hold none of it."""
+    import struct
+    import zipfile
+
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8000000000000,), }"
+    header += " " * (118 - len(header)) + "\n"
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", npy)
+        z.writestr("y.npy", npy)
+
+
+def _files_run(name: str, *extra: str) -> Callable[[Path], list[str]]:
+    return run(*extra, dataset={"name": "mine", "files": [name], "val_fraction": 0.2})
+
+
 CASES = [
     # -- NaN and infinity, everywhere --------------------------------------------------------------------
     Case("alpha-nan", run(search={"alpha": {"type": "float", "low": NAN, "high": NAN}}), 2, "finite"),
@@ -146,6 +179,35 @@ CASES = [
     Case("cpu-beyond-the-machine", run(resources={"cpu": 4096}), 1, "resources.cpu = 4096", ray=True),
     # -- found in a Ray task after the study folder was created: the folder is removed again --------------------
     Case("imported-logits-missing", run(**with_("teacher", logits="0" * 32)), 1, "teacher.logits", ray=True),
+    # -- a user's module that raises, has a SyntaxError or exits at import, or a factory that exits -------------
+    Case("module-raises-at-import", run(**with_("student", arch="raises_at_import:net", kwargs={})), 1,
+         "RuntimeError at import", _module("raises_at_import", "raise RuntimeError('boom')\n")),
+    Case("module-syntax-error", run(**with_("student", arch="syntax_error_module:net", kwargs={})), 1,
+         "SyntaxError", _module("syntax_error_module", "def net(:\n")),
+    Case("module-exits-at-import", run(**with_("student", arch="exits_at_import:net", kwargs={})), 1,
+         "SystemExit at import", _module("exits_at_import", "import sys\nsys.exit(0)\n")),
+    Case("factory-exits", run(**with_("student", arch="factory_exits:net", kwargs={})), 1, "SystemExit",
+         _module("factory_exits", "def net(input_shape, num_classes):\n    raise SystemExit(3)\n")),
+    Case("loader-raises-at-import", run(dataset={"name": "loader_raises_at_import:load"}), 1, "RuntimeError",
+         _module("loader_raises_at_import", "raise RuntimeError('boom')\n")),
+    # -- hostile .npz files ------------------------------------------------------------------------------------
+    Case("npz-huge-header", _files_run("huge.npz"), 1, "claims shape", _npz("huge.npz", _huge_header)),
+    Case("npz-text", _files_run("text.npz"), 1, "not an .npz file",
+         _npz("text.npz", lambda p: p.write_text("hello\n") and None)),
+    Case("npz-truncated", _files_run("cut.npz"), 1, "not a readable .npz file",
+         _npz("cut.npz", lambda p: p.write_bytes(b"PK\x03\x04" + bytes(20)) and None)),
+    Case("npz-fifo", _files_run("fifo.npz"), 1, "not a regular file", _npz("fifo.npz", lambda p: os.mkfifo(p))),
+    # -- seeds, ensembles, temperatures ------------------------------------------------------------------------
+    Case("teacher-seed-2-64", run(**with_("teacher", seed=2**64)), 1, "teacher.seed"),
+    Case("data-seed-negative", run(**with_("dataset", seed=-1)), 1, "dataset.seed"),
+    Case("ensemble-1e20", run(**with_("teacher", ensemble=10**20)), 1, "teacher.ensemble"),
+    Case("ensemble-too-many", run(**with_("teacher", ensemble=65)), 1, "teacher.ensemble"),
+    Case("default-temperature-tiny", run(default_temperature=1e-300), 1, "default_temperature"),
+    Case("temperature-low-tiny", run(search={"alpha": ALPHA, "temperature": {"type": "float", "low": 1e-300,
+                                                                             "high": 2}}), 1, "search.temperature.low"),
+    # -- several mistakes, one of them found by a validator of kdtune's own: all of them reported ---------------
+    Case("custom-validators-keep-the-rest", run(**with_("teacher", ensemble=0, logits="xyz"),
+                                                **with_("student", epochs=0)), 3),
     # -- other commands ---------------------------------------------------------------------------------------
     Case("distill-alpha-nan", lambda f: ["distill", "--alpha", "nan"], 1, "--alpha"),
     Case("distill-lr-inf", lambda f: ["distill", "--lr", "inf"], 1, "--lr"),
@@ -157,6 +219,17 @@ CASES = [
     Case("cache-ls-file", lambda f: ["cache", "ls", "--cache-dir", str(f / "afile")], 1, "--cache-dir", _file),
     Case("cache-prune-nan", lambda f: ["cache", "prune", "--older-than", "nan"], 1, "--older-than"),
     Case("plan-nan", lambda f: ["plan", spec_file(f, default_temperature=NAN)], 1, "finite"),
+    Case("distill-shift-abc", lambda f: ["distill", "--student-augment", "{shift: abc}"], 1, "--student-augment shift"),
+    Case("distill-shift-inf", lambda f: ["distill", "--student-augment", "{shift: .inf}"], 1, "--student-augment shift"),
+    Case("distill-shift-fraction", lambda f: ["distill", "--student-augment", "{shift: 1.5}"], 1, "fractional"),
+    Case("distill-shift-beyond-the-image", lambda f: ["distill", "--student-augment", "{shift: 1000}"], 1,
+         "images' side"),
+    Case("distill-ensemble-two", lambda f: ["distill", "--teacher-recipe", "{ensemble: two}"], 1,
+         "--teacher-recipe ensemble"),
+    Case("distill-weight-decay-inf", lambda f: ["distill", "--teacher-recipe", "{weight_decay: .inf}"], 1,
+         "--teacher-recipe weight_decay"),
+    Case("distill-data-seed-negative", lambda f: ["distill", "--data-seed", "-1"], 1, "--data-seed"),
+    Case("distill-temperature-tiny", lambda f: ["distill", "--temperature", "1e-300"], 1, "--temperature"),
 ]
 
 

@@ -293,3 +293,46 @@ def test_recommend_out_in_a_missing_folder_is_one_line(short_tmp: Path, capsys: 
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--out" in err, err
     assert not (short_tmp / "missing").exists()
 
+
+
+# -- teachers whose logits are not finite ---------------------------------------------------------------------------
+
+DISTILL = ["distill", "--dataset", "digits", "--teacher", "mlp", "--teacher-epochs", "1", "--student", "mlp",
+           "--epochs", "1", "--threads", "1", "--format", "json"]
+
+
+@pytest.mark.slow
+def test_a_diverged_teacher_is_never_cached(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = short_tmp / "cache"
+    code = main([*DISTILL, "--teacher-recipe", "{weight_decay: 1.0e30}", "--cache-dir", str(cache)])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "not finite" in err, err
+    assert not any(p.is_file() for p in cache.rglob("*.parquet")), list(cache.rglob("*"))
+
+
+@pytest.mark.slow
+def test_cache_verify_finds_logits_that_are_not_finite(short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry whose bytes are intact (its checksum recomputed) but whose logits are NaN, as a teacher that
+    diverged left it before kdtune checked: verify calls it damaged."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+
+    from kdtune.cache.parquet import decode
+    from kdtune.cache.parquet import encode
+
+    root = short_tmp / "cache"
+    assert main([*DISTILL, "--cache-dir", str(root)]) == 0
+    key = json.loads(capsys.readouterr().out)["cache"]["logits_key"]
+    path = root / "logits" / key / "train.parquet"
+    array, table, meta = decode(path.read_bytes())
+    poisoned = np.array(array, copy=True)
+    poisoned[:3] = np.nan
+    split = SimpleNamespace(**{name: torch.from_numpy(table.column(column).to_numpy().copy())
+                               for name, column in (("clean", 2), ("y", 3), ("flipped", 4))})
+    path.write_bytes(encode(poisoned, split, meta))  # type: ignore[arg-type]
+    assert pq.read_table(path).num_rows == len(array)
+    assert main(["cache", "verify", "--cache-dir", str(root)]) == 1
+    assert "3 of" in capsys.readouterr().out

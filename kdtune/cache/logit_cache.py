@@ -152,6 +152,9 @@ class LogitCache:
             if teacher is None:
                 teacher = train_teacher(spec, data, on_epoch=on_epoch, device=device, threads=threads,
                                         full_curve=full_curve)
+                if not all(bool(param.isfinite().all()) for param in teacher.model.parameters()):
+                    raise CacheError(f"the teacher {spec.arch} diverged in training: its weights are not finite "
+                                     "(lower teacher.lr or teacher.weight_decay); nothing was cached")
                 write_teacher(self._store, tkey, teacher, data, data_fp)
             return self._build_logits(tkey, teacher, data, data_fp, dtype, device=device, trained=trained)
 
@@ -272,7 +275,10 @@ class LogitCache:
         metas = {}
         for name in SPLITS:
             path = f"logits/{key}/{name}.parquet"
-            _, _, meta = self._read_split(path, key)
+            array, _, meta = self._read_split(path, key)
+            bad = int((~np.isfinite(array).all(axis=1)).sum()) if array.ndim == 2 else 0
+            if bad:  # intact bytes of a diverged teacher are still unusable
+                raise CacheError(f"{self._store.show(path)}: {bad} of {len(array)} rows of logits are not finite")
             if meta.get("split") != name:
                 raise CacheError(f"{self._store.show(path)}: holds the {meta.get('split')!r} split, not {name!r}")
             metas[name] = meta
@@ -400,6 +406,10 @@ class LogitCache:
                 member_logits, logits = [], teacher.logits(data)
         finally:
             teacher.model.cpu()
+        for name, values in zip(SPLITS, (logits.train, logits.val, logits.test)):
+            if not bool(values.isfinite().all()):  # never cached: every student would train on NaN
+                raise CacheError(f"the teacher's {name} logits are not finite (its training diverged, or its "
+                                 "weights hold NaN or infinity); nothing was cached")
         diagnostics = teacher_diagnostics(logits, data)
         if member_logits:
             diagnostics["members"] = [{"seed": record["seed"], "selected_epoch": record["selected_epoch"],

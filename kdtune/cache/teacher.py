@@ -317,7 +317,7 @@ def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None 
                             field=field, seed=seed)
     except SpecError:
         raise
-    except Exception as exc:  # the user's factory
+    except (Exception, SystemExit) as exc:  # the user's factory (sys.exit in it included)
         call = f"factory({tuple(data.input_shape)}, {data.num_classes}{_kwargs_text(kwargs)})"
         raise SpecError(field, arch, f"failed when called as {call}: {type(exc).__name__}: {one_line(exc)}") from None
     check_output(model, data, arch=arch, field=field)

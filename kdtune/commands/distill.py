@@ -120,7 +120,8 @@ _FLAGS = {"dataset.name": "--dataset", "dataset.train_size": "--train-size", "da
           "temperature": "--temperature", "alpha": "--alpha", "cache_dir": "--cache-dir",
           "student.augment": "--student-augment", "student.views": "--views", "cache.top_k": "--top-k",
           "cache.max_bytes": "--max-cache-bytes", "augment.shift": "--student-augment shift",
-          "augment.rotate": "--student-augment rotate",
+          "augment.rotate": "--student-augment rotate", "dataset.seed": "--data-seed",
+          "student.augment.shift": "--student-augment shift", "student.augment.rotate": "--student-augment rotate",
           **{name: f"--student-recipe {name}" for name in _STUDENT_RECIPE},
           **{f"teacher.{name}": f"--teacher-recipe {name}" for name in _TEACHER_RECIPE}}
 
@@ -158,6 +159,7 @@ def _distill(args: argparse.Namespace) -> int:
     student_kwargs = _mapping(args.student_kwargs, "--student-kwargs")
     teacher_recipe = _recipe(args.teacher_recipe, "--teacher-recipe", _TEACHER_RECIPE)
     student_recipe = _recipe(args.student_recipe, "--student-recipe", _STUDENT_RECIPE)
+    teacher_recipe = _checked_as_in_a_spec(args, teacher_recipe)
     files = [_absolute(f) for f in args.data_files] if args.data_files else None
     dataset = args.dataset or ("files" if files else "digits")
     checkpoint = _absolute(args.teacher_checkpoint) if args.teacher_checkpoint else None
@@ -235,6 +237,20 @@ def _view_spec(args: argparse.Namespace) -> Any:
     if args.top_k is not None and args.top_k < 1:
         raise SpecError("--top-k", args.top_k, "must be a positive integer at most the class count")
     return ViewSpec(Augment(**augment), DEFAULT_VIEWS if args.views is None else args.views, args.data_seed)
+
+
+def _checked_as_in_a_spec(args: argparse.Namespace, teacher_recipe: dict[str, Any]) -> dict[str, Any]:
+    """The options a study spec also has, checked by the spec's own rules (types, bounds, finiteness: a string
+    ``lr``, ``ensemble: two``, ``--data-seed -1`` and ``shift: 1.5`` are refused in one line each); returns the
+    teacher recipe with the spec's typed values."""
+    from kdtune.spec.schema import parse_spec
+
+    augment = _recipe(args.student_augment, "--student-augment", ("shift", "rotate"))
+    spec = parse_spec({"name": "distill", "dataset": {"name": "digits", "seed": args.data_seed},
+                       "teacher": {"arch": args.teacher, "epochs": args.teacher_epochs, **teacher_recipe},
+                       "student": {"arch": args.student, "epochs": args.epochs, "augment": augment},
+                       "scheduler": {"type": "fifo"}, "tracking": "none"})
+    return {name: getattr(spec.teacher, name) for name in teacher_recipe}
 
 
 def _mapping(text: str | None, flag: str) -> dict[str, Any]:

@@ -94,6 +94,7 @@ def print_estimate(spec: Any, options: Any) -> None:
     import time
 
     from kdtune.errors import KdtuneError
+    from kdtune.errors import SpecError
     from kdtune.study.estimate import estimate_line
     from kdtune.study.estimate import make_plan
 
@@ -104,8 +105,12 @@ def print_estimate(spec: Any, options: Any) -> None:
     try:
         plan = make_plan(spec, cache_dir=options.cache_dir, max_concurrent=options.max_concurrent,
                          ray_running=options.address is not None, worker_start_s=time.perf_counter() - start)
+    except SpecError as exc:
+        if exc.field.endswith(".arch"):  # a model that fails in its timed training steps would fail every trial
+            raise
+        return  # no estimate (the study's checks passed: what the estimate could not do, the study may)
     except KdtuneError:
-        return  # no estimate: the study's own checks say what is wrong, naming the option the user typed
+        return
     print(f"plan: {estimate_line(plan)}", flush=True)
 
 

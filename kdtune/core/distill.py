@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kdtune.core.limits import MIN_TEMPERATURE
+from kdtune.core.limits import TOO_COLD
 from kdtune.errors import SpecError
 
 
@@ -24,6 +26,7 @@ def check_alpha(alpha: float, *, field: str = "alpha") -> None:
     if not 0 <= alpha <= 1:
         raise SpecError(field, alpha, "must be in [0, 1]; alpha is the weight on the true labels, 1 = no distillation "
                         "(alpha < 0 is only for the linear regression task)")
+
 
 
 def kd_loss(
@@ -50,8 +53,8 @@ def kd_loss(
         alpha: weight on the true labels; Hinton's lambda = 1 - alpha.
         temperature: T > 0.
     """
-    if temperature <= 0:
-        raise SpecError("temperature", temperature, "must be > 0")
+    if not temperature >= MIN_TEMPERATURE:
+        raise SpecError("temperature", temperature, f"must be at least {MIN_TEMPERATURE} ({TOO_COLD})")
     hard = F.cross_entropy(student_logits, labels)
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=1)

@@ -29,6 +29,7 @@ from pydantic import Field
 from pydantic import ValidationError
 from pydantic import model_validator
 
+from kdtune.core.limits import MIN_TEMPERATURE
 from kdtune.errors import SpecError
 from kdtune.errors import raise_all
 from kdtune.spec.sections import DEFAULT_MARGIN_POINTS
@@ -67,7 +68,7 @@ class StudySpec(SpecModel):
         "alpha": DistributionSpec(type="float", low=0.0, high=1.0),
         "temperature": DistributionSpec(type="float", low=1.0, high=20.0, log=True),
     }
-    default_temperature: float = Field(4.0, gt=0)  # temperature of the alpha = 1 / alpha = 0 baselines
+    default_temperature: float = Field(4.0, ge=MIN_TEMPERATURE)  # temperature of the alpha = 1 / alpha = 0 baselines
     allow_negative_alpha: bool = False
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     budget: BudgetSpec = BudgetSpec()

@@ -37,6 +37,13 @@ def as_tracking(value: Any) -> Any:
     return {"wandb": None} if value in ("none", None) else value
 
 
+#: Seeds are 32-bit: numpy's legacy seeding (the data splits) refuses more, and 2**64 reached torch as an overflow.
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+#: The most teacher ensemble members: each is a full teacher trained in turn (1e20 was accepted).
+MAX_ENSEMBLE = 64
+
+
 class SpecModel(BaseModel):
     """Every section: unknown keys refused; every float and int finite (``allow_inf_nan``), and never a boolean
     (pydantic would read ``epochs: true`` as 1). Declared here once, so that fields added later are covered."""
@@ -81,7 +88,7 @@ class DatasetSpec(SpecModel):
     name: str = "digits"
     train_size: int | None = Field(None, ge=10)
     val_fraction: float = Field(0.1, gt=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
     data_root: str | None = None
     download: bool = False
     linear: LinearTaskSpec = LinearTaskSpec()
@@ -146,7 +153,7 @@ class TeacherSection(SpecModel):
     epochs: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     select: Literal["best_val", "best_val_loss", "final"] = "best_val"
     patience: int | None = Field(None, ge=1)
     kwargs: dict[str, Any] = {}  # e.g. {dropout: 0.5, input_dropout: 0.2} for the MLPs
@@ -156,7 +163,8 @@ class TeacherSection(SpecModel):
     schedule: Schedule = "constant"
     warmup_epochs: int = Field(0, ge=0)  # linear warm-up, then the schedule; shorter than the epochs
     augment: AugmentSpec = AugmentSpec()  # shift 0, rotate 0: none
-    ensemble: int = 1  # the teacher is the mean of the logits of this many members (seeds seed, seed + 1, ...)
+    # the teacher is the mean of the logits of this many members (seeds seed, seed + 1, ...)
+    ensemble: int = Field(1, le=MAX_ENSEMBLE)
     error: float = Field(0.1, ge=0)  # linear task only: squared norm B of the teacher's weight error
     # Test and flipped-label metrics at every epoch of the teacher's curve (default: for the selected epoch only;
     # selection needs the validation split alone). Not part of the teacher's identity: the teacher is the same.
@@ -243,6 +251,7 @@ class StudentSection(SpecModel):
 
 
 FloatList = Annotated[list[float], BeforeValidator(_as_list)]
+SeedList = Annotated[list[Seed], BeforeValidator(_as_list)]
 IntList = Annotated[list[int], BeforeValidator(_as_list)]
 StrList = Annotated[list[str], BeforeValidator(_as_list)]
 
@@ -254,7 +263,7 @@ class ConditionsSpec(SpecModel):
     noise_type: Annotated[list[Literal["symmetric", "pairflip"]], BeforeValidator(_as_list)] = ["symmetric"]
     teacher_epochs: IntList | None = None
     teacher_select: Annotated[list[Literal["best_val", "best_val_loss", "final"]], BeforeValidator(_as_list)] | None = None
-    teacher_seeds: IntList | None = None
+    teacher_seeds: SeedList | None = None
     teacher_error: FloatList | None = None
     dataset: StrList | None = None
     student_arch: StrList | None = None
@@ -290,7 +299,7 @@ class DistributionSpec(SpecModel):
 class BudgetSpec(SpecModel):
     trials_per_condition: int = Field(12, ge=1)
     repeats: int = Field(2, ge=1)  # seeds per configuration, trained inside one trial (paired across configurations)
-    seed: int = 0  # first student seed; the repeats use seed, seed + 1, ...
+    seed: Seed = 0  # first student seed; the repeats use seed, seed + 1, ...
     max_wall_minutes: float | None = Field(None, gt=0)
     # Confirmation (docs/recommendation_schema.md): the recommended configuration (and the next best ones up
     # to confirm_top_k) and alpha = 1 re-run on fresh seeds, confirm_repeats per round, until the verdict is

@@ -12,6 +12,8 @@ import math
 from typing import TYPE_CHECKING
 from typing import Any
 
+from kdtune.core.limits import MIN_TEMPERATURE
+from kdtune.core.limits import TOO_COLD
 from kdtune.errors import SpecError
 from kdtune.trial_io import SEARCH_PARAMS
 
@@ -143,8 +145,8 @@ def check_search_space(spec: StudySpec) -> None:
                             f"the {task.kind} task has no {name} (remove it from search)")
     if "temperature" in spec.search:
         low, _ = _bounds(spec.search["temperature"], "search.temperature")
-        if low <= 0:
-            raise SpecError("search.temperature.low", low, "must be > 0")
+        if not low >= MIN_TEMPERATURE:
+            raise SpecError("search.temperature.low", low, f"must be at least {MIN_TEMPERATURE} ({TOO_COLD})")
     for name in _INTEGER:
         if name in spec.search and spec.search[name].type == "float":
             raise SpecError(f"search.{name}.type", "float", "must be int or categorical")

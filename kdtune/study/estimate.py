@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 from kdtune.cache import LogitCache
+from kdtune.errors import SpecError
+from kdtune.errors import one_line
 from kdtune.spec.conditions import expand
 from kdtune.spec.rules import confirmation_trials
 from kdtune.spec.rules import preparation_cpus
@@ -170,16 +172,18 @@ def _worst_case_student(spec: Any) -> tuple[int, int]:
 
 def _teacher_seconds(calibrations: dict[str, dict[str, float]], action: str, spec: Any, data: Any,
                      threads: int) -> float:
-    """Wall seconds of a condition's teacher preparation on ``threads`` threads: training, then its logits."""
+    """Wall seconds of a condition's teacher preparation on ``threads`` threads: training, then its logits (each
+    member of an ensemble)."""
     if action in ("cached", "missing"):
         return 0.0
     cal = _calibrate(calibrations, "teacher", spec.arch, dict(spec.kwargs), data, spec.batch_size, distil=False,
                      threads=threads)
+    members = spec.ensemble  # an ensemble trains and runs each of its members in turn
     total = len(data.train) + len(data.val) + len(data.test)
-    logits_s = cal["predict_per_sample_s"] * total
+    logits_s = members * cal["predict_per_sample_s"] * total
     if action == "compute logits":
         return logits_s
-    return spec.epochs * _epoch_seconds(cal, data, spec.batch_size) + logits_s
+    return members * spec.epochs * _epoch_seconds(cal, data, spec.batch_size) + logits_s
 
 
 def _epoch_seconds(cal: dict[str, float], data: Any, batch_size: int) -> float:
@@ -226,14 +230,18 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
         def step(i: int) -> None:
             idx = torch.randint(len(y), (min(batch_size, len(y)),), generator=generator)
-            out = model(x[idx])
-            if teacher is None:
-                loss = F.cross_entropy(out, y[idx])
-            else:
-                loss = kd_loss(out, teacher[idx], y[idx], alpha=0.5, temperature=4.0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            try:
+                out = model(x[idx])
+                if teacher is None:
+                    loss = F.cross_entropy(out, y[idx])
+                else:
+                    loss = kd_loss(out, teacher[idx], y[idx], alpha=0.5, temperature=4.0)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            except Exception as exc:  # the user's model: its forward ran once in the checks, training is new
+                raise SpecError(field, arch, f"failed in a training step: {type(exc).__name__}: "
+                                f"{one_line(exc)}") from None
 
         for i in range(WARMUP_STEPS):
             step(i)

@@ -98,7 +98,8 @@ def check_data_args(name: str, val_fraction: float, noise_level: float, noise_ty
             if not str(f).lower().endswith(FILE_SUFFIXES):
                 raise SpecError(f"dataset.files[{i}]", f, "must be a .npz or .parquet file")
             if "://" not in str(f) and not Path(f).expanduser().is_file():
-                raise SpecError(f"dataset.files[{i}]", f, "file not found")
+                missing = not Path(f).expanduser().exists()
+                raise SpecError(f"dataset.files[{i}]", f, "file not found" if missing else "is not a regular file")
     elif ":" in name:
         resolve_loader(name)
     elif name not in DATASETS:

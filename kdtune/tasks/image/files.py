@@ -38,8 +38,8 @@ def resolve_loader(name: str) -> Any:
     module_name, _, attr = name.partition(":")
     try:
         loader = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise SpecError("dataset.name", name, f"does not import: {one_line(exc)}") from None
+    except (Exception, SystemExit) as exc:  # not there, or the user's module raised (or exited) at import
+        raise SpecError("dataset.name", name, f"does not import: {type(exc).__name__}: {one_line(exc)}") from None
     if not callable(loader):
         raise SpecError("dataset.name", name, "is not callable")
     return loader
@@ -117,7 +117,10 @@ def read_bytes(path: str, *, field: str) -> bytes:
     text = str(path)
     try:
         if "://" not in text:
-            return Path(text).expanduser().read_bytes()
+            local = Path(text).expanduser()
+            if local.exists() and not local.is_file():  # a FIFO or a device would block the read, or never end
+                raise SpecError(field, text, "is not a regular file")
+            return local.read_bytes()
         import pyarrow.fs as pafs
 
         fs, inner = pafs.FileSystem.from_uri(text)
@@ -125,12 +128,16 @@ def read_bytes(path: str, *, field: str) -> bytes:
             return bytes(f.read())
     except FileNotFoundError:
         raise SpecError(field, text, "file not found") from None
+    except SpecError:
+        raise
     except Exception as exc:  # permissions, unknown URI schemes, network filesystems
         raise DataError(f"{field}: {text}: cannot read ({one_line(exc)})") from None
 
 
 def _read_npz(path: str, source: str) -> dict[str, Any]:
     raw = read_bytes(path, field="dataset.files")
+    if not raw.startswith(b"PK"):  # else numpy takes any other bytes for a pickle and blames pickled data
+        raise DataError(f"{source}: not an .npz file (a zip archive of .npy arrays x and y)")
     try:
         npz = np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as exc:
@@ -142,12 +149,32 @@ def _read_npz(path: str, source: str) -> dict[str, Any]:
         for key in npz.files:
             if key not in NPZ_ARRAYS:
                 raise DataError(f"{source}: unexpected array {key!r} (allowed: {', '.join(NPZ_ARRAYS)})")
+            _check_npy_size(npz, key, source)
             try:
                 found[key] = npz[key]
             except ValueError as exc:  # object arrays need pickle, which is refused
                 raise DataError(f"{source}: array {key!r} cannot be read without unpickling ({one_line(exc)}); "
                                 "store plain numeric arrays") from None
     return found
+
+
+def _check_npy_size(npz: Any, key: str, source: str) -> None:
+    """An array whose header claims more bytes than its archive member holds (a header claiming 29 TiB was a
+    MemoryError) is refused before numpy allocates it."""
+    import math
+
+    info = npz.zip.getinfo(f"{key}.npy")
+    try:
+        with npz.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+    except Exception as exc:
+        raise DataError(f"{source}: array {key!r} is not a readable .npy array ({one_line(exc)})") from None
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > info.file_size:
+        raise DataError(f"{source}: array {key!r} claims shape {shape} ({claimed:,} bytes) but holds "
+                        f"{info.file_size:,} bytes: the file is damaged or not what it says")
 
 
 def _read_parquet(path: str, source: str) -> dict[str, Any]:

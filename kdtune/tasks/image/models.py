@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtune.errors import SpecError
+from kdtune.errors import one_line
 
 
 class SamePadMaxPool(nn.Module):
@@ -158,6 +159,9 @@ def resolve_factory(arch: str, *, field: str = "arch") -> tuple[ModelFactory, di
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise SpecError(field, arch, f"does not import: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's module ran and raised (or exited) at import
+        raise SpecError(field, arch, f"does not import: {module_name} raised {type(exc).__name__} at import: "
+                        f"{one_line(exc)}") from None
     if not callable(factory):
         raise SpecError(field, arch, "is not callable")
     return factory, {}

@@ -123,6 +123,10 @@ def check_views(spec: ViewSpec, x_shape: tuple[int, ...], classes: int, *, top_k
     if len(x_shape) != 4:
         raise SpecError("student.augment", {"shift": spec.augment.shift, "rotate": spec.augment.rotate},
                         f"needs image inputs (C, H, W); this dataset has inputs of shape {tuple(x_shape[1:])}")
+    side = min(x_shape[2], x_shape[3])
+    if spec.augment.shift >= side:
+        raise SpecError("student.augment.shift", spec.augment.shift, f"must be less than the images' side ({side} "
+                        f"pixels: these are {x_shape[2]}x{x_shape[3]}); a larger shift moves the whole image out")
     if top_k is not None and not 1 <= top_k <= classes:
         raise SpecError("cache.top_k", top_k, f"must be in [1, {classes}] (the dataset's class count), or omitted")
     need = view_cache_bytes(x_shape[0], classes, spec.views, top_k)
