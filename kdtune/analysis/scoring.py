@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kdtune.core.selection import first_best
 from kdtune.tasks import TASKS
 from kdtune.tasks.base import Objective
 from kdtune.trial_io import SEARCH_PARAMS
@@ -72,7 +73,8 @@ def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun
         scored = [r for r in run_rows if finite(r[metric.column])]
         if not scored:
             continue
-        best = max(scored, key=lambda r: (metric.sign * r[metric.column], -r["epoch"]))
+        best = first_best(sorted(scored, key=lambda r: int(r["epoch"])), lambda r: float(r[metric.column]), metric.mode)
+        assert best is not None
         test = best[metric.test_column]
         runs.append(ScoredRun(condition=best["condition"], trial_id=trial_id, phase=best["phase"],
                               state=best["trial_state"], seed=seed, params=tuple(clean(best[p]) for p in SEARCH_PARAMS),

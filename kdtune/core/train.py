@@ -34,6 +34,7 @@ from kdtune.core.data import Split
 from kdtune.core.distill import check_alpha
 from kdtune.core.distill import kd_loss
 from kdtune.core.metrics import held_out_metrics
+from kdtune.core.selection import first_best
 from kdtune.errors import SpecError
 
 
@@ -153,10 +154,12 @@ class History:
 
     @property
     def best(self) -> EpochMetrics:
-        """The first epoch with the highest validation accuracy: its test numbers are the ones reported."""
-        if not self.epochs:
+        """The first epoch with the highest validation accuracy (:func:`~kdtune.core.selection.first_best`): its
+        test numbers are the ones reported."""
+        best = first_best(self.epochs, lambda m: m.val_accuracy, "max")
+        if best is None:
             raise ValueError("no epoch has been trained yet")
-        return max(self.epochs, key=lambda m: (m.val_accuracy, -m.epoch))
+        return best
 
 
 class ViewSource(Protocol):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.analysis.scoring import finite
+from kdtune.analysis.scoring import t_estimate
 
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 #: The one label of every axis that shows alpha (tests check that every figure uses it).
 ALPHA_LABEL = "alpha (weight on true labels; 1 = no distillation)"
-CONFIDENCE = 0.95
 DPI = 100
 PARAM_LABELS = {"alpha": ALPHA_LABEL, "temperature": "temperature T"}
 
@@ -87,15 +87,9 @@ def palette_color(index: int) -> str:
 
 
 def mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its t-interval (0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    from scipy import stats
-
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    """Mean and the half-width of its t-interval (0 for a single value): :func:`~kdtune.analysis.scoring.t_estimate`."""
+    estimate = t_estimate(values)
+    return estimate["mean"], 0.0 if estimate["low"] is None else estimate["mean"] - estimate["low"]
 
 
 def as_float(value: Any) -> float:

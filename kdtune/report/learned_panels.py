@@ -14,10 +14,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdtune.analysis.scoring import CONFIDENCE
 from kdtune.analysis.scoring import finite
 from kdtune.report.data import Configuration
 from kdtune.report.figures import ALPHA_LABEL
-from kdtune.report.figures import CONFIDENCE
 from kdtune.report.figures import Figure
 from kdtune.report.figures import as_float
 from kdtune.report.figures import mean_interval

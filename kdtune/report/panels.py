@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from kdtune.analysis.scoring import CONFIDENCE
 from kdtune.analysis.scoring import finite
 from kdtune.errors import MAX_NOTE
 from kdtune.errors import one_line
 from kdtune.report.data import StudyData
 from kdtune.report.figures import ALPHA_LABEL
-from kdtune.report.figures import CONFIDENCE
 from kdtune.report.figures import PARAM_LABELS
 from kdtune.report.figures import Figure
 from kdtune.report.figures import figure_grid

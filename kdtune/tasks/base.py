@@ -24,6 +24,8 @@ from typing import Any
 from typing import Literal
 from typing import Protocol
 
+from kdtune.core.selection import better
+
 
 if TYPE_CHECKING:
     from kdtune.spec.conditions import Condition
@@ -64,8 +66,8 @@ class Objective:
         return -math.inf if self.mode == "max" else math.inf
 
     def better(self, value: float, than: float) -> bool:
-        """Strictly better: a running best keeps its earliest epoch on ties."""
-        return value > than if self.mode == "max" else value < than
+        """Strictly better: a running best keeps its earliest epoch on ties (:func:`kdtune.core.selection.better`)."""
+        return better(value, than, self.mode)
 
     def margin(self, given: float | None) -> float | None:
         """The equivalence margin in the test metric's units, from one given in :attr:`margin_unit` (or the
