@@ -67,8 +67,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
                                                  condition, spec, data)
     temperature = float(params.get("temperature") if params.get("temperature") is not None
                         else spec.default_temperature)
-    config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]), batch_size=int(params["batch_size"]),
-                         alpha=float(params["alpha"]), temperature=temperature, seed=seed, **spec.student.recipe())
+    config = TrainConfig.from_params({**params, "temperature": temperature}, seed=seed, recipe=spec.student.recipe())
     model, best = _train_best(condition, spec, data, logits, config, threads, task.objective(spec.objective))
     _save_weights(model, out, condition.student_arch)
     card = {

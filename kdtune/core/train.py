@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
@@ -114,6 +115,13 @@ class TrainConfig:
         if not 0 < self.temperature < math.inf:
             raise SpecError("temperature", self.temperature, "must be > 0 and finite")
         check_alpha(self.alpha)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], *, seed: int, recipe: Mapping[str, Any]) -> TrainConfig:
+        """A configuration's parameters (``epochs``, ``lr``, ``batch_size``, ``alpha``, ``temperature``) with the
+        student's recipe (:func:`student_recipe`): the one conversion the trial and the exported student share."""
+        return cls(epochs=int(params["epochs"]), lr=float(params["lr"]), batch_size=int(params["batch_size"]),
+                   alpha=float(params["alpha"]), temperature=float(params["temperature"]), seed=seed, **recipe)
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,7 @@ class ImageClassification(Task):
         for seed in seeds:
             model = build_model(arch, input_shape=data.input_shape, num_classes=data.num_classes,
                                 kwargs=student["kwargs"], field="student.arch", seed=seed)
-            config = TrainConfig(epochs=int(params["epochs"]), lr=float(params["lr"]),
-                                 batch_size=int(params["batch_size"]), alpha=float(params["alpha"]),
-                                 temperature=float(params["temperature"]), seed=seed, **student_recipe(student))
+            config = TrainConfig.from_params(params, seed=seed, recipe=student_recipe(student))
             trainers.append(Trainer(model, data, config, teacher=logits, views=views, threads=threads))
         return _Students(trainers)
 
