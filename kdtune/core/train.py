@@ -34,6 +34,8 @@ from kdtune.core.data import DataBundle
 from kdtune.core.data import Split
 from kdtune.core.distill import check_alpha
 from kdtune.core.distill import kd_loss
+from kdtune.core.limits import MIN_TEMPERATURE
+from kdtune.core.limits import TOO_COLD
 from kdtune.core.metrics import held_out_metrics
 from kdtune.core.selection import first_best
 from kdtune.errors import SpecError
@@ -112,8 +114,8 @@ class TrainConfig:
             raise SpecError("batch_size", self.batch_size, "must be a positive integer")
         if not 0 < self.lr < math.inf:  # also refuses NaN: every comparison with it is false
             raise SpecError("lr", self.lr, "must be > 0 and finite")
-        if not 0 < self.temperature < math.inf:
-            raise SpecError("temperature", self.temperature, "must be > 0 and finite")
+        if not MIN_TEMPERATURE <= self.temperature < math.inf:
+            raise SpecError("temperature", self.temperature, f"must be at least {MIN_TEMPERATURE} and finite ({TOO_COLD})")
         check_alpha(self.alpha)
 
     @classmethod
