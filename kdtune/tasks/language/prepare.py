@@ -1,0 +1,243 @@
+"""A language condition's inputs, built once and kept under the cache root: token blocks, the teacher, its targets.
+
+Everything is content-addressed under ``<cache root>/lm/`` (the teacher-logit cache's root, ``KDTUNE_CACHE_DIR``):
+
+* ``blocks/<key>/{train,val,test}.parquet``: the corpus split by document and cut into blocks
+  (:mod:`kdtune.tasks.language.blocks`). The key covers the corpus's text (a sha256 over its documents), the
+  tokenizer's fingerprint, the context, the split fractions and the data seed.
+* ``teachers/<key>/``: the teacher's weights (``model.pt``) and ``teacher.json`` (its curve, its selected epoch,
+  its validation and test loss, perplexity and next-token accuracy). The key covers the blocks' fingerprint and
+  everything that trains the teacher (architecture, kwargs, epochs, lr, batch size, seed, selection, epoch
+  blocks). A rerun finds it and never trains again.
+* ``targets/<teacher key>-<layout>-<k>.parquet``: the teacher's targets for the training split
+  (:mod:`kdtune.tasks.language.cache_codec`: dense, top-k or sampled), verified when opened and per row group
+  when read.
+
+Each entry is built under a lock file of its own (two conditions sharing a teacher train it once) into a
+temporary name and renamed. What a trial receives is the paths and a few numbers, never arrays: a trial reads
+the blocks and the targets one row group at a time, so a corpus or a cache larger than memory works.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdtune.errors import SpecError
+
+
+#: Bumped when what an entry holds changes: old entries then stop matching.
+LM_CACHE_FORMAT = 1
+DEFAULT_CONTEXT = 128
+DEFAULT_TEST_FRACTION = 0.1
+DEFAULT_TOKENIZER = "byte"
+DEFAULT_TEXT_FIELD = "text"
+#: The dataset names of the language task: the default corpus, and the user's text (``dataset.corpus``).
+DEFAULT_DATASET = "python_docs"
+TEXT_DATASET = "text"
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """The spec's dataset section as the language task reads it, defaults filled in."""
+
+    corpus: str | None  # None: the default corpus (python-docs)
+    text_field: str
+    tokenizer: str
+    context: int
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    epoch_blocks: int | None
+
+    @classmethod
+    def of(cls, spec: Any) -> TextSettings:
+        d = spec.dataset
+        return cls(corpus=d.corpus, text_field=d.text_field or DEFAULT_TEXT_FIELD,
+                   tokenizer=d.tokenizer or DEFAULT_TOKENIZER, context=d.context or DEFAULT_CONTEXT,
+                   val_fraction=d.val_fraction, test_fraction=d.test_fraction or DEFAULT_TEST_FRACTION, seed=d.seed,
+                   epoch_blocks=d.epoch_blocks)
+
+    def documents(self) -> list[str]:
+        from kdtune.tasks.language.corpus import load_corpus
+
+        return load_corpus(self.corpus, text_field=self.text_field, field="dataset.corpus")
+
+    def steps(self, batch_size: int) -> int | None:
+        """Optimizer steps of an epoch when ``epoch_blocks`` caps it (None: one pass over the training blocks)."""
+        return None if self.epoch_blocks is None else max(1, math.ceil(self.epoch_blocks / batch_size))
+
+
+def lm_root(cache_dir: str | None) -> Path:
+    """``<cache root>/lm``; the language task's entries need a local (or NFS) folder."""
+    from kdtune.cache.keys import default_cache_root
+
+    root = cache_dir if cache_dir is not None else default_cache_root()
+    if "://" in str(root):
+        raise SpecError("--cache-dir", str(root), "the language task keeps its token blocks and targets in a local "
+                        "folder (memory-mapped); give a local cache folder")
+    return Path(root).expanduser() / "lm"
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def corpus_fingerprint(docs: list[str]) -> str:
+    h = hashlib.sha256()
+    for doc in docs:
+        data = doc.encode("utf-8")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def split_tokens(docs: list[str], tokenizer: Any, settings: TextSettings) -> dict[str, int]:
+    """Tokens of each split, end-of-document ids included, without writing anything (for the cache size)."""
+    from kdtune.tasks.language.blocks import split_documents
+
+    splits = split_documents(len(docs), val_fraction=settings.val_fraction, test_fraction=settings.test_fraction,
+                             seed=settings.seed)
+    return {name: sum(len(tokenizer.encode(docs[i])) + 1 for i in index) for name, index in splits.items()}
+
+
+def blocks_key(docs: list[str], tokenizer: Any, settings: TextSettings) -> str:
+    """What the blocks are made of: the corpus's text, the tokenizer, the context, the split and its seed."""
+    return _hash({"kind": "lm-blocks", "format": LM_CACHE_FORMAT, "corpus": corpus_fingerprint(docs),
+                  "tokenizer": tokenizer.fingerprint, "context": settings.context, "val": settings.val_fraction,
+                  "test": settings.test_fraction, "seed": settings.seed})
+
+
+def cached_teacher(root: Path, spec: Any, condition: Any, docs: list[str], tokenizer: Any,
+                   settings: TextSettings) -> str | None:
+    """The key of the condition's teacher when the cache holds it and its blocks, else None (nothing is written)."""
+    from kdtune.errors import CacheError
+    from kdtune.tasks.language.blocks import SPLITS
+    from kdtune.tasks.language.blocks import BlockFile
+    from kdtune.tasks.language.blocks import blocks_fingerprint
+
+    folder = root / "blocks" / blocks_key(docs, tokenizer, settings)
+    try:
+        files = {name: BlockFile(folder / f"{name}.parquet") for name in SPLITS}
+    except CacheError:
+        return None
+    key = teacher_key(spec, condition, blocks_fingerprint(files), settings)
+    return key if (root / "teachers" / key / "teacher.json").is_file() else None
+
+
+def prepare_blocks(docs: list[str], tokenizer: Any, settings: TextSettings, root: Path) -> tuple[str, dict[str, Any]]:
+    """The blocks of every split, from the cache or tokenized now: (key, {split: BlockFile})."""
+    from kdtune.cache.lock import LocalLock
+    from kdtune.tasks.language.blocks import SPLITS
+    from kdtune.tasks.language.blocks import BlockFile
+    from kdtune.tasks.language.blocks import build_splits
+
+    key = blocks_key(docs, tokenizer, settings)
+    folder = root / "blocks" / key
+    with LocalLock(root / "locks" / f"blocks-{key}.lock"):
+        if not all((folder / f"{name}.parquet").is_file() for name in SPLITS):
+            tmp = folder.with_name(f"{key}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            build_splits(docs, tokenizer, tmp, context=settings.context, val_fraction=settings.val_fraction,
+                         test_fraction=settings.test_fraction, seed=settings.seed)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+    return key, {name: BlockFile(folder / f"{name}.parquet") for name in SPLITS}
+
+
+def teacher_key(spec: Any, condition: Any, blocks_fingerprint: str, settings: TextSettings) -> str:
+    t = spec.teacher
+    return _hash({"kind": "lm-teacher", "format": LM_CACHE_FORMAT, "blocks": blocks_fingerprint, "arch": t.arch,
+                  "kwargs": dict(t.kwargs), "epochs": condition.teacher_epochs, "lr": t.lr, "batch_size": t.batch_size,
+                  "seed": condition.teacher_seed, "select": condition.teacher_select,
+                  "epoch_blocks": settings.epoch_blocks})
+
+
+def prepare_teacher(spec: Any, condition: Any, blocks: dict[str, Any], settings: TextSettings, vocab_size: int,
+                    root: Path, on_epoch: Callable[[int], None]) -> tuple[Any, dict[str, Any], bool]:
+    """The condition's teacher (trained now, or loaded): (model, what ``teacher.json`` holds, trained now)."""
+    import torch
+
+    from kdtune.cache.lock import LocalLock
+    from kdtune.tasks.language.blocks import blocks_fingerprint
+    from kdtune.tasks.language.models import build_lm
+
+    key = teacher_key(spec, condition, blocks_fingerprint(blocks), settings)
+    folder = root / "teachers" / key
+    t = spec.teacher
+    model = build_lm(t.arch, dict(t.kwargs), vocab_size=vocab_size, context=settings.context, field="teacher.arch",
+                     seed=condition.teacher_seed)
+    with LocalLock(root / "locks" / f"teacher-{key}.lock"):
+        trained = not (folder / "teacher.json").is_file()
+        if trained:
+            record = _train_teacher(model, spec, condition, blocks, settings, on_epoch)
+            tmp = folder.with_name(f"{key}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            torch.save(model.state_dict(), tmp / "model.pt")
+            (tmp / "teacher.json").write_text(json.dumps({**record, "key": key}, indent=2) + "\n")
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        record = json.loads((folder / "teacher.json").read_text())
+        model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    return model, record, trained
+
+
+def _train_teacher(model: Any, spec: Any, condition: Any, blocks: dict[str, Any], settings: TextSettings,
+                   on_epoch: Callable[[int], None]) -> dict[str, Any]:
+    """Train the teacher (alpha = 1), keep its best validation-loss epoch (``best_val``) or its last (``final``),
+    and measure it on the whole validation and test splits."""
+    from kdtune.tasks.language.train import LMTrainConfig
+    from kdtune.tasks.language.train import LMTrainer
+    from kdtune.tasks.language.train import evaluate
+
+    t = spec.teacher
+    config = LMTrainConfig(alpha=1.0, lr=t.lr, batch_size=t.batch_size, steps_per_epoch=settings.steps(t.batch_size),
+                           seed=condition.teacher_seed)
+    trainer = LMTrainer(model, blocks["train"], blocks["val"], None, config)
+    curve: list[dict[str, float]] = []
+    best, best_state, selected = math.inf, None, 0
+    for _ in range(condition.teacher_epochs):
+        row = trainer.step()
+        curve.append(row)
+        on_epoch(trainer.epoch)
+        if not math.isfinite(row["train_loss"]):
+            raise SpecError("teacher.lr", t.lr, f"the teacher's loss is {row['train_loss']} at epoch {trainer.epoch}; "
+                            "lower the learning rate")
+        if condition.teacher_select == "final" or row["val_loss"] < best:
+            best, best_state, selected = row["val_loss"], copy.deepcopy(model.state_dict()), trainer.epoch
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    diagnostics: dict[str, float] = {}
+    for name in ("val", "test"):
+        loss, accuracy = evaluate(model, blocks[name])
+        diagnostics.update({f"{name}_loss": loss, f"{name}_perplexity": math.exp(min(loss, 700.0)),
+                            f"{name}_accuracy": accuracy})
+    return {"selected_epoch": selected, "curve": curve, "diagnostics": diagnostics}
+
+
+def prepare_targets(model: Any, teacher_key: str, blocks: dict[str, Any], fmt: Any, seed: int,
+                    root: Path) -> tuple[Any, bool]:
+    """The teacher's targets for the training split in ``fmt`` (from the cache, or computed now): (file, hit)."""
+    from kdtune.cache.lock import LocalLock
+    from kdtune.errors import CacheError
+    from kdtune.tasks.language.cache_codec import TargetFile
+    from kdtune.tasks.language.train import compute_targets
+
+    path = root / "targets" / f"{teacher_key}-{fmt.layout}-{fmt.k or 'all'}.parquet"
+    with LocalLock(root / "locks" / f"targets-{path.stem}.lock"):
+        if path.is_file():
+            try:
+                found = TargetFile(path)
+                if found.meta.get("blocks") == blocks["train"].fingerprint and found.format == fmt:
+                    return found, True
+            except CacheError:
+                pass  # a damaged entry is computed again
+        return compute_targets(model, blocks["train"], path, fmt, seed=seed, meta={"teacher": teacher_key}), False
