@@ -15,8 +15,9 @@ from typing import cast
 #: The key of the value Optuna and ASHA compare, in every result a trial reports.
 METRIC = "objective"
 #: The parameters a study may search, in one order: the results tables' columns and every configuration's keys.
-#: alpha is the weight on the true labels (alpha = 1: no distillation).
-SEARCH_PARAMS = ("alpha", "temperature", "lr", "batch_size", "epochs")
+#: alpha is the weight on the true labels (alpha = 1: no distillation). The language task adds the divergence
+#: (forward_kl | reverse_kl | jsd), JSD's beta, and the k a run reads of a top-k target cache.
+SEARCH_PARAMS = ("alpha", "temperature", "lr", "batch_size", "epochs", "divergence", "beta", "top_k")
 
 
 class TrialConfig(TypedDict):

@@ -225,6 +225,10 @@ UPWARD_EXCEPTIONS: dict[tuple[str, str], str] = {
     "cache (its codec); Task.prepare, run by the driver before any trial, gets them there",
     ("kdtune.tasks.image.task", "kdtune.cache.teacher"): "Task.prepare checks the student on one batch with the "
     "cache's build_checked before any teacher trains, as the teacher is checked inside the cache",
+    ("kdtune.tasks.language.prepare", "kdtune.cache.keys"): "the language task keeps its token blocks, teachers and "
+    "targets under the teacher-logit cache's root (KDTUNE_CACHE_DIR)",
+    ("kdtune.tasks.language.prepare", "kdtune.cache.lock"): "each language cache entry is built under the cache's "
+    "lock file, so conditions sharing a teacher train it once",
 }
 
 

@@ -234,7 +234,8 @@ def _teacher(identity: str, studies: list[Study]) -> dict[str, Any] | None:
         info = study.teachers.get(condition["key"])
         if info is not None:
             d = info.get("diagnostics") or {}
-            keys = ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate", "ece")
+            keys = ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate", "ece", "test_loss",
+                    "val_loss", "test_perplexity", "val_perplexity")
             return {**{k: d.get(k) for k in keys}, "selected_epoch": info.get("selected_epoch"),
                     "select": condition["teacher_select"], "cache_key": info.get("cache_key")}
     return None

@@ -16,6 +16,7 @@ from kdtune.analysis.verdicts import FAMILY_CONFIDENCE
 if TYPE_CHECKING:
     from kdtune.analysis.alpha_fit import Fit
     from kdtune.analysis.recommendation import Context
+    from kdtune.analysis.scoring import Metric
 
 
 MEMORISATION_WARNING = 0.25  # share of flipped training labels the teacher predicts as the noisy label
@@ -54,7 +55,7 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
     closed = entry["closed_form"]
     star = f"; closed-form α* = {_fmt(closed['alpha_star'])}" if closed else ""
     gain = entry["gain"]
-    test = context.metric.test_column
+    test = context.metric
     optimum = ("the fitted optimum" if entry["recommended"]["method"] == "polynomial surface"
                else "the best configuration on validation")
     fitted = f"{optimum} is {_alpha_words(entry['recommended'])}{star}"
@@ -70,20 +71,20 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
         if kind == "distil":
             text = f"{where}: distil: {confirmed}: {_gain_words(gain, test)}; {fitted}"
             if context.margin is not None and gain["high"] < context.margin:
-                text += f" (the gain is real but smaller than the {_points(context.margin)}-point margin)"
+                text += f" (the gain is real but smaller than the {_margin(context)} margin)"
         elif kind == "hurts":
             text = f"{where}: distillation hurts here: {confirmed}: {_gain_words(gain, test)}; use alpha = 1"
         elif kind == "no_gain":
-            text = (f"{where}: no gain: any gain or loss is within ±{_points(context.margin)} points: {confirmed}: "
+            text = (f"{where}: no gain: any gain or loss is within ±{_margin(context, amount=True)}: {confirmed}: "
                     f"{_gain_words(gain, test)}; alpha = 1 does as well")
         else:
-            margin = "" if context.margin is None else f" and reaches beyond the ±{_points(context.margin)}-point margin"
+            margin = "" if context.margin is None else f" and reaches beyond the ±{_margin(context)} margin"
             need = gain.get("seeds_to_resolve")
             more = "" if need is None else (f"; at this spread about {need} paired seeds would resolve it "
                                             "(budget.confirm_max_repeats)")
             text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
                     f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}")
-    return _status_words(entry, text + _teacher_words(entry, info))
+    return _status_words(entry, text + _teacher_words(entry, info, context.metric))
 
 
 def _missing(entry: dict[str, Any]) -> str:
@@ -94,16 +95,21 @@ def _missing(entry: dict[str, Any]) -> str:
     return f"only {entry['gain']['n_pairs']} paired seed(s); raise budget.repeats"
 
 
-def _teacher_words(entry: dict[str, Any], info: dict[str, Any]) -> str:
-    """The teacher's test accuracy beside the student's own interval: shown, not used as a cause."""
-    accuracy = (info["teacher"] or {}).get("test_accuracy")
+def _teacher_words(entry: dict[str, Any], info: dict[str, Any], metric: Metric) -> str:
+    """The teacher's test metric beside the student's own interval: shown, not used as a cause."""
+    teacher = (info["teacher"] or {}).get(metric.test_column)
     student = (entry["no_distillation"] or {}).get("test") or {}
-    if accuracy is None or student.get("mean") is None:
+    if teacher is None or student.get("mean") is None:
         return ""
-    alone = f"{student['mean']:.1%}"
+    alone = _value(student["mean"], metric)
     if student.get("low") is not None:
-        alone += f" (95% CI {student['low']:.1%}–{student['high']:.1%})"
-    return f". Teacher: {accuracy:.1%} test accuracy; the student alone: {alone}"
+        alone += f" (95% CI {_value(student['low'], metric)}–{_value(student['high'], metric)})"
+    return f". Teacher: {_value(teacher, metric)} {metric.test_label}; the student alone: {alone}"
+
+
+def _value(value: float, metric: Metric) -> str:
+    """A test metric's value: accuracy as a percentage, a loss as it is."""
+    return f"{value:.1%}" if metric.margin_scale == 0.01 else f"{value:.4g}"
 
 
 def _status_words(entry: dict[str, Any], text: str) -> str:
@@ -136,10 +142,16 @@ def _range(interval: dict[str, Any]) -> str:
     return f"{_fmt(interval['low'])}–{_fmt(interval['high'])}"
 
 
-def _gain_words(gain: dict[str, Any], test_metric: str) -> str:
+def _gain_words(gain: dict[str, Any], test_metric: Metric) -> str:
     """E.g. ``+0.8 points test accuracy vs no distillation (repeated 98.3% CI +0.5 to +1.1, 12 paired seeds)``;
-    for the linear task a (signed) reduction of the test excess MSE."""
-    what = "points test accuracy" if test_metric == "test_accuracy" else f"reduction of {test_metric}"
+    where lower is better, a (signed) reduction of the test metric (``+0.021 nats/token reduction of test loss``:
+    the no-distillation student's test loss minus the distilled one's)."""
+    unit = test_metric.margin_unit
+    if test_metric.mode == "max":
+        what = "points test accuracy" if unit == "points of test accuracy" else (unit or f"gain in {test_metric.test_label}")
+    else:
+        what = f"{unit.split(' of ')[0]} reduction of {test_metric.test_label.split(' (')[0]}" if unit else \
+            f"reduction of {test_metric.test_column}"
     if gain["low"] is None:
         return f"{_signed(gain['mean'], test_metric)} {what} vs no distillation ({gain['n_pairs']} paired seed(s))"
     if gain["source"] == "confirm":
@@ -150,18 +162,30 @@ def _gain_words(gain: dict[str, Any], test_metric: str) -> str:
     return f"{_signed(gain['mean'], test_metric)} {what} vs no distillation ({ci}, {gain['n_pairs']} paired seeds)"
 
 
-def _signed(value: float, test_metric: str) -> str:
-    return f"{100 * value:+.1f}" if test_metric == "test_accuracy" else f"{value:+.3g}"
+def _signed(value: float, test_metric: Metric) -> str:
+    """A gain in the margin unit: points of accuracy to one decimal, anything else to three significant digits."""
+    return f"{value / test_metric.margin_scale:+.1f}" if test_metric.margin_scale == 0.01 else f"{value:+.3g}"
 
 
-def _points(margin: float | None) -> str:
-    return "-" if margin is None else f"{100 * margin:.2g}"
+def _margin(context: Context, *, amount: bool = False) -> str:
+    """The equivalence margin in its unit: ``0.5-point`` (``0.5 points`` as an ``amount``) of accuracy,
+    ``0.01 nats/token`` of a loss."""
+    margin, metric = context.margin, context.metric
+    if margin is None:
+        return "-"
+    if metric.margin_scale == 0.01:
+        return f"{margin / metric.margin_scale:.2g}" + (" points" if amount else "-point")
+    return f"{margin / metric.margin_scale:.2g} {(metric.margin_unit or '').split(' of ')[0]}"
 
 
 def _config(params: dict[str, Any]) -> str:
     words = [f"alpha {_fmt(params['alpha'])}"]
     if params.get("temperature") is not None and params["alpha"] != 1.0:
         words.append(f"T {_fmt(params['temperature'])}")
+    if params.get("divergence") is not None and params["alpha"] != 1.0:  # a language study's divergence and k
+        words.append(params["divergence"] + (f" (beta {_fmt(params['beta'])})" if params["divergence"] == "jsd" else ""))
+    if params.get("top_k") is not None and params["alpha"] != 1.0:
+        words.append(f"top-{params['top_k']} targets")
     return ", ".join(words)
 
 

@@ -111,6 +111,14 @@ def _print(result: dict[str, Any]) -> None:
                           f"{_size(v['bytes'])} (cache.max_bytes {_size(v['max_bytes'])}), "
                           f"{'cached' if v['cached'] else 'to compute'}", highlight=False)
     for row in result["conditions"]:
+        c = row.get("token_cache")
+        if c:
+            shape = f"top {c['k']} of {c['vocab_size']:,} ids" if c["layout"] == "topk" else (
+                f"{c['k']} sampled ids" if c["layout"] == "sampled" else f"{c['vocab_size']:,} ids x 4 bytes (dense)")
+            console.print(f"token cache {row['key']}: {c['train_tokens']:,} training tokens x {shape} = "
+                          f"{_size(c['bytes'])} (cache.max_bytes {_size(c['max_bytes'])}), "
+                          f"{'cached' if row['teacher']['action'] == 'cached' else 'to compute'}", highlight=False)
+    for row in result["conditions"]:
         if row["teacher"].get("problem"):
             console.print(f"[bold]missing[/bold] {row['key']}: {row['teacher']['problem']}", highlight=False)
     for line in result["assumptions"]:

@@ -50,6 +50,9 @@ RESULT_SCHEMA = pa.schema([
     ("lr", pa.float64()),
     ("batch_size", pa.int64()),
     ("epochs", pa.int64()),
+    ("divergence", pa.string()),  # language task: forward_kl | reverse_kl | jsd (null for the other tasks)
+    ("beta", pa.float64()),  # language task: JSD's beta
+    ("top_k", pa.int64()),  # language task: the k a run read of a top-k target cache (null: all it holds)
     ("seed", pa.int64()),
     ("epoch", pa.int64()),
     ("train_loss", pa.float64()),
@@ -63,6 +66,8 @@ RESULT_SCHEMA = pa.schema([
     ("correction_rate", pa.float64()),
     ("memorisation_rate", pa.float64()),
     ("test_excess_mse", pa.float64()),  # linear task: test MSE against the noise-free targets
+    ("val_perplexity", pa.float64()),  # language task: exp(val_loss); val_accuracy/test_accuracy: next-token accuracy
+    ("test_perplexity", pa.float64()),
     ("seconds", pa.float64()),
     ("node_id", pa.string()),
     ("attempt", pa.int64()),  # 0 for the first run of the trial, +1 per restart after a failure

@@ -136,9 +136,11 @@ def _rate_series(ax: Axes, series: Series, key: str) -> None:
 def teacher_vs_student_panel(view: View, folder: Path) -> Figure | str | None:
     import numpy as np
 
+    objective = view.studies[0].objective
     bars: dict[Series, list[tuple[float, float | None]]] = {}
     for series in view.series:
-        teacher = ((series.data.teachers.get(series.condition) or {}).get("diagnostics") or {}).get("test_accuracy")
+        diagnostics = (series.data.teachers.get(series.condition) or {}).get("diagnostics") or {}
+        teacher = diagnostics.get(objective.test_column)
         base, best = series.data.no_distillation(series.condition), series.data.best(series.condition)
         bars[series] = [(as_float(teacher), None), _mean_test(base), _mean_test(best)]
     if not any(finite(v) for b in bars.values() for v, _ in b[:2]):
@@ -166,15 +168,16 @@ def teacher_vs_student_panel(view: View, folder: Path) -> Figure | str | None:
                                      ha="center", fontsize=7)
     # Bars start at zero (their length is the value); the printed values show differences a zero-based axis
     # makes small.
-    axes[0].set_ylim(0.0, 1.15)
+    if objective.mode == "max":  # an accuracy: the axis spans its whole range
+        axes[0].set_ylim(0.0, 1.15)
     axes[0].set_xticks(np.arange(len(cells)), [c.title for c in cells], rotation=15)
     axes[0].set_xlabel("condition")
-    axes[0].set_ylabel("test accuracy")
+    axes[0].set_ylabel(objective.test_label)
     axes[0].set_title("Teacher vs student per condition")
     view.legends(fig, axes, on=axes, styles=tuple((text, role) for role, text in roles),
                  loc="upper center", ncol=3, frameon=False)
-    figure = save_figure(fig, folder, "teacher_vs_student", "Teacher vs student test accuracy",
-                   "The teacher's test accuracy at its selected checkpoint (teachers.json), the student trained "
+    figure = save_figure(fig, folder, "teacher_vs_student", f"Teacher vs student {objective.test_label}",
+                   f"The teacher's {objective.test_label} at its selected checkpoint (teachers.json), the student trained "
                    "alone (alpha = 1 baseline) and the best configuration on validation; students are means over "
                    f"complete runs with {CONFIDENCE:.0%} t-intervals. The axis starts at zero; each bar is labelled "
                    "with its value.")

@@ -58,15 +58,17 @@ def _accuracy_vs_alpha(view: View, folder: Path) -> Figure | str | None:
     if not view.any_runs():
         return None
     cells = view.cells(split=False)
+    test = view.studies[0].objective.test_label
     fig, axes = figure_grid(len(cells), (8, 5), (6.4, 4.4))
     for axis, cell in zip(axes, cells):
         for series in cell.series:
             _alpha_series(axis, series, "test")
         axis.set_xlabel(ALPHA_LABEL)
-        axis.set_ylabel("test accuracy (at best validation epoch)")
-        axis.set_title(cell.title or "Test accuracy vs alpha (lines join one temperature)")
+        axis.set_ylabel(f"{test} (at best validation epoch)")
+        axis.set_title(cell.title or f"{test.capitalize()} vs alpha (lines join one temperature)")
     view.legends(fig, axes, on=axes, title="condition")
-    return save_figure(fig, folder, "accuracy_vs_alpha", "Test accuracy vs alpha",
+    better = "higher" if view.studies[0].objective.mode == "max" else "lower"
+    return save_figure(fig, folder, "accuracy_vs_alpha", f"{test.capitalize()} vs alpha ({better} is better)",
                  "Each point is a run (one seed) at its best validation epoch; a square with a bar is the mean of a "
                  f"configuration's complete runs with a {CONFIDENCE:.0%} t-interval over seeds. Lines join only "
                  "configurations of the same temperature T (labelled), never points of different T. "

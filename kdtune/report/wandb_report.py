@@ -74,7 +74,8 @@ def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | Non
     if data.task.cache_codec is not None:  # a teacher trained (or given) as a model, whose runs W&B holds
         blocks += [wr.H2("Teachers"), wr.PanelGrid(
             runsets=[runset("teachers", "JobType = 'teacher'")],
-            panels=[wr.LinePlot(title="teacher accuracy per epoch", x="Step", y=["val_accuracy", "test_accuracy"])])]
+            panels=[wr.LinePlot(title=f"teacher {data.objective.label} per epoch", x="Step",
+                                y=[data.objective.column, data.objective.test_column])])]
     return wr.Report(entity=entity, project=project, title=f"kdtune: {spec.name}",
                      description=f"alpha/temperature study {spec.name}, one section per condition", blocks=blocks)
 

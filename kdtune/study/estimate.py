@@ -69,32 +69,16 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     loaded: dict[tuple[Any, ...], tuple[Any, float]] = {}
     rows = []
     for cond in conditions:
-        data_key = (cond.dataset, cond.noise_level, cond.noise_type)
-        if data_key not in loaded:
-            start = time.perf_counter()
-            loaded[data_key] = (cond.load_data(spec), time.perf_counter() - start)
-        data, load_s = loaded[data_key]
         row: dict[str, Any] = {"key": cond.key, "description": cond.describe(), "trials": trials,
-                               "confirm_trials": confirm_trials, "runs": runs,
-                               "samples": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}}
-        if not task.by_epochs:  # closed form: the teacher is drawn, each run is one least-squares solve
-            row["teacher"] = {"source": "closed form", "action": "none (closed form)", "teacher_key": None,
-                              "logits_key": None, "teacher_cached": None, "logits_cached": None}
-            run_s = 0.01  # a least-squares solve per seed
-            teacher_s = 0.0
+                               "confirm_trials": confirm_trials, "runs": runs}
+        own = task.plan_condition(spec, cond, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
+                                  threads=max(1, int(spec.resources.cpu)), teacher_threads=teacher_threads)
+        if own is not None:  # the task plans its data, teacher and runs itself
+            load_s, teacher_s, run_s = own.pop("data_load_s"), own.pop("teacher_s"), own.pop("run_s")
+            row.update(own)
         else:
-            teacher_spec = cond.teacher_spec(spec)
-            row["teacher"] = cache.plan(teacher_spec, data)
-            student = _calibrate(calibrations, "student", cond.student_arch, dict(spec.student.kwargs), data,
-                                 batch_size, distil=True, threads=max(1, int(spec.resources.cpu)))
-            run_s = epochs * _epoch_seconds(student, data, batch_size)
-            teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data, teacher_threads)
-            if spec.student.augmented:
-                row["views"] = _views(spec, cache, row["teacher"], data)
-                if not row["views"]["cached"]:  # V teacher forward passes over the training split
-                    cal = _calibrate(calibrations, "teacher", teacher_spec.arch, dict(teacher_spec.kwargs), data,
-                                     teacher_spec.batch_size, distil=False, threads=teacher_threads)
-                    teacher_s += row["views"]["views"] * len(data.train) * cal["predict_per_sample_s"]
+            run_s, teacher_s, load_s = _shared_plan(spec, task, cond, row, cache, calibrations, loaded, epochs,
+                                                    batch_size, teacher_threads)
         trial_s = spec.budget.repeats * run_s + overhead_s
         confirm_s = (confirm_runs / confirm_trials * run_s if confirm_trials else 0.0) + overhead_s
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s, "trial_s": trial_s,
@@ -125,6 +109,36 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
         "assumptions": ASSUMPTIONS + (["the calibration ran on this machine's CPU; a GPU study is usually faster"]
                                       if spec.resources.gpu > 0 else []),
     }
+
+
+def _shared_plan(spec: Any, task: Any, cond: Any, row: dict[str, Any], cache: Any,
+                 calibrations: dict[str, dict[str, float]], loaded: dict[tuple[Any, ...], tuple[Any, float]],
+                 epochs: int, batch_size: int, teacher_threads: int) -> tuple[float, float, float]:
+    """A condition's data, teacher and run cost for the tasks that keep their data in memory and their teachers in
+    the logit cache: (one run's seconds, the teacher's, loading the data's); fills ``row``."""
+    data_key = (cond.dataset, cond.noise_level, cond.noise_type)
+    if data_key not in loaded:
+        start = time.perf_counter()
+        loaded[data_key] = (cond.load_data(spec), time.perf_counter() - start)
+    data, load_s = loaded[data_key]
+    row["samples"] = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    if not task.by_epochs:  # closed form: the teacher is drawn, each run is one least-squares solve
+        row["teacher"] = {"source": "closed form", "action": "none (closed form)", "teacher_key": None,
+                          "logits_key": None, "teacher_cached": None, "logits_cached": None}
+        return 0.01, 0.0, load_s  # a least-squares solve per seed
+    teacher_spec = cond.teacher_spec(spec)
+    row["teacher"] = cache.plan(teacher_spec, data)
+    student = _calibrate(calibrations, "student", cond.student_arch, dict(spec.student.kwargs), data,
+                         batch_size, distil=True, threads=max(1, int(spec.resources.cpu)))
+    run_s = epochs * _epoch_seconds(student, data, batch_size)
+    teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data, teacher_threads)
+    if spec.student.augmented:
+        row["views"] = _views(spec, cache, row["teacher"], data)
+        if not row["views"]["cached"]:  # V teacher forward passes over the training split
+            cal = _calibrate(calibrations, "teacher", teacher_spec.arch, dict(teacher_spec.kwargs), data,
+                             teacher_spec.batch_size, distil=False, threads=teacher_threads)
+            teacher_s += row["views"]["views"] * len(data.train) * cal["predict_per_sample_s"]
+    return run_s, teacher_s, load_s
 
 
 def _views(spec: Any, cache: Any, teacher: dict[str, Any], data: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from kdtune.errors import SpecError
 from kdtune.tasks.base import Objective
 from kdtune.tasks.base import Task
 from kdtune.tasks.image.task import ImageClassification
+from kdtune.tasks.language.task import LanguageModelling
 from kdtune.tasks.linear.task import LinearRegression
 
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 #: Every task by name, in the order they are asked whether a dataset is theirs (:meth:`Task.claims`): image
 #: classification, which takes every dataset no other task claims, comes last.
-TASKS: dict[str, Task] = {task.name: task for task in (LinearRegression(), ImageClassification())}
+TASKS: dict[str, Task] = {task.name: task for task in (LinearRegression(), LanguageModelling(), ImageClassification())}
 
 __all__ = ["TASKS", "Objective", "Task", "objective_of", "task_for", "task_of"]
 

@@ -148,6 +148,20 @@ class Task(ABC):
         """The students of one trial: configuration ``params`` (:meth:`run_params`), one per seed, built from
         the condition's payload (:meth:`prepare`), the spec's student section and the condition's ``arch``."""
 
+    def check_inputs(self, spec: StudySpec, conditions: list[Condition]) -> bool:
+        """The task's own checks of its inputs before anything runs (files, tokenizers, models, sizes; nothing
+        trained or written), raising one line per mistake; True when it has checked them. False (the default):
+        the shared checks of ``kdtune.study.preflight`` apply (datasets by name, data roots, models on a batch)."""
+        return False
+
+    def plan_condition(self, spec: StudySpec, condition: Condition, *, cache_dir: str | None, epochs: int,
+                       batch_size: int, threads: int, teacher_threads: int) -> dict[str, Any] | None:
+        """What ``kdtune plan`` says of one condition when the task plans it itself: ``samples``, ``teacher``
+        (``source``, ``action``, ``teacher_key``, ``logits_key``), ``data_load_s``, ``teacher_s``, ``run_s`` (one
+        run of ``epochs`` epochs of ``batch_size``, on ``threads``) and anything more it shows. None (the
+        default): the shared plan (teachers in the logit cache, calibrated training steps)."""
+        return None
+
     def run_params(self, spec: StudySpec, searched: dict[str, Any]) -> dict[str, Any]:
         """A run's full configuration: the searched values over the spec's defaults, only parameters that apply
         (the results' columns), ``epochs`` the number of steps a run trains."""
