@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-import warnings
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +52,7 @@ from kdtune.cache.store import Store
 from kdtune.cache.teacher_entries import check_teacher_files
 from kdtune.cache.teacher_entries import read_teacher
 from kdtune.cache.teacher_entries import write_teacher
+from kdtune.cache.tensors import float32_tensor
 from kdtune.cache.view_entries import ViewEntries
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
@@ -222,7 +222,7 @@ class LogitCache:
         key = imported_logits_key(content, samples, dtype)
         with self._lock(key):
             if not self._has_logits(key, data):
-                logits = TeacherLogits(*(_as_tensor(checked[name].astype(DTYPES[dtype][0]).astype(np.float32))
+                logits = TeacherLogits(*(float32_tensor(checked[name].astype(DTYPES[dtype][0]))
                                          for name in SPLITS))
                 diagnostics = teacher_diagnostics(logits, data)
                 meta = imported_metadata(key, content, samples, source, data, dtype, diagnostics)
@@ -348,7 +348,7 @@ class LogitCache:
         except MissingFile:
             raise SpecError("teacher.logits", key, f"is not in the cache at {self.location} (import logits with "
                             "`kdtune cache import`, or pass the --cache-dir you imported them into)") from None
-        logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
+        logits = TeacherLogits(*(float32_tensor(arrays[name]) for name in SPLITS))
         return PreparedTeacher(key=key, teacher_key=None, teacher=None, logits=logits, arrays=arrays,
                                diagnostics=teacher_diagnostics(logits, data), hit=True, trained=False,
                                location=self._store.show(f"logits/{key}"))
@@ -431,7 +431,7 @@ class LogitCache:
     ) -> PreparedTeacher:
         from kdtune.core.train import TeacherLogits
 
-        logits = TeacherLogits(*(_as_tensor(arrays[name]) for name in SPLITS))
+        logits = TeacherLogits(*(float32_tensor(arrays[name]) for name in SPLITS))
         return PreparedTeacher(key=key, teacher_key=tkey, teacher=teacher, logits=logits, arrays=arrays,
                                diagnostics=meta["diagnostics"], hit=hit, trained=trained,
                                location=self._store.show(f"logits/{key}"))
@@ -492,19 +492,3 @@ class LogitCache:
         if meta.get("key") != key:
             raise CacheError(f"{shown}: belongs to entry {meta.get('key')!r}, not {key!r}")
         return array, table, meta
-
-
-def _as_tensor(array: np.ndarray) -> torch.Tensor:
-    """A CPU float32 tensor over ``array``, without a copy when it is float32 already.
-
-    Arrow hands out read-only arrays and ``torch.from_numpy`` warns that it cannot protect them. The cached
-    logits are only ever indexed (the trainer gathers batches from them), never written, so the warning is
-    silenced here rather than paying for a copy.
-    """
-    import torch
-
-    if array.dtype != np.float32:
-        return torch.from_numpy(array.astype(np.float32))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
-        return torch.from_numpy(array)

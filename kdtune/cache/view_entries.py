@@ -11,7 +11,6 @@ ones the views are rendered from), and only the image task builds them.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from kdtune.cache.parquet import InvalidFile
 from kdtune.cache.parquet import decode_views
 from kdtune.cache.parquet import encode_views
 from kdtune.cache.store import Store
+from kdtune.cache.tensors import readonly_tensor
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
@@ -161,7 +161,7 @@ class ViewEntries:
                    "classes": arrays.get("top_classes"), "rest": arrays.get("rest_lse"),
                    "rest_mean": arrays.get("rest_mean")}
         return ViewLogits(spec, data.num_classes, key=key,
-                          **{name: None if a is None else _readonly_tensor(a) for name, a in tensors.items()})
+                          **{name: None if a is None else readonly_tensor(a) for name, a in tensors.items()})
 
     def verify(self, key: str, datasets: dict[str, DataBundle | None]) -> None:
         """Raise :class:`CacheError` when the entry is damaged or its rows do not fit its rebuilt dataset."""
@@ -170,12 +170,3 @@ class ViewEntries:
         if data is not None and meta["rows"] != len(data.train) * meta["view_spec"]["views"]:
             raise CacheError(f"{self._store.show(f'views/{key}/train.parquet')}: {meta['rows']} rows do not fit "
                              f"its dataset ({len(data.train)} training images x {meta['view_spec']['views']} views)")
-
-
-def _readonly_tensor(array: np.ndarray) -> torch.Tensor:
-    """A CPU tensor over a read-only decoded array, without a copy (the student only indexes it)."""
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
-        return torch.from_numpy(array)
