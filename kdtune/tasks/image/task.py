@@ -53,7 +53,16 @@ class ImageClassification(Task):
         if isinstance(low, (int, float)) and low < 0:
             raise SpecError("search.alpha.low", low, "must be >= 0 (alpha < 0 is only for the linear regression task)")
         if spec.objective not in (None, *(o.name for o in self.objectives)):
-            raise SpecError("objective", spec.objective, f"{spec.objective} is only for the linear regression task")
+            from kdtune.tasks import TASKS
+
+            owner = next(t.kind for t in TASKS.values() if spec.objective in (o.name for o in t.objectives))
+            raise SpecError("objective", spec.objective, f"{spec.objective} is only for the {owner} task")
+        for name in ("corpus", "text_field", "tokenizer", "context", "test_fraction", "epoch_blocks"):
+            if getattr(spec.dataset, name) is not None:
+                raise SpecError(f"dataset.{name}", getattr(spec.dataset, name), "is for the language task "
+                                "(dataset.name: python_docs or text); the image task has no text (remove it)")
+        if spec.cache.samples is not None:
+            raise SpecError("cache.samples", spec.cache.samples, "is for the language task's token targets (remove it)")
 
     def check_arch(self, arch: str, *, field: str) -> None:
         from kdtune.tasks.image.models import check_arch
