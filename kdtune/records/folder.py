@@ -11,6 +11,13 @@ A study folder holds everything a study produced::
       trials.parquet/     one row per ended trial
       optuna.db           the Optuna studies (SQLite default; --storage for PostgreSQL)
       tune/               Ray Tune's experiment (checkpoints; what `kdtune resume` restores)
+      wandb/              W&B's run folders (``offline-run-*`` until synced), and which teacher runs are logged
+      recommendation.json ``kdtune recommend``'s default output (``kdtune run`` writes it at the end)
+      report.html         ``kdtune report``'s default output, its PNGs (and ``figures.json``) in ``report/``
+
+Every file name is spelled here once, and reached as a path: ``StudyFolder(d).results``, ``.trials``,
+``.optuna_db``, ``.tune_dir``, ``.wandb_dir``, ``.recommendation``, ``.report``, ...: the modules that write
+or read a file ask the folder where it is.
 
 One error policy for every reader: a path that is not a folder, or a folder without ``study.json``, is the
 user's mistake (:class:`~kdtune.errors.UsageError`, exit 2); a file that is there but unreadable (not JSON, a
@@ -45,8 +52,18 @@ if TYPE_CHECKING:
 STUDY_JSON = "study.json"
 SPEC_YAML = "spec.yaml"
 TEACHERS_JSON = "teachers.json"
+RESULTS = "results.parquet"
+TRIALS = "trials.parquet"
 OPTUNA_DB = "optuna.db"
 TUNE_DIR = "tune"
+#: W&B's own name for the folder it makes under the ``dir`` a run is given (the study folder).
+WANDB_DIR = "wandb"
+#: In the W&B folder: the teacher runs already written (a resumed study does not write them again).
+TEACHERS_LOGGED = "kdtune-teachers.json"
+RECOMMENDATION_JSON = "recommendation.json"
+REPORT_HTML = "report.html"
+#: The report's PNGs, in a folder of this name beside its HTML page (in the study folder, or beside ``--out``).
+FIGURES_DIR = "report"
 LOCK = ".lock"
 #: The storage URL recorded for the default SQLite file: relative to the study folder, so that it moves with it.
 FOLDER_STORAGE = f"sqlite:///{OPTUNA_DB}"
@@ -82,10 +99,65 @@ class StudyFolder:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "path", Path(path))
 
+    # -- the files, as paths -------------------------------------------------------------------------------
+    @property
+    def study_json(self) -> Path:
+        return self.path / STUDY_JSON
+
+    @property
+    def spec_yaml(self) -> Path:
+        return self.path / SPEC_YAML
+
+    @property
+    def teachers_json(self) -> Path:
+        return self.path / TEACHERS_JSON
+
+    @property
+    def results(self) -> Path:
+        """``results.parquet/``: a Parquet dataset folder (see :mod:`kdtune.records.results`)."""
+        return self.path / RESULTS
+
+    @property
+    def trials(self) -> Path:
+        """``trials.parquet/``: a Parquet dataset folder (see :mod:`kdtune.records.results`)."""
+        return self.path / TRIALS
+
+    @property
+    def optuna_db(self) -> Path:
+        """The default SQLite Optuna storage (absent when the study was run with ``--storage``)."""
+        return self.path / OPTUNA_DB
+
+    @property
+    def tune_dir(self) -> Path:
+        """Ray Tune's experiment folder (without ``--tune-storage``)."""
+        return self.path / TUNE_DIR
+
+    @property
+    def wandb_dir(self) -> Path:
+        """Where the study's W&B runs are: W&B makes it under the study folder, the ``dir`` its runs get."""
+        return self.path / WANDB_DIR
+
+    @property
+    def teachers_logged(self) -> Path:
+        """Which conditions' teacher runs W&B tracking has written (once per study, not again on resume)."""
+        return self.wandb_dir / TEACHERS_LOGGED
+
+    @property
+    def recommendation(self) -> Path:
+        return self.path / RECOMMENDATION_JSON
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_HTML
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
+
     # -- study.json ---------------------------------------------------------------------------------------
     def has_study(self) -> bool:
         """Whether ``study.json`` exists (a study was created here)."""
-        return (self.path / STUDY_JSON).exists()
+        return self.study_json.exists()
 
     def meta(self, *, missing_ok: bool = False) -> dict[str, Any]:
         """``study.json``, its shape checked; ``{}`` when ``missing_ok`` and it does not exist (yet, or any more)."""
@@ -95,7 +167,7 @@ class StudyFolder:
             raise UsageError(f"{self.path}: no such study folder")
         if not self.has_study():
             raise UsageError(f"{self.path} is not a kdtune study folder (no {STUDY_JSON})")
-        file = self.path / STUDY_JSON
+        file = self.study_json
         try:
             meta = json.loads(file.read_text())
         except ValueError as exc:
@@ -110,11 +182,11 @@ class StudyFolder:
 
         meta = self.meta()
         if "spec" not in meta:
-            raise StudyError(f"{self.path / STUDY_JSON}: no recorded spec")
+            raise StudyError(f"{self.study_json}: no recorded spec")
         try:
             return parse_spec(meta["spec"])
         except SpecError as exc:
-            raise StudyError(f"{self.path / STUDY_JSON}: the recorded spec is not valid: {exc}") from None
+            raise StudyError(f"{self.study_json}: the recorded spec is not valid: {exc}") from None
 
     def optuna_prefix(self) -> str:
         """What the names of the study's Optuna studies start with: ``<spec name>/<study id>`` (unique per
@@ -126,40 +198,40 @@ class StudyFolder:
 
     def create(self, meta: dict[str, Any], spec_yaml: str) -> None:
         """Write a new study's ``study.json`` and ``spec.yaml``."""
-        atomic_write(self.path / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
-        atomic_write(self.path / SPEC_YAML, spec_yaml)
+        atomic_write(self.study_json, json.dumps(meta, indent=2, sort_keys=True))
+        atomic_write(self.spec_yaml, spec_yaml)
 
     def update(self, **fields: Any) -> None:
         """Record facts learnt while running (``trials_started_at``, ``finished_at``, ``cut_short``)."""
         meta = self.meta()
         meta.update(fields)
-        atomic_write(self.path / STUDY_JSON, json.dumps(meta, indent=2, sort_keys=True))
+        atomic_write(self.study_json, json.dumps(meta, indent=2, sort_keys=True))
 
     # -- teachers.json ------------------------------------------------------------------------------------
     def teachers(self) -> dict[str, Any]:
         """Per condition key, what its teacher's preparation recorded; ``{}`` before the teachers are ready."""
-        if not (self.path / TEACHERS_JSON).exists():
+        if not self.teachers_json.exists():
             return {}
-        return self._read_json(TEACHERS_JSON)
+        return _read_json(self.teachers_json)
 
     def write_teachers(self, teachers: dict[str, Any]) -> None:
-        atomic_write(self.path / TEACHERS_JSON, json.dumps(teachers, indent=2, sort_keys=True))
+        atomic_write(self.teachers_json, json.dumps(teachers, indent=2, sort_keys=True))
 
     # -- the one writer -------------------------------------------------------------------------------------
     def writer_lock(self) -> StudyLock:
         """The lock that ``kdtune run`` and ``resume`` hold while they write this study (:class:`StudyLock`)."""
-        return StudyLock(self.path / LOCK)
+        return StudyLock(self.lock_file)
 
     # -- the Optuna storage -------------------------------------------------------------------------------
     def default_storage_url(self) -> str:
         """SQLite in the study folder, the storage of a study run without ``--storage`` (absolute, for this
         process; study.json records :data:`FOLDER_STORAGE`)."""
-        return f"sqlite:///{(self.path / OPTUNA_DB).resolve()}"
+        return f"sqlite:///{self.optuna_db.resolve()}"
 
     def storage_is_shared(self) -> bool:
         """Whether the study's Optuna storage lies outside the folder: a copy of the folder writes to it too."""
         url = self.meta().get("storage_url") or FOLDER_STORAGE
-        return url != FOLDER_STORAGE and not (url.startswith("sqlite:///") and (self.path / OPTUNA_DB).exists())
+        return url != FOLDER_STORAGE and not (url.startswith("sqlite:///") and self.optuna_db.exists())
 
     def recorded_storage_url(self) -> str | None:
         """The storage URL as ``study.json`` records it (password redacted), for showing; None before then."""
@@ -180,16 +252,17 @@ class StudyFolder:
         url: str | None = meta.get("storage_url") or FOLDER_STORAGE
         if meta.get("storage_redacted"):
             url = _full_url(str(url)) or os.environ.get("KDTUNE_STORAGE") or None
-        if url == FOLDER_STORAGE or (url and url.startswith("sqlite:///") and (self.path / OPTUNA_DB).exists()):
+        if url == FOLDER_STORAGE or (url and url.startswith("sqlite:///") and self.optuna_db.exists()):
             url = self.default_storage_url()
         return url
 
-    def _read_json(self, name: str) -> dict[str, Any]:
-        file = self.path / name
-        try:
-            return dict(json.loads(file.read_text()))
-        except ValueError as exc:
-            raise StudyError(f"{file}: not valid JSON ({exc})") from None
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(file.read_text()))
+    except ValueError as exc:
+        raise StudyError(f"{file}: not valid JSON ({exc})") from None
 
 
 def _full_url(redacted: str) -> str | None:

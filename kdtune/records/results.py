@@ -23,11 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
 
-
-RESULTS = "results.parquet"
-TRIALS = "trials.parquet"
 
 CONDITION_COLUMNS = ("dataset", "noise_level", "noise_type", "teacher_epochs", "teacher_select", "teacher_seed",
                      "teacher_error", "student_arch")
@@ -124,12 +122,12 @@ class PartWriter:
 
 
 def results_writer(study_dir: Path) -> PartWriter:
-    return PartWriter(Path(study_dir) / RESULTS, RESULT_SCHEMA, ("trial_id", "seed", "epoch"))
+    return PartWriter(StudyFolder(study_dir).results, RESULT_SCHEMA, ("trial_id", "seed", "epoch"))
 
 
 def trials_writer(study_dir: Path) -> PartWriter:
     # Keyed by trial and state: a trial re-run after a resume may end once more, with the same state.
-    return PartWriter(Path(study_dir) / TRIALS, TRIAL_SCHEMA, ("trial_id", "state"))
+    return PartWriter(StudyFolder(study_dir).trials, TRIAL_SCHEMA, ("trial_id", "state"))
 
 
 def compact(study_dir: Path) -> None:
@@ -138,13 +136,14 @@ def compact(study_dir: Path) -> None:
     The new folder is written beside the old one and swapped in by two renames; a crash between them is
     finished by the next reader (:func:`_folder`), so no reader ever sees a row twice or a half-written file.
     """
-    for name, schema in ((RESULTS, RESULT_SCHEMA), (TRIALS, TRIAL_SCHEMA)):
-        folder = _folder(Path(study_dir), name)
+    study = StudyFolder(study_dir)
+    for table_dir, schema in ((study.results, RESULT_SCHEMA), (study.trials, TRIAL_SCHEMA)):
+        folder = _folder(table_dir)
         parts = sorted(folder.glob("*.parquet"))
         if len(parts) < 2:
             continue
         table = _read(folder, schema)
-        fresh, old = folder.with_name(f"{name}.compact"), folder.with_name(f"{name}.old")
+        fresh, old = folder.with_name(f"{folder.name}.compact"), folder.with_name(f"{folder.name}.old")
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir()
         pq.write_table(table, fresh / f"part-{time.time_ns():020d}-compact.parquet", compression="zstd")
@@ -153,19 +152,18 @@ def compact(study_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def _folder(study_dir: Path, name: str) -> Path:
+def _folder(folder: Path) -> Path:
     """A table's folder, after finishing a compaction that a crash interrupted between its two renames."""
-    folder = study_dir / name
-    fresh = folder.with_name(f"{name}.compact")
-    if not folder.exists() and fresh.exists() and folder.with_name(f"{name}.old").exists():
+    fresh, old = folder.with_name(f"{folder.name}.compact"), folder.with_name(f"{folder.name}.old")
+    if not folder.exists() and fresh.exists() and old.exists():
         os.replace(fresh, folder)
-        shutil.rmtree(folder.with_name(f"{name}.old"))
+        shutil.rmtree(old)
     return folder
 
 
 def read_trials(study_dir: Path) -> pa.Table:
     """One row per ended trial (its last recorded end); empty while none has ended."""
-    folder = _folder(Path(study_dir), TRIALS)
+    folder = _folder(StudyFolder(study_dir).trials)
     if not any(folder.glob("*.parquet")):
         return TRIAL_SCHEMA.empty_table()
     table = _read(folder, TRIAL_SCHEMA).sort_by([("ended_at", "ascending")])
@@ -175,7 +173,7 @@ def read_trials(study_dir: Path) -> pa.Table:
 
 def read_results(study_dir: Path) -> pa.Table:
     """Every epoch row with its trial's final ``trial_state`` (RUNNING while the trial has not ended)."""
-    folder = _folder(Path(study_dir), RESULTS)
+    folder = _folder(StudyFolder(study_dir).results)
     if not any(folder.glob("*.parquet")):
         return RESULT_SCHEMA.append(pa.field("trial_state", pa.string())).empty_table()
     rows = _read(folder, RESULT_SCHEMA)
