@@ -1,17 +1,16 @@
 """W&B settings that need neither Ray nor W&B itself: the mode in force, whether credentials are configured,
-where a study's offline runs live and the command that uploads them, and a condition's id in W&B filters.
+the command that uploads a study's offline runs, and a condition's id in W&B filters.
 
 Shared by the driver's tracking (:mod:`kdtune.study.tracking`, a Ray Tune callback) and ``kdtune report --wandb``,
 which must not start Ray to publish a report. ``wandb`` is imported only to ask it for its default server.
+Where a study's runs are is the study folder's to say (``StudyFolder.wandb_dir``), a layer above this one:
+callers pass the folder in.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-
-WANDB_SUBDIR = "wandb"
 
 
 def resolve_mode(spec_mode: str) -> str:
@@ -35,16 +34,11 @@ def credentials_configured() -> bool:
         return False
 
 
-def wandb_dir(study_dir: Path) -> Path:
-    """Where a study's W&B run folders are (``offline-run-*`` until synced)."""
-    return Path(study_dir) / WANDB_SUBDIR
-
-
-def sync_command(study_dir: Path | str) -> str:
-    """The exact command that uploads a study's offline runs."""
+def sync_command(wandb_dir: Path | str) -> str:
+    """The exact command that uploads the offline runs in ``wandb_dir`` (a study's: ``StudyFolder.wandb_dir``)."""
     import shlex
 
-    return f"wandb sync {shlex.quote(str(wandb_dir(Path(study_dir))))}/offline-run-*"
+    return f"wandb sync {shlex.quote(str(wandb_dir))}/offline-run-*"
 
 
 def condition_id(key: str) -> str:

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from conftest import tiny_study_spec
 
+from kdtune.records.folder import StudyFolder
 from kdtune.records.results import read_results
 from kdtune.records.results import read_trials
 from kdtune.study.driver import RunOptions
 from kdtune.study.driver import run_study
 from kdtune.study.tracking import ALPHA_MEANING
-from kdtune.study.tracking import TEACHERS_LOGGED
 from kdtune.study.tracking import WandbTracker
 from kdtune.study.tracking import tracking_callbacks
 from kdtune.wandb_settings import resolve_mode
@@ -165,7 +165,7 @@ def test_teachers_are_runs_too_and_are_logged_once(tracked_study: Path,
 
     callbacks = tracking_callbacks(spec, tracked_study, expand(spec), teachers)
     assert len(callbacks) == 1 and offline_runs(tracked_study) == before
-    assert set(json.loads((tracked_study / "wandb" / TEACHERS_LOGGED).read_text())) == CONDITIONS
+    assert set(json.loads((tracked_study / "wandb" / "kdtune-teachers.json").read_text())) == CONDITIONS
 
 
 def test_mode_resolution_and_sync_command(monkeypatch: pytest.MonkeyPatch, short_tmp: Path) -> None:
@@ -175,7 +175,7 @@ def test_mode_resolution_and_sync_command(monkeypatch: pytest.MonkeyPatch, short
     assert resolve_mode("online") == "offline"
     monkeypatch.setenv("WANDB_MODE", "online")
     assert resolve_mode("offline") == "online"
-    assert sync_command(Path("runs/my study")) == "wandb sync 'runs/my study/wandb'/offline-run-*"
+    assert sync_command(StudyFolder("runs/my study").wandb_dir) == "wandb sync 'runs/my study/wandb'/offline-run-*"
     # online without any key: offline from the start, with one warning
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     (short_tmp / "study.json").write_text(json.dumps({"storage_url": "postgresql://kd:s3cret@db/kdtune"}))

@@ -55,11 +55,11 @@ from kdtune.analysis.wording import method
 from kdtune.analysis.wording import notes
 from kdtune.analysis.wording import verdict_text
 from kdtune.errors import UsageError
+from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
 
 
 SCHEMA_VERSION = 2
-OUTPUT = "recommendation.json"
 #: Near-optimal tolerance on the validation objective where no margin applies (the linear task): 1% of it.
 RELATIVE_TOLERANCE = 0.01
 SEARCH_PHASES = ("search", "baseline")
@@ -110,7 +110,7 @@ def recommend(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | N
 
 def default_output(study_dirs: Sequence[str | os.PathLike[str]]) -> Path:
     """``recommendation.json`` inside the (first) study folder."""
-    return Path(study_dirs[0]) / OUTPUT
+    return StudyFolder(study_dirs[0]).recommendation
 
 
 def write_recommendation(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:

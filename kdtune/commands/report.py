@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _publish(study_dir: Path, entity: str | None) -> int:
+    from kdtune.records.folder import StudyFolder
     from kdtune.report import publish_wandb_report
     from kdtune.wandb_settings import credentials_configured
     from kdtune.wandb_settings import resolve_mode
@@ -73,7 +74,7 @@ def _publish(study_dir: Path, entity: str | None) -> int:
     if resolve_mode("online") != "online" or not credentials_configured():
         print("kdtune: error: W&B is offline (WANDB_MODE=offline or no API key): sync the study's runs first, "
               "then run `kdtune report --wandb` again with a W&B API key", file=sys.stderr)
-        print(sync_command(study_dir), file=sys.stderr)
+        print(sync_command(StudyFolder(study_dir).wandb_dir), file=sys.stderr)
         return 1
     print(f"W&B report: {publish_wandb_report(study_dir, entity=entity)}")
     return 0

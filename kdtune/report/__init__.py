@@ -34,6 +34,8 @@ Matplotlib with the Agg backend; no Ray, no torch, and W&B only inside :func:`bu
 :func:`publish_wandb_report`.
 """
 
+from kdtune.records.folder import FIGURES_DIR
+from kdtune.records.folder import REPORT_HTML
 from kdtune.report.data import StudyData
 from kdtune.report.data import load_study
 from kdtune.report.figures import ALPHA_LABEL
@@ -41,9 +43,7 @@ from kdtune.report.figures import Figure
 from kdtune.report.wandb_report import build_wandb_report
 from kdtune.report.wandb_report import publish_wandb_report
 from kdtune.report.write import COMPARE_HTML
-from kdtune.report.write import FIGURES_DIR
 from kdtune.report.write import MANIFEST
-from kdtune.report.write import REPORT_HTML
 from kdtune.report.write import ReportResult
 from kdtune.report.write import write_comparison
 from kdtune.report.write import write_report

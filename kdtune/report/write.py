@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from kdtune.errors import UsageError
+from kdtune.records.folder import FIGURES_DIR
+from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
 from kdtune.report.data import load_study
 from kdtune.report.figures import ALPHA_LABEL
@@ -23,8 +25,6 @@ from kdtune.report.view import View
 from kdtune.tasks import TASKS
 
 
-REPORT_HTML = "report.html"
-FIGURES_DIR = "report"
 COMPARE_HTML = "report-compare.html"  # a comparison's default, in the current directory
 MANIFEST = "figures.json"
 
@@ -41,9 +41,8 @@ class ReportResult:
 
 def write_report(study_dir: Path | str, *, out: Path | None = None) -> ReportResult:
     """Write ``report.html`` and ``report/*.png`` (+ ``report/figures.json``) for a study folder."""
-    study_dir = Path(study_dir)
-    html_path = Path(out) if out else study_dir / REPORT_HTML
-    return _write(View([load_study(study_dir)]), html_path, html_path.parent / FIGURES_DIR)
+    html_path = Path(out) if out else StudyFolder(study_dir).report
+    return _write(View([load_study(Path(study_dir))]), html_path, html_path.parent / FIGURES_DIR)
 
 
 def write_comparison(study_dirs: Sequence[Path | str], *, out: Path | None = None) -> ReportResult:

@@ -20,7 +20,6 @@ from typing import Any
 from kdtune.errors import Interrupted
 from kdtune.errors import StudyError
 from kdtune.errors import UsageError
-from kdtune.records.folder import TUNE_DIR
 from kdtune.records.folder import StudyFolder
 from kdtune.spec.conditions import Condition
 from kdtune.spec.conditions import expand
@@ -172,7 +171,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     callbacks += tracking_callbacks(spec, study_dir, conditions, teachers)  # W&B runs; [] if tracking: none
     if options.progress:
         callbacks.append(Progress(spec, [c.key for c in conditions], teachers))
-    tune_dir = options.tune_storage or str((study_dir / TUNE_DIR).resolve())
+    tune_dir = options.tune_storage or str(folder.tune_dir.resolve())
     if "://" not in tune_dir:  # Tune's state (tuner.pkl, the searcher's) is the user's alone
         Path(tune_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     experiment = experiment_path(tune_dir)
@@ -233,7 +232,7 @@ def check_some_trial_ran(study_dir: Path) -> None:
     if trials and all(t["state"] == "FAIL" for t in trials):
         reason, _ = Counter(t["error"] or "unknown" for t in trials).most_common(1)[0]
         raise StudyError(f"all {len(trials)} trials failed: {reason} (details: the Tune trial logs under "
-                         f"{study_dir / TUNE_DIR})")
+                         f"{StudyFolder(study_dir).tune_dir})")
 
 
 def _connect(storage: str, options: RunOptions) -> bool:

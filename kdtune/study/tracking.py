@@ -56,7 +56,6 @@ from kdtune.wandb_settings import credentials_configured
 from kdtune.wandb_settings import env_mode
 from kdtune.wandb_settings import resolve_mode
 from kdtune.wandb_settings import sync_command
-from kdtune.wandb_settings import wandb_dir
 
 
 if TYPE_CHECKING:
@@ -72,7 +71,6 @@ TEACHER_JOB_TYPE = "teacher"
 JOB_TYPE_MAX = 64  # W&B's limit on a job type; the full condition key is always in the config
 INIT_TIMEOUT_S = 20.0  # an online wandb.init waits this long for the server before tracking goes offline
 FINISH_TIMEOUT_S = 60.0  # an online run.finish() waits at most this long for its uploads
-TEACHERS_LOGGED = "kdtune-teachers.json"  # in <study>/wandb: teacher runs already written (no repeat on resume)
 PER_CLASS_KEY = "test_class_accuracy"
 _SKIP_KEYS = frozenset({"seed", "test_per_class_accuracy"})
 
@@ -170,7 +168,7 @@ class WandbTracker(Callback):
         self._guard(self._log_teachers, teachers)
 
     def _log_teachers(self, teachers: dict[str, Any]) -> None:
-        marker = wandb_dir(self.study_dir) / TEACHERS_LOGGED
+        marker = StudyFolder(self.study_dir).teachers_logged
         done = json.loads(marker.read_text()) if marker.exists() else {}
         for key, info in teachers.items():
             if not info.get("curve") or done.get(key) == info.get("cache_key"):
@@ -265,7 +263,7 @@ class WandbTracker(Callback):
 
         kwargs = {"project": self.project, "entity": self.entity, "group": self.study_name, "job_type": job_type,
                   "name": name, "config": config, "dir": str(self.study_dir), "reinit": "create_new"}
-        folder = wandb_dir(self.study_dir)
+        folder = StudyFolder(self.study_dir).wandb_dir
         folder.mkdir(parents=True, exist_ok=True)
         if self.mode == "online":
             before = set(folder.glob("run-*"))
@@ -291,8 +289,9 @@ class WandbTracker(Callback):
 
     def _go_offline(self, why: str) -> None:
         self.mode = "offline"
-        self._warn(f"W&B tracking: {why}; continuing offline: runs are kept under {wandb_dir(self.study_dir)} "
-                   f"(upload later with `{sync_command(self.study_dir)}`)")
+        folder = StudyFolder(self.study_dir).wandb_dir
+        self._warn(f"W&B tracking: {why}; continuing offline: runs are kept under {folder} "
+                   f"(upload later with `{sync_command(folder)}`)")
 
     def _disable(self, why: str) -> None:
         self.disabled = True
