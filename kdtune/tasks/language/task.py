@@ -239,7 +239,10 @@ class LanguageModelling(Task):
                          + (held_out + blocks["train"]) * teacher_eval)
         run_s = epochs * (steps(batch_size) * student_step + held_out * student_eval)
         return {"samples": blocks, "teacher": teacher, "data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s,
-                "token_cache": cache}
+                "token_cache": cache, "steps": {"teacher_epoch": steps(t.batch_size), "student_epoch": steps(batch_size),
+                                                "teacher_step_s": teacher_step, "student_step_s": student_step,
+                                                "teacher_eval_block_s": teacher_eval,
+                                                "student_eval_block_s": student_eval}}
 
     def prepare(self, spec: StudySpec, condition: Condition, *, cache_dir: str | None,
                 on_epoch: Callable[[int], None]) -> tuple[dict[str, Any], dict[str, Any]]:
