@@ -258,9 +258,11 @@ def test_malformed_input_is_refused_in_one_line_per_mistake(
         code = main(argv)
     except SystemExit as exc:  # argparse's own one-line refusal
         code = exc.code
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert code == 2, err
+    if not case.ray:  # found by the checks, before the plan's estimate times any step (a dead endpoint included)
+        assert "plan:" not in out, out
     assert 1 <= len(lines) <= case.mistakes, err
     if case.mistakes > 1:
         assert len(lines) == case.mistakes, err
@@ -302,5 +304,5 @@ def test_a_study_whose_trials_all_failed_exits_1_saying_why(
     lines = out.err.strip().splitlines()
     assert len(lines) == 1, out.err
     assert lines[0].startswith("kdtune: error: all 3 trials failed: the loss or objective became NaN or infinite")
-    assert "study folder:" not in out.out
+    assert "kdtune report" not in out.out  # no recommendation and no next steps
     assert (short_tmp / "study" / "study.json").exists()  # what ran stays, for `kdtune status` and a look

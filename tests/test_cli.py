@@ -53,7 +53,7 @@ def test_distill_table_shows_all_three_models() -> None:
     (["--noise", "1.2"], r"--noise = 1.2: must be in [0, 1)"),
     (["--alpha", "1.5"], "--alpha = 1.5: must be in [0, 1]; alpha is the weight on the true labels"),
     (["--alpha", "-0.2"], "--alpha = -0.2"),
-    (["--temperature", "0"], "--temperature = 0.0: must be > 0"),
+    (["--temperature", "0"], "--temperature = 0.0: must be at least 0.01"),
     (["--epochs", "0"], "--epochs = 0: must be a positive integer"),
     (["--teacher-epochs", "-1"], "--teacher-epochs = -1: must be a positive integer"),
     (["--student", "resnet"], "--student = 'resnet': must be one of"),
@@ -118,7 +118,8 @@ def test_run_into_a_log_prints_the_plan_one_line_per_trial_and_the_answer(short_
                             env={**os.environ, "RAY_TMPDIR": str(short_tmp / "ray")})
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout.splitlines()
-    assert out[0].startswith("plan: wall time: about ")
+    assert out[0] == f"study folder: {study.absolute()}"  # absolute, so that `kdtune resume` works from anywhere
+    assert out[1].startswith("plan: wall time: about ")
     ended = read_trials(study).to_pylist()
     trial_lines = [line for line in out if line.startswith("trial ended: all alpha=")]  # one condition: "all"
     assert len(trial_lines) == len(ended) == 3  # one searched + the two baselines

@@ -96,7 +96,7 @@ def test_distillation_without_teacher_logits_is_refused(noisy_digits) -> None:  
 
 @pytest.mark.parametrize(("field", "value", "match"), [
     ("epochs", 0, "epochs = 0: must be a positive integer"),
-    ("temperature", -1.0, "temperature = -1.0: must be > 0"),
+    ("temperature", -1.0, "temperature = -1.0: must be at least 0.01"),
     ("alpha", 1.2, r"alpha = 1.2: must be in \[0, 1\]"),
     ("batch_size", 0, "batch_size = 0"),
     ("lr", 0.0, "lr = 0.0: must be > 0"),

@@ -359,8 +359,13 @@ class StudyLock:
         _RUNNING.clear()
 
 
+def running_folder() -> Path | None:
+    """The study folder this process writes (has locked), or None."""
+    return _RUNNING[0] if _RUNNING else None
+
+
 def running_study(saved: Path) -> Path:
     """The study folder this process writes, for what Tune gives back from its saved state (a searcher, the
     callbacks), which names the folder where the study was when Tune saved it: after a move or a copy that
     is another folder, whose files must never be written. ``saved`` when no study is locked here."""
-    return _RUNNING[0] if _RUNNING else Path(saved)
+    return running_folder() or Path(saved)

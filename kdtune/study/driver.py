@@ -26,6 +26,7 @@ from kdtune.spec.conditions import expand
 from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.schema import StudySpec
 from kdtune.study.interrupts import received
+from kdtune.study.interrupts import take_back
 
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.study.interrupts import tune_loop
     from kdtune.study.ray_runtime import keep_credentials_out_of_tune
     from kdtune.study.search import ConditionSearcher
+    from kdtune.study.search import StudySearchGenerator
     from kdtune.study.search import create_studies
     from kdtune.study.tracking import tracking_callbacks
     from kdtune.study.trial import run_trial
@@ -186,8 +188,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
                                      study_dir=study_dir, optuna_prefix=prefix)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec), num_samples=-1,
-                                        max_concurrent_trials=_concurrency(spec, options),
+            tune_config=tune.TuneConfig(search_alg=StudySearchGenerator(searcher, _concurrency(spec, options)),
+                                        scheduler=_scheduler(spec), num_samples=-1,
                                         trial_dirname_creator=trial_dirname,
                                         # A fresh actor costs a process start and a torch import per trial
                                         # (seconds); run_trial keeps no state between trials.
@@ -243,6 +245,7 @@ def _connect(storage: str, options: RunOptions) -> bool:
     # Only a URI without credentials goes to Ray's runtime env (which Ray logs): see _without_credentials.
     started = init_ray(options.address,
                        extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
+    take_back()  # Ray's core replaced the SIGTERM handler: Ctrl-C and SIGTERM stay kdtune's (interrupts)
     try:
         check_shared_storage(storage, options)
     except BaseException:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 
-_STATE: dict[str, object] = {"received": None, "tune": False, "passed": False}
+_STATE: dict[str, object] = {"received": None, "tune": False, "passed": False, "active": False}
 
 
 def received() -> int | None:
@@ -35,15 +35,24 @@ def catching_signals() -> Iterator[None]:
         yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    _STATE.update(received=None, tune=False, passed=False)
+    _STATE.update(received=None, tune=False, passed=False, active=True)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # see the module docstring: SIGUSR1 stops Tune instead
     for s in previous:
         signal.signal(s, _handle)
     try:
         yield
     finally:
+        _STATE.update(active=False)
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def take_back() -> None:
+    """After ``ray.init``: Ray's core installs its own SIGTERM handler in the driver (it logs a stack and aborts,
+    exit code -6); the signals are this module's again while :func:`catching_signals` is active."""
+    if _STATE["active"] and threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, _handle)
 
 
 @contextmanager

@@ -60,18 +60,21 @@ def check_study(spec: StudySpec, conditions: list[Condition], *, out: Path, stor
 
 def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
     """Datasets, files, data roots and models of every condition (see the module docstring)."""
+    from kdtune.tasks import task_for
     from kdtune.tasks.datasets import check_data_args
     from kdtune.tasks.image.datasets import check_data_root
     from kdtune.tasks.image.names import IMAGE_DATASETS
-    from kdtune.tasks.image.models import check_arch
 
+    task = task_for(spec)
+    if task.check_inputs(spec, conditions):  # the task checked its own inputs (the language task)
+        return
     errors: list[UsageError] = []
     files = [(f"dataset.files[{i}]", f) for i, f in enumerate(spec.dataset.files or [])]
     if spec.teacher.checkpoint is not None:
         files.append(("teacher.checkpoint", spec.teacher.checkpoint))
     unreadable = [f for field, f in files if not _collect(errors, lambda fl=field, f=f: _check_readable(fl, f))]
-    teacher_ok = spec.task != "classification" or spec.teacher.logits is not None or _collect(
-        errors, lambda: check_arch(spec.teacher.arch, field="teacher.arch"))
+    teacher_ok = spec.teacher.logits is not None or _collect(
+        errors, lambda: task.check_arch(spec.teacher.arch, field="teacher.arch"))
     checkable = []  # conditions whose data and student can be built for the model check
     loadable = []  # conditions whose real data can be loaded here
     for c in conditions:
@@ -83,10 +86,10 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
         if data_ok and root_ok and not unreadable:
             loadable.append(c)
         data_ok = data_ok and (root_ok or c.dataset in IMAGE_DATASETS)  # their models are checked without files
-        student_ok = _collect(errors, lambda c=c: check_arch(c.student_arch, field="student.arch"))
+        student_ok = _collect(errors, lambda c=c: task.check_arch(c.student_arch, field="student.arch"))
         if data_ok and student_ok and teacher_ok and not unreadable:
             checkable.append(c)
-    if spec.task == "classification":
+    if task.cache_codec is not None:  # a teacher whose outputs are cached is a model: every model run on a batch
         _collect(errors, lambda: _check_models(spec, checkable))
         if spec.student.augmented:
             _collect(errors, lambda: _check_views(spec, loadable))
@@ -264,8 +267,11 @@ def _check_endpoint(flag: str, shown: str, uri: str) -> None:
 def _check_readable(field: str, path: str) -> None:
     if "://" in path:
         return  # read where it is used; a URI's endpoint is the user's
+    local = Path(path).expanduser()
+    if local.exists() and not local.is_dir() and not local.is_file():
+        raise SpecError(field, path, "is not a regular file")  # a FIFO or a device: opening a FIFO would block
     try:
-        with open(Path(path).expanduser(), "rb") as f:
+        with open(local, "rb") as f:
             f.read(1)
     except FileNotFoundError:
         raise SpecError(field, path, "file not found") from None

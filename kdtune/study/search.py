@@ -31,7 +31,9 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search import Searcher
+from ray.tune.search import SearchGenerator
 
 from kdtune.errors import StudyError
 from kdtune.records.dashboard import name_metric
@@ -103,6 +105,35 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, condit
         for params in baselines(spec):
             if points is None or any(params.get(k) not in v for k, v in points.items()):
                 study.enqueue_trial(params, user_attrs={"phase": "baseline"})
+
+
+class StudySearchGenerator(SearchGenerator):
+    """Tune's wrapper of the study's searcher (what Tune builds around a plain searcher), which also keeps a
+    resumed study's new trials in the folder being resumed.
+
+    Tune saves this wrapper's experiment, storage path included, and creates every new trial of a restored run
+    from it: the trials Tune restores follow a moved experiment folder, but new ones went to the folder Tune saved,
+    so a resumed copy of a study wrote its new trials' checkpoints into the original. Where the study keeps
+    Tune's folder inside its own (no ``--tune-storage``), the restored storage points at the folder being resumed.
+    """
+
+    def __init__(self, searcher: ConditionSearcher, max_concurrent: int) -> None:
+        super().__init__(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        import copy
+
+        from kdtune.records.folder import StudyFolder
+        from kdtune.records.folder import running_folder
+
+        super().set_state(state)
+        here = running_folder()
+        if here is None or self._experiment is None or StudyFolder(here).meta().get("tune_storage"):
+            return
+        storage = copy.copy(self._experiment.storage)
+        storage.storage_fs_path = StudyFolder(here).tune_dir.resolve().as_posix()
+        self._experiment.storage = storage
+        self._experiment.spec["storage"] = storage
 
 
 class ConditionSearcher(Searcher):
