@@ -47,12 +47,12 @@ from kdtune.analysis.arms import Run  # noqa: E402
 from kdtune.analysis.recommendation import Context  # noqa: E402
 from kdtune.analysis.recommendation import confirmation_candidates  # noqa: E402
 from kdtune.analysis.recommendation import recommend_condition  # noqa: E402
-from kdtune.analysis.scoring import METRICS  # noqa: E402
 from kdtune.analysis.sequential import Design  # noqa: E402
 from kdtune.analysis.verdicts import DECISIVE  # noqa: E402
 from kdtune.analysis.verdicts import confirm  # noqa: E402
 from kdtune.spec.rules import CONFIRM_SEED_OFFSET  # noqa: E402
 from kdtune.spec.schema import parse_spec  # noqa: E402
+from kdtune.tasks import objective_of  # noqa: E402
 
 
 SEARCHED_T = (1.0, 20.0)
@@ -155,7 +155,7 @@ def simulate_study(budget: Budget, curves: list[Any], rng: np.random.Generator,
     from kdtune.spec.schema import apply_overrides
 
     spec = parse_spec(apply_overrides(_raw_spec(budget.spec), overrides))
-    context = Context(spec=spec, metric=METRICS[spec.objective_name], margin=spec.margin,
+    context = Context(spec=spec, metric=objective_of(spec), margin=spec.margin,
                       design=Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats),
                       conditions=len(curves))
     results = []

@@ -76,14 +76,14 @@ def load_results(study_dir: PathLike) -> pd.DataFrame:
     """
     import pandas as pd
 
-    from kdtune.analysis.scoring import METRICS
     from kdtune.analysis.scoring import score_runs
     from kdtune.records.folder import StudyFolder
     from kdtune.records.results import RESULT_SCHEMA
     from kdtune.records.results import read_results
+    from kdtune.tasks import objective_of
 
     spec = StudyFolder(study_dir).spec()
-    runs = score_runs(read_results(Path(study_dir)).to_pylist(), METRICS[spec.objective_name])
+    runs = score_runs(read_results(Path(study_dir)).to_pylist(), objective_of(spec))
     columns = [("best_epoch" if n == "epoch" else n) for n in [*RESULT_SCHEMA.names, "trial_state"]]
     frame = pd.DataFrame([{**r.row, "best_epoch": r.row["epoch"]} for r in runs], columns=columns)
     return frame.sort_values(["condition", "trial_id", "seed"]).reset_index(drop=True)

@@ -90,7 +90,7 @@ class StudyBuilder:
     def __init__(self, folder: Path, raw_spec: dict[str, Any], *, meta: dict[str, Any] | None = None) -> None:
         self.folder = folder
         self.spec = parse_spec(raw_spec)
-        axis = "noise_level" if self.spec.task == "classification" else "teacher_error"
+        axis = "noise_level" if self.spec.task.by_epochs else "teacher_error"
         self.conditions = {getattr(c, axis): c for c in expand(self.spec)}
         folder.mkdir(parents=True)
         study = {"kdtune_version": "0.1.0", "spec": self.spec.to_dict(), "created_at": time.time(),

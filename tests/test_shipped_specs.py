@@ -149,7 +149,7 @@ def test_hinton_mnist_is_the_papers_setting() -> None:
 
 def test_linear_closed_form_searches_only_alpha_on_val_mse() -> None:
     spec = _load("linear_closed_form.yaml")
-    assert spec.dataset.name == "linear" and spec.task == "regression"
+    assert spec.dataset.name == "linear" and spec.task.name == "linear"
     assert list(spec.search) == ["alpha"] and "temperature" not in spec.search
     assert spec.objective == "val_mse" and spec.mode == "min"
     assert spec.scheduler.type == "fifo" and spec.student.arch == "linear"

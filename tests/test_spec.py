@@ -147,7 +147,7 @@ def test_v1_minimal_loads_with_schema_defaults() -> None:
     spec = load_spec(SPECS / "v1_minimal.yaml")
     assert spec.name == "minimal" and spec.version == 1
     assert spec == StudySpec(name="minimal")
-    assert spec.task == "classification" and spec.objective_name == "val_accuracy" and spec.mode == "max"
+    assert spec.task.name == "image" and spec.objective_name == "val_accuracy" and spec.mode == "max"
 
 
 def _models(model: type[BaseModel], path: str = "") -> dict[str, type[BaseModel]]:

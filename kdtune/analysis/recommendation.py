@@ -44,7 +44,6 @@ from kdtune.analysis.arms import read_spec
 from kdtune.analysis.arms import read_study
 from kdtune.analysis.arms import study_label
 from kdtune.analysis.scoring import CONFIDENCE
-from kdtune.analysis.scoring import METRICS
 from kdtune.analysis.scoring import Metric
 from kdtune.analysis.scoring import finite
 from kdtune.analysis.scoring import t_estimate
@@ -57,6 +56,7 @@ from kdtune.analysis.wording import verdict_text
 from kdtune.errors import UsageError
 from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
+from kdtune.tasks import objective_of
 
 
 SCHEMA_VERSION = 2
@@ -86,7 +86,7 @@ def recommend(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | N
     if not study_dirs:
         raise UsageError("recommend needs at least one study folder")
     spec = read_spec(Path(study_dirs[0]))
-    metric = METRICS[spec.objective_name]
+    metric = objective_of(spec)
     studies = [read_study(Path(d), metric, label=study_label(i, study_dirs)) for i, d in enumerate(study_dirs)]
     check_poolable(studies)
     context = Context(spec=spec, metric=metric, margin=_margin(spec, margin), design=_design(studies),
@@ -119,14 +119,17 @@ def write_recommendation(report: dict[str, Any], path: str | os.PathLike[str]) -
 
 
 def _margin(spec: Any, points: float | None) -> float | None:
+    """``--margin`` (in the objective's margin unit) in the test metric's units, or the spec's margin."""
     if points is None:
         return spec.margin
+    objective = objective_of(spec)
+    unit = objective.margin_unit
     if not (math.isfinite(points) and 0 < points <= 100):
-        raise UsageError(f"--margin = {points!r}: must be a number of points of test accuracy in (0, 100]")
-    if spec.task == "regression":
-        raise UsageError(f"--margin = {points!r}: is in points of test accuracy; the linear task's test metric "
-                         "(excess MSE) has no such unit")
-    return points / 100
+        raise UsageError(f"--margin = {points!r}: must be a number of {unit or 'points of test accuracy'} in (0, 100]")
+    if unit is None:
+        raise UsageError(f"--margin = {points!r}: is in points of test accuracy; the {spec.task.name} task's test "
+                         f"metric ({objective.test_label}) has no such unit")
+    return objective.margin(points)
 
 
 def _design(studies: list[Study]) -> Design:
@@ -191,7 +194,7 @@ def fit_search(searched: list[Arm], context: Context) -> Fit:
               for a, m in zip(searched, means)]
     alpha_bounds = _bounds(spec.search["alpha"])
     t_space = spec.search.get("temperature")
-    log_t = None if t_space is None or spec.task == "regression" else tuple(math.log(v) for v in _bounds(t_space))
+    log_t = None if t_space is None else tuple(math.log(v) for v in _bounds(t_space))
     if context.margin is not None:
         tolerance = context.margin
     else:

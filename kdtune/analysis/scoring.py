@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdtune.core.selection import first_best
-from kdtune.tasks import TASKS
 from kdtune.tasks.base import Objective
 from kdtune.trial_io import SEARCH_PARAMS
 
@@ -25,8 +24,6 @@ CONFIDENCE = 0.95
 #: What a run is scored on: the objective of the study's task (:class:`kdtune.tasks.base.Objective`: the
 #: validation column selected on, its direction, the test column reported). ``kdtune.tasks.objective_of(spec)``.
 Metric = Objective
-#: Every task's objectives by the spec's name for them (``objective: val_accuracy``).
-METRICS = {objective.name: objective for task in TASKS.values() for objective in task.objectives}
 
 
 class ParamsView:

@@ -47,11 +47,10 @@ Panel = Callable[[View, Path], "Figure | str | None"]
 
 
 def panels_for(view: View) -> list[Panel]:
-    """The report's panels in page order (the linear task has its own: excess MSE, no temperature)."""
-    if view.regression:
-        return [_mse_vs_alpha, _importances, _search_progress]
-    return [_accuracy_vs_alpha, _alpha_temperature, _learning_curves, _importances, per_class_panel, flips_panel,
-            teacher_vs_student_panel, _search_progress]
+    """The report's panels in page order: the study's task's own (:data:`TASK_PANELS`), else those of a task
+    trained by epochs (each reads the objective's column, direction and words)."""
+    return TASK_PANELS.get(view.task.name, [_accuracy_vs_alpha, _alpha_temperature, _learning_curves, _importances,
+                                            per_class_panel, flips_panel, teacher_vs_student_panel, _search_progress])
 
 
 def _accuracy_vs_alpha(view: View, folder: Path) -> Figure | str | None:
@@ -383,3 +382,8 @@ def _progress_series(ax: Axes, series: Series) -> None:
         ys.append(best)
     if xs:
         ax.step(xs, ys, where="post", color=series.color, label=series.label)
+
+
+#: Panels of a task that has its own page (by task name, :data:`kdtune.tasks.TASKS`): the linear task draws the
+#: validation and test excess MSE against alpha with the closed-form α*, and has no temperature or epochs.
+TASK_PANELS: dict[str, list[Panel]] = {"linear": [_mse_vs_alpha, _importances, _search_progress]}

@@ -70,9 +70,6 @@ class View:
     def task(self) -> Task:
         return self.studies[0].task
 
-    @property
-    def regression(self) -> bool:
-        return not self.task.by_epochs
 
     @property
     def objective_label(self) -> str:

@@ -18,6 +18,7 @@ alpha is the weight on the true labels: alpha = 1 means no distillation.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
 from typing import Literal
@@ -32,7 +33,6 @@ from pydantic import model_validator
 from kdtune.core.limits import MIN_TEMPERATURE
 from kdtune.errors import SpecError
 from kdtune.errors import raise_all
-from kdtune.spec.sections import DEFAULT_MARGIN_POINTS
 from kdtune.spec.sections import BudgetSpec
 from kdtune.spec.sections import CacheSpec
 from kdtune.spec.sections import ConditionsSpec
@@ -47,6 +47,9 @@ from kdtune.spec.sections import TeacherSection
 from kdtune.spec.sections import TrackingSpec
 from kdtune.spec.sections import as_tracking
 
+
+if TYPE_CHECKING:
+    from kdtune.tasks.base import Task
 
 SPEC_VERSION = 1
 #: A spec is a page of YAML; anything bigger is a mistake (or an attack) and is refused before it is parsed.
@@ -74,7 +77,7 @@ class StudySpec(SpecModel):
     budget: BudgetSpec = BudgetSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
-    objective: Literal["val_accuracy", "val_mse"] | None = None  # None: val_accuracy, or val_mse for regression
+    objective: Literal["val_accuracy", "val_mse", "val_loss"] | None = None  # None: the task's default (kdtune.tasks)
     tracking: Annotated[TrackingSpec, BeforeValidator(as_tracking)] = TrackingSpec()
     recommend: RecommendSpec = RecommendSpec()
     cache: CacheSpec = CacheSpec()
@@ -82,21 +85,16 @@ class StudySpec(SpecModel):
     @model_validator(mode="after")
     def _check_study(self) -> StudySpec:
         from kdtune.spec.space import check_search_space
+        from kdtune.tasks import TASKS
 
+        task = self.task  # refuses a study that mixes tasks
         check_search_space(self)
-        datasets = self.conditions.dataset or [self.dataset.name]
-        regression = [d == "linear" for d in datasets]
-        if any(regression) and not all(regression):
-            raise SpecError("conditions.dataset", datasets, "cannot mix the linear regression task with classification")
-        if all(regression) and self.objective == "val_accuracy":
-            raise SpecError("objective", self.objective, "must be val_mse for the linear regression task")
-        if not all(regression) and self.objective == "val_mse":
-            raise SpecError("objective", self.objective, "val_mse is only for the linear regression task")
-        if all(regression) and self.recommend.margin is not None:
-            raise SpecError("recommend.margin", self.recommend.margin, "is in points of test accuracy; the linear "
-                            "task's test metric (excess MSE) has no such unit: omit it")
-        # Only ASHA reads grace_period (fifo, and the epoch-less linear task, never stop early).
-        asha = self.scheduler.type == "asha" and not all(regression)
+        if self.objective is not None and self.objective not in (o.name for o in task.objectives):
+            owner = next(t for t in TASKS.values() if self.objective in (o.name for o in t.objectives))
+            raise SpecError("objective", self.objective, f"{self.objective} is only for the {owner.kind} task")
+        task.check_spec(self)
+        # Only ASHA reads grace_period (fifo, and a task solved in one step, never stop early).
+        asha = self.scheduler.type == "asha" and task.by_epochs
         if asha and self.scheduler.grace_period > self.student.epochs:
             raise SpecError("scheduler.grace_period", self.scheduler.grace_period,
                             f"must be at most student.epochs ({self.student.epochs})")
@@ -113,9 +111,6 @@ class StudySpec(SpecModel):
         if len(given) == 2:
             raise SpecError("teacher.logits", t.logits, "cannot be combined with teacher.checkpoint (imported "
                             "logits need no teacher model); set one of them")
-        if self.task == "regression":
-            raise SpecError(field, getattr(t, given[0]), "is for classification; the linear task builds its "
-                            "teacher from teacher.error")
         for axis in ("teacher_epochs", "teacher_select", "teacher_seeds"):
             value = getattr(self.conditions, axis)
             if value is not None:
@@ -125,21 +120,15 @@ class StudySpec(SpecModel):
 
     @model_validator(mode="after")
     def _check_teacher_recipe(self) -> StudySpec:
-        """Augmentation needs images (the linear task has vectors; user files are checked on loading), and each
-        teacher length of the conditions must outlast the warm-up."""
+        """Student views need a teacher model and a cache of their logits (whether the task's inputs can be
+        augmented at all is the task's check), and each teacher length of the conditions must outlast the warm-up."""
         t = self.teacher
-        if self.student.augmented and self.task == "regression":
-            raise SpecError("student.augment", self.student.augment.model_dump(), "needs an image dataset; the linear "
-                            "task has feature vectors (remove student.augment)")
-        if self.cache.top_k is not None and not self.student.augmented:
+        if self.cache.top_k is not None and not self.student.augmented and self.task.cache_codec == "class-logits":
             raise SpecError("cache.top_k", self.cache.top_k, "applies to the per-view logits of student.augment; "
                             "set student.augment or remove cache.top_k")
         if self.student.augmented and t.logits is not None:
             raise SpecError("student.augment", self.student.augment.model_dump(), "needs a teacher model to run on "
                             "each view; teacher.logits (imported logits) has none")
-        if (t.augment.shift or t.augment.rotate) and self.task == "regression":
-            raise SpecError("teacher.augment", t.augment.model_dump(), "needs an image dataset; the linear task has "
-                            "feature vectors (remove teacher.augment)")
         for i, epochs in enumerate(self.conditions.teacher_epochs or []):
             if t.warmup_epochs >= epochs:
                 raise SpecError(f"conditions.teacher_epochs[{i}]", epochs,
@@ -153,25 +142,25 @@ class StudySpec(SpecModel):
         return self
 
     @property
-    def task(self) -> Literal["classification", "regression"]:
-        datasets = self.conditions.dataset or [self.dataset.name]
-        return "regression" if datasets[0] == "linear" else "classification"
+    def task(self) -> Task:
+        """What the study distils (:func:`kdtune.tasks.task_for`): its objective, checks, data and training."""
+        from kdtune.tasks import task_for
+
+        return task_for(self)
 
     @property
     def objective_name(self) -> str:
-        return self.objective or ("val_mse" if self.task == "regression" else "val_accuracy")
+        return self.task.objective(self.objective).name
 
     @property
     def margin(self) -> float | None:
-        """The equivalence margin as a fraction of test accuracy (None for the linear task: no margin)."""
-        if self.task == "regression":
-            return None
-        points = self.recommend.margin if self.recommend.margin is not None else DEFAULT_MARGIN_POINTS
-        return points / 100
+        """The equivalence margin in the test metric's units (``recommend.margin`` or the task's default, in the
+        objective's margin unit); None where the test metric has no unit for one (the linear task)."""
+        return self.task.objective(self.objective).margin(self.recommend.margin)
 
     @property
     def mode(self) -> Literal["max", "min"]:
-        return "min" if self.objective_name == "val_mse" else "max"
+        return self.task.objective(self.objective).mode
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

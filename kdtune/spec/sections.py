@@ -320,13 +320,10 @@ class BudgetSpec(SpecModel):
 class RecommendSpec(SpecModel):
     """How verdicts are drawn (``kdtune recommend --margin`` overrides ``margin``)."""
 
-    # Equivalence margin, in points of test accuracy: "no gain" only when the gain's interval lies inside
-    # +-margin. Classification only: the linear task's test metric (excess MSE) has no points.
+    # Equivalence margin, in the unit of the task's objective (kdtune.tasks.base.Objective.margin_unit: points of
+    # test accuracy for images; the default 0.5): "no gain" only when the gain's interval lies inside +-margin.
+    # The linear task's test metric (excess MSE) has no unit for it.
     margin: float | None = Field(None, gt=0, le=100)
-
-
-#: The default equivalence margin for classification: 0.5 points of test accuracy.
-DEFAULT_MARGIN_POINTS = 0.5
 
 
 class CacheSpec(SpecModel):

@@ -152,7 +152,6 @@ def check_search_space(spec: StudySpec) -> None:
             raise SpecError(f"search.{name}.type", "float", "must be int or categorical")
     if spec.sampler == "grid":
         grid(spec.search)
-    task.check_spec(spec)  # INTERIM: moves to the spec's validator
 
 
 def _bounds(d: DistributionSpec, field: str) -> tuple[float, float]:

@@ -52,11 +52,6 @@ class ImageClassification(Task):
         low = min(alpha.choices or [0]) if alpha.type == "categorical" else alpha.low
         if isinstance(low, (int, float)) and low < 0:
             raise SpecError("search.alpha.low", low, "must be >= 0 (alpha < 0 is only for the linear regression task)")
-        if spec.objective not in (None, *(o.name for o in self.objectives)):
-            from kdtune.tasks import TASKS
-
-            owner = next(t.kind for t in TASKS.values() if spec.objective in (o.name for o in t.objectives))
-            raise SpecError("objective", spec.objective, f"{spec.objective} is only for the {owner} task")
         for name in ("corpus", "text_field", "tokenizer", "context", "test_fraction", "epoch_blocks"):
             if getattr(spec.dataset, name) is not None:
                 raise SpecError(f"dataset.{name}", getattr(spec.dataset, name), "is for the language task "

@@ -47,8 +47,6 @@ class LinearRegression(Task):
         if isinstance(low, (int, float)) and low < 0 and not spec.allow_negative_alpha:
             raise SpecError("search.alpha.low", low, "must be >= 0 (alpha < 0 weights the teacher above 1: set "
                             "allow_negative_alpha: true)")
-        if spec.objective not in (None, *(o.name for o in self.objectives)):
-            raise SpecError("objective", spec.objective, f"must be {MSE.name} for the linear regression task")
         if spec.recommend.margin is not None:
             raise SpecError("recommend.margin", spec.recommend.margin, "is in points of test accuracy; the linear "
                             "task's test metric (excess MSE) has no such unit: omit it")
