@@ -94,6 +94,21 @@ class DatasetSpec(SpecModel):
     linear: LinearTaskSpec = LinearTaskSpec()
     # Your own data (docs/byo.md): the training pool, then an optional test set; .npz or Parquet.
     files: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+    # Language modelling (docs/language_models.md; None: not set, the language task's defaults apply): the text
+    # (`name: text`: a .txt, .jsonl or Parquet file, or a folder of .txt files), the key or column holding each
+    # document, the tokenizer (byte | hf:<name> | PATH/tokenizer.json), the tokens per block, the share of
+    # documents held out for testing, and the training blocks an epoch visits (None: all; else a seeded sample).
+    corpus: str | None = None
+    text_field: str | None = None
+    tokenizer: str | None = None
+    context: int | None = Field(None, ge=1)
+    test_fraction: float | None = Field(None, gt=0, lt=1)
+    epoch_blocks: int | None = Field(None, ge=1)
+
+    @field_validator("corpus")
+    @classmethod
+    def _check_corpus(cls, path: str | None) -> str | None:
+        return None if path is None else _absolute(path)
 
     @model_validator(mode="before")
     @classmethod
@@ -327,10 +342,13 @@ class RecommendSpec(SpecModel):
 
 
 class CacheSpec(SpecModel):
-    """Bounds on the teacher-logit cache of a study with student views (``student.augment``)."""
+    """Bounds on the teacher-logit cache: of a study with student views (``student.augment``), or of a language
+    study's per-token teacher targets."""
 
     max_bytes: int = Field(DEFAULT_CACHE_MAX_BYTES, ge=1)  # per condition; checked before anything trains
-    top_k: int | None = None  # store each view's top-k logits and the log-sum-exp of the rest (many classes)
+    top_k: int | None = None  # store the top-k logits and the log-sum-exp of the rest (many classes or tokens)
+    # Language task: the unbiased sampled variant instead, this many draws per position (forward KL at T = 1).
+    samples: int | None = Field(None, ge=1)
 
     @field_validator("top_k")
     @classmethod

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: Most configurations a grid may have per condition (each is a trial of ``budget.repeats`` trainings); the
 #: size is computed from low, high and step before any list of points is built.
 MAX_GRID_POINTS = 10_000
-_INTEGER = ("batch_size", "epochs")
+_INTEGER = ("batch_size", "epochs", "top_k")
 
 
 def to_optuna(search: dict[str, DistributionSpec]) -> dict[str, optuna.distributions.BaseDistribution]:
