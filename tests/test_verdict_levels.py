@@ -1,0 +1,154 @@
+"""The error rates the verdicts promise, measured on simulated confirmation runs through the real code.
+
+Every limit here is derived, not copied from a run: under the test's model the correct code's error rate is
+known exactly, and each limit is the binomial quantile at which a correct implementation fails less than once
+in a thousand runs (one-sided 1e-3 for each limit; two limits make the test fail with probability < 2e-3).
+The number of simulated sequences is chosen so that the correct code sits well inside the limits and each
+regression that ``benchmarks/mutation_check.py`` applies lands well outside them (the numbers are in each
+test's docstring). The seeds are fixed, so each test is deterministic.
+
+The model: paired test-metric differences i.i.d. Gaussian across student seeds, which is what the repeated
+confidence interval assumes (:mod:`kdtune.analysis.sequential`); with a true gain of 0 a condition errs ("distil"
+or "hurts") exactly when its interval excludes 0 at some look. No margin, so a null condition runs to the
+design's last look unless it errs: the all-looks error of the Pocock design, which is the interval's level.
+alpha is the weight on the true labels: alpha = 1 means no distillation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kdtune.analysis.sequential import Design
+from kdtune.analysis.sequential import repeated_interval
+from kdtune.analysis.verdicts import FAMILY_CONFIDENCE
+from kdtune.analysis.verdicts import ConfirmedArm
+from kdtune.analysis.verdicts import confirm
+
+
+#: mnist_noise's confirmation design: rounds of 4 fresh seeds up to 16 (looks at 4, 8, 12, 16 pairs).
+DESIGN = Design(round_size=4, max_n=16)
+FAMILY_ERROR = 1 - FAMILY_CONFIDENCE
+TAIL = 1e-3  # each limit: a correct implementation crosses it with probability < 1e-3
+
+
+def limits(trials: int, rate: float) -> tuple[int, int]:
+    """The counts between which ``trials`` Bernoulli(``rate``) draws stay with probability > 1 - 2e-3."""
+    return int(stats.binom.ppf(TAIL, trials, rate)), int(stats.binom.isf(TAIL, trials, rate))
+
+
+def arm(alpha: float, validation: float, tests: np.ndarray) -> ConfirmedArm:
+    return ConfirmedArm(params={"alpha": alpha}, runs={seed: (validation, float(t)) for seed, t in enumerate(tests)})
+
+
+def errs(tests: np.ndarray, *, conditions: int, candidates: int) -> bool:
+    """One null condition confirmed look by look through :func:`confirm`: True when it says distil or hurts.
+
+    ``tests[0]`` are the chosen candidate's test metrics, ``tests[1]`` alpha = 1's. The other candidates have a
+    worse confirmation validation score, so the chosen one is always the first and its error rate is exactly
+    its interval's level; the others share one set of runs (only their number matters to the level).
+    """
+    for n in DESIGN.looks:
+        chosen = arm(0.3, 1.0, tests[0, :n])
+        others = [arm(0.3 + 0.05 * (i + 1), 0.0, tests[0, :n]) for i in range(candidates - 1)]
+        outcome = confirm([chosen, *others], arm(1.0, 0.0, tests[1, :n]), sign=1.0, design=DESIGN,
+                          conditions=conditions, margin=None)
+        assert outcome.chosen is chosen
+        if outcome.kind in ("distil", "hurts"):
+            return True
+    return False
+
+
+def test_a_family_of_3_conditions_x_2_candidates_has_each_interval_at_5_percent_over_6() -> None:
+    """The level and width of one interval of a 3-condition, confirm_top_k = 2 recommendation.
+
+    The level is 5% / (3 x 2); the half-width is the t quantile at the design's Pocock level p* times the
+    standard error, and p* lies strictly between the Bonferroni-over-looks level (level / 4 looks) and the
+    single-look level (the repeated-interval correction widens the interval, but by less than Bonferroni would).
+    """
+    rng = np.random.default_rng(31)
+    tests = rng.normal(0.9, 0.004, size=(2, DESIGN.max_n))
+    chosen = arm(0.3, 1.0, tests[0])
+    outcome = confirm([chosen, arm(0.5, 0.0, tests[0])], arm(1.0, 0.0, tests[1]), sign=1.0, design=DESIGN,
+                      conditions=3, margin=None)
+    level = FAMILY_ERROR / 6
+    assert outcome.level == pytest.approx(level, rel=1e-12)
+    interval = outcome.interval
+    assert interval is not None and interval.n == DESIGN.max_n
+    assert interval.confidence == pytest.approx(1 - level, rel=1e-12)
+    d = tests[0] - tests[1]
+    n = len(d)
+    se = d.std(ddof=1) / math.sqrt(n)
+    assert interval.mean == pytest.approx(d.mean(), abs=1e-12)
+    half = (interval.high - interval.low) / 2
+    assert half == pytest.approx(stats.t.ppf(1 - interval.nominal_level / 2, n - 1) * se, rel=1e-9)
+    looks = len(DESIGN.looks)
+    assert level / looks < interval.nominal_level < level
+    assert stats.t.ppf(1 - level / 2, n - 1) * se < half < stats.t.ppf(1 - level / (2 * looks), n - 1) * se
+
+
+FAMILIES = 1000
+
+
+def test_a_family_of_3_conditions_x_2_candidates_errs_at_its_bonferroni_rate() -> None:
+    """1,000 simulated 3-condition families, two candidates per condition, no true effect anywhere.
+
+    Each condition errs with probability exactly 5%/6 over the design's four looks, independently, so a family
+    errs somewhere with probability 1 - (1 - 5%/6)^3 = 2.48%: 24.8 of 1,000 expected, allowed 11..41.
+    Measured regressions on these draws: no factor for the candidates (each condition at 5%/3) 45;
+    no Bonferroni across conditions (5%/2) 69; no repeated-interval correction (p* = the level) 72.
+    """
+    rng = np.random.default_rng(20261207)
+    draws = rng.standard_normal((FAMILIES, 3, 2, DESIGN.max_n))
+    failed = sum(any(errs(draws[f, c], conditions=3, candidates=2) for c in range(3)) for f in range(FAMILIES))
+    low, high = limits(FAMILIES, 1 - (1 - FAMILY_ERROR / 6) ** 3)
+    assert low <= failed <= high, f"{failed} of {FAMILIES} families erred; a correct level gives {low}..{high}"
+
+
+SEQUENCES = 800
+
+
+@pytest.mark.parametrize(("conditions", "candidates"), [(1, 8), (8, 1)])
+def test_the_level_is_divided_by_both_the_conditions_and_the_candidates(conditions: int, candidates: int) -> None:
+    """800 null conditions of an 8-interval family (8 candidates, or 8 conditions), confirmed look by look.
+
+    Each errs with probability 5%/8 = 0.625%: 5 of 800 expected, at most 13 allowed. Dropping the factor this
+    family is made of gives each interval 5%: about 40 (measured 39 and 42 on these draws), well beyond 13.
+    """
+    rng = np.random.default_rng(1000 * conditions + candidates)
+    draws = rng.standard_normal((SEQUENCES, 2, DESIGN.max_n))
+    failed = sum(errs(draws[i], conditions=conditions, candidates=candidates) for i in range(SEQUENCES))
+    _, high = limits(SEQUENCES, FAMILY_ERROR / 8)
+    assert failed <= high, f"{failed} of {SEQUENCES} null conditions erred; a level of 5%/8 gives at most {high}"
+
+
+RUNS = 3000
+
+
+def test_the_repeated_interval_covers_the_true_gain_at_all_looks_together() -> None:
+    """3,000 seeded sequences of 16 paired differences (true gain 0.7, SD 2), read at the looks 4, 8, 12, 16.
+
+    At 5% the design's intervals cover the true gain at every look together with probability 95% exactly (the
+    Pocock level p* is calibrated for that; its own Monte Carlo error is 0.0005): 150 of 3,000 misses expected,
+    allowed 115..188. One look's interval alone must miss less often (p*, about 1.8%). Without the correction
+    (each look at 5%) the all-looks miss rate is about 12% (measured 371).
+    """
+    rng = np.random.default_rng(4)
+    true_gain = 0.7
+    draws = rng.normal(true_gain, 2.0, size=(RUNS, DESIGN.max_n))
+    missed = 0
+    last_look_missed = 0
+    for d in draws:
+        misses = []
+        for n in DESIGN.looks:
+            interval = repeated_interval(d[:n], DESIGN, FAMILY_ERROR)
+            assert interval is not None and interval.n == n
+            misses.append(not interval.low <= true_gain <= interval.high)
+        missed += any(misses)
+        last_look_missed += misses[-1]
+    low, high = limits(RUNS, FAMILY_ERROR)
+    assert low <= missed <= high, f"{missed} of {RUNS} sequences missed at some look; 95% coverage gives {low}..{high}"
+    assert last_look_missed < missed
