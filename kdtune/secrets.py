@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from urllib.parse import parse_qsl
+from urllib.parse import unquote
 from urllib.parse import urlencode
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
@@ -59,10 +60,10 @@ def split_credentials(uri: str, flag: str) -> tuple[str, dict[str, str]]:
         netloc = parts.netloc
         if "@" in netloc:
             user, _, netloc = netloc.rpartition("@")
-            key, _, secret = user.partition(":")
-            env["AWS_ACCESS_KEY_ID"] = key
+            key, _, secret = user.partition(":")  # percent-encoded in a URI (a "/" in a secret key is %2F)
+            env["AWS_ACCESS_KEY_ID"] = unquote(key)
             if secret:
-                env["AWS_SECRET_ACCESS_KEY"] = secret
+                env["AWS_SECRET_ACCESS_KEY"] = unquote(secret)
         uri = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe=":/"), parts.fragment))
     if redact_url(uri) != uri:
         raise UsageError(f"{flag} {redact_url(uri)}: carries credentials that kdtune would have to write down; "
