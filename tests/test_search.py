@@ -28,14 +28,15 @@ def _spec(**overrides: Any):  # type: ignore[no-untyped-def]
     return parse_spec(raw)
 
 
-def _searcher(spec, tmp: Path) -> ConditionSearcher:  # type: ignore[no-untyped-def]
+def _searcher(spec, tmp: Path, start_time: float | None = None) -> ConditionSearcher:  # type: ignore[no-untyped-def]
     from kdtune.spec.conditions import expand
 
     url = f"sqlite:///{tmp / 'optuna.db'}"
     keys = [c.key for c in expand(spec)]
     create_studies(spec, make_storage(url), keys, prefix="unit", join=False)
     (tmp / "study.json").write_text("{}")
-    return ConditionSearcher(spec=spec, storage_url=url, conditions=keys, study_dir=tmp, optuna_prefix="unit")
+    return ConditionSearcher(spec=spec, storage_url=url, conditions=keys, study_dir=tmp, optuna_prefix="unit",
+                             start_time=start_time)
 
 
 def _complete(searcher: ConditionSearcher, trial_id: str, objective: float, epoch: int = 4,
@@ -172,15 +173,24 @@ def test_confirmation_stops_after_a_round_that_makes_the_verdict_clear(short_tmp
     assert restored.confirm_done == searcher.confirm_done and restored.scores == searcher.scores
 
 
-def test_wall_clock_budget_cuts_the_study_short(short_tmp: Path) -> None:
+@pytest.mark.parametrize(("minutes", "cut"), [(30, True), (90, False), (None, False)])
+def test_wall_clock_budget_cuts_the_study_short(short_tmp: Path, minutes: float | None, cut: bool) -> None:
+    """A study that started an hour ago: budget.max_wall_minutes = 30 has run out, 90 has not, and no budget
+    never does. Only the spec's field and the study's start are given; the searcher derives its deadline."""
     import json
+    import time
 
-    spec = _spec(budget={"trials_per_condition": 3, "max_wall_minutes": 0.001})
-    (short_tmp / "study.json").write_text("{}")
-    searcher = _searcher(spec, short_tmp)
-    searcher.deadline = 0.0  # already passed
-    assert searcher.suggest("t0") == "FINISHED"
-    assert json.loads((short_tmp / "study.json").read_text())["cut_short"] is True
+    budget: dict[str, Any] = {"trials_per_condition": 3}
+    if minutes is not None:
+        budget["max_wall_minutes"] = minutes
+    searcher = _searcher(_spec(budget=budget), short_tmp, start_time=time.time() - 3600)
+    suggested = searcher.suggest("t0")
+    if cut:
+        assert suggested == "FINISHED"
+        assert json.loads((short_tmp / "study.json").read_text())["cut_short"] is True
+    else:
+        assert isinstance(suggested, dict) and suggested["phase"] == "baseline"
+        assert "cut_short" not in json.loads((short_tmp / "study.json").read_text())
 
 
 def test_direction_mismatch_with_stored_study_is_refused(short_tmp: Path) -> None:
