@@ -292,7 +292,10 @@ def test_the_size_check_refuses_in_the_cache_before_the_teacher_runs(digits, tmp
     assert cache.prepare_views(prepared, digits, SPEC, max_bytes=need).dense is not None
 
 
-def test_a_study_with_views_trains_every_trial_on_them(ray_local: None, tmp_path: Path) -> None:
+def test_a_study_with_views_caches_them_and_completes_its_trials(ray_local: None, tmp_path: Path) -> None:
+    """What it checks: the study records the views' cache key, the per-view logits are in the cache under it,
+    and its trials complete every epoch. That the students read those views is checked without Ray above
+    (test_the_student_reads_the_teacher_run_on_that_exact_view)."""
     from conftest import tiny_study_spec
 
     from kdtune.study.driver import RunOptions
