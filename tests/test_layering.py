@@ -210,6 +210,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("kdtune._version", "kdtune.errors", "kdtune.secrets", "kdtune.tables", "kdtune.wandb_settings",
               "kdtune.trial_io")),
     ("core", ("kdtune.core",)),
+    # The cache's storage primitives know no task: a root on any filesystem, atomic writes, one builder per
+    # key, the checked Parquet file. Every task's codec builds on them.
+    ("storage", ("kdtune.cache.store", "kdtune.cache.lock", "kdtune.cache.parquet", "kdtune.cache.tensors")),
     ("tasks", ("kdtune.tasks",)),
     ("inputs", ("kdtune.spec", "kdtune.cache")),
     ("records", ("kdtune.records",)),
@@ -225,10 +228,6 @@ UPWARD_EXCEPTIONS: dict[tuple[str, str], str] = {
     "cache (its codec); Task.prepare, run by the driver before any trial, gets them there",
     ("kdtune.tasks.image.task", "kdtune.cache.teacher"): "Task.prepare checks the student on one batch with the "
     "cache's build_checked before any teacher trains, as the teacher is checked inside the cache",
-    ("kdtune.tasks.language.prepare", "kdtune.cache.keys"): "the language task keeps its token blocks, teachers and "
-    "targets under the teacher-logit cache's root (KDTUNE_CACHE_DIR)",
-    ("kdtune.tasks.language.prepare", "kdtune.cache.lock"): "each language cache entry is built under the cache's "
-    "lock file, so conditions sharing a teacher train it once",
 }
 
 

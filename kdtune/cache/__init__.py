@@ -50,7 +50,6 @@ kind of entry each) and :mod:`~kdtune.cache.logit_cache` (the cache). This modul
 from kdtune.cache.entry_records import CacheEntry
 from kdtune.cache.keys import CACHE_FORMAT_VERSION
 from kdtune.cache.keys import checkpoint_teacher_key
-from kdtune.cache.keys import default_cache_root
 from kdtune.cache.keys import imported_logits_key
 from kdtune.cache.keys import logits_key
 from kdtune.cache.keys import teacher_key
@@ -60,6 +59,7 @@ from kdtune.cache.logit_cache import PreparedTeacher
 from kdtune.cache.parquet import DTYPES
 from kdtune.cache.parquet import METADATA_KEY
 from kdtune.cache.parquet import SPLITS
+from kdtune.cache.store import default_cache_root
 
 
 __all__ = [

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -20,16 +18,6 @@ if TYPE_CHECKING:
 
 #: Bumped whenever the file layout, schema or metadata change: old entries then simply stop matching.
 CACHE_FORMAT_VERSION = 1
-
-
-def default_cache_root() -> str | Path:
-    """``$KDTUNE_CACHE_DIR`` (a folder or a URI such as ``s3://bucket/prefix``), else
-    ``$XDG_CACHE_HOME/kdtune/cache`` (``~/.cache/kdtune/cache``)."""
-    value = os.environ.get("KDTUNE_CACHE_DIR")
-    if value:
-        return value if "://" in value else Path(value).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "kdtune" / "cache"
 
 
 def teacher_key(spec: TeacherSpec, data_fingerprint: str) -> str:

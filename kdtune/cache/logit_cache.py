@@ -35,7 +35,6 @@ from kdtune.cache.imported import check_imported
 from kdtune.cache.imported import content_fingerprint
 from kdtune.cache.imported import imported_metadata
 from kdtune.cache.keys import checkpoint_teacher_key
-from kdtune.cache.keys import default_cache_root
 from kdtune.cache.keys import imported_logits_key
 from kdtune.cache.keys import logits_key
 from kdtune.cache.keys import teacher_key
@@ -49,6 +48,7 @@ from kdtune.cache.parquet import labels_match
 from kdtune.cache.store import TMP_MARK
 from kdtune.cache.store import MissingFile
 from kdtune.cache.store import Store
+from kdtune.cache.store import default_cache_root
 from kdtune.cache.teacher_entries import check_teacher_files
 from kdtune.cache.teacher_entries import read_teacher
 from kdtune.cache.teacher_entries import write_teacher

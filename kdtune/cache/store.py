@@ -146,3 +146,13 @@ def redact(uri: str) -> str:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_cache_root() -> str | Path:
+    """``$KDTUNE_CACHE_DIR`` (a folder or a URI such as ``s3://bucket/prefix``), else
+    ``$XDG_CACHE_HOME/kdtune/cache`` (``~/.cache/kdtune/cache``)."""
+    value = os.environ.get("KDTUNE_CACHE_DIR")
+    if value:
+        return value if "://" in value else Path(value).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "kdtune" / "cache"

@@ -77,7 +77,7 @@ class TextSettings:
 
 def lm_root(cache_dir: str | None) -> Path:
     """``<cache root>/lm``; the language task's entries need a local (or NFS) folder."""
-    from kdtune.cache.keys import default_cache_root
+    from kdtune.cache.store import default_cache_root
 
     root = cache_dir if cache_dir is not None else default_cache_root()
     if "://" in str(root):
