@@ -36,6 +36,7 @@ def catching_signals() -> Iterator[None]:
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     _STATE.update(received=None, tune=False, passed=False, active=True)
+    tune_setting = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # see the module docstring: SIGUSR1 stops Tune instead
     for s in previous:
         signal.signal(s, _handle)
@@ -45,6 +46,10 @@ def catching_signals() -> Iterator[None]:
         _STATE.update(active=False)
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if tune_setting is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_setting
 
 
 def take_back() -> None:
