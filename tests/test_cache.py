@@ -246,17 +246,40 @@ def test_lock_without_heartbeat_is_broken(short_tmp: Path, data: DataBundle,
     assert not lock.exists()
 
 
-def test_live_lock_makes_builders_wait(short_tmp: Path, data: DataBundle) -> None:
+def test_live_lock_makes_builders_wait(short_tmp: Path, data: DataBundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order of events, not a duration: a live lock is held, the builder finds it held (the lock's own
+    staleness check runs, observed, and says live) and writes nothing; only after the lock is released does the
+    builder train its first teacher epoch."""
+    from kdtune.cache import lock as lock_module
+
     lock = _write_lock(short_tmp, data, {"pid": os.getpid(), "host": socket.gethostname()})
+    events: list[str] = []
+    waiting = threading.Event()
+    judge = lock_module._stale_reason
+
+    def observed(owner: dict[str, Any] | None, mtime: float) -> str | None:
+        reason = judge(owner, mtime)
+        events.append("found it held" if reason is None else f"broke it: {reason}")
+        if (short_tmp / "teachers").exists() or (short_tmp / "logits").exists():
+            events.append("wrote while it was held")
+        waiting.set()
+        return reason
+
+    monkeypatch.setattr(lock_module, "_stale_reason", observed)
     results: list[Any] = []
-    builder = threading.Thread(target=lambda: results.append(LogitCache(short_tmp).prepare(SPEC, data, threads=1)))
+    builder = threading.Thread(target=lambda: results.append(
+        LogitCache(short_tmp).prepare(SPEC, data, threads=1, on_epoch=lambda m: events.append("teacher epoch"))))
     builder.start()
-    builder.join(timeout=1.5)
-    assert builder.is_alive() and not results
-    assert not (short_tmp / "teachers").exists()
+    while not waiting.wait(timeout=0.05) and builder.is_alive():
+        pass
+    assert waiting.is_set(), f"the builder never met the held lock: {events}"
+    events.append("released")
     lock.unlink()
-    builder.join(timeout=120)
-    assert not builder.is_alive() and results[0].trained
+    builder.join(timeout=300)
+    assert not builder.is_alive() and results and results[0].trained
+    released = events.index("released")
+    assert events[:released] and set(events[:released]) == {"found it held"}, events
+    assert "teacher epoch" in events[released:] and set(events[released:]) <= {"found it held", "released", "teacher epoch"}
 
 
 def _builder(root: str, out: str, barrier: Any) -> None:
