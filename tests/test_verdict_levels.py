@@ -98,8 +98,10 @@ def test_a_family_of_3_conditions_x_2_candidates_errs_at_its_bonferroni_rate() -
 
     Each condition errs with probability exactly 5%/6 over the design's four looks, independently, so a family
     errs somewhere with probability 1 - (1 - 5%/6)^3 = 2.48%: 24.8 of 1,000 expected, allowed 11..41.
-    Measured regressions on these draws: no factor for the candidates (each condition at 5%/3) 45;
-    no Bonferroni across conditions (5%/2) 69; no repeated-interval correction (p* = the level) 72.
+    Expected under the regressions: no factor for the candidates (each condition at 5%/3) 4.9%, 49;
+    no Bonferroni across conditions (5%/2) 7.3%, 73; no repeated-interval correction (p* = the level) about
+    6.9%, 69 (a 2,000-family trial run). The first is also caught exactly by the level test above and, with
+    a wider gap, by the 8-candidate test below.
     """
     rng = np.random.default_rng(20261207)
     draws = rng.standard_normal((FAMILIES, 3, 2, DESIGN.max_n))
@@ -116,7 +118,7 @@ def test_the_level_is_divided_by_both_the_conditions_and_the_candidates(conditio
     """800 null conditions of an 8-interval family (8 candidates, or 8 conditions), confirmed look by look.
 
     Each errs with probability 5%/8 = 0.625%: 5 of 800 expected, at most 13 allowed. Dropping the factor this
-    family is made of gives each interval 5%: about 40 (measured 39 and 42 on these draws), well beyond 13.
+    family is made of gives each interval 5%: 40 expected (SD 6), well beyond 13.
     """
     rng = np.random.default_rng(1000 * conditions + candidates)
     draws = rng.standard_normal((SEQUENCES, 2, DESIGN.max_n))
@@ -133,8 +135,9 @@ def test_the_repeated_interval_covers_the_true_gain_at_all_looks_together() -> N
 
     At 5% the design's intervals cover the true gain at every look together with probability 95% exactly (the
     Pocock level p* is calibrated for that; its own Monte Carlo error is 0.0005): 150 of 3,000 misses expected,
-    allowed 115..188. One look's interval alone must miss less often (p*, about 1.8%). Without the correction
-    (each look at 5%) the all-looks miss rate is about 12% (measured 371).
+    allowed 115..188. The last look's interval alone must miss less often (at p*, about 1.8%). Without the
+    correction each look errs at 5% and the four looks together far more often (Pocock's 4-look ratio is about
+    2.5 for normal statistics: some 12%, 370 of 3,000).
     """
     rng = np.random.default_rng(4)
     true_gain = 0.7
