@@ -144,6 +144,7 @@ def _prune(cache: Any, days: float, *, dry_run: bool) -> int:
 
 def _import(cache: Any, args: argparse.Namespace) -> int:
     from kdtune.tasks.datasets import load_dataset
+    from kdtune.tasks.image.files import read_logits_file
 
     if args.spec:
         from kdtune.spec.schema import load_spec
@@ -173,73 +174,6 @@ def _import(cache: Any, args: argparse.Namespace) -> int:
               f"{data.num_classes} classes; teacher test accuracy {100 * d['test_accuracy']:.1f}%")
         print(f"  use it in a study spec:  teacher: {{logits: {prepared.key}}}")
     return 0
-
-
-def read_logits_file(path: str) -> dict[str, Any]:
-    """Imported logits as split -> array, read without unpickling.
-
-    ``.npz``: arrays ``train``, ``val``, ``test`` (rows, classes). Parquet: a column ``split`` (train | val |
-    test) and a column ``logits`` (list of floats per row), rows of a split in split order, or ordered by an
-    optional integer column ``index``.
-    """
-    import io
-
-    import numpy as np
-
-    from kdtune.cache import SPLITS
-    from kdtune.errors import DataError
-    from kdtune.tasks.image.files import read_bytes
-
-    raw = read_bytes(path, field="LOGITS")
-    if path.lower().endswith(".npz"):
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                unknown = sorted(set(npz.files) - set(SPLITS))
-                if unknown:
-                    raise DataError(f"{path}: unexpected array {unknown[0]!r} (allowed: {', '.join(SPLITS)})")
-                return {name: npz[name] for name in npz.files}
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable .npz of plain arrays ({' '.join(str(exc).split())})") from None
-    if not path.lower().endswith(".parquet"):
-        raise DataError(f"{path}: must be a .npz or .parquet file")
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(pa.BufferReader(raw))
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
-    for column in ("split", "logits"):
-        if column not in table.column_names:
-            raise DataError(f"{path}: no column {column!r} (columns: {', '.join(table.column_names)})")
-    splits = np.asarray(table.column("split").to_pylist(), dtype=object)
-    unknown = sorted({str(s) for s in splits} - set(SPLITS))
-    if unknown:
-        raise DataError(f"{path}: split {unknown[0]!r} is not one of {', '.join(SPLITS)}")
-    logits = table.column("logits").combine_chunks()
-    if not (pa.types.is_list(logits.type) or pa.types.is_large_list(logits.type)
-            or pa.types.is_fixed_size_list(logits.type)) or logits.null_count:
-        raise DataError(f"{path}: column logits must hold a list of floats on every row (type {logits.type})")
-    lengths = pc.list_value_length(logits).to_numpy(zero_copy_only=False)
-    if len(lengths) and (lengths != lengths[0]).any():
-        i = int(np.argmax(lengths != lengths[0]))
-        raise DataError(f"{path}: logits row {i} has {lengths[i]} values but row 0 has {lengths[0]}")
-    width = int(lengths[0]) if len(lengths) else 0
-    values = logits.flatten().to_numpy(zero_copy_only=False).reshape(len(logits), width)
-    order = np.arange(len(values))
-    if "index" in table.column_names:
-        order = np.asarray(table.column("index").to_numpy(zero_copy_only=False))
-    out = {}
-    for name in SPLITS:
-        rows = np.flatnonzero(splits == name)
-        if len(rows):
-            out[name] = values[rows[np.argsort(order[rows], kind="stable")]]
-            if "index" in table.column_names and not np.array_equal(np.sort(order[rows]), np.arange(len(rows))):
-                raise DataError(f"{path}: the index of split {name} is not 0 .. {len(rows) - 1}")
-    return out
 
 
 def _absolute(path: str) -> str:

@@ -138,20 +138,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    import dataclasses
+    """The flags as a teacher spec, a training config and views, checked before any data loads; then the
+    paired run (:class:`kdtune.analysis.paired.PairedDistillation`) and its table."""
     import os
 
+    from kdtune.analysis.paired import PairedDistillation
     from kdtune.cache import LogitCache
     from kdtune.cache.teacher import TeacherSpec
-    from kdtune.cache.teacher import build_checked
     from kdtune.core.distill import check_alpha
     from kdtune.core.train import TrainConfig
-    from kdtune.core.train import train_student
     from kdtune.errors import SpecError
     from kdtune.spec.sections import DEFAULT_CACHE_MAX_BYTES
     from kdtune.tasks.datasets import load_dataset
-    from kdtune.tasks.image.models import build_model
-    from kdtune.tasks.image.views import check_views
 
     # Validate every option before loading data or training anything.
     check_alpha(args.alpha, field="--alpha")
@@ -174,50 +172,21 @@ def _distill(args: argparse.Namespace) -> int:
     view_spec = _view_spec(args)
     threads = args.threads or os.cpu_count() or 1
     cache = LogitCache(args.cache_dir)
+    max_bytes = args.max_cache_bytes if args.max_cache_bytes is not None else DEFAULT_CACHE_MAX_BYTES
 
     data = load_dataset(dataset, data_root=args.data_root, download=args.download, train_size=args.train_size,
                         val_fraction=args.val_fraction, noise_level=args.noise_level, noise_type=args.noise_type,
                         seed=args.data_seed, files=files)
-    # The student's output shape on one batch, before the teacher trains (the teacher is checked in the cache).
-    build_checked(args.student, data, kwargs=student_kwargs, field="--student", seed=args.seed)
-    max_bytes = args.max_cache_bytes if args.max_cache_bytes is not None else DEFAULT_CACHE_MAX_BYTES
-    if view_spec is not None:  # image inputs, top-k and size, before the teacher trains
-        check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=args.top_k, max_bytes=max_bytes)
-    students = {name: (config, build_model(args.student, input_shape=data.input_shape, num_classes=data.num_classes,
-                                          kwargs=student_kwargs, field="--student", seed=args.seed))
-                for name, config in (("student, distilled", student_config),
-                                     ("student, no distillation", dataclasses.replace(student_config, alpha=1.0)))}
+    pair = PairedDistillation(data, cache, teacher_spec, args.student, student_kwargs, student_config,
+                              views=view_spec, top_k=args.top_k, max_bytes=max_bytes)
     with _Progress() as progress:
-        prepared = cache.prepare(teacher_spec, data, threads=threads,
-                                 on_epoch=progress.tracker("teacher", args.teacher_epochs, lazy=True))
-        if teacher_spec.checkpoint:
-            state = "cached" if prepared.hit else "computed now"
-            progress.note(f"teacher from checkpoint {teacher_spec.checkpoint} (logits {prepared.key}, {state})")
-        elif not prepared.trained:
-            state = "cached" if prepared.hit else "computed now"
-            progress.note(f"teacher from the cache: {prepared.teacher_key} (logits {prepared.key}, {state})")
-        teacher, logits, diagnostics = prepared.teacher, prepared.logits, prepared.diagnostics
-        views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=args.top_k,
-                                                                   max_bytes=max_bytes)
-        if views is not None:
-            progress.note(f"teacher logits for {view_spec.views} views of every training image: {views.key}")
-        assert teacher is not None  # distill has no imported logits
-        rows: list[dict[str, Any]] = [{"model": f"teacher ({args.teacher})", "alpha": None, "temperature": None,
-                                       "epoch": teacher.selected_epoch, **_teacher_row(diagnostics)}]
-        for name, (config, model) in students.items():
-            history = train_student(model, data, config, teacher=logits, views=views,
-                                    on_epoch=progress.tracker(name, args.epochs), threads=threads)
-            best = history.best
-            rows.append({"model": f"{name} ({args.student})", "alpha": config.alpha, "temperature": config.temperature,
-                         "epoch": best.epoch, "test_accuracy": best.test_accuracy, "val_accuracy": best.val_accuracy,
-                         "correction_rate": best.correction_rate, "memorisation_rate": best.memorisation_rate})
+        result = pair.run(progress, threads=threads)
     if args.format == "json":
-        cache_record = {"teacher_key": prepared.teacher_key, "logits_key": prepared.key, "hit": prepared.hit,
-                        "views_key": None if views is None else views.key}
-        json.dump({"teacher_diagnostics": diagnostics, "models": rows, "cache": cache_record}, sys.stdout, indent=2)
+        json.dump({"teacher_diagnostics": result.diagnostics, "models": result.rows, "cache": result.cache},
+                  sys.stdout, indent=2)
         print()
     else:
-        _print_table(rows, data_name=dataset, noise=args.noise_level, diagnostics=diagnostics)
+        _print_table(result.rows, data_name=dataset, noise=args.noise_level, diagnostics=result.diagnostics)
     return 0
 
 
@@ -285,11 +254,6 @@ def _absolute(path: str) -> str:
     from pathlib import Path
 
     return path if "://" in path else str(Path(path).expanduser().absolute())
-
-
-def _teacher_row(diagnostics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("test_accuracy", "val_accuracy", "correction_rate", "memorisation_rate")
-    return {k: diagnostics[k] for k in keys}
 
 
 def _print_table(rows: list[dict[str, Any]], *, data_name: str, noise: float, diagnostics: dict[str, Any]) -> None:

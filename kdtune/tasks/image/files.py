@@ -4,7 +4,8 @@ User arrays are validated (one-line :class:`~kdtune.errors.DataError` naming the
 used as given (no scaling), and go through the same subset / validation split / label noise as the built-in
 datasets (:func:`kdtune.core.data.split_pool`); without a test split, a fixed stratified 20% is held out as for
 digits. Files are read with ``allow_pickle=False``: nothing is unpickled. :func:`read_bytes` reads any local
-file or pyarrow URI (also a teacher checkpoint's).
+file or pyarrow URI (also a teacher checkpoint's). A teacher's logits computed elsewhere (``kdtune cache
+import``) are read by :func:`read_logits_file`, with the same ``.npz`` and list-column checks as the data.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kdtune.core.data import Pool
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
+from kdtune.tasks.bundle import SPLITS
 from kdtune.tasks.image.datasets import DIGITS_TEST_FRACTION
 
 
@@ -93,7 +95,11 @@ def read_data_files(files: Sequence[str]) -> Pool:
     names = {k: f"{files[0]}: {k}" for k in ("x", "y", "x_test", "y_test")}
     for i, path in enumerate(files):
         source = f"dataset.files: {path}"
-        found = _read_npz(path, source) if str(path).lower().endswith(".npz") else _read_parquet(path, source)
+        raw = read_bytes(path, field="dataset.files")
+        if str(path).lower().endswith(".npz"):
+            found = _read_npz(raw, source, allowed=NPZ_ARRAYS, expected="x and y")
+        else:
+            found = _read_parquet(raw, source)
         if i == 0:
             arrays.update(found)
             continue
@@ -134,21 +140,56 @@ def read_bytes(path: str, *, field: str) -> bytes:
         raise DataError(f"{field}: {text}: cannot read ({one_line(exc)})") from None
 
 
-def _read_npz(path: str, source: str) -> dict[str, Any]:
-    raw = read_bytes(path, field="dataset.files")
+def read_logits_file(path: str) -> dict[str, np.ndarray]:
+    """A teacher's logits computed elsewhere, as split -> (rows, classes) array, read without unpickling.
+
+    ``.npz``: arrays ``train``, ``val``, ``test`` (rows, classes). Parquet: a column ``split`` (train | val |
+    test) and a column ``logits`` (list of floats per row), rows of a split in split order, or ordered by an
+    optional integer column ``index``. Rows, classes and finiteness are the cache's to check against the
+    dataset (:meth:`kdtune.cache.LogitCache.import_logits`).
+    """
+    raw = read_bytes(path, field="LOGITS")
+    if path.lower().endswith(".npz"):
+        return _read_npz(raw, path, allowed=SPLITS, expected="train, val and test")
+    if not path.lower().endswith(".parquet"):
+        raise DataError(f"{path}: must be a .npz or .parquet file")
+    table = _parquet_table(raw, path)
+    for column in ("split", "logits"):
+        if column not in table.column_names:
+            raise DataError(f"{path}: no column {column!r} (columns: {', '.join(table.column_names)})")
+    splits = np.asarray(table.column("split").to_pylist(), dtype=object)
+    unknown = sorted({str(s) for s in splits} - set(SPLITS))
+    if unknown:
+        raise DataError(f"{path}: split {unknown[0]!r} is not one of {', '.join(SPLITS)}")
+    values = _list_rows(table.column("logits"), path, "logits")
+    indexed = "index" in table.column_names
+    order = np.asarray(table.column("index").to_numpy(zero_copy_only=False)) if indexed else np.arange(len(values))
+    out = {}
+    for name in SPLITS:
+        rows = np.flatnonzero(splits == name)
+        if len(rows):
+            out[name] = values[rows[np.argsort(order[rows], kind="stable")]]
+            if indexed and not np.array_equal(np.sort(order[rows]), np.arange(len(rows))):
+                raise DataError(f"{path}: the index of split {name} is not 0 .. {len(rows) - 1}")
+    return out
+
+
+def _read_npz(raw: bytes, source: str, *, allowed: Sequence[str], expected: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file's bytes, each named in ``allowed``, without unpickling; ``expected``
+    says in words what the archive should hold (``"x and y"``), for the errors."""
     if not raw.startswith(b"PK"):  # else numpy takes any other bytes for a pickle and blames pickled data
-        raise DataError(f"{source}: not an .npz file (a zip archive of .npy arrays x and y)")
+        raise DataError(f"{source}: not an .npz file (a zip archive of .npy arrays {expected})")
     try:
         npz = np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as exc:
         raise DataError(f"{source}: not a readable .npz file ({one_line(exc)})") from None
     if not hasattr(npz, "files"):
-        raise DataError(f"{source}: holds a single array, not an .npz archive with arrays x and y")
+        raise DataError(f"{source}: holds a single array, not an .npz archive with arrays {expected}")
     found: dict[str, Any] = {}
     with npz:
         for key in npz.files:
-            if key not in NPZ_ARRAYS:
-                raise DataError(f"{source}: unexpected array {key!r} (allowed: {', '.join(NPZ_ARRAYS)})")
+            if key not in allowed:
+                raise DataError(f"{source}: unexpected array {key!r} (allowed: {', '.join(allowed)})")
             _check_npy_size(npz, key, source)
             try:
                 found[key] = npz[key]
@@ -177,36 +218,47 @@ def _check_npy_size(npz: Any, key: str, source: str) -> None:
                         f"{info.file_size:,} bytes: the file is damaged or not what it says")
 
 
-def _read_parquet(path: str, source: str) -> dict[str, Any]:
+def _parquet_table(raw: bytes, source: str) -> Any:
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    raw = read_bytes(path, field="dataset.files")
     try:
-        table = pq.read_table(pa.BufferReader(raw))
+        return pq.read_table(pa.BufferReader(raw))
     except Exception as exc:
         raise DataError(f"{source}: not a readable Parquet file ({one_line(exc)})") from None
+
+
+def _list_rows(column: Any, source: str, name: str) -> np.ndarray:
+    """A Parquet column of number lists, one list per row and all of one length, as a (rows, length) array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    x = column.combine_chunks()
+    if not (pa.types.is_list(x.type) or pa.types.is_large_list(x.type) or pa.types.is_fixed_size_list(x.type)):
+        raise DataError(f"{source}: column {name} has type {x.type}: must be a list of numbers per row")
+    if not (pa.types.is_integer(x.type.value_type) or pa.types.is_floating(x.type.value_type)):
+        raise DataError(f"{source}: column {name} holds {x.type.value_type} values: must be numbers")
+    if x.null_count:
+        raise DataError(f"{source}: {name}[{_first(x.is_null())}] is null")
+    lengths = pc.list_value_length(x).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != lengths[0]).any():
+        i = int(np.argmax(lengths != lengths[0]))
+        raise DataError(f"{source}: {name}[{i}] has {lengths[i]} values but {name}[0] has {lengths[0]}")
+    width = int(lengths[0]) if len(lengths) else 0
+    values = x.flatten()
+    if values.null_count:
+        raise DataError(f"{source}: {name}[{_first(values.is_null()) // max(width, 1)}] contains a null value")
+    return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(len(x), width)
+
+
+def _read_parquet(raw: bytes, source: str) -> dict[str, Any]:
+    table = _parquet_table(raw, source)
     for column in ("x", "y"):
         if column not in table.column_names:
             raise DataError(f"{source}: no column {column!r} (columns: {', '.join(table.column_names) or 'none'})")
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    x = table.column("x").combine_chunks()
-    if not (pa.types.is_list(x.type) or pa.types.is_large_list(x.type) or pa.types.is_fixed_size_list(x.type)):
-        raise DataError(f"{source}: column x has type {x.type}: must be a list of numbers per row")
-    if not (pa.types.is_integer(x.type.value_type) or pa.types.is_floating(x.type.value_type)):
-        raise DataError(f"{source}: column x holds {x.type.value_type} values: must be numbers")
-    if x.null_count:
-        raise DataError(f"{source}: x[{_first(x.is_null())}] is null")
-    lengths = pc.list_value_length(x).to_numpy(zero_copy_only=False)
-    if len(lengths) and (lengths != lengths[0]).any():
-        i = int(np.argmax(lengths != lengths[0]))
-        raise DataError(f"{source}: x[{i}] has {lengths[i]} values but x[0] has {lengths[0]}")
-    width = int(lengths[0]) if len(lengths) else 0
-    values = x.flatten()
-    if values.null_count:
-        raise DataError(f"{source}: x[{_first(values.is_null()) // max(width, 1)}] contains a null value")
-    flat = values.to_numpy(zero_copy_only=False).reshape(len(x), width)
+    flat = _list_rows(table.column("x"), source, "x")
+    width = flat.shape[1]
     shape: tuple[int, ...] = (width,)
     if "shape" in meta:
         try:
@@ -219,7 +271,7 @@ def _read_parquet(path: str, source: str) -> dict[str, Any]:
     y = table.column("y").combine_chunks()
     if y.null_count:
         raise DataError(f"{source}: y[{_first(y.is_null())}] is null")
-    found: dict[str, Any] = {"x": flat.reshape(len(x), *shape), "y": y.to_numpy(zero_copy_only=False)}
+    found: dict[str, Any] = {"x": flat.reshape(len(flat), *shape), "y": y.to_numpy(zero_copy_only=False)}
     if "num_classes" in meta:
         found["num_classes"] = meta["num_classes"]
     return found
