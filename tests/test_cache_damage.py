@@ -48,7 +48,8 @@ def test_a_cache_path_that_is_a_file_is_one_line(short_tmp: Path, capsys: pytest
 
 def test_damage_in_a_cache_that_cannot_be_written_is_one_line(entry: dict[str, Any],
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """Read-only for a user; root ignores file modes, so there the lock folder is made unusable instead."""
+    """Read-only for a user; root ignores file modes, so there the lock folder is made unusable instead (`cache
+    prune` is checked as an unprivileged user below)."""
     root: Path = entry["root"]
     train = entry["logits"] / "train.parquet"
     train.write_bytes(train.read_bytes()[:-100])  # truncated: damaged
@@ -68,12 +69,43 @@ def test_damage_in_a_cache_that_cannot_be_written_is_one_line(entry: dict[str, A
         assert f"damaged logits {entry['logits_key']}" in out.out and "Traceback" not in out.err
         assert main([*DISTILL, "--cache-dir", str(root)]) == 1
         assert "cannot write" in one_error_line(capsys.readouterr().err)
-        if os.geteuid() != 0:
-            assert main(["cache", "prune", "--older-than", "0", "--cache-dir", str(root)]) == 1
-            assert "cannot remove" in one_error_line(capsys.readouterr().err)
     finally:
         for p in folders:
             p.chmod(0o755)
+
+
+def _bound_by_file_modes() -> None:
+    """In the child before it starts: drop the capabilities that let root ignore file modes (CAP_DAC_OVERRIDE,
+    CAP_DAC_READ_SEARCH, CAP_FOWNER) from its bounding set, so that the program it runs as root has them no more."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {capability})")
+
+
+def test_prune_in_a_cache_that_cannot_be_written_is_one_line(entry: dict[str, Any]) -> None:
+    """`cache prune` on read-only folders: one line, exit 1, nothing removed. It runs in a child process which,
+    when the tests run as root (as in CI), gives up root's power to ignore file modes, so the modes really bind."""
+    import subprocess
+    import sys
+
+    root: Path = entry["root"]
+    files = sorted(p.relative_to(root) for p in root.rglob("*"))
+    folders = [p for p in [root, *root.rglob("*")] if p.is_dir()]
+    for p in folders:
+        p.chmod(0o555)
+    try:
+        result = subprocess.run([sys.executable, "-m", "kdtune", "cache", "prune", "--older-than", "0", "--cache-dir",
+                                 str(root)], capture_output=True, text=True, timeout=120,
+                                preexec_fn=_bound_by_file_modes if os.geteuid() == 0 else None)
+    finally:
+        for p in folders:
+            p.chmod(0o755)
+    assert result.returncode == 1, result.stderr
+    assert "cannot remove" in one_error_line(result.stderr)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == files
 
 
 def test_verify_finds_split_files_swapped_between_splits(entry: dict[str, Any],
