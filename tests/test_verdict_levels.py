@@ -135,7 +135,7 @@ def test_the_repeated_interval_covers_the_true_gain_at_all_looks_together() -> N
 
     At 5% the design's intervals cover the true gain at every look together with probability 95% exactly (the
     Pocock level p* is calibrated for that; its own Monte Carlo error is 0.0005): 150 of 3,000 misses expected,
-    allowed 115..188. The last look's interval alone must miss less often (at p*, about 1.8%). Without the
+    allowed 114..188. The last look's interval alone must miss less often (at p*, about 1.8%). Without the
     correction each look errs at 5% and the four looks together far more often (Pocock's 4-look ratio is about
     2.5 for normal statistics: some 12%, 370 of 3,000).
     """
