@@ -12,6 +12,7 @@ from kdtune.cache.teacher import train_teacher
 from kdtune.core.metrics import class_metrics
 from kdtune.core.train import TrainConfig
 from kdtune.core.train import Trainer
+from kdtune.core.train import predict
 from kdtune.core.train import train_student
 from kdtune.errors import SpecError
 from kdtune.tasks.datasets import load_dataset
@@ -71,10 +72,20 @@ def test_resuming_from_state_dict_continues_identically(noisy_digits) -> None:  
 
 
 def test_correction_and_memorisation_rates_are_measured_on_flipped_samples(noisy_digits) -> None:  # type: ignore[no-untyped-def]
+    """The rates equal a hand count of the trained model's predictions on exactly the flipped training samples:
+    the share predicted as the clean label and the share predicted as the (wrong) noisy one."""
     model = build_model("reference_student", input_shape=noisy_digits.input_shape, num_classes=10, seed=0)
-    m = train_student(model, noisy_digits, TrainConfig(epochs=3)).epochs[-1]
-    assert m.correction_rate is not None and m.memorisation_rate is not None
-    assert 0.0 <= m.correction_rate + m.memorisation_rate <= 1.0
+    trainer = Trainer(model, noisy_digits, TrainConfig(epochs=3))
+    m = [trainer.step() for _ in range(3)][-1]
+    train = noisy_digits.train
+    flipped = train.flipped
+    assert 0 < int(flipped.sum()) < len(flipped) and bool((train.y[flipped] != train.clean[flipped]).all())
+    predicted = predict(trainer.model, trainer.train_split.x[flipped]).argmax(1).cpu()
+    # The trainer reports float32 shares: 1e-6 still tells every count of flipped samples apart.
+    assert m.correction_rate == pytest.approx(float((predicted == train.clean[flipped]).double().mean()), abs=1e-6)
+    assert m.memorisation_rate == pytest.approx(float((predicted == train.y[flipped]).double().mean()), abs=1e-6)
+    kept = predict(trainer.model, trainer.train_split.x[~flipped]).argmax(1).cpu()
+    assert float((kept == train.y[~flipped]).double().mean()) > m.memorisation_rate  # not the whole training set
     assert len(m.test_per_class_accuracy) == 10
     assert m.teacher_agreement is None  # no teacher
 
