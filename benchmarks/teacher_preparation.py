@@ -63,7 +63,7 @@ def main() -> None:
 
 
 def _kdtune(root: Path, args: argparse.Namespace, cache: Path, cores: int) -> tuple[float, float]:
-    """A study's preparation task for one condition (``kdtune.study.driver._prepare_condition``), from an empty cache."""
+    """A study's preparation task for one condition (``kdtune.study.preparation.prepare_condition``), from an empty cache."""
     import torch
     from kdtune.plan import expand
 
@@ -76,7 +76,7 @@ def _kdtune(root: Path, args: argparse.Namespace, cache: Path, cores: int) -> tu
                        "conditions": {"noise_level": [0.05]}})
     (condition,) = expand(spec)
     start = time.perf_counter()
-    torch.set_num_threads(cores)  # one condition: every core (what _teacher_threads gives it)
+    torch.set_num_threads(cores)  # one condition: every core (what teacher_threads gives it)
     data = condition.load_data(spec)
     prepared = LogitCache(cache).prepare(condition.teacher_spec(spec), data, threads=None)
     seconds = time.perf_counter() - start

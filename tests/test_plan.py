@@ -81,3 +81,46 @@ def test_plan_sees_the_cached_teacher_the_study_then_uses(ray_local: None, short
     study = run_study(spec, RunOptions(out=short_tmp / "study", cache_dir=str(cache), progress=False))
     teachers = json.loads((study / "teachers.json").read_text())
     assert teachers["all"]["cache_hit"] is True and teachers["all"]["cache_key"] == prepared.key
+
+
+class _Stop(Exception):
+    """Ends a run at its announcement, before Ray starts."""
+
+
+def test_kdtune_run_checks_its_inputs_once_and_its_estimate_reuses_them(short_tmp: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-of-run estimate is made from what the study's checks found: the inputs are checked once per
+    run, and the data the checks loaded are not loaded again."""
+    import sys
+    from types import FrameType
+
+    from kdtune.spec.conditions import Condition
+    from kdtune.study.preflight import check_inputs
+
+    monkeypatch.setenv("KDTUNE_CACHE_DIR", str(short_tmp / "cache"))
+    counted = {"check_inputs": 0, "load_data": 0}
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is check_inputs.__code__:
+            counted["check_inputs"] += 1
+        elif event == "call" and frame.f_code is Condition.load_data.__code__:
+            counted["load_data"] += 1
+
+    plans: list[dict[str, object] | None] = []
+
+    def announce(plan: dict[str, object] | None) -> None:
+        plans.append(plan)
+        raise _Stop
+
+    out = short_tmp / "study"
+    sys.setprofile(profile)
+    try:
+        with pytest.raises(_Stop):
+            run_study(tiny_study_spec("plan-once", conditions={"noise_level": [0.1]}), RunOptions(out=out),
+                      announce=announce)
+    finally:
+        sys.setprofile(None)
+    assert counted == {"check_inputs": 1, "load_data": 1}  # digits: the model check loads it, the estimate reuses it
+    (plan,) = plans
+    assert plan is not None and plan["spec"] == "plan-once"
+    assert not out.exists()  # a run stopped before its trials started leaves nothing behind

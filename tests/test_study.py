@@ -109,10 +109,10 @@ def test_failing_trial_retried_from_checkpoint_and_nan_trials_fail(ray_local: No
 
 
 def test_a_lone_teacher_trains_on_every_core(ray_local: None, short_tmp: Path) -> None:
-    from kdtune.study.driver import _teacher_threads
+    from kdtune.study.preparation import teacher_threads
 
     # Nothing else runs on the fixture's 2-CPU Ray: a task that reserved one core may use both.
-    assert _teacher_threads(1) == 2
+    assert teacher_threads(1) == 2
     spec = tiny_study_spec("threads", teacher={"arch": "mlp", "epochs": 2, "kwargs": {"widths": [32]}, "seed": 1716},
                            conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 1, "repeats": 1},
                            scheduler={"type": "fifo"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kdtune.commands.run import add_run_options
+from kdtune.commands import add_run_options
 
 
 HELP = "continue an interrupted study"
@@ -25,14 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from kdtune.commands.run import finish
-    from kdtune.commands.run import quiet_libraries
+    from kdtune.analysis.recommendation_output import finish_run
+    from kdtune.commands import quiet_libraries
     from kdtune.study.driver import resume_study
     from kdtune.study.interrupts import catching_signals
 
     quiet_libraries(args.debug or args.verbose)
     with catching_signals():
-        study_dir = resume_study(Path(args.study_dir).expanduser().absolute(),
-                                 address=args.address or os.environ.get("RAY_ADDRESS"),
-                                 max_concurrent=args.max_concurrent, progress=not args.no_progress)
-        return finish(study_dir)
+        finish_run(resume_study(Path(args.study_dir).expanduser().absolute(),
+                                address=args.address or os.environ.get("RAY_ADDRESS"),
+                                max_concurrent=args.max_concurrent, progress=not args.no_progress))
+    return 0

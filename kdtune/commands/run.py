@@ -14,11 +14,11 @@ examples:
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
-from kdtune.commands import positive_int
+from kdtune.commands import add_run_options
+from kdtune.commands import quiet_libraries
 
 
 HELP = "run a study from a YAML spec (see search_spaces/README.md)"
@@ -44,23 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="W&B project of the study's runs (same as --set tracking.wandb.project=NAME)")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``run`` and ``resume``."""
-    parser.add_argument("--address", default=None,
-                        help="an existing Ray cluster (e.g. auto, or HOST:6379; default: $RAY_ADDRESS, else a local Ray)")
-    parser.add_argument("--max-concurrent", type=positive_int, default=None,
-                        help="trials at once (default: as many as the cluster's CPUs/GPUs hold)")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress table")
-
-
 def run(args: argparse.Namespace) -> int:
     import json
     import os
 
+    from kdtune.analysis.recommendation_output import finish_run
     from kdtune.errors import SpecError
     from kdtune.spec.schema import load_spec
     from kdtune.study.driver import RunOptions
     from kdtune.study.driver import run_study
+    from kdtune.study.estimate import estimate_line
     from kdtune.study.interrupts import catching_signals
 
     if args.out and "://" in args.out:
@@ -76,98 +69,11 @@ def run(args: argparse.Namespace) -> int:
                          max_concurrent=args.max_concurrent, progress=not args.no_progress)
     quiet_libraries(args.debug or args.verbose)
 
-    def announce() -> None:
+    def announce(plan: dict[str, Any] | None) -> None:
         print(f"study folder: {out}", flush=True)
-        print_estimate(spec, options)
+        if plan is not None:
+            print(f"plan: {estimate_line(plan)}", flush=True)
 
     with catching_signals():
-        return finish(run_study(spec, options, announce=announce))
-
-
-def print_estimate(spec: Any, options: Any) -> None:
-    """``kdtune plan``'s wall-time estimate, in one line, once the study's checks passed (a dead storage
-    endpoint is refused before any step is timed), before Ray starts.
-
-    The plan's worker start (a fresh Python importing torch and Ray Tune) is taken from this process's own
-    imports of them, which the study needs anyway, instead of a separate process.
-    """
-    import time
-
-    from kdtune.errors import KdtuneError
-    from kdtune.errors import SpecError
-    from kdtune.study.estimate import estimate_line
-    from kdtune.study.estimate import make_plan
-
-    start = time.perf_counter()
-    import ray.tune  # noqa: F401 - timed: what each Ray worker pays
-    import torch  # noqa: F401
-
-    try:
-        plan = make_plan(spec, cache_dir=options.cache_dir, max_concurrent=options.max_concurrent,
-                         ray_running=options.address is not None, worker_start_s=time.perf_counter() - start)
-    except SpecError as exc:
-        if exc.field.endswith(".arch"):  # a model that fails in its timed training steps would fail every trial
-            raise
-        return  # no estimate (the study's checks passed: what the estimate could not do, the study may)
-    except KdtuneError:
-        return
-    print(f"plan: {estimate_line(plan)}", flush=True)
-
-
-def finish(study_dir: Path) -> int:
-    """End a finished run (or resume) with the answer: the recommendation per condition as ``kdtune recommend``
-    prints it, written to ``recommendation.json`` and marked in the Optuna studies; then the commands that show
-    more. (An interrupted study never gets here: the driver raises :class:`kdtune.errors.Interrupted`.)"""
-    from kdtune.analysis.recommendation import default_output
-    from kdtune.analysis.recommendation import recommend
-    from kdtune.analysis.recommendation import write_recommendation
-    from kdtune.commands.recommend import print_recommendation
-    from kdtune.records.dashboard import mark_recommendation
-
-    report = recommend([study_dir])
-    print_recommendation(report, write_recommendation(report, default_output([study_dir])))
-    mark_recommendation(study_dir, report)  # for Optuna's dashboard
-    print_next_steps(study_dir)
+        finish_run(run_study(spec, options, announce=announce))
     return 0
-
-
-#: (logger, start of message) of library warnings that say nothing a kdtune user can act on. Shown with --debug.
-NOISE = (
-    # Ray's default for a local cluster, printed at every start.
-    ("ray._private.authentication.authentication_token_setup", "Token authentication is enabled for this Ray"),
-    # Tune times every step of its event loop against a fixed 0.5 s; on a busy machine the driver's work
-    # (Optuna's storage, Parquet parts, W&B) crosses it now and then, and nothing is wrong.
-    ("ray.tune.utils.util", "The `"),
-    ("ray.tune.execution.tune_controller", "Processing trial results took"),
-)
-
-
-class _DropMessages(logging.Filter):
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
-
-
-def quiet_libraries(debug: bool) -> None:
-    """Keep the output to kdtune's own progress: Optuna's INFO line per study, Ray's start-up and bottleneck
-    warnings (:data:`NOISE`) and W&B's console messages go, unless ``--debug`` (or ``-v``) asks for them."""
-    import os
-
-    import optuna
-
-    if debug:
-        return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ.setdefault("WANDB_SILENT", "true")
-    logging.getLogger("wandb").setLevel(logging.ERROR)
-    for name, prefix in NOISE:
-        logging.getLogger(name).addFilter(_DropMessages(prefix))
-
-
-def print_next_steps(study_dir: Path) -> None:
-    print(f"study folder: {study_dir}")
-    print(f"  kdtune report {study_dir}      # HTML report with plots")
-    print(f"  kdtune status {study_dir}      # trials per condition")

@@ -64,8 +64,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     from kdtune.records.folder import StudyFolder
     from kdtune.records.results import read_results
     from kdtune.records.results import read_trials
-    from kdtune.spec.rules import confirmation_trials
-    from kdtune.spec.rules import trials_per_condition
+    from kdtune.spec.rules import trial_budget
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()
@@ -79,7 +78,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     views += [TrialView(c, "RUNNING", None) for t, c in running.items() if t not in done_ids and not finished]
     end = meta.get("finished_at") or time.time()
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]],
-                        per_condition=trials_per_condition(spec) + confirmation_trials(spec), mode=spec.mode,
+                        per_condition=trial_budget(spec).total, mode=spec.mode,
                         elapsed=end - meta["created_at"], finished=finished)
     summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
                    objective=spec.objective_name)

@@ -11,6 +11,7 @@ alpha = 1 re-run on fresh student seeds, in rounds, until the verdict is clear o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdtune.trial_io import METRIC
@@ -87,3 +88,22 @@ def confirmation_trials(spec: StudySpec) -> int:
     """At most this many confirmation trials per condition: per round, the ``confirm_top_k`` candidates and
     the alpha = 1 baseline. Rounds stop early once the verdict is clear, so a study usually runs fewer."""
     return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1)
+
+
+@dataclass(frozen=True)
+class TrialBudget:
+    """The most trials one condition runs: ``search`` (:func:`trials_per_condition`) and ``confirm``
+    (:func:`confirmation_trials`, every round run)."""
+
+    search: int
+    confirm: int
+
+    @property
+    def total(self) -> int:
+        return self.search + self.confirm
+
+
+def trial_budget(spec: StudySpec) -> TrialBudget:
+    """A condition's trial budget, from one place: ``kdtune plan``'s estimate, ``kdtune status`` and the live
+    progress of ``kdtune run`` all read it here."""
+    return TrialBudget(search=trials_per_condition(spec), confirm=confirmation_trials(spec))

@@ -22,17 +22,16 @@ from kdtune.records.status import summarise
 from kdtune.records.status import summary_line
 from kdtune.records.status import teacher_summaries
 from kdtune.records.status import trial_line
-from kdtune.spec.rules import confirmation_trials
+from kdtune.spec.rules import trial_budget
 from kdtune.spec.rules import trial_outcome
-from kdtune.spec.rules import trials_per_condition
 from kdtune.tasks import task_for
-from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
 
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
+    from ray.tune.stopper import Stopper
 
     from kdtune.records.results import PartWriter
     from kdtune.spec.conditions import Condition
@@ -76,8 +75,9 @@ class ResultsRecorder(Callback):
             self._results, self._trials = results_writer(self.study_dir), trials_writer(self.study_dir)
         return self._results, self._trials
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: TrialResult,
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[Any, Any],
                         **info: Any) -> None:
+        """``result`` is what the trial reported (a :class:`kdtune.trial_io.TrialResult`), plus Tune's own keys."""
         config = config_of(trial)
         condition = self.conditions[config["condition"]]
         common = {"study": self.study_name, "condition": config["condition"], **condition,
@@ -135,7 +135,7 @@ class Progress(Callback):
     def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
         self.conditions = conditions
         self.teachers = teacher_summaries(teachers)
-        self.per_condition = trials_per_condition(spec) + confirmation_trials(spec)
+        self.per_condition = trial_budget(spec).total
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
         self.repeats = spec.budget.repeats
@@ -149,7 +149,8 @@ class Progress(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_live": None}
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, stop: Stopper | None = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
         import sys
 
         self._start = self._last = time.time()

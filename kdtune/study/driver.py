@@ -1,10 +1,9 @@
 """Run and resume a study: the driver that wires spec, cache, Ray Tune, Optuna and the results.
 
-What a study folder holds, and every read and write of its files, is :mod:`kdtune.records.folder`'s.
-
-Per condition, a Ray task loads the data, gets the teacher and its logits from the cache (training it only
-on a miss) and returns the arrays, which stay in Ray's object store: every trial on a node reads them from
-there without a copy.
+It calls down, in order: the checks (:mod:`kdtune.study.preflight`) and, for ``kdtune run``, the estimate built on
+what they found (:mod:`kdtune.study.estimate`); Ray for the study's duration (:func:`kdtune.study.ray_runtime.ray_session`);
+the teachers (:mod:`kdtune.study.preparation`); Tune with the searcher, scheduler and callbacks. What a study folder
+holds, and every read and write of its files, is :mod:`kdtune.records.folder`'s.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.errors import Interrupted
@@ -23,10 +23,14 @@ from kdtune.errors import UsageError
 from kdtune.records.folder import StudyFolder
 from kdtune.spec.conditions import Condition
 from kdtune.spec.conditions import expand
-from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.schema import StudySpec
 from kdtune.study.interrupts import received
-from kdtune.study.interrupts import take_back
+
+
+if TYPE_CHECKING:
+    from ray.tune import Callback
+
+    from kdtune.study.preflight import CheckedInputs
 
 
 logger = logging.getLogger(__name__)
@@ -47,14 +51,16 @@ class RunOptions:
     progress: bool = True
 
 
-def run_study(spec: StudySpec, options: RunOptions, *, announce: Callable[[], None] | None = None) -> Path:
+def run_study(spec: StudySpec, options: RunOptions, *,
+              announce: Callable[[dict[str, Any] | None], None] | None = None) -> Path:
     """Run a new study into ``options.out`` (refused if that folder already holds one: use resume).
 
     ``--out`` is checked first; then the study folder is created (mode 0700) and locked for this process
     (:class:`kdtune.records.folder.StudyLock`: a second ``run`` or ``resume`` of it is refused), and its
-    ``study.json`` written. Everything else that can be checked without training is checked next
-    (:mod:`kdtune.study.preflight`), ``announce`` says what is about to run, Ray starts and the trial's
-    resources are checked against it. A mistake found before the first trial starts removes what this call
+    ``study.json`` written. Everything else that can be checked without training is checked next, once
+    (:mod:`kdtune.study.preflight`); ``announce``, if given, is handed the estimate made from what the checks found
+    (``kdtune plan``'s, :func:`_estimate`) and says what is about to run; Ray starts and the trial's resources are
+    checked against it. A mistake found before the first trial starts removes what this call
     wrote, so the corrected command is never refused; Ctrl-C or SIGTERM at any point after the folder exists
     leaves it for ``kdtune resume`` (:class:`kdtune.errors.Interrupted`), with every finished teacher in the
     cache. A Ray that this call started is stopped on every way out. Credentials in ``--cache-dir`` /
@@ -62,7 +68,7 @@ def run_study(spec: StudySpec, options: RunOptions, *, announce: Callable[[], No
     without them.
     """
     from kdtune.study.preflight import check_folder
-    from kdtune.study.preflight import check_study
+    from kdtune.study.ray_runtime import ray_session
 
     study_dir = options.out
     folder = StudyFolder(study_dir)
@@ -81,23 +87,58 @@ def run_study(spec: StudySpec, options: RunOptions, *, announce: Callable[[], No
         try:
             storage = options.storage or folder.default_storage_url()
             _write_study_json(study_dir, spec, conditions, options)  # from here on, Ctrl-C leaves a study to resume
-            check_study(spec, conditions, out=study_dir, storage=options.storage,
-                        cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"),
-                        tune_storage=options.tune_storage)
-            if announce is not None:
-                announce()
-            started = _connect(storage, options)
-            try:
+            _check(spec, conditions, options, announce)
+            with ray_session(options.address, extra_env=_worker_env(options)):
+                check_shared_storage(storage, options)
                 check_resources(spec, options)  # a refusal leaves no study folder behind
                 return _execute(spec, conditions, study_dir, storage, options, resume=False)
-            finally:
-                _stop_ray(started)
         except BaseException:
             if received() is not None and folder.has_study():
                 raise Interrupted(study_dir, received() or 2) from None
             if "trials_started_at" not in folder.meta(missing_ok=True) and received() is None:
                 _remove_written(study_dir, created, before)
             raise
+
+
+def _check(spec: StudySpec, conditions: list[Condition], options: RunOptions,
+           announce: Callable[[dict[str, Any] | None], None] | None) -> None:
+    """The study's checks, once; the estimate (for ``announce``) reuses what they found, data included, which is
+    let go when this returns."""
+    from kdtune.study.preflight import check_study
+
+    checked = check_study(spec, conditions, out=options.out, storage=options.storage,
+                          cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"),
+                          tune_storage=options.tune_storage)
+    if announce is not None:
+        announce(_estimate(checked, options))
+
+
+def _estimate(checked: CheckedInputs, options: RunOptions) -> dict[str, Any] | None:
+    """``kdtune plan``'s estimate of a study about to run, from what its checks found (nothing checked twice);
+    None when it cannot be made (what the estimate could not do, the study may), except for a model that fails
+    in its timed training steps, which would fail every trial.
+
+    The plan's worker start (a fresh Python importing torch and Ray Tune) is taken from this process's own
+    imports of them, which the study needs anyway, instead of a separate process.
+    """
+    from kdtune.errors import KdtuneError
+    from kdtune.errors import SpecError
+    from kdtune.study.estimate import make_plan
+
+    start = time.perf_counter()
+    import ray.tune  # noqa: F401 - timed: what each Ray worker pays
+    import torch  # noqa: F401
+
+    try:
+        return make_plan(checked.spec, checked=checked, cache_dir=options.cache_dir,
+                         max_concurrent=options.max_concurrent, ray_running=options.address is not None,
+                         worker_start_s=time.perf_counter() - start)
+    except SpecError as exc:
+        if exc.field.endswith(".arch"):
+            raise
+        return None
+    except KdtuneError:
+        return None
 
 
 def _refuse_existing(folder: StudyFolder) -> None:
@@ -119,6 +160,8 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
     """
     import sys
 
+    from kdtune.study.ray_runtime import ray_session
+
     folder = StudyFolder(study_dir)
     folder.spec()  # a missing or damaged study.json is refused before the lock file is written
     with folder.writer_lock():
@@ -133,11 +176,9 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
         options = RunOptions(out=study_dir, storage=storage, address=address, cache_dir=meta.get("cache_dir"),
                              tune_storage=meta.get("tune_storage"), max_concurrent=max_concurrent, progress=progress)
         try:
-            started = _connect(storage, options)
-            try:
+            with ray_session(address, extra_env=_worker_env(options)):
+                check_shared_storage(storage, options)
                 return _execute(spec, expand(spec), study_dir, storage, options, resume=True)
-            finally:
-                _stop_ray(started)
         except BaseException:
             if received() is not None:
                 raise Interrupted(study_dir, received() or 2) from None
@@ -153,6 +194,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.study.callbacks import Progress
     from kdtune.study.callbacks import ResultsRecorder
     from kdtune.study.interrupts import tune_loop
+    from kdtune.study.preparation import prepare_conditions
     from kdtune.study.ray_runtime import keep_credentials_out_of_tune
     from kdtune.study.search import ConditionSearcher
     from kdtune.study.search import StudySearchGenerator
@@ -162,14 +204,14 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
 
     remember_storage(storage)  # a searcher restored by Tune holds the URL without its password
     keep_credentials_out_of_tune()
-    payloads, teachers = _prepare_conditions(spec, conditions, options.cache_dir)
+    payloads, teachers = prepare_conditions(spec, conditions, options.cache_dir)
     folder = StudyFolder(study_dir)
     folder.write_teachers(teachers)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, payloads=payloads, study=_trial_context(spec, conditions)),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
-    callbacks = [ResultsRecorder(study_dir, spec, conditions)]
+    callbacks: list[Callback] = [ResultsRecorder(study_dir, spec, conditions)]
     callbacks += tracking_callbacks(spec, study_dir, conditions, teachers)  # W&B runs; [] if tracking: none
     if options.progress:
         callbacks.append(Progress(spec, [c.key for c in conditions], teachers))
@@ -237,28 +279,10 @@ def check_some_trial_ran(study_dir: Path) -> None:
                          f"{StudyFolder(study_dir).tune_dir})")
 
 
-def _connect(storage: str, options: RunOptions) -> bool:
-    """Start or join Ray (idempotent) and refuse storage that the cluster's nodes cannot share; True when
-    this call started or joined Ray (and so must stop it)."""
-    from kdtune.study.ray_runtime import init_ray
-
-    # Only a URI without credentials goes to Ray's runtime env (which Ray logs): see _without_credentials.
-    started = init_ray(options.address,
-                       extra_env={"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None)
-    take_back()  # Ray's core replaced the SIGTERM handler: Ctrl-C and SIGTERM stay kdtune's (interrupts)
-    try:
-        check_shared_storage(storage, options)
-    except BaseException:
-        _stop_ray(started)
-        raise
-    return started
-
-
-def _stop_ray(started: bool) -> None:
-    if started:
-        import ray
-
-        ray.shutdown()
+def _worker_env(options: RunOptions) -> dict[str, str] | None:
+    """What Ray's workers need of the run's options: the cache, as a URI without credentials
+    (:func:`_without_credentials`: Ray logs its runtime env)."""
+    return {"KDTUNE_CACHE_DIR": options.cache_dir} if options.cache_dir else None
 
 
 def check_resources(spec: StudySpec, options: RunOptions) -> None:
@@ -404,88 +428,6 @@ def _trial_context(spec: StudySpec, conditions: list[Condition]) -> dict[str, An
 
     return {"task": task_for(spec).name, "objective": spec.objective, "student": spec.student.model_dump(),
             "cpus_per_trial": spec.resources.cpu, "student_arch": {c.key: c.student_arch for c in conditions}}
-
-
-def _prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None
-                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Prepare every condition's data and teacher in parallel Ray tasks; return object refs and teacher info.
-
-    A kdtune error inside a task (a model with the wrong output shape, malformed user data, imported logits that
-    do not fit) is raised here as the same one-line error, not as Ray's wrapped traceback; the other
-    conditions' tasks are cancelled.
-    """
-    import ray
-    from ray.exceptions import RayTaskError
-
-    from kdtune.errors import KdtuneError
-
-    resources = ray.cluster_resources()
-    gpu = 1 if resources.get("GPU", 0) >= 1 else 0
-    node_cpus = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
-    cpus = preparation_cpus(resources.get("CPU", 1), node_cpus, len(conditions))
-    task = ray.remote(num_returns=2, num_gpus=gpu, num_cpus=cpus)(_prepare_condition)
-    refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir, cpus) for c in conditions}
-    try:
-        teachers = {key: ray.get(info) for key, (info, _) in refs.items()}
-    except RayTaskError as exc:
-        for info, _ in refs.values():
-            try:
-                ray.cancel(info)
-            except Exception:  # already finished, or failed: nothing to cancel
-                pass
-        _consume([ref for pair in refs.values() for ref in pair])
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, KdtuneError):
-            raise cause from None
-        raise
-    payloads = {key: payload for key, (_, payload) in refs.items()}
-    return payloads, teachers
-
-
-def _teacher_threads(reserved: int) -> int:
-    """Torch threads for a teacher now: the cores its task reserved, plus, on a one-node Ray, the cores that no
-    running task or actor holds (the preparations run before any trial, so these are the cores that finished
-    preparations left free). Asked again after every teacher epoch, so the last teacher of a study trains on every
-    core. On a cluster of several nodes the free cores may be on another node: the task keeps its share there."""
-    import ray
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) != 1:
-        return reserved
-    node_cpus = int(nodes[0].get("Resources", {}).get("CPU", reserved))
-    free = int(ray.available_resources().get("CPU", 0))
-    return max(reserved, min(node_cpus, reserved + free))
-
-
-def _consume(refs: list[Any], timeout_s: float = 10.0) -> None:
-    """Fetch the outcome of failed and cancelled tasks: Ray prints a traceback for every errored object nobody
-    fetched, which would follow kdtune's one-line error."""
-    import ray
-
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-    for ref in ready:
-        try:
-            ray.get(ref)
-        except Exception:  # the error already reported, or a cancellation
-            pass
-
-
-def _prepare_condition(spec_dict: dict[str, Any], condition: dict[str, Any], cache_dir: str | None, cpus: int = 1
-             ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Runs in a Ray task: the condition's data and teacher, packed as arrays (the study's task prepares them:
-    :meth:`kdtune.tasks.base.Task.prepare`; for images the teacher comes from the cache, trained on a miss).
-
-    The teacher trains on ``cpus`` threads (the task's reservation), and on more after any epoch at which other
-    preparations have ended (:func:`_teacher_threads`); its logits pass runs on as many.
-    """
-    import torch
-
-    from kdtune.tasks import task_for
-
-    spec = StudySpec.model_validate(spec_dict)
-    torch.set_num_threads(_teacher_threads(cpus))
-    return task_for(spec).prepare(spec, Condition(**condition), cache_dir=cache_dir,
-                                  on_epoch=lambda _: torch.set_num_threads(_teacher_threads(cpus)))
 
 
 def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Condition], options: RunOptions) -> None:

@@ -18,11 +18,10 @@ from kdtune.cache import LogitCache
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
 from kdtune.spec.conditions import expand
-from kdtune.spec.rules import confirmation_trials
 from kdtune.spec.rules import preparation_cpus
-from kdtune.spec.rules import trials_per_condition
+from kdtune.spec.rules import trial_budget
+from kdtune.study.preflight import CheckedInputs
 from kdtune.study.preflight import check_inputs
-from kdtune.tasks import task_for
 
 
 #: Ray Tune's cost per trial with reused trial actors (Optuna ask/tell, actor reset, bookkeeping), and per epoch
@@ -44,19 +43,22 @@ ASSUMPTIONS = [
 ]
 
 
-def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = None, max_concurrent: int | None = None,
-              ray_running: bool = False, worker_start_s: float | None = None) -> dict[str, Any]:
+def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str | None = None,
+              cpus: int | None = None, max_concurrent: int | None = None, ray_running: bool = False,
+              worker_start_s: float | None = None) -> dict[str, Any]:
     """The plan as a JSON-ready dict (``kdtune plan --format json``); nothing is trained or written.
 
-    ``worker_start_s``: seconds a Ray worker takes to start, if known; else measured in a fresh process.
+    ``checked``: what the study's checks found for ``spec`` (``kdtune run`` has run them: its conditions, task and
+    the data they loaded are reused); else the inputs are checked here. ``worker_start_s``: seconds a Ray worker
+    takes to start, if known; else measured in a fresh process.
     """
-    conditions = expand(spec)
-    check_inputs(spec, conditions)
-    task = task_for(spec)
+    checked = checked or check_inputs(spec, expand(spec))
+    conditions, task = checked.conditions, checked.task
     cache = LogitCache(cache_dir)
-    trials = trials_per_condition(spec)
+    budget = trial_budget(spec)
+    trials = budget.search
     # Confirmation at its most: every round run (rounds stop early once the verdict is clear).
-    confirm_trials = confirmation_trials(spec)
+    confirm_trials = budget.confirm
     confirm_runs = (spec.budget.confirm_top_k + 1) * spec.budget.confirm_max_repeats if confirm_trials else 0
     runs = trials * spec.budget.repeats + confirm_runs
     cpus = cpus or os.cpu_count() or 1
@@ -66,7 +68,7 @@ def make_plan(spec: Any, *, cache_dir: str | None = None, cpus: int | None = Non
     overhead_s = TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * epochs
     calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
     teacher_threads = preparation_cpus(cpus, cpus, len(conditions))  # one machine of `cpus` cores
-    loaded: dict[tuple[Any, ...], tuple[Any, float]] = {}
+    loaded: dict[tuple[Any, ...], tuple[Any, float]] = dict(checked.loaded)
     rows = []
     for cond in conditions:
         row: dict[str, Any] = {"key": cond.key, "description": cond.describe(), "trials": trials,

@@ -23,12 +23,16 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.errors import SpecError
+from kdtune.errors import SpecErrors
 from kdtune.errors import UsageError
 from kdtune.errors import raise_all
 
@@ -37,6 +41,8 @@ if TYPE_CHECKING:
     from kdtune.core.data import DataBundle
     from kdtune.spec.conditions import Condition
     from kdtune.spec.schema import StudySpec
+    from kdtune.tasks.base import Task
+    from kdtune.tasks.image.views import ViewSpec
 
 
 #: Seconds a storage endpoint (S3, PostgreSQL) gets to answer the checks before a study starts.
@@ -45,20 +51,65 @@ PROBE_TIMEOUT_S = 10.0
 _IMAGE_SHAPE = ((1, 28, 28), 10)
 
 
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What :func:`check_inputs` found, for the start-of-run estimate to reuse instead of checking again: the
+    spec's conditions and task, and the datasets the checks loaded for real, by (dataset, noise level, noise
+    type), with the seconds each load took."""
+
+    spec: StudySpec
+    conditions: list[Condition]
+    task: Task
+    loaded: dict[tuple[str, float, str], tuple[DataBundle, float]] = field(default_factory=dict)
+
+
+class Findings:
+    """The mistakes of one pass of checks: each check runs whatever the others found, and they are raised
+    together at the end (one line each, the same mistake found for several conditions once)."""
+
+    def __init__(self) -> None:
+        self.errors: list[UsageError] = []
+
+    def check(self, check: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """``check(*args, **kwargs)``; its mistakes are kept. True when it found none."""
+        try:
+            check(*args, **kwargs)
+        except UsageError as exc:
+            self.add(exc)
+            return False
+        return True
+
+    def add(self, exc: UsageError) -> None:
+        self.errors.extend(exc.errors if isinstance(exc, SpecErrors) else [exc])
+
+    def raise_all(self) -> None:
+        seen: dict[str, UsageError] = {}
+        for e in self.errors:
+            seen.setdefault(str(e), e)
+        raise_all(list(seen.values()))
+
+
 def check_study(spec: StudySpec, conditions: list[Condition], *, out: Path, storage: str | None,
-                cache_dir: str | None, tune_storage: str | None) -> None:
-    """Every check of the module docstring; raises one :class:`SpecError` or :class:`SpecErrors` for several."""
-    errors: list[UsageError] = []
-    _collect(errors, lambda: check_inputs(spec, conditions))
-    _collect(errors, lambda: check_folder("--out", out))
-    _collect(errors, lambda: check_location("--cache-dir", cache_dir))
-    _collect(errors, lambda: check_location("--tune-storage", tune_storage))
+                cache_dir: str | None, tune_storage: str | None) -> CheckedInputs:
+    """Every check of the module docstring; raises one :class:`SpecError` or :class:`SpecErrors` for several.
+    Returns what the input checks found (:class:`CheckedInputs`)."""
+    found = Findings()
+    checked = None
+    try:
+        checked = check_inputs(spec, conditions)
+    except UsageError as exc:
+        found.add(exc)
+    found.check(check_folder, "--out", out)
+    found.check(check_location, "--cache-dir", cache_dir)
+    found.check(check_location, "--tune-storage", tune_storage)
     if storage is not None:
-        _collect(errors, lambda: check_optuna_storage(storage))
-    raise_all(errors)
+        found.check(check_optuna_storage, storage)
+    found.raise_all()
+    assert checked is not None  # else its mistakes were raised
+    return checked
 
 
-def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
+def check_inputs(spec: StudySpec, conditions: list[Condition]) -> CheckedInputs:
     """Datasets, files, data roots and models of every condition (see the module docstring)."""
     from kdtune.tasks import task_for
     from kdtune.tasks.datasets import check_data_args
@@ -66,57 +117,68 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> None:
     from kdtune.tasks.image.names import IMAGE_DATASETS
 
     task = task_for(spec)
+    checked = CheckedInputs(spec, conditions, task)
     if task.check_inputs(spec, conditions):  # the task checked its own inputs (the language task)
-        return
-    errors: list[UsageError] = []
+        return checked
+    found = Findings()
     files = [(f"dataset.files[{i}]", f) for i, f in enumerate(spec.dataset.files or [])]
     if spec.teacher.checkpoint is not None:
         files.append(("teacher.checkpoint", spec.teacher.checkpoint))
-    unreadable = [f for field, f in files if not _collect(errors, lambda fl=field, f=f: _check_readable(fl, f))]
-    teacher_ok = spec.teacher.logits is not None or _collect(
-        errors, lambda: task.check_arch(spec.teacher.arch, field="teacher.arch"))
+    unreadable = [f for field_name, f in files if not found.check(_check_readable, field_name, f)]
+    teacher_ok = spec.teacher.logits is not None or found.check(task.check_arch, spec.teacher.arch, field="teacher.arch")
     checkable = []  # conditions whose data and student can be built for the model check
     loadable = []  # conditions whose real data can be loaded here
     for c in conditions:
-        data_ok = _collect(errors, lambda c=c: check_data_args(
-            c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type, spec.dataset.train_size,
-            files=c.files(spec)))
-        root_ok = _collect(errors, lambda c=c: check_data_root(c.dataset, spec.dataset.data_root,
-                                                                spec.dataset.download))
+        data_ok = found.check(check_data_args, c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type,
+                              spec.dataset.train_size, files=c.files(spec))
+        root_ok = found.check(check_data_root, c.dataset, spec.dataset.data_root, spec.dataset.download)
         if data_ok and root_ok and not unreadable:
             loadable.append(c)
         data_ok = data_ok and (root_ok or c.dataset in IMAGE_DATASETS)  # their models are checked without files
-        student_ok = _collect(errors, lambda c=c: task.check_arch(c.student_arch, field="student.arch"))
+        student_ok = found.check(task.check_arch, c.student_arch, field="student.arch")
         if data_ok and student_ok and teacher_ok and not unreadable:
             checkable.append(c)
     if task.cache_codec is not None:  # a teacher whose outputs are cached is a model: every model run on a batch
-        _collect(errors, lambda: _check_models(spec, checkable))
+        found.check(_check_models, checked, checkable)
         if spec.student.augmented:
-            _collect(errors, lambda: _check_views(spec, loadable))
-    raise_all(_unique(errors))
+            found.check(_check_views, checked, loadable)
+    found.raise_all()
+    return checked
 
 
-def _check_views(spec: StudySpec, conditions: list[Condition]) -> None:
+def _load(checked: CheckedInputs, condition: Condition) -> DataBundle:
+    """The condition's real data, loaded once for every check (and for the estimate: :class:`CheckedInputs`)."""
+    key = (condition.dataset, condition.noise_level, condition.noise_type)
+    if key not in checked.loaded:
+        start = time.perf_counter()
+        data = condition.load_data(checked.spec)
+        checked.loaded[key] = (data, time.perf_counter() - start)
+    return checked.loaded[key][0]
+
+
+def _check_views(checked: CheckedInputs, conditions: list[Condition]) -> None:
     """The per-view teacher logits of every dataset: image inputs, top-k and size (nothing is trained)."""
-    from kdtune.tasks.image.views import check_views
     from kdtune.tasks.image.views import student_views
 
+    spec = checked.spec
     view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
     assert view_spec is not None
-    errors: list[UsageError] = []
+    found = Findings()
     seen: set[str] = set()
     for c in conditions:
         if c.dataset in seen:  # the noise level changes labels, not the images or their number
             continue
         seen.add(c.dataset)
+        found.check(_check_views_of, checked, view_spec, c)
+    found.raise_all()
 
-        def check(c: Condition = c) -> None:
-            data = c.load_data(spec)
-            check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=spec.cache.top_k,
-                        max_bytes=spec.cache.max_bytes)
 
-        _collect(errors, check)
-    raise_all(_unique(errors))
+def _check_views_of(checked: CheckedInputs, view_spec: ViewSpec, condition: Condition) -> None:
+    from kdtune.tasks.image.views import check_views
+
+    data = _load(checked, condition)
+    check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=checked.spec.cache.top_k,
+                max_bytes=checked.spec.cache.max_bytes)
 
 
 def check_folder(flag: str, path: Path | str) -> None:
@@ -201,31 +263,28 @@ def check_optuna_storage(url: str) -> None:
     _within_timeout("--storage", shown, connect, url)
 
 
-def _check_models(spec: StudySpec, conditions: list[Condition]) -> None:
+def _check_models(checked: CheckedInputs, conditions: list[Condition]) -> None:
     """Each distinct (architecture, kwargs, dataset) built and run on one batch, before any teacher trains."""
     from kdtune.cache.teacher import build_checked
 
-    errors: list[UsageError] = []
-    probes: dict[tuple[str, float, str], DataBundle] = {}
+    spec = checked.spec
+    found = Findings()
     seen: set[str] = set()
     for c in conditions:
-        key = (c.dataset, c.noise_level, c.noise_type)
-        if key not in probes:
-            probes[key] = _probe_data(spec, c)
+        data = _probe_data(checked, c)
         models = [("student.arch", c.student_arch, dict(spec.student.kwargs))]
         if spec.teacher.logits is None:
             teacher = c.teacher_spec(spec)
             models.append(("teacher.arch", teacher.arch, dict(teacher.kwargs)))
-        for field, arch, kwargs in models:
-            signature = repr((field, arch, sorted(kwargs.items(), key=str), c.dataset))
+        for field_name, arch, kwargs in models:
+            signature = repr((field_name, arch, sorted(kwargs.items(), key=str), c.dataset))
             if signature not in seen:
                 seen.add(signature)
-                _collect(errors, lambda f=field, a=arch, k=kwargs, d=probes[key]: build_checked(a, d, kwargs=k,
-                                                                                                  field=f))
-    raise_all(_unique(errors))
+                found.check(build_checked, arch, data, kwargs=kwargs, field=field_name)
+    found.raise_all()
 
 
-def _probe_data(spec: StudySpec, condition: Condition) -> DataBundle:
+def _probe_data(checked: CheckedInputs, condition: Condition) -> DataBundle:
     """A few samples of the condition's dataset: digits and the user's data for real (small, or read anyway),
     the built-in image datasets as random images of their shape (their files are checked, not read)."""
     import torch
@@ -236,7 +295,7 @@ def _probe_data(spec: StudySpec, condition: Condition) -> DataBundle:
     from kdtune.tasks.image.names import IMAGE_DATASETS
 
     if condition.dataset not in IMAGE_DATASETS:
-        return condition.load_data(spec)
+        return _load(checked, condition)
     shape, classes = _IMAGE_SHAPE
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(CHECK_BATCH) % classes
@@ -316,26 +375,3 @@ def _scrub(exc: BaseException, secret_text: str, shown: str) -> str:
         if len(value) >= 4 and value not in shown:
             text = text.replace(value, REDACTED)
     return text[:300]
-
-
-def _collect(errors: list[UsageError], check: Callable[[], Any]) -> bool:
-    """Run ``check``; its mistakes go to ``errors``. True when it found none."""
-    from kdtune.errors import SpecErrors
-
-    try:
-        check()
-    except SpecErrors as exc:
-        errors.extend(exc.errors)
-    except UsageError as exc:
-        errors.append(exc)
-    else:
-        return True
-    return False
-
-
-def _unique(errors: list[UsageError]) -> list[UsageError]:
-    """The same mistake found for several conditions is reported once."""
-    seen: dict[str, UsageError] = {}
-    for e in errors:
-        seen.setdefault(str(e), e)
-    return list(seen.values())

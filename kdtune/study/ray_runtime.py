@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -98,6 +100,29 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, extra_e
                  runtime_env={"env_vars": env_vars}, **kwargs)
     logger.debug("ray started: %s", ray.cluster_resources())
     return True
+
+
+@contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None,
+                extra_env: dict[str, str] | None = None) -> Iterator[bool]:
+    """Ray for the duration of the block: a local one started (``address=None``) or a cluster joined
+    (:func:`init_ray`), and stopped on every way out if this call started it. A Ray already up in this process (a
+    test session's, an API caller's) is used as it is and left running. Yields whether this call started Ray.
+
+    Ray's core installs its own SIGTERM handler in the driver when it starts; while
+    :func:`kdtune.study.interrupts.catching_signals` is active, Ctrl-C and SIGTERM are given back to it at once.
+    """
+    from kdtune.study.interrupts import take_back
+
+    started = init_ray(address, num_cpus=num_cpus, extra_env=extra_env)
+    try:
+        take_back()
+        yield started
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def keep_credentials_out_of_tune() -> None:

@@ -1,0 +1,143 @@
+"""The recommendation given out: written to its JSON, marked in the study's Optuna studies, and printed as a table
+with each condition's verdict. ``kdtune recommend`` and the end of ``kdtune run`` and ``kdtune resume`` give it
+the same way, through these functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def recommend_and_record(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | None = None,
+                         out: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any], Path]:
+    """The recommendation of ``study_dirs`` (pooled per condition), written to ``out`` (default:
+    ``recommendation.json`` in the first folder) and, for one study, marked in its Optuna studies for Optuna's
+    dashboard. Returns the recommendation and where it was written."""
+    from kdtune.analysis.recommendation import default_output
+    from kdtune.analysis.recommendation import recommend
+    from kdtune.analysis.recommendation import write_recommendation
+    from kdtune.records.dashboard import mark_recommendation
+
+    report = recommend(study_dirs, margin=margin)
+    path = write_recommendation(report, out or default_output(study_dirs))
+    if len(study_dirs) == 1:
+        mark_recommendation(Path(study_dirs[0]), report)
+    return report, path
+
+
+def finish_run(study_dir: Path) -> None:
+    """The end of a finished ``kdtune run`` or ``kdtune resume``: the answer, as ``kdtune recommend`` gives it
+    (written, marked and printed), then the commands that show more. (An interrupted study never gets here: the
+    driver raises :class:`kdtune.errors.Interrupted`.)"""
+    print_recommendation(*recommend_and_record([study_dir]))
+    print(f"study folder: {study_dir}")
+    print(f"  kdtune report {study_dir}      # HTML report with plots")
+    print(f"  kdtune status {study_dir}      # trials per condition")
+
+
+def print_recommendation(report: dict[str, Any], path: Path | str) -> None:
+    """The table and per-condition verdicts, and where the JSON was written."""
+    from rich.markup import escape
+
+    from kdtune.tables import console as make_console
+
+    console = make_console()
+    table = _table(report)
+    names = [c["key"] for c in report["conditions"]]
+    table.columns[0].no_wrap, table.columns[0].min_width = True, max(len(n) for n in ["condition", *names])
+    console.print(table)
+    for condition in report["conditions"]:
+        console.print(f"[bold]{escape(condition['key'])}[/bold] ({condition['verdict']['kind']}): "
+                      f"{escape(condition['verdict']['text'])}")
+        for note in condition["notes"]:
+            console.print(f"  note: {escape(note)}")
+    for note in report["notes"]:
+        console.print(f"note: {escape(note)}")
+    console.print(f"written to {escape(str(path))}")
+
+
+def _table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    linear = report["test_metric"] != "test_accuracy"
+    test = "test excess MSE" if linear else "test acc"
+    table = Table(
+        title="recommendation per condition (alpha = weight on the true labels; 1 = no distillation)",
+        caption=f"alpha, T: fitted optimum on {report['objective']} (validation) with its interval; {test}: of "
+        "the confirmed configuration and of alpha = 1 on their confirmation seeds (95% t-intervals); gain: "
+        "confirmed - no distillation, paired by seed, repeated CI (Bonferroni over conditions)",
+    )
+    for header in ("condition", "alpha", "T", "near-opt alpha", test, "alpha = 1",
+                   "α*" if linear else "teacher", "gain", "seeds", "verdict"):
+        table.add_column(header, justify="left" if header in ("condition", "verdict") else "right")
+    for c in report["conditions"]:
+        table.add_row(*_row(c, linear))
+    return table
+
+
+def _row(c: dict[str, Any], linear: bool) -> list[str]:
+    rec = c["recommended"] or {}
+    value = _mse if linear else _pct
+    gain = c["gain"] or {}
+    teacher = (c["teacher"] or {}).get("test_accuracy")
+    last = _num((c["closed_form"] or {}).get("alpha_star")) if linear else value(teacher)
+    near = rec.get("near_optimal")
+    shown = c["confirmed"] or c["best_observed"] or {}
+    return [
+        c["key"],
+        _interval(rec.get("alpha"), _num),
+        _interval(rec.get("temperature"), _num),
+        "-" if near is None else f"{_num(near['alpha_low'])}-{_num(near['alpha_high'])}",
+        _estimate(shown.get("test"), value),
+        _estimate((c["no_distillation"] or {}).get("test"), value),
+        last,
+        _gain(gain, linear),
+        str(gain.get("n_pairs", "-")) + ("" if gain.get("source") != "search" else " (search)"),
+        c["verdict"]["kind"],
+    ]
+
+
+def _gain(gain: dict[str, Any], linear: bool) -> str:
+    """Mean and 95% CI, in points of accuracy (or MSE reduction for the linear task)."""
+    if gain.get("mean") is None:
+        return "-"
+    if gain["low"] is None:
+        return _signed(gain["mean"], linear)
+    low, high = _signed(gain["low"], linear), _signed(gain["high"], linear)
+    return f"{_signed(gain['mean'], linear)} ({low} to {high})"
+
+
+def _interval(block: dict[str, Any] | None, fmt: Callable[[float | None], str]) -> str:
+    if block is None:
+        return "-"
+    if block["low"] is None:
+        return fmt(block["value"])
+    return f"{fmt(block['value'])} ({fmt(block['low'])}-{fmt(block['high'])})"
+
+
+def _estimate(block: dict[str, Any] | None, fmt: Callable[[float | None], str]) -> str:
+    if block is None or block["mean"] is None:
+        return "-"
+    if block["low"] is None:
+        return fmt(block["mean"])
+    return f"{fmt(block['mean'])} ({fmt(block['low'])}-{fmt(block['high'])})"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _mse(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _signed(value: float, linear: bool) -> str:
+    return f"{value:+.4f}" if linear else f"{100 * value:+.1f}"
