@@ -63,28 +63,33 @@ def print_recommendation(report: dict[str, Any], path: Path | str) -> None:
 def _table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    linear = report["test_metric"] != "test_accuracy"
-    test = "test excess MSE" if linear else "test acc"
+    from kdtune.tasks import TASKS
+
+    objective = next(o for task in TASKS.values() for o in task.objectives if o.name == report["objective"])
+    percent = objective.margin_scale == 0.01  # accuracies print as percentages, gains in points
+    closed_form = any(c.get("closed_form") for c in report["conditions"])
+    test = objective.test_label
     table = Table(
         title="recommendation per condition (alpha = weight on the true labels; 1 = no distillation)",
         caption=f"alpha, T: fitted optimum on {report['objective']} (validation) with its interval; {test}: of "
         "the confirmed configuration and of alpha = 1 on their confirmation seeds (95% t-intervals); gain: "
-        "confirmed - no distillation, paired by seed, repeated CI (Bonferroni over conditions)",
+        f"confirmed - no distillation, paired by seed{', in points' if percent else ''}, repeated CI (Bonferroni "
+        "over conditions)",
     )
     for header in ("condition", "alpha", "T", "near-opt alpha", test, "alpha = 1",
-                   "α*" if linear else "teacher", "gain", "seeds", "verdict"):
+                   "α*" if closed_form else "teacher", "gain", "seeds", "verdict"):
         table.add_column(header, justify="left" if header in ("condition", "verdict") else "right")
     for c in report["conditions"]:
-        table.add_row(*_row(c, linear))
+        table.add_row(*_row(c, objective.test_column, percent))
     return table
 
 
-def _row(c: dict[str, Any], linear: bool) -> list[str]:
+def _row(c: dict[str, Any], test_column: str, percent: bool) -> list[str]:
     rec = c["recommended"] or {}
-    value = _mse if linear else _pct
+    value = _pct if percent else _plain
     gain = c["gain"] or {}
-    teacher = (c["teacher"] or {}).get("test_accuracy")
-    last = _num((c["closed_form"] or {}).get("alpha_star")) if linear else value(teacher)
+    closed_form = c.get("closed_form")
+    last = _num(closed_form.get("alpha_star")) if closed_form else value((c["teacher"] or {}).get(test_column))
     near = rec.get("near_optimal")
     shown = c["confirmed"] or c["best_observed"] or {}
     return [
@@ -95,20 +100,20 @@ def _row(c: dict[str, Any], linear: bool) -> list[str]:
         _estimate(shown.get("test"), value),
         _estimate((c["no_distillation"] or {}).get("test"), value),
         last,
-        _gain(gain, linear),
+        _gain(gain, percent),
         str(gain.get("n_pairs", "-")) + ("" if gain.get("source") != "search" else " (search)"),
         c["verdict"]["kind"],
     ]
 
 
-def _gain(gain: dict[str, Any], linear: bool) -> str:
-    """Mean and 95% CI, in points of accuracy (or MSE reduction for the linear task)."""
+def _gain(gain: dict[str, Any], percent: bool) -> str:
+    """Mean and 95% CI: in points of accuracy, or in the test metric's own units (a reduction for a loss)."""
     if gain.get("mean") is None:
         return "-"
     if gain["low"] is None:
-        return _signed(gain["mean"], linear)
-    low, high = _signed(gain["low"], linear), _signed(gain["high"], linear)
-    return f"{_signed(gain['mean'], linear)} ({low} to {high})"
+        return _signed(gain["mean"], percent)
+    low, high = _signed(gain["low"], percent), _signed(gain["high"], percent)
+    return f"{_signed(gain['mean'], percent)} ({low} to {high})"
 
 
 def _interval(block: dict[str, Any] | None, fmt: Callable[[float | None], str]) -> str:
@@ -135,9 +140,9 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _mse(value: float | None) -> str:
+def _plain(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _signed(value: float, linear: bool) -> str:
-    return f"{value:+.4f}" if linear else f"{100 * value:+.1f}"
+def _signed(value: float, percent: bool) -> str:
+    return f"{100 * value:+.1f}" if percent else f"{value:+.4f}"

@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from typing import TypeGuard
 
 from kdtune.core.selection import first_best
 from kdtune.tasks.base import Objective
@@ -56,7 +57,9 @@ class ScoredRun(ParamsView):
     row: dict[str, Any]
 
     def param_dict(self) -> dict[str, Any]:
-        return dict(zip(SEARCH_PARAMS, self.params))
+        """The parameters that apply to the run: another task's columns (an image run's divergence, a linear
+        run's temperature) are null in its rows and left out."""
+        return {name: value for name, value in zip(SEARCH_PARAMS, self.params) if value is not None}
 
 
 def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun]:
@@ -80,7 +83,7 @@ def score_runs(rows: Iterable[dict[str, Any]], metric: Metric) -> list[ScoredRun
     return runs
 
 
-def finite(value: Any) -> bool:
+def finite(value: Any) -> TypeGuard[float]:
     """A real number (not a bool, not missing) that is neither NaN nor infinite: what a figure may draw, a mean
     may include or a W&B run may log."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

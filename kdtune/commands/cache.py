@@ -150,7 +150,7 @@ def _import(cache: Any, args: argparse.Namespace) -> int:
         from kdtune.spec.schema import load_spec
 
         d = load_spec(args.spec, overrides=args.overrides).dataset
-        options = {"name": d.name, "files": d.files, "data_root": d.data_root, "download": d.download,
+        options: dict[str, Any] = {"name": d.name, "files": d.files, "data_root": d.data_root, "download": d.download,
                    "train_size": d.train_size, "val_fraction": d.val_fraction, "seed": d.seed}
     else:
         files = [_absolute(f) for f in args.data_files] if args.data_files else None
@@ -198,7 +198,7 @@ def _print_table(entries: list[Any], *, title: str) -> None:
     console().print(table)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

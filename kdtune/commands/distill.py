@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from types import TracebackType
 from typing import Any
 
 from kdtune.commands import finite_float
@@ -157,7 +158,6 @@ def _distill(args: argparse.Namespace) -> int:
     student_kwargs = _mapping(args.student_kwargs, "--student-kwargs")
     teacher_recipe = _recipe(args.teacher_recipe, "--teacher-recipe", _TEACHER_RECIPE)
     student_recipe = _recipe(args.student_recipe, "--student-recipe", _STUDENT_RECIPE)
-    teacher_recipe = _checked_as_in_a_spec(args, teacher_recipe)
     files = [_absolute(f) for f in args.data_files] if args.data_files else None
     dataset = args.dataset or ("files" if files else "digits")
     checkpoint = _absolute(args.teacher_checkpoint) if args.teacher_checkpoint else None
@@ -165,6 +165,7 @@ def _distill(args: argparse.Namespace) -> int:
         raise SpecError("--teacher-epochs", args.teacher_epochs, "must be a positive integer")
     student_config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, alpha=args.alpha,
                                  temperature=args.temperature, seed=args.seed, **student_recipe)
+    teacher_recipe = _checked_as_in_a_spec(args, teacher_recipe)
     teacher_spec = TeacherSpec(**{"arch": args.teacher, "epochs": args.teacher_epochs, "lr": args.lr,
                                   "batch_size": args.batch_size, "seed": args.teacher_seed,
                                   "select": args.teacher_select, "kwargs": teacher_kwargs, "checkpoint": checkpoint,
@@ -302,8 +303,9 @@ class _Progress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._progress.__exit__(exc_type, exc, traceback)
 
     def tracker(self, name: str, epochs: int, *, lazy: bool = False) -> Any:
         """A per-epoch callback; with ``lazy`` its bar appears only once an epoch runs (a cached teacher has none)."""

@@ -37,8 +37,11 @@ class Condition:
 
     def describe(self) -> str:
         """Plain words for verdicts and plot titles, e.g. ``digits, 10% label noise, teacher best_val``."""
-        return f"{self.dataset}, {self.noise_level:.0%} {self.noise_type} label noise, teacher {self.teacher_select} " \
-               f"({self.teacher_epochs} epochs, seed {self.teacher_seed}), student {self.student_arch}"
+        from kdtune.tasks import task_of
+
+        noise = f", {self.noise_level:.0%} {self.noise_type} label noise" if task_of([self.dataset]).label_noise else ""
+        return f"{self.dataset}{noise}, teacher {self.teacher_select} ({self.teacher_epochs} epochs, seed " \
+               f"{self.teacher_seed}), student {self.student_arch}"
 
     def load_data(self, spec: StudySpec) -> DataBundle:
         from kdtune.tasks.datasets import load_dataset
@@ -54,12 +57,13 @@ class Condition:
 
     def teacher_spec(self, spec: StudySpec) -> TeacherSpec:
         from kdtune.cache.teacher import TeacherSpec
+        from kdtune.core.train import Augment
 
         t = spec.teacher
         return TeacherSpec(arch=t.arch, epochs=self.teacher_epochs, lr=t.lr, batch_size=t.batch_size,
                            seed=self.teacher_seed, select=self.teacher_select, patience=t.patience,
                            kwargs=dict(t.kwargs), checkpoint=t.checkpoint, logits=t.logits,
-                           augment=t.augment.model_dump(), ensemble=t.ensemble, **t.recipe())
+                           augment=Augment(**t.augment.model_dump()), ensemble=t.ensemble, **t.recipe())
 
 
 def expand(spec: StudySpec) -> list[Condition]:

@@ -82,7 +82,10 @@ class SeedRuns(Protocol):
     """One trial's students, one per seed, trained in lockstep. The trial (:mod:`kdtune.study.trial`) drives
     them epoch by epoch, keeps each seed's running best, reports to Tune and checkpoints; the task trains."""
 
-    epoch: int  # epochs every seed has trained (0 before the first step, or as restored)
+    @property
+    def epoch(self) -> int:
+        """Epochs every seed has trained (0 before the first step, or as restored); the trial only reads it."""
+        ...
 
     def step(self) -> list[dict[str, Any]]:
         """Train every seed one more epoch and evaluate it: one results row per seed, in seed order, with
@@ -117,6 +120,9 @@ class Task(ABC):
     #: How the teacher-logit cache stores this task's teacher outputs (``kdtune.cache``); None: nothing is
     #: cached (the teacher is built in closed form for each condition).
     cache_codec: str | None
+    #: Whether the task's labels can be flipped (``conditions.noise_level``); language models have none to flip,
+    #: so their conditions are described without a noise level.
+    label_noise: bool = True
 
     @abstractmethod
     def claims(self, dataset: str) -> bool:

@@ -52,6 +52,7 @@ class LanguageModelling(Task):
                "test_accuracy", "seconds")
     by_epochs = True
     cache_codec = "token-targets"  # per training block: dense, top-k or sampled (kdtune.tasks.language.cache_codec)
+    label_noise = False  # next tokens are the labels: none to flip
 
     def claims(self, dataset: str) -> bool:
         return dataset in DATASETS
