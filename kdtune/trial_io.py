@@ -8,12 +8,13 @@ No imports beyond the standard library: every layer may use these names.
 from __future__ import annotations
 
 from typing import Any
+from typing import Final
 from typing import TypedDict
 from typing import cast
 
 
 #: The key of the value Optuna and ASHA compare, in every result a trial reports.
-METRIC = "objective"
+METRIC: Final = "objective"  # Final: a literal type, so it indexes TrialResult
 #: The parameters a study may search, in one order: the results tables' columns and every configuration's keys.
 #: alpha is the weight on the true labels (alpha = 1: no distillation). The language task adds the divergence
 #: (forward_kl | reverse_kl | jsd), JSD's beta, and the k a run reads of a top-k target cache.

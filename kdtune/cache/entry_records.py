@@ -93,7 +93,7 @@ def entry_groups(store: Store) -> list[tuple[str, str, list[pafs.FileInfo]]]:
 
 def describe(store: Store, kind: str, key: str, files: list[pafs.FileInfo]) -> CacheEntry:
     """An entry described from its records only (no checksums); an unreadable one gets its ``problem``."""
-    base = {"kind": kind, "key": key, "location": store.show(f"{ENTRY_DIRS[kind]}/{key}"),
+    base: dict[str, Any] = {"kind": kind, "key": key, "location": store.show(f"{ENTRY_DIRS[kind]}/{key}"),
             "size": sum(f.size or 0 for f in files)}
     try:
         fields = {"teacher": _describe_teacher, "views": _describe_views}.get(kind, _describe_logits)(store, key)

@@ -196,10 +196,10 @@ class LogitCache:
                     "teacher_cached": None, "logits_key": key, "logits_cached": cached,
                     "action": "cached" if cached else "compute logits", "problem": None}
         tkey = teacher_key(spec, data_fp)
-        teacher, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
-        key = found.key if found else (logits_key(teacher.fingerprint, data_fp, dtype) if teacher else None)
-        action = "cached" if found else "compute logits" if teacher else "train teacher"
-        return {"source": "trained", "teacher_key": tkey, "teacher_cached": teacher is not None, "logits_key": key,
+        stored, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
+        lkey = found.key if found else (logits_key(stored.fingerprint, data_fp, dtype) if stored else None)
+        action = "cached" if found else "compute logits" if stored else "train teacher"
+        return {"source": "trained", "teacher_key": tkey, "teacher_cached": stored is not None, "logits_key": lkey,
                 "logits_cached": found is not None, "action": action, "problem": None}
 
     def import_logits(self, arrays: dict[str, np.ndarray], data: DataBundle, *, source: str,
@@ -461,7 +461,8 @@ class LogitCache:
         Imported logits are checked against ``data``'s samples instead of its labels: they belong to the
         inputs, whatever label noise a condition adds.
         """
-        arrays, meta = {}, {}
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {}
         samples = None
         for name, split in zip(SPLITS, (data.train, data.val, data.test)):
             path = f"logits/{key}/{name}.parquet"

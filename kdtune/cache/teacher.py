@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+from typing import Literal
 
 import torch
 from torch import nn
@@ -81,10 +82,10 @@ class TeacherSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None  # a user's weights for ``arch`` (local path or URI): nothing is trained
     logits: str | None = None  # a logits entry imported with ``kdtune cache import``: no teacher model
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "sgd"] = "adam"  # checked by TrainConfig (config(), called on construction)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: Literal["constant", "cosine", "step"] = "constant"
     warmup_epochs: int = 0
     augment: Augment | None = None  # also accepted as a mapping {shift, rotate}
     ensemble: int = 1  # members, seeds seed .. seed + ensemble - 1; the teacher is the mean of their logits

@@ -17,10 +17,12 @@ alpha is the weight on the true labels: alpha = 1 means no distillation.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
+from typing import Final
 from typing import Literal
 
 import yaml
@@ -51,7 +53,7 @@ from kdtune.spec.sections import as_tracking
 if TYPE_CHECKING:
     from kdtune.tasks.base import Task
 
-SPEC_VERSION = 1
+SPEC_VERSION: Final = 1
 #: A spec is a page of YAML; anything bigger is a mistake (or an attack) and is refused before it is parsed.
 MAX_SPEC_BYTES = 1_000_000
 #: Values a spec may hold once YAML aliases are expanded (a "billion laughs" file is small but expands forever).
@@ -133,11 +135,11 @@ class StudySpec(SpecModel):
             if t.warmup_epochs >= epochs:
                 raise SpecError(f"conditions.teacher_epochs[{i}]", epochs,
                                 f"must be more than teacher.warmup_epochs ({t.warmup_epochs})")
-        epochs = self.search.get("epochs")
-        if epochs is not None and self.student.warmup_epochs > 0:
-            shortest = min(epochs.choices or [0]) if epochs.type == "categorical" else epochs.low
+        searched = self.search.get("epochs")
+        if searched is not None and self.student.warmup_epochs > 0:
+            shortest = min(searched.choices or [0]) if searched.type == "categorical" else searched.low
             if shortest is not None and shortest <= self.student.warmup_epochs:
-                raise SpecError("search.epochs", epochs.model_dump(exclude_none=True),
+                raise SpecError("search.epochs", searched.model_dump(exclude_none=True),
                                 f"must stay above student.warmup_epochs ({self.student.warmup_epochs})")
         return self
 
@@ -166,16 +168,16 @@ class StudySpec(SpecModel):
         return self.model_dump(mode="json")
 
 
-def load_spec(path: str | Path, *, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
+def load_spec(path: str | os.PathLike[str], *, overrides: list[str] | tuple[str, ...] = ()) -> StudySpec:
     """Read a YAML spec, apply ``key.path=value`` overrides (values parsed as YAML), validate.
 
     A folder, a file over :data:`MAX_SPEC_BYTES`, a binary file or YAML that expands beyond
     :data:`MAX_SPEC_VALUES` values is refused with one line before (or instead of) parsing it.
     """
-    path = Path(path)
-    raw = yaml_value(_read_spec_text(path), "spec", str(path))
+    file = Path(path)
+    raw = yaml_value(_read_spec_text(file), "spec", str(file))
     if not isinstance(raw, dict):
-        raise SpecError("spec", str(path), "must be a YAML mapping with at least `name`")
+        raise SpecError("spec", str(file), "must be a YAML mapping with at least `name`")
     return parse_spec(apply_overrides(raw, overrides))
 
 
