@@ -194,7 +194,10 @@ def fit_search(searched: list[Arm], context: Context) -> Fit:
               for a, m in zip(searched, means)]
     alpha_bounds = _bounds(spec.search["alpha"])
     t_space = spec.search.get("temperature")
-    log_t = None if t_space is None else tuple(math.log(v) for v in _bounds(t_space))
+    log_t: tuple[float, float] | None = None
+    if t_space is not None:
+        t_low, t_high = _bounds(t_space)
+        log_t = (math.log(t_low), math.log(t_high))
     if context.margin is not None:
         tolerance = context.margin
     else:

@@ -28,7 +28,7 @@ def summarise(trials: list[TrialView], *, conditions: list[str], per_condition: 
     ``per_condition`` is the most trials a condition can run; confirmation stops early once its verdict is
     clear, so a finished study's budget is the trials it ran.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
         counts = {s: sum(t.state == s for t in mine) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}

@@ -72,12 +72,13 @@ def save_figure(fig: MplFigure, folder: Path, name: str, title: str, caption: st
 
 
 def _axis_info(ax: Axes) -> dict[str, Any]:
+    legend = ax.get_legend()
     return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
             "ylim": [float(v) for v in ax.get_ylim()],
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
             "series": ax.get_legend_handles_labels()[1],
-            "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []}
+            "legend": [t.get_text() for t in legend.get_texts()] if legend else []}
 
 
 def palette_color(index: int) -> str:

@@ -119,14 +119,14 @@ def _alpha_series(ax: Axes, series: Series, attr: str) -> None:
             by_temperature.setdefault(config.temperature, []).append((config.alpha, mean, half))
     label: str | None = series.label
     for temperature, points in by_temperature.items():
-        x, mean, half = (list(v) for v in zip(*points))
-        ax.errorbar(x, mean, yerr=half, color=color, marker="s", markersize=4, capsize=2, linewidth=0,
+        x, means, halves = (list(v) for v in zip(*points))
+        ax.errorbar(x, means, yerr=halves, color=color, marker="s", markersize=4, capsize=2, linewidth=0,
                     elinewidth=1, label=label)
         label = None
         if len(points) > 1:  # the same T: a line means something (the T-free linear task has one group)
-            ax.plot(x, mean, color=color, linewidth=1.2, alpha=0.8)
+            ax.plot(x, means, color=color, linewidth=1.2, alpha=0.8)
             if temperature is not None:
-                ax.annotate(f"T={temperature:.3g}", (x[-1], mean[-1]), textcoords="offset points", xytext=(4, 4),
+                ax.annotate(f"T={temperature:.3g}", (x[-1], means[-1]), textcoords="offset points", xytext=(4, 4),
                             fontsize=7, color=color)
 
 
@@ -157,25 +157,26 @@ def _alpha_temperature(view: View, folder: Path) -> Figure | str | None:
         if vmin == vmax:
             vmin, vmax = vmin - 1e-6, vmax + 1e-6
         a_edges, t_edges, log = _heatmap_edges(series.data)
-        configs = [c for c in series.data.configurations(series.condition) if c.temperature is not None]
+        # (configuration, its temperature): the ones with a temperature, which is what places them
+        configs = [(c, c.temperature) for c in series.data.configurations(series.condition) if c.temperature is not None]
         sums = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
         counts = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
-        for c in configs:
+        for c, temperature in configs:
             if finite(c.mean()):
-                i = min(max(np.searchsorted(t_edges, c.temperature, side="right") - 1, 0), HEATMAP_BINS - 1)
-                j = min(max(np.searchsorted(a_edges, c.alpha, side="right") - 1, 0), HEATMAP_BINS - 1)
+                i = min(max(int(np.searchsorted(t_edges, temperature, side="right")) - 1, 0), HEATMAP_BINS - 1)
+                j = min(max(int(np.searchsorted(a_edges, c.alpha, side="right")) - 1, 0), HEATMAP_BINS - 1)
                 sums[i, j] += c.mean()
                 counts[i, j] += 1
         grid = np.ma.masked_where(counts == 0, sums / np.maximum(counts, 1))
         mesh = axis.pcolormesh(a_edges, t_edges, grid, cmap="viridis", vmin=vmin, vmax=vmax, shading="flat")
         edge = series.color if view.compare else "black"
-        scored = [c for c in configs if finite(c.mean())]
-        pending = [c for c in configs if not finite(c.mean())]
-        axis.scatter([c.alpha for c in scored], [c.temperature for c in scored], c=[c.mean() for c in scored],
+        scored = [(c, t) for c, t in configs if finite(c.mean())]
+        pending = [(c, t) for c, t in configs if not finite(c.mean())]
+        axis.scatter([c.alpha for c, _ in scored], [t for _, t in scored], c=[c.mean() for c, _ in scored],
                      cmap="viridis", vmin=vmin, vmax=vmax, edgecolors=edge, s=30, zorder=3, clip_on=False,
                      label=series.label)
         if pending:
-            axis.scatter([c.alpha for c in pending], [c.temperature for c in pending], facecolors="none",
+            axis.scatter([c.alpha for c, _ in pending], [t for _, t in pending], facecolors="none",
                          edgecolors=edge, s=30, zorder=3, clip_on=False)
         if log:
             axis.set_yscale("log")
