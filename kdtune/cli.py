@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(Hinton et al.'s lambda = 1 - alpha).",
     )
     parser.add_argument("--version", action="version", version=f"kdtune {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # parents of a _Parser's subcommands are _Parsers too (only its options are used)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     common.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)

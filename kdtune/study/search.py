@@ -246,7 +246,8 @@ class ConditionSearcher(Searcher):
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
         return True  # metric and mode are fixed by the study spec
 
-    def suggest(self, trial_id: str) -> TrialConfig | str | None:
+    def suggest(self, trial_id: str) -> TrialConfig | str | None:  # type: ignore[override]
+        # (Tune types it dict | None, but Searcher.FINISHED is a str, and a TypedDict is no dict[Any, Any])
         if self.deadline is not None and time.time() > self.deadline:
             if not self.cut_short:
                 from kdtune.records.folder import StudyFolder
@@ -425,8 +426,8 @@ class ConditionSearcher(Searcher):
 
         context = self._context()
         arms = self._arms(condition, ("confirm",))
-        *candidates, no_kd = [arms.get(_key(p)) for p in self.confirm_arms[condition]]
-        candidates = [a for a in candidates if a is not None]
+        *wanted, no_kd = [arms.get(_key(p)) for p in self.confirm_arms[condition]]
+        candidates = [a for a in wanted if a is not None]
         kind = "inconclusive"
         if candidates and no_kd is not None:
             kind = confirm([a.confirmed() for a in candidates], no_kd.confirmed(), sign=context.metric.sign,
@@ -455,7 +456,7 @@ class StratifiedASHA(FIFOScheduler):
 
     def __init__(self, *, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
         super().__init__()
-        self._kwargs = {"metric": METRIC, "mode": mode, "time_attr": "epoch", "max_t": max_t,
+        self._kwargs: dict[str, Any] = {"metric": METRIC, "mode": mode, "time_attr": "epoch", "max_t": max_t,
                         "grace_period": grace_period, "reduction_factor": reduction_factor}
         self._by_condition: dict[str, AsyncHyperBandScheduler] = {}
 

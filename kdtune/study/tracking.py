@@ -139,8 +139,8 @@ class WandbTracker(Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._guard(self._open_trial, trial)
 
-    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: TrialResult,
-                        **info: Any) -> None:
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: TrialResult,  # type: ignore[override]
+                        **info: Any) -> None:  # Tune's hook types the result as a plain dict; ours is a TrialResult
         self._guard(self._log_rows, trial, list(result.get("rows", [])))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -261,7 +261,7 @@ class WandbTracker(Callback):
             return None
         import wandb
 
-        kwargs = {"project": self.project, "entity": self.entity, "group": self.study_name, "job_type": job_type,
+        kwargs: dict[str, Any] = {"project": self.project, "entity": self.entity, "group": self.study_name, "job_type": job_type,
                   "name": name, "config": config, "dir": str(self.study_dir), "reinit": "create_new"}
         folder = StudyFolder(self.study_dir).wandb_dir
         folder.mkdir(parents=True, exist_ok=True)

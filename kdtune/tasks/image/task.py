@@ -86,7 +86,7 @@ class ImageClassification(Task):
         teacher_spec = condition.teacher_spec(spec)
         cache = LogitCache(cache_dir)
         prepared = cache.prepare(teacher_spec, data, threads=None, full_curve=spec.teacher.full_curve,
-                                 on_epoch=on_epoch)
+                                 on_epoch=lambda metrics: on_epoch(metrics.epoch))
         views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=spec.cache.top_k,
                                                                    max_bytes=spec.cache.max_bytes)
         teacher = prepared.teacher
