@@ -43,7 +43,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "invalid_negative_alpha": (
         "search.alpha.low", r"^search\.alpha\.low = -0\.5: must be >= 0 \(alpha < 0 is only for the linear regression task\)$"),
     "invalid_temperature_low": (
-        "search.temperature.low", r"^search\.temperature\.low = 0\.0: must be > 0$"),
+        "search.temperature.low", r"^search\.temperature\.low = 0\.0: must be at least 0\.01 \("),
     "invalid_noise_level": (
         "conditions.noise_level[1]", r"^conditions\.noise_level\[1\] = 1\.0: must be in \[0, 1\)"),
     "invalid_empty_condition": (
