@@ -163,6 +163,9 @@ def _models(model: type[BaseModel], path: str = "") -> dict[str, type[BaseModel]
 
 #: Bring-your-own fields exclude each other or the teacher conditions v1_full sets: v1_byo*.yaml cover them.
 BYO_FIELDS = {"dataset.files", "teacher.checkpoint", "teacher.logits"}
+#: The language task's fields, which an image spec such as v1_full refuses: test_language_fields_load covers them.
+LANGUAGE_FIELDS = {"dataset.corpus", "dataset.text_field", "dataset.tokenizer", "dataset.context",
+                   "dataset.test_fraction", "dataset.epoch_blocks", "cache.samples"}
 
 
 def test_v1_full_sets_every_field_of_every_section() -> None:
@@ -175,7 +178,7 @@ def test_v1_full_sets_every_field_of_every_section() -> None:
         node = raw
         for part in filter(None, path.split(".")):
             node = node[part]
-        expected = {name for name in model.model_fields if f"{path}.{name}" not in BYO_FIELDS}
+        expected = {name for name in model.model_fields if f"{path}.{name}" not in BYO_FIELDS | LANGUAGE_FIELDS}
         assert set(node) == expected, path
 
 
@@ -206,7 +209,24 @@ def test_v1_full_loads_with_its_values() -> None:
                 same.add(f"{path}.{name}".lstrip("."))
     # the only version; asha, so that its two settings matter; negative alpha is for the linear task only (this
     # spec is classification); the bring-your-own fields (v1_byo*.yaml)
-    assert same == {"version", "scheduler.type", "allow_negative_alpha"} | BYO_FIELDS
+    assert same == {"version", "scheduler.type", "allow_negative_alpha"} | BYO_FIELDS | LANGUAGE_FIELDS
+
+
+def test_language_fields_load(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"body": "one document"}\n')
+    spec = parse_spec({"name": "lm", "dataset": {"name": "text", "corpus": str(corpus), "text_field": "body",
+                                                 "tokenizer": "byte", "context": 32, "test_fraction": 0.2,
+                                                 "epoch_blocks": 100},
+                       "teacher": {"arch": "transformer"}, "student": {"arch": "transformer"},
+                       "cache": {"samples": 4}, "search": {"alpha": {"type": "float", "low": 0.0, "high": 1.0},
+                                                         "divergence": {"type": "categorical",
+                                                                        "choices": ["forward_kl"]}},
+                       "default_temperature": 1.0, "objective": "val_loss"})
+    d = spec.dataset
+    assert (d.corpus, d.text_field, d.tokenizer, d.context, d.test_fraction, d.epoch_blocks) == (
+        str(corpus), "body", "byte", 32, 0.2, 100)
+    assert spec.cache.samples == 4 and spec.objective_name == "val_loss" and spec.task.name == "language"
 
 
 def test_defaults_come_from_the_schema() -> None:

@@ -187,3 +187,39 @@ class Task(ABC):
         if name is None:
             return self.objectives[0]
         return next(o for o in self.objectives if o.name == name)
+
+
+#: The dataset fields only the language task reads (``docs/language_models.md``).
+TEXT_FIELDS = ("corpus", "text_field", "tokenizer", "context", "test_fraction", "epoch_blocks")
+
+
+def refuse_text_fields(spec: StudySpec, kind: str) -> None:
+    """A task without text refuses the language task's dataset fields and its sampled targets, naming itself."""
+    from kdtune.errors import SpecError
+
+    for name in TEXT_FIELDS:
+        if getattr(spec.dataset, name) is not None:
+            raise SpecError(f"dataset.{name}", getattr(spec.dataset, name), "is for the language task "
+                            f"(dataset.name: python_docs or text); the {kind} task has no text (remove it)")
+    if spec.cache.samples is not None:
+        raise SpecError("cache.samples", spec.cache.samples, "is for the language task's token targets (remove it)")
+
+
+class TrainerSeeds:
+    """One trainer per seed, stepped in lockstep (:class:`SeedRuns`): the epoch, the state and its restore are
+    the same for every task whose trainers have ``epoch``, ``state_dict`` and ``load_state_dict``; a task says
+    what a step returns."""
+
+    def __init__(self, trainers: list[Any]) -> None:
+        self.trainers = trainers
+
+    @property
+    def epoch(self) -> int:
+        return int(self.trainers[0].epoch)
+
+    def state(self) -> list[dict[str, Any]] | None:
+        return [trainer.state_dict() for trainer in self.trainers]
+
+    def load_state(self, states: list[dict[str, Any]]) -> None:
+        for trainer, state in zip(self.trainers, states):
+            trainer.load_state_dict(state)

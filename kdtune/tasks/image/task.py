@@ -14,6 +14,8 @@ from typing import Any
 from kdtune.errors import SpecError
 from kdtune.tasks.base import Objective
 from kdtune.tasks.base import Task
+from kdtune.tasks.base import TrainerSeeds
+from kdtune.tasks.base import refuse_text_fields
 
 
 if TYPE_CHECKING:
@@ -52,12 +54,7 @@ class ImageClassification(Task):
         low = min(alpha.choices or [0]) if alpha.type == "categorical" else alpha.low
         if isinstance(low, (int, float)) and low < 0:
             raise SpecError("search.alpha.low", low, "must be >= 0 (alpha < 0 is only for the linear regression task)")
-        for name in ("corpus", "text_field", "tokenizer", "context", "test_fraction", "epoch_blocks"):
-            if getattr(spec.dataset, name) is not None:
-                raise SpecError(f"dataset.{name}", getattr(spec.dataset, name), "is for the language task "
-                                "(dataset.name: python_docs or text); the image task has no text (remove it)")
-        if spec.cache.samples is not None:
-            raise SpecError("cache.samples", spec.cache.samples, "is for the language task's token targets (remove it)")
+        refuse_text_fields(spec, "image")
 
     def check_arch(self, arch: str, *, field: str) -> None:
         from kdtune.tasks.image.models import check_arch
@@ -122,23 +119,9 @@ class ImageClassification(Task):
         return _Students(trainers)
 
 
-class _Students:
+class _Students(TrainerSeeds):
     """One :class:`~kdtune.core.train.Trainer` per seed (:class:`~kdtune.tasks.base.SeedRuns`)."""
-
-    def __init__(self, trainers: list[Any]) -> None:
-        self.trainers = trainers
-
-    @property
-    def epoch(self) -> int:
-        return int(self.trainers[0].epoch)
 
     def step(self) -> list[dict[str, Any]]:
         return [trainer.step().as_dict() for trainer in self.trainers]
-
-    def state(self) -> list[dict[str, Any]] | None:
-        return [trainer.state_dict() for trainer in self.trainers]
-
-    def load_state(self, states: list[dict[str, Any]]) -> None:
-        for trainer, state in zip(self.trainers, states):
-            trainer.load_state_dict(state)
 

@@ -22,6 +22,7 @@ from typing import Any
 from kdtune.errors import SpecError
 from kdtune.tasks.base import Objective
 from kdtune.tasks.base import Task
+from kdtune.tasks.base import TrainerSeeds
 
 
 if TYPE_CHECKING:
@@ -322,16 +323,9 @@ def _tokenizer(settings: Any) -> Any:
     return load_tokenizer(settings.tokenizer, field="dataset.tokenizer")
 
 
-class _Students:
+class _Students(TrainerSeeds):
     """One :class:`~kdtune.tasks.language.train.LMTrainer` per seed (:class:`~kdtune.tasks.base.SeedRuns`). A loss
     that stops being finite ends the run with a NaN row (the trial stops and records a failure)."""
-
-    def __init__(self, trainers: list[Any]) -> None:
-        self.trainers = trainers
-
-    @property
-    def epoch(self) -> int:
-        return int(self.trainers[0].epoch)
 
     def step(self) -> list[dict[str, Any]]:
         rows = []
@@ -342,10 +336,3 @@ class _Students:
                 row = {"epoch": trainer.epoch + 1, "train_loss": math.nan, "val_loss": math.nan}
             rows.append({**row, "epoch": int(row["epoch"])})
         return rows
-
-    def state(self) -> list[dict[str, Any]] | None:
-        return [trainer.state_dict() for trainer in self.trainers]
-
-    def load_state(self, states: list[dict[str, Any]]) -> None:
-        for trainer, state in zip(self.trainers, states):
-            trainer.load_state_dict(state)

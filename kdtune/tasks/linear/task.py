@@ -14,6 +14,7 @@ from typing import Any
 from kdtune.errors import SpecError
 from kdtune.tasks.base import Objective
 from kdtune.tasks.base import Task
+from kdtune.tasks.base import refuse_text_fields
 
 
 if TYPE_CHECKING:
@@ -61,12 +62,7 @@ class LinearRegression(Task):
         if t.augment.shift or t.augment.rotate:
             raise SpecError("teacher.augment", t.augment.model_dump(), "needs an image dataset; the linear task has "
                             "feature vectors (remove teacher.augment)")
-        for name in ("corpus", "text_field", "tokenizer", "context", "test_fraction", "epoch_blocks"):
-            if getattr(spec.dataset, name) is not None:
-                raise SpecError(f"dataset.{name}", getattr(spec.dataset, name), "is for the language task "
-                                "(dataset.name: python_docs or text); the linear regression task has no text (remove it)")
-        if spec.cache.samples is not None:
-            raise SpecError("cache.samples", spec.cache.samples, "is for the language task's token targets (remove it)")
+        refuse_text_fields(spec, "linear regression")
 
     def check_arch(self, arch: str, *, field: str) -> None:
         """The least-squares student and the teacher's weights have no architecture: nothing to check."""
