@@ -40,7 +40,6 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -63,6 +62,7 @@ from kdtune.tasks.language.train import evaluate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import load_average  # noqa: E402
+from machine import with_interval  # noqa: E402
 
 
 VOCAB = 257  # the byte tokenizer's
@@ -123,11 +123,11 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
     estimates = {name: t_estimate(rates[name]) for name in names}
     ratios = {name: t_estimate([a / b for a, b in zip(rates[name], rates["inline"])]) for name in files}
     for name in names:
-        print(f"{name}: {_fmt(estimates[name], '{:,.0f}')} tokens/s")
+        print(f"{name}: {with_interval(estimates[name], '{:,.0f}')} tokens/s")
     tokens_per_step = args.batch_size * args.context
     for name in files:
         cached_s, inline_s = tokens_per_step / estimates[name]["mean"], tokens_per_step / estimates["inline"]["mean"]
-        print(f"{name} vs inline: {_fmt(ratios[name], '{:.1f}')}x; the cache's one-off {build_s[name]:.1f} s pays off "
+        print(f"{name} vs inline: {with_interval(ratios[name], '{:.1f}')}x; the cache's one-off {build_s[name]:.1f} s pays off "
               f"after {build_s[name] / (inline_s - cached_s):,.0f} student steps of {tokens_per_step:,} tokens")
     end = load_average()
     print(f"end: load average {end}")
@@ -139,7 +139,7 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
             "ratio_vs_inline": ratios, "load_average": {"start": loads[0], "per_repeat": loads[1:], "end": end},
         }, indent=2))
     top = f"cached top-{args.top_k}"
-    print(f"lm cache speedup: {_fmt(ratios[top], '{:.1f}')}x ({top} {estimates[top]['mean']:,.0f} tokens/s, inline "
+    print(f"lm cache speedup: {with_interval(ratios[top], '{:.1f}')}x ({top} {estimates[top]['mean']:,.0f} tokens/s, inline "
           f"{estimates['inline']['mean']:,.0f} tokens/s; teacher {teacher_flops / student_flops:.0f}x the student's "
           f"FLOPs/token; {args.repeats} repeats; load {end})")
 
@@ -180,12 +180,6 @@ def _train(train: BlockFile, val: BlockFile, source: TargetFile | nn.Module, arg
     evaluate(student, val, max_blocks=1, device="cpu")
     seconds -= time.perf_counter() - start
     return args.steps * args.batch_size * args.context / seconds
-
-
-def _fmt(est: dict[str, Any], pattern: str) -> str:
-    if est["low"] is None:
-        return pattern.format(est["mean"])
-    return f"{pattern.format(est['mean'])} [{pattern.format(est['low'])}, {pattern.format(est['high'])}]"
 
 
 def _parse() -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def load_average() -> str:
@@ -26,3 +27,10 @@ def process_tree(root: int) -> list[int]:
         found.append(pid)
         todo += children.get(pid, [])
     return found
+
+
+def with_interval(est: dict[str, Any], pattern: str) -> str:
+    """A mean with its interval, ``mean [low, high]`` (the mean alone where there is none), each by ``pattern``."""
+    if est["low"] is None:
+        return pattern.format(est["mean"])
+    return f"{pattern.format(est['mean'])} [{pattern.format(est['low'])}, {pattern.format(est['high'])}]"

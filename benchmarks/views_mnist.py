@@ -35,6 +35,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
+from machine import with_interval  # noqa: E402
 
 from kdtune.analysis.scoring import t_estimate  # noqa: E402
 from kdtune.cache import LogitCache  # noqa: E402
@@ -95,12 +96,12 @@ def main() -> None:
         print(f"seed {seed}: " + ", ".join(f"{n} {acc[n][-1]:.4f} ({rates[n][-1]:.0f} samples/s)" for n in names))
     for name in names:
         r = t_estimate(rates[name])
-        print(f"{name}: {_fmt(r, '{:.0f}')} samples/s; test accuracy {_fmt(t_estimate(acc[name]), '{:.4f}')}; "
-              f"vs inline {_fmt(t_estimate([a - b for a, b in zip(acc[name], acc['inline'])]), '{:+.4f}')}")
+        print(f"{name}: {with_interval(r, '{:.0f}')} samples/s; test accuracy {with_interval(t_estimate(acc[name]), '{:.4f}')}; "
+              f"vs inline {with_interval(t_estimate([a - b for a, b in zip(acc[name], acc['inline'])]), '{:+.4f}')}")
     speed = t_estimate([a / b for a, b in zip(rates["per-view cached"], rates["inline"])])
     diff = t_estimate([a - b for a, b in zip(acc["per-view cached"], acc["inline"])])
-    print(f"per-view cached vs inline: {_fmt(speed, '{:.1f}')}x the samples/s; test accuracy "
-          f"{_fmt(diff, '{:+.4f}')} over {args.seeds} seeds")
+    print(f"per-view cached vs inline: {with_interval(speed, '{:.1f}')}x the samples/s; test accuracy "
+          f"{with_interval(diff, '{:+.4f}')} over {args.seeds} seeds")
 
 
 def _train(data: Any, logits: Any, source: Any, seed: int, args: argparse.Namespace) -> tuple[float, float]:
@@ -117,12 +118,6 @@ def _train(data: Any, logits: Any, source: Any, seed: int, args: argparse.Namesp
         best = metrics if best is None or metrics.val_accuracy > best.val_accuracy else best
     assert best is not None
     return len(data.train) * args.epochs / train_s, best.test_accuracy
-
-
-def _fmt(est: dict[str, Any], pattern: str) -> str:
-    if est["low"] is None:
-        return pattern.format(est["mean"])
-    return f"{pattern.format(est['mean'])} [{pattern.format(est['low'])}, {pattern.format(est['high'])}]"
 
 
 def _parse() -> argparse.Namespace:
