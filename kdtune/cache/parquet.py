@@ -140,7 +140,7 @@ def encode_views(arrays: dict[str, np.ndarray], seeds: np.ndarray, views: int, m
     first = arrays["top_values" if sparse else "logits"]
     rows, width = first.shape
     meta = {**meta, "rows": rows, "width": width, "sparse": sparse, "views": views,
-            "logits_sha256": _sha256_all(arrays)}
+            "logits_sha256": sha256_arrays(arrays)}
     schema = _views_schema(width, sparse).with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
     columns = [pa.array((np.arange(rows) // max(views, 1)).astype(np.int32)),
                pa.array((np.arange(rows) % max(views, 1)).astype(np.int32)), pa.array(seeds.astype(np.uint64))]
@@ -170,7 +170,7 @@ def decode_views(raw: bytes) -> tuple[dict[str, np.ndarray], np.ndarray, dict[st
             arrays[name] = chunk.to_numpy(zero_copy_only=True)
         else:
             arrays[name] = chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, width)
-    if _sha256_all(arrays) != meta["logits_sha256"]:
+    if sha256_arrays(arrays) != meta["logits_sha256"]:
         raise InvalidFile("logits checksum mismatch")
     order = np.arange(rows)
     if not (np.array_equal(table.column("index").to_numpy(), order // views)
@@ -179,7 +179,8 @@ def decode_views(raw: bytes) -> tuple[dict[str, np.ndarray], np.ndarray, dict[st
     return arrays, table.column("view_seed").to_numpy(), meta
 
 
-def _sha256_all(arrays: dict[str, np.ndarray]) -> str:
+def sha256_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """One checksum over named arrays (name and bytes, in name order): what a file's metadata records and a read checks."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         h.update(name.encode())

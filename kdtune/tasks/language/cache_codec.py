@@ -19,7 +19,6 @@ targets are gathered by block index (:meth:`TargetFile.targets`), holding at mos
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from kdtune.cache.parquet import sha256_arrays
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
 from kdtune.tasks.language.loss import Sampled
@@ -109,14 +109,6 @@ def _schema(fmt: TargetFormat) -> pa.Schema:
     return pa.schema([pa.field("index", pa.int64(), nullable=False), *(column(name) for name, _ in _COLUMNS[fmt.layout])])
 
 
-def _sha256(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(arrays[name]).view(np.uint8).data)
-    return h.hexdigest()
-
-
 class TargetWriter:
     """Appends blocks' targets (any number per call, in any order) and writes full row groups as they fill.
 
@@ -155,7 +147,7 @@ class TargetWriter:
         group = {name: array[:rows] for name, array in joined.items()}
         self._pending = {name: [array[rows:]] for name, array in joined.items()}
         self._held -= rows
-        self._sums.append(_sha256(group))
+        self._sums.append(sha256_arrays(group))
         columns = [pa.array(group["index"])]
         for name, _ in _COLUMNS[self.fmt.layout]:
             kind = self._schema.field(name).type
@@ -223,7 +215,7 @@ class TargetFile:
         for name, _ in _COLUMNS[fmt.layout]:
             flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
             arrays[name] = flat.reshape(table.num_rows, fmt.width(name))
-        if _sha256(arrays) != self._info["group_sha256"][group]:
+        if sha256_arrays(arrays) != self._info["group_sha256"][group]:
             raise CacheError(f"{self.path}: row group {group} does not match its checksum (the file changed)")
         self._check_values(arrays, group)
         shaped = {"index": arrays["index"]}
