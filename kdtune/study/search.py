@@ -234,13 +234,18 @@ class ConditionSearcher(Searcher):
 
     def studies(self) -> dict[str, optuna.Study]:
         if self._studies is None:
-            self._storage = storage = make_storage(full_storage_url(self.storage_url))
+            self._storage = storage = self.open_storage()
             self._studies = {
                 c: optuna.load_study(study_name=optuna_study_name(self.optuna_prefix, c), storage=storage,
                                      sampler=make_sampler(self.spec, i))
                 for i, c in enumerate(self.conditions)
             }
         return self._studies
+
+    def open_storage(self) -> optuna.storages.BaseStorage:
+        """The Optuna storage of the study's URL. The one seam for driving the searcher without Ray Tune:
+        ``benchmarks/calibration_sim.py`` gives it an in-memory storage and runs it on simulated trials."""
+        return make_storage(full_storage_url(self.storage_url))
 
     # -- Searcher API ----------------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
