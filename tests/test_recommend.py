@@ -259,6 +259,67 @@ def test_confirmed_gain_gives_distil(confirmed_cases: Cases) -> None:
     assert "weight on the true labels, 1 = no distillation" in text
 
 
+def test_the_recommended_configuration_is_the_verdicts_answer(confirmed_cases: Cases) -> None:
+    """One answer per condition: the confirmed configuration where it pays, alpha = 1 where confirmation found
+    that distilling does not; the fitted optimum and the best search configuration keep their own names, and
+    one sentence says which is recommended and why."""
+    distil, no_gain, hurts = (by_noise(confirmed_cases[1], level) for level in (0.1, 0.0, 0.2))
+    rec = distil["recommended"]
+    assert rec["source"] == "confirm" and rec["params"] == distil["confirmed"]["params"]
+    assert rec["fitted"]["alpha"] != rec["params"]["alpha"]  # the fit's maximum is a point of its own
+    assert rec["why"].startswith("Recommended: the confirmed configuration (alpha 0.3, T 4): it beat no distillation")
+    assert f"the fitted optimum (alpha ≈ {rec['fitted']['alpha']:.3g}" in rec["why"]
+    assert "recommended: alpha 0.3 (may be best: " in distil["verdict"]["text"]
+    assert "fitted optimum" not in distil["verdict"]["text"]  # the verdict names the answer, not the fit
+    for c, did in ((no_gain, "did no better, within the margin"), (hurts, "did worse")):
+        rec = c["recommended"]
+        assert rec["source"] == "no_distillation" and rec["params"] == c["no_distillation"]["params"]
+        assert rec["params"]["alpha"] == 1.0 and rec["temperature"] is None and rec["alpha"]["high"] == 1.0
+        assert rec["why"].startswith(f"Recommended: alpha = 1 (no distillation): the confirmed configuration "
+                                     f"(alpha 0.9, T 4) {did}")
+
+
+def test_an_inconclusive_verdict_recommends_its_candidate(tmp_path: Path) -> None:
+    folder = tmp_path / "inconclusive"
+    builder = build(folder, {0.0: flat})
+    confirm(builder, 0.0, flat, [0.9], seeds=FRESH[:4], rng_seed=7)
+    c = recommend([folder])["conditions"][0]
+    assert c["verdict"]["kind"] == "inconclusive"
+    assert c["recommended"]["source"] == "confirm" and c["recommended"]["params"] == c["confirmed"]["params"]
+    assert "have not settled yet" in c["recommended"]["why"]
+    assert "recommended: alpha 0.9" in c["verdict"]["text"] and "until more seeds settle it" in c["verdict"]["text"]
+
+
+def test_without_confirmation_the_fitted_optimum_is_recommended_by_that_name(three_cases: Cases) -> None:
+    c = by_noise(three_cases[1], 0.1)
+    rec = c["recommended"]
+    assert rec["source"] == "fit" and rec["params"]["alpha"] == rec["fitted"]["alpha"]
+    assert rec["why"].startswith(f"Recommended: the fitted optimum (alpha ≈ {rec['fitted']['alpha']:.3g}")
+    assert "recommended from the search alone: alpha ≈ " in c["verdict"]["text"]
+    surface = rec["surface"]
+    k = len(rec["terms"])
+    assert len(surface["coefficients"]) == k and len(surface["covariance"]) == k and surface["df"] == 29 - k
+
+
+def test_too_few_configurations_say_there_is_no_fitted_interval_and_why_the_alpha_interval(tmp_path: Path) -> None:
+    folder = tmp_path / "few"
+    builder = StudyBuilder(folder, classification_spec("few", [0.1]))
+    rng = np.random.default_rng(3)
+    for alpha in (0.0, 0.3, 1.0):
+        val = peaked(alpha, 4.0) + centred(rng, 10, SD)
+        builder.add(0.1, {"alpha": alpha, "temperature": 4.0}, list(range(10)), list(val), list(val),
+                    phase="baseline" if alpha in (0.0, 1.0) else "search")
+    c = recommend([folder])["conditions"][0]
+    rec = c["recommended"]
+    assert rec["method"] == "best observed" and rec["source"] == "best_observed" and rec["surface"] is None
+    assert rec["fitted"] == {"alpha": None, "temperature": None}  # no fit: nothing is called fitted
+    (note,) = [n for n in c["notes"] if n.startswith("only 3 completed configurations")]
+    assert "no fitted optimum and no fitted interval" in note and "without an interval" not in note
+    if rec["alpha"]["low"] != rec["alpha"]["high"]:
+        assert "holds the configurations the search cannot tell from its best" in note
+    assert "the fitted optimum" not in c["verdict"]["text"] + rec["why"]
+
+
 def test_a_flat_curve_confirms_no_gain_within_the_margin(confirmed_cases: Cases) -> None:
     c = by_noise(confirmed_cases[1], 0.0)
     gain = c["gain"]
@@ -447,7 +508,7 @@ ESTIMATE_KEYS = {"mean", "low", "high", "n"}
 
 def test_schema_is_pinned(confirmed_cases: Cases) -> None:
     report = confirmed_cases[1]
-    assert report["schema_version"] == SCHEMA_VERSION == 2
+    assert report["schema_version"] == SCHEMA_VERSION == 3
     assert set(report) == {"schema_version", "kdtune_version", "created_at", "studies", "objective", "mode",
                            "test_metric", "margin", "method", "conditions", "notes"}
     assert set(report["studies"][0]) == {"path", "label", "name", "cut_short", "finished"}
@@ -459,7 +520,8 @@ def test_schema_is_pinned(confirmed_cases: Cases) -> None:
                           "best_observed", "confirmed", "no_distillation", "pure_distillation", "teacher", "gain",
                           "closed_form", "verdict", "notes"}
         assert set(c["recommended"]) == {"params", "source", "fitted", "alpha", "temperature", "indistinguishable_from_best",
-                                         "method", "terms", "configurations", "near_optimal"}
+                                         "method", "terms", "configurations", "near_optimal", "surface", "why"}
+        assert set(c["recommended"]["surface"]) == {"coefficients", "covariance", "df", "log_t_centre"}
         assert set(c["recommended"]["alpha"]) == {"value", "low", "high"}
         assert set(c["recommended"]["near_optimal"]) == {"alpha_low", "alpha_high", "tolerance"}
         for arm in (c["best_observed"], c["confirmed"], c["no_distillation"], c["pure_distillation"]):
@@ -483,7 +545,7 @@ def test_cli_json_writes_the_file_and_prints_it(confirmed_cases: Cases,
     assert main(["recommend", str(folder), "--format", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((folder / "recommendation.json").read_text())
-    assert printed == written and printed["schema_version"] == 2
+    assert printed == written and printed["schema_version"] == 3
     assert by_noise(printed, 0.1)["verdict"]["kind"] == "distil"
 
 

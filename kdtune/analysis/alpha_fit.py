@@ -64,11 +64,46 @@ class Fit:
     method: str  # "polynomial surface" or "best observed"
     terms: tuple[str, ...]  # the surface's terms (z = 1 - alpha, u = log T - centre)
     configurations: int
+    surface: Surface | None = None  # the fitted polynomial itself (None: best observed, nothing fitted)
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "terms": list(self.terms), "configurations": self.configurations,
                 "near_optimal": {"alpha_low": self.near_optimal[0], "alpha_high": self.near_optimal[1],
-                                 "tolerance": self.tolerance}}
+                                 "tolerance": self.tolerance},
+                "surface": None if self.surface is None else self.surface.as_dict()}
+
+
+@dataclass(frozen=True)
+class Surface:
+    """The fitted polynomial, in the objective's own units and direction (not sign-adjusted), so that a plot
+    of the curve and its band needs nothing but this: coefficients in the order of the fit's terms, their
+    covariance (residual variance included), the residual degrees of freedom and the centre of log T."""
+
+    coefficients: tuple[float, ...]
+    covariance: tuple[tuple[float, ...], ...]
+    df: int
+    log_t_centre: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"coefficients": list(self.coefficients), "covariance": [list(row) for row in self.covariance],
+                "df": self.df, "log_t_centre": self.log_t_centre}
+
+
+def surface_curve(terms: list[str], surface: dict[str, Any], alphas: list[float], temperature: float | None,
+                  confidence: float = CONFIDENCE) -> tuple[list[float], list[float], list[float]]:
+    """The fitted objective along ``alphas`` at one ``temperature`` (ignored without temperature terms) and its
+    pointwise ``confidence`` band: the fitted mean ± the t quantile (residual degrees of freedom) times its
+    standard error. ``terms`` and ``surface`` are a recommendation's ``recommended.terms`` and
+    ``recommended.surface``. Returns (fitted, low, high)."""
+    from scipy.special import stdtrit  # the t quantile, without scipy.stats's import cost
+
+    z = 1.0 - np.asarray(alphas, dtype=float)
+    u = np.full_like(z, 0.0 if temperature is None else math.log(temperature) - surface["log_t_centre"])
+    design = _features(z, u, tuple(terms))
+    fitted = design @ np.asarray(surface["coefficients"], dtype=float)
+    se = np.sqrt(np.einsum("ij,jk,ik->i", design, np.asarray(surface["covariance"], dtype=float), design))
+    half = float(stdtrit(surface["df"], 0.5 + confidence / 2)) * se
+    return [float(v) for v in fitted], [float(v) for v in fitted - half], [float(v) for v in fitted + half]
 
 
 def fit_alpha(points: list[Point], *, sign: float, alpha_bounds: tuple[float, float],
@@ -117,9 +152,11 @@ def fit_alpha(points: list[Point], *, sign: float, alpha_bounds: tuple[float, fl
     low_a, high_a = _quantiles(a_draws, tail, alpha)
     by_alpha = fitted.max(axis=1)
     near = alpha_grid[by_alpha >= by_alpha.max() - tolerance]
+    surface = Surface(coefficients=tuple(float(sign * b) for b in beta),
+                      covariance=tuple(tuple(float(c) for c in row) for row in cov), df=df, log_t_centre=centre)
     return Fit(alpha=alpha, temperature=temperature, alpha_low=low_a, alpha_high=high_a, temperature_low=low_t,
                temperature_high=high_t, near_optimal=(float(near.min()), float(near.max())), tolerance=tolerance,
-               method="polynomial surface", terms=terms, configurations=len(points))
+               method="polynomial surface", terms=terms, configurations=len(points), surface=surface)
 
 
 #: The surface's terms, in the order they are dropped from the end when configurations are few.

@@ -53,13 +53,14 @@ from kdtune.analysis.verdicts import confirm
 from kdtune.analysis.wording import method
 from kdtune.analysis.wording import notes
 from kdtune.analysis.wording import verdict_text
+from kdtune.analysis.wording import why_recommended
 from kdtune.errors import UsageError
 from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
 from kdtune.tasks import objective_of
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Near-optimal tolerance on the validation objective where no margin applies (the linear task): 1% of it.
 RELATIVE_TOLERANCE = 0.01
 SEARCH_PHASES = ("search", "baseline")
@@ -178,8 +179,8 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
         if no_kd is not None and distilled:
             entry["gain"] = _search_gain(best_observed(distilled, sign), no_kd, sign)
         kind = "unconfirmed" if entry["gain"] and entry["gain"]["low"] is not None else "undetermined"
-    entry["recommended"] = _recommended(fit, best, chosen if kind == "distil" else None,
-                                        _best_set(searched, best, sign))
+    entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign))
+    entry["recommended"]["why"] = why_recommended(entry, kind)
     entry["notes"] = notes(entry, info, fit)
     entry["verdict"] = {"kind": kind, "text": verdict_text(kind, entry, info, context)}
     return entry
@@ -284,15 +285,28 @@ def _best_set(searched: list[Arm], best: Arm, sign: float) -> list[Arm]:
     return [best, *kept]
 
 
-def _recommended(fit: Fit, best: Arm, confirmed: Arm | None, best_set: list[Arm]) -> dict[str, Any]:
-    """The fit's optimum (other searched parameters from the best observed configuration); when a confirmed
-    configuration earned "distil", that configuration. The alpha interval joins the fit's bootstrap interval
-    and the alphas of the configurations the search cannot tell from its best (:func:`_best_set`): the fit
-    alone undercovers where the curve is not polynomial (measured by benchmarks/recommend_calibration.py)."""
-    if confirmed is not None:
-        params = dict(confirmed.params)
+def _answer(kind: str, confirmed: Arm | None, no_kd: Arm | None) -> tuple[Arm, str] | None:
+    """The configuration the verdict says to use, and its ``source``: the confirmed configuration when it is
+    shown to pay ("distil") or not yet judged ("inconclusive": the candidate, pending more seeds); alpha = 1
+    when the confirmation shows that distilling does not pay ("hurts", "no_gain"); None without a verdict."""
+    if confirmed is not None and kind in ("distil", "inconclusive"):
+        return confirmed, "confirm"
+    if no_kd is not None and kind in ("hurts", "no_gain"):
+        return no_kd, "no_distillation"
+    return None
+
+
+def _recommended(fit: Fit, best: Arm, answer: tuple[Arm, str] | None, best_set: list[Arm]) -> dict[str, Any]:
+    """The configuration to use: the verdict's (:func:`_answer`), else the fit's optimum (other searched
+    parameters from the best observed configuration), else, with too few configurations to fit, the best
+    observed one. The alpha interval joins the fit's bootstrap interval and the alphas of the configurations
+    the search cannot tell from its best (:func:`_best_set`): the fit alone undercovers where the curve is not
+    polynomial (measured by benchmarks/recommend_calibration.py)."""
+    fitted = fit.method == "polynomial surface"
+    if answer is not None:
+        params, source = dict(answer[0].params), answer[1]
     else:
-        params = {**best.params, "alpha": fit.alpha}
+        params, source = {**best.params, "alpha": fit.alpha}, "fit" if fitted else "best_observed"
         if fit.temperature is not None:
             params["temperature"] = fit.temperature
     distilling = params["alpha"] != 1.0 and params.get("temperature") is not None
@@ -304,8 +318,8 @@ def _recommended(fit: Fit, best: Arm, confirmed: Arm | None, best_set: list[Arm]
         temperature = {"value": value, "low": low_t, "high": high_t}
     alphas = [a.alpha for a in best_set]
     low, high = min([fit.alpha_low, params["alpha"], *alphas]), max([fit.alpha_high, params["alpha"], *alphas])
-    return {"params": params, "source": "confirm" if confirmed is not None else "fit",
-            "fitted": {"alpha": fit.alpha, "temperature": fit.temperature},
+    return {"params": params, "source": source,
+            "fitted": {"alpha": fit.alpha if fitted else None, "temperature": fit.temperature if fitted else None},
             "alpha": {"value": params["alpha"], "low": low, "high": high},
             "indistinguishable_from_best": len(best_set),
             "temperature": temperature, **fit.as_dict()}

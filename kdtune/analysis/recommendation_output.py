@@ -53,6 +53,8 @@ def print_recommendation(report: dict[str, Any], path: Path | str) -> None:
     for condition in report["conditions"]:
         console.print(f"[bold]{escape(condition['key'])}[/bold] ({condition['verdict']['kind']}): "
                       f"{escape(condition['verdict']['text'])}")
+        if condition["recommended"] is not None:
+            console.print(f"  {escape(condition['recommended']['why'])}")
         for note in condition["notes"]:
             console.print(f"  note: {escape(note)}")
     for note in report["notes"]:
@@ -71,12 +73,14 @@ def _table(report: dict[str, Any]) -> Any:
     test = objective.test_label
     table = Table(
         title="recommendation per condition (alpha = weight on the true labels; 1 = no distillation)",
-        caption=f"alpha, T: fitted optimum on {report['objective']} (validation) with its interval; {test}: of "
-        "the confirmed configuration and of alpha = 1 on their confirmation seeds (95% t-intervals); gain: "
-        f"confirmed - no distillation, paired by seed{', in points' if percent else ''}, repeated CI (Bonferroni "
-        "over conditions)",
+        caption="alpha, T: the recommended configuration (the line under each verdict says which and why), with the "
+        "alphas and T that may be best (95%); near-opt alpha: the alphas within the margin of the best (on the "
+        f"fitted curve; without a fit, among the search configurations); {test}: the distilled configuration the "
+        "gain is measured on, on its confirmation seeds (its search seeds where seeds says search), and alpha = 1 "
+        f"on the same seeds (95% t-intervals); gain: that configuration - no distillation, paired by seed"
+        f"{', in points' if percent else ''}, repeated CI (Bonferroni over conditions) when confirmed",
     )
-    for header in ("condition", "alpha", "T", "near-opt alpha", test, "alpha = 1",
+    for header in ("condition", "alpha", "T", "near-opt alpha", f"{test}: distilled", "alpha = 1",
                    "α*" if closed_form else "teacher", "gain", "seeds", "verdict"):
         table.add_column(header, justify="left" if header in ("condition", "verdict") else "right")
     for c in report["conditions"]:
@@ -91,7 +95,7 @@ def _row(c: dict[str, Any], test_column: str, percent: bool) -> list[str]:
     closed_form = c.get("closed_form")
     last = _num(closed_form.get("alpha_star")) if closed_form else value((c["teacher"] or {}).get(test_column))
     near = rec.get("near_optimal")
-    shown = c["confirmed"] or c["best_observed"] or {}
+    shown = c["confirmed"] or _searched(c["best_observed"], gain.get("params"))
     return [
         c["key"],
         _interval(rec.get("alpha"), _num),
@@ -104,6 +108,12 @@ def _row(c: dict[str, Any], test_column: str, percent: bool) -> list[str]:
         str(gain.get("n_pairs", "-")) + ("" if gain.get("source") != "search" else " (search)"),
         c["verdict"]["kind"],
     ]
+
+
+def _searched(best: dict[str, Any] | None, measured: dict[str, Any] | None) -> dict[str, Any]:
+    """Without confirmation: the best search configuration's runs, where it is the one the gain is measured on
+    (the best distilled one; it is not when alpha = 1 won the search)."""
+    return best if best is not None and best["params"] == measured else {}
 
 
 def _gain(gain: dict[str, Any], percent: bool) -> str:

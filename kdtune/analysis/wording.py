@@ -26,13 +26,11 @@ def notes(entry: dict[str, Any], info: dict[str, Any], fit: Fit) -> list[str]:
     """Caveats the numbers carry (cut-short and unfinished studies end the verdict itself)."""
     notes = []
     if fit.method == "best observed":
-        notes.append(f"only {fit.configurations} completed configurations: too few for the smooth fit, so the "
-                     "best observed one is recommended, without an interval")
-    confirmed = entry["confirmed"]
-    if confirmed is not None and confirmed["params"]["alpha"] != entry["recommended"]["alpha"]["value"]:
-        notes.append(f"the confirmed configuration ({_config(confirmed['params'])}) is not the fitted optimum "
-                     f"(alpha ≈ {_fmt(entry['recommended']['alpha']['value'])}): the fit put its optimum at "
-                     "alpha = 1, so the search's best distilled configuration was confirmed instead")
+        alpha = entry["recommended"]["alpha"]
+        spread = (f"; the alpha interval ({_range(alpha)}) holds the configurations the search cannot tell from its "
+                  "best (multiple comparisons with the best)" if _range(alpha) else "")
+        notes.append(f"only {fit.configurations} completed configurations: too few for the smooth fit, so there is "
+                     f"no fitted optimum and no fitted interval{spread}")
     if entry["no_distillation"] is None:
         notes.append("no completed alpha = 1 (no distillation) runs: the gain cannot be measured")
     if entry["pure_distillation"] is None:
@@ -56,35 +54,109 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
     star = f"; closed-form α* = {_fmt(closed['alpha_star'])}" if closed else ""
     gain = entry["gain"]
     test = context.metric
-    optimum = ("the fitted optimum" if entry["recommended"]["method"] == "polynomial surface"
-               else "the best configuration on validation")
-    fitted = f"{optimum} is {_alpha_words(entry['recommended'])}{star}"
+    words = f"{recommended_words(entry['recommended'])}{star}"
+    recommended, searched = f"recommended: {words}", f"recommended from the search alone: {words}"
     if kind == "undetermined":
-        text = f"{where}: cannot tell whether distillation helps ({_missing(entry)}); {fitted}"
+        text = f"{where}: cannot tell whether distillation helps ({_missing(entry)}); {searched}"
     elif kind == "unconfirmed":
-        text = (f"{where}: unconfirmed: {fitted}; the search's best distilled configuration "
-                f"({_config(gain['params'])}) is {_gain_words(gain, test)}, measured on the runs that won the "
+        text = (f"{where}: unconfirmed: {searched}; the search's best distilled configuration "
+                f"({config_words(gain['params'])}) is {_gain_words(gain, test)}, measured on the runs that won the "
                 "validation selection, so it is optimistic (winner's curse). Confirmation on fresh seeds "
                 "(budget.confirm_top_k ≥ 1) gives a verdict")
     else:
-        confirmed = f"{_config(gain['params'])} vs no distillation on {gain['n_pairs']} fresh paired seeds"
+        confirmed = f"{config_words(gain['params'])} vs no distillation on {gain['n_pairs']} fresh paired seeds"
         if kind == "distil":
-            text = f"{where}: distil: {confirmed}: {_gain_words(gain, test)}; {fitted}"
+            text = f"{where}: distil: {confirmed}: {_gain_words(gain, test)}; {recommended}"
             if context.margin is not None and gain["high"] < context.margin:
                 text += f" (the gain is real but smaller than the {_margin(context)} margin)"
         elif kind == "hurts":
-            text = f"{where}: distillation hurts here: {confirmed}: {_gain_words(gain, test)}; use alpha = 1"
+            text = f"{where}: distillation hurts here: {confirmed}: {_gain_words(gain, test)}; use alpha = 1{star}"
         elif kind == "no_gain":
             text = (f"{where}: no gain: any gain or loss is within ±{_margin(context, amount=True)}: {confirmed}: "
-                    f"{_gain_words(gain, test)}; alpha = 1 does as well")
+                    f"{_gain_words(gain, test)}; alpha = 1 does as well{star}")
         else:
             margin = "" if context.margin is None else f" and reaches beyond the ±{_margin(context)} margin"
             need = gain.get("seeds_to_resolve")
             more = "" if need is None else (f"; at this spread about {need} paired seeds would resolve it "
                                             "(budget.confirm_max_repeats)")
             text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
-                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}")
+                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}; {recommended} (the "
+                    "candidate, until more seeds settle it)")
     return _status_words(entry, text + _teacher_words(entry, info, context.metric))
+
+
+def why_recommended(entry: dict[str, Any], kind: str) -> str:
+    """One sentence: which configuration is recommended and why, and what the fitted optimum and the best search
+    configuration are where they differ from it."""
+    rec = entry["recommended"]
+    source, params = rec["source"], rec["params"]
+    tried = config_words((entry["confirmed"] or {}).get("params") or params)
+    if source == "confirm":
+        head = f"Recommended: the confirmed configuration ({config_words(params)})"
+        reason = ("it beat no distillation on fresh paired seeds" if kind == "distil" else
+                  "the search's best distilled configuration, whose gain over no distillation the fresh seeds "
+                  "have not settled yet")
+    elif source == "no_distillation":
+        head = "Recommended: alpha = 1 (no distillation)"
+        reason = (f"the confirmed configuration ({tried}) did worse on fresh paired seeds" if kind == "hurts" else
+                  f"the confirmed configuration ({tried}) did no better, within the margin, on fresh paired seeds, "
+                  "and alpha = 1 needs no teacher")
+    elif source == "fit":
+        head = f"Recommended: the fitted optimum ({_fitted_words(rec)})"
+        reason = (f"a surface fitted to {rec['configurations']} search configurations is steadier than any one "
+                  "configuration's mean; nothing was confirmed on fresh seeds")
+    else:
+        head = f"Recommended: the best search configuration ({config_words(params)})"
+        reason = (f"only {rec['configurations']} completed configurations, too few for a fitted surface; nothing "
+                  "was confirmed on fresh seeds")
+    others = []
+    if source != "fit" and rec["fitted"]["alpha"] is not None and not _same_point(rec["fitted"], params):
+        others.append(f"the fitted optimum ({_fitted_words(rec)})")
+    best = entry["best_observed"]
+    if source != "best_observed" and best is not None and not _same_point(best["params"], params):
+        others.append(f"the best search configuration ({config_words(best['params'])})")
+    if not others:
+        return f"{head}: {reason}."
+    if source == "fit":
+        return f"{head}: {reason}; {others[0]} is one configuration's mean on the search seeds, noisier than the fit."
+    verb = "are the search's estimates" if len(others) > 1 else "is the search's estimate"
+    return f"{head}: {reason}; {' and '.join(others)} {verb} on validation, which the fresh seeds do not judge."
+
+
+def recommended_words(recommended: dict[str, Any]) -> str:
+    """The recommended configuration with the alphas (and temperatures) that may be best, e.g. ``alpha 0.3
+    (may be best: 0.2–0.45; weight on the true labels, 1 = no distillation), T 4 (3–6)``; ``≈`` for a fitted
+    optimum, which is a point of a curve, not a configuration that ran."""
+    params = recommended["params"]
+    if params["alpha"] == 1.0:
+        return "alpha = 1 (no distillation)"
+    about = "≈ " if recommended["source"] == "fit" else ""
+    spread = _range(recommended["alpha"])
+    inside = "; ".join(filter(None, [f"may be best: {spread}" if spread else "",
+                                     "weight on the true labels, 1 = no distillation"]))
+    words = f"alpha {about}{_fmt(params['alpha'])} ({inside})"
+    temperature = recommended["temperature"]
+    if temperature is not None:
+        t_range = _range(temperature)
+        words += f", T {about}{_fmt(temperature['value'])}" + (f" ({t_range})" if t_range else "")
+    return ", ".join([words, *_extras(params)])
+
+
+def _fitted_words(recommended: dict[str, Any]) -> str:
+    fitted = recommended["fitted"]
+    words = f"alpha ≈ {_fmt(fitted['alpha'])}"
+    if fitted["temperature"] is not None and fitted["alpha"] != 1.0:
+        words += f", T ≈ {_fmt(fitted['temperature'])}"
+    return words
+
+
+def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same alpha and, where it matters (alpha < 1), the same temperature, at the 3 digits shown."""
+    if _fmt(a["alpha"]) != _fmt(b["alpha"]):
+        return False
+    if a["alpha"] == 1.0 or a.get("temperature") is None or b.get("temperature") is None:
+        return True
+    return _fmt(a["temperature"]) == _fmt(b["temperature"])
 
 
 def _missing(entry: dict[str, Any]) -> str:
@@ -121,19 +193,6 @@ def _status_words(entry: dict[str, Any], text: str) -> str:
     if trials["unfinished"]:
         text += f". {trials['unfinished']} trial(s) had not ended (still running, or interrupted)"
     return text + "."
-
-
-def _alpha_words(recommended: dict[str, Any]) -> str:
-    """The fitted optimum with the intervals, e.g. ``alpha ≈ 0.3 (0.2–0.45; weight on the true labels,
-    1 = no distillation), T ≈ 4 (3–6)``."""
-    fitted = recommended["fitted"]
-    inside = "; ".join(filter(None, [_range(recommended["alpha"]), "weight on the true labels, 1 = no distillation"]))
-    words = f"alpha ≈ {_fmt(fitted['alpha'])} ({inside})"
-    temperature = recommended["temperature"]
-    if temperature is None or fitted["temperature"] is None or fitted["alpha"] == 1.0:
-        return words
-    t_range = _range(temperature)
-    return f"{words}, T ≈ {_fmt(fitted['temperature'])}" + (f" ({t_range})" if t_range else "")
 
 
 def _range(interval: dict[str, Any]) -> str:
@@ -178,15 +237,23 @@ def _margin(context: Context, *, amount: bool = False) -> str:
     return f"{margin / metric.margin_scale:.2g} {(metric.margin_unit or '').split(' of ')[0]}"
 
 
-def _config(params: dict[str, Any]) -> str:
+def config_words(params: dict[str, Any]) -> str:
     words = [f"alpha {_fmt(params['alpha'])}"]
     if params.get("temperature") is not None and params["alpha"] != 1.0:
         words.append(f"T {_fmt(params['temperature'])}")
-    if params.get("divergence") is not None and params["alpha"] != 1.0:  # a language study's divergence and k
+    return ", ".join(words + _extras(params))
+
+
+def _extras(params: dict[str, Any]) -> list[str]:
+    """A language study's divergence and top-k targets, where the student distils."""
+    if params["alpha"] == 1.0:
+        return []
+    words = []
+    if params.get("divergence") is not None:
         words.append(params["divergence"] + (f" (beta {_fmt(params['beta'])})" if params["divergence"] == "jsd" else ""))
-    if params.get("top_k") is not None and params["alpha"] != 1.0:
+    if params.get("top_k") is not None:
         words.append(f"top-{params['top_k']} targets")
-    return ", ".join(words)
+    return words
 
 
 def _fmt(value: float) -> str:
