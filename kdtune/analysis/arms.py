@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kdtune.analysis.scoring import Metric
+from kdtune.analysis.scoring import ScoredRun
 from kdtune.analysis.scoring import score_runs
 from kdtune.analysis.scoring import t_estimate
 from kdtune.analysis.verdicts import ConfirmedArm
@@ -111,16 +112,22 @@ def read_study(path: Path, metric: Metric, *, label: str) -> Study:
         raise StudyError(f"{path}: no completed trials yet (nothing to recommend from)")
     arms: dict[str, dict[tuple[Any, ...], Arm]] = {ident: {} for ident in conditions}
     for run in score_runs(complete, metric):
-        arm = arms[by_key[run.condition]].setdefault(run.params, Arm(params=run.param_dict()))
-        if run.trial_id not in arm.trial_ids:
-            arm.trial_ids.append(run.trial_id)
-        arm.phases.add(run.phase)
-        scored = Run(trial_id=run.trial_id, phase=run.phase, seed=(label, run.seed), objective=run.objective,
-                     test=run.test)
-        (arm.confirm if run.phase == "confirm" else arm.search)[scored.seed] = scored
+        add_run(arms[by_key[run.condition]], run, label)
     teachers = folder.teachers()
     return Study(path=path, label=label, meta=meta, teachers=teachers, conditions=conditions, arms=arms,
                  states=_trial_states(path, table, by_key))
+
+
+def add_run(arms: dict[tuple[Any, ...], Arm], run: ScoredRun, label: str) -> None:
+    """File one scored run of study ``label`` into its configuration's arm (made on first sight): the one way
+    runs become arms, for study folders here and for the simulated studies of
+    ``benchmarks/calibration_sim.py``."""
+    arm = arms.setdefault(run.params, Arm(params=run.param_dict()))
+    if run.trial_id not in arm.trial_ids:
+        arm.trial_ids.append(run.trial_id)
+    arm.phases.add(run.phase)
+    scored = Run(trial_id=run.trial_id, phase=run.phase, seed=(label, run.seed), objective=run.objective, test=run.test)
+    (arm.confirm if run.phase == "confirm" else arm.search)[scored.seed] = scored
 
 
 def _trial_states(path: Path, table: list[dict[str, Any]], by_key: dict[str, str]) -> dict[str, Counter[str]]:
