@@ -3,8 +3,11 @@ token KD losses, the target cache codec and the training loop, on a few KB of re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +16,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from kdtune.errors import CacheError
 from kdtune.errors import SpecError
 from kdtune.tasks.image.views import densify
 from kdtune.tasks.image.views import sparsify
+from kdtune.tasks.language import corpus
+from kdtune.tasks.language.blocks import SPLITS
 from kdtune.tasks.language.blocks import BlockFile
+from kdtune.tasks.language.blocks import blocks_fingerprint
 from kdtune.tasks.language.blocks import build_splits
+from kdtune.tasks.language.blocks import documents_by_split
 from kdtune.tasks.language.blocks import split_documents
 from kdtune.tasks.language.blocks import write_blocks
+from kdtune.tasks.language.cache_codec import TargetFile
 from kdtune.tasks.language.cache_codec import TargetFormat
+from kdtune.tasks.language.cache_codec import TargetWriter
 from kdtune.tasks.language.cache_codec import cache_bytes
 from kdtune.tasks.language.cache_codec import choose_format
 from kdtune.tasks.language.corpus import load_corpus
@@ -70,18 +80,18 @@ def teacher(splits: dict[str, BlockFile]) -> torch.nn.Module:
 
 def test_default_corpus_is_python_prose() -> None:
     docs = load_corpus()
-    assert len(docs) > 200  # 79 reference topics + one docstring document per top-level stdlib module
+    assert len(docs) == len(list(docs)) > 200  # 79 reference topics + one docstring document per top-level stdlib module
     assert sum(map(len, docs)) > 1_000_000
     assert any("assert" in doc and "AssertionError" in doc for doc in docs)
 
 
 def test_user_corpora(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("First document,\nstill first.\n\n  \nSecond one.\n\n\nThird.\n", encoding="utf-8")
-    assert load_corpus(tmp_path / "a.txt") == ["First document,\nstill first.", "Second one.", "Third."]
+    assert list(load_corpus(tmp_path / "a.txt")) == ["First document,\nstill first.", "Second one.", "Third."]
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"body": t}) for t in ("one", "two", "")) + "\n")
-    assert load_corpus(tmp_path / "b.jsonl", text_field="body") == ["one", "two"]
+    assert list(load_corpus(tmp_path / "b.jsonl", text_field="body")) == ["one", "two"]
     pq.write_table(pa.table({"content": ["x y", "z"], "n": [1, 2]}), tmp_path / "c.parquet")
-    assert load_corpus(tmp_path / "c.parquet", text_field="content") == ["x y", "z"]
+    assert list(load_corpus(tmp_path / "c.parquet", text_field="content")) == ["x y", "z"]
     with pytest.raises(SpecError, match=r"^dataset.corpus.text_field = 'text': is not a column"):
         load_corpus(tmp_path / "c.parquet")
     with pytest.raises(SpecError, match=r"^dataset.corpus.text_field = 'text': line 1 .* has no string"):
@@ -100,6 +110,102 @@ def test_bad_corpus_files_are_one_line(tmp_path: Path, content: bytes, message: 
     with pytest.raises(SpecError, match=rf"^dataset.corpus = '.*corpus.txt': {message}") as info:
         load_corpus(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("suffix", "content", "message"), [
+    (".jsonl", b'{"text": "ok"}\n{"text": "b\x00d"}\n', "is a binary file \\(NUL byte at offset 26\\)"),
+    (".jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n', "is not UTF-8 text \\(invalid byte 0xe9 at offset 28\\)"),
+    (".jsonl", b'{"text": "ok"}\n\n{"text": \n', "line 3 is not JSON"),
+    (".parquet", b"PAR1 not really", "is not a readable Parquet file"),
+])
+def test_bad_jsonl_and_parquet_are_one_line(tmp_path: Path, suffix: str, content: bytes, message: str) -> None:
+    """Offsets are the file's, not the line's."""
+    path = tmp_path / f"corpus{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(SpecError, match=rf"^dataset.corpus = '.*corpus{suffix}': {message}") as info:
+        load_corpus(path)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_bytes_past_the_first_read_are_named_by_file_offset(tmp_path: Path) -> None:
+    """The .txt reader reads READ_BYTES at a time; a bad byte further on, or a character cut by a read's end, is
+    refused with its offset in the file."""
+    head = ("A paragraph of plain text.\n\n" * 50_000).encode()  # 1.4 MB
+    assert len(head) > corpus.READ_BYTES
+    cases = {b"\x00": "is a binary file \\(NUL byte at offset 1400010\\)",
+             b"\xe9": "is not UTF-8 text \\(invalid byte 0xe9 at offset 1400010\\)"}
+    for bad, message in cases.items():
+        (tmp_path / "c.txt").write_bytes(head + b"0123456789" + bad + b" tail")
+        with pytest.raises(SpecError, match=rf"^dataset.corpus = '.*c.txt': {message}"):
+            load_corpus(tmp_path / "c.txt")
+    # a two-byte character cut by the end of the first read is one character, not an error
+    split = corpus.READ_BYTES - 1
+    text = head[:split] + "\u00e9".encode() + b" end"
+    (tmp_path / "c.txt").write_bytes(text)
+    assert "".join(load_corpus(tmp_path / "c.txt")).endswith("\u00e9 end")
+
+
+def test_txt_reader_splits_as_the_whole_text_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads of 1 to 7 bytes cut separators, blank lines and multi-byte characters everywhere; the documents are
+    those of splitting the whole text at once."""
+    rng = np.random.default_rng(0)
+    pieces = np.array(["a", "b c", " ", "\t", "\n", "\r", "\n\n", "\u00e9", "\u20ac", "\u3000"])
+    for trial in range(300):
+        text = "".join(rng.choice(pieces, size=int(rng.integers(0, 40))))
+        (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+        expected = [doc for doc in re.split(r"\n[ \t\r\f\v]*\n\s*", text.strip()) if doc.strip()]
+        monkeypatch.setattr(corpus, "READ_BYTES", trial % 7 + 1)
+        if expected:
+            assert list(load_corpus(tmp_path / "t.txt")) == expected, (text, trial % 7 + 1)
+        else:
+            with pytest.raises(SpecError, match="holds no text"):
+                load_corpus(tmp_path / "t.txt")
+
+
+def _write_corpus(path: Path, docs: list[str]) -> None:
+    if path.suffix == ".txt":
+        path.write_text("\n\n".join(docs), encoding="utf-8")
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in docs), encoding="utf-8")
+    else:
+        pq.write_table(pa.table({"text": docs}), path, row_group_size=500)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".parquet"])
+def test_a_corpus_is_streamed_never_held(tmp_path: Path, suffix: str) -> None:
+    """24 MB of text in 12,000 documents: validating, counting and reading it back hold a few megabytes of Python
+    objects at most (a read of a .txt file, a line, a batch of a Parquet row group), not the corpus."""
+    docs = [f"Document {i}: " + " ".join(_docs()[i % 40].split())[:300] * 6 for i in range(12_000)]
+    total = sum(len(doc) for doc in docs)
+    assert total > 20 * 2**20
+    path = tmp_path / f"big{suffix}"
+    _write_corpus(path, docs)
+    digest = hashlib.sha256()
+    tracemalloc.start()
+    try:
+        loaded = load_corpus(path)  # the first pass
+        for doc in loaded:  # a second one
+            digest.update(doc.encode())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(loaded) == len(docs) and digest.hexdigest() == hashlib.sha256("".join(docs).encode()).hexdigest()
+    assert peak < total / 4, f"{peak:,} bytes held at once while reading {total:,} bytes of text"
+    del docs
+
+
+def test_a_corpus_that_changes_between_passes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    _write_corpus(path, ["one", "two", "three"])
+    docs = load_corpus(path)
+    _write_corpus(path, ["one", "two", "three", "four"])
+    with pytest.raises(SpecError, match=r"^dataset.corpus = '.*c.jsonl': changed while it was read \(it held 3"):
+        list(docs)
+    _write_corpus(path, ["one", "2", "three"])
+    with pytest.raises(SpecError, match="changed while it was read"):
+        list(docs)
+    _write_corpus(path, ["one", "two", "three"])
+    assert list(docs) == ["one", "two", "three"]
 
 
 def test_unknown_corpus_source(tmp_path: Path) -> None:
@@ -162,6 +268,80 @@ def test_split_files_share_no_text(splits: dict[str, BlockFile]) -> None:
     for doc in _docs():
         owners = [name for name in text if doc[50:150] in text[name]]
         assert len(owners) <= 1, owners
+
+
+def test_splits_stream_from_a_file_by_document_in_corpus_order(tmp_path: Path) -> None:
+    """A file's documents go to the split their index is assigned (disjoint, every document once, the same for a
+    seed, another for another seed), in corpus order within a split; blocks from the file and from the same
+    documents in a list are the same."""
+    docs = [f"doc {i}: " + _docs()[i % 40][:120] for i in range(60)]
+    _write_corpus(tmp_path / "c.jsonl", docs)
+    corpus_ = load_corpus(tmp_path / "c.jsonl")
+    kwargs = {"val_fraction": 0.2, "test_fraction": 0.2}
+    pairs = list(documents_by_split(corpus_, seed=5, **kwargs))
+    assert [doc for _, doc in pairs] == docs
+    parts = split_documents(60, seed=5, **kwargs)
+    for name in SPLITS:
+        assert [i for i, (split, _) in enumerate(pairs) if split == name] == sorted(parts[name].tolist())
+    assert pairs == list(documents_by_split(corpus_, seed=5, **kwargs))
+    assert pairs != list(documents_by_split(corpus_, seed=6, **kwargs))
+    tok = ByteTokenizer()
+    files = build_splits(corpus_, tok, tmp_path / "blocks", context=16, seed=5, rows_per_group=4, **kwargs)
+    for name in SPLITS:
+        stream = [t for split, doc in pairs if split == name for t in [*tok.encode(doc), tok.eos_id]]
+        blocks = files[name]
+        rows = np.concatenate([blocks.read_row_group(g) for g in range(blocks.num_row_groups)])
+        assert rows.reshape(-1).tolist() == stream[: blocks.num_blocks * 17]
+    same = build_splits(docs, tok, tmp_path / "from_list", context=16, seed=5, rows_per_group=4, **kwargs)
+    assert blocks_fingerprint(same) == blocks_fingerprint(files)
+
+
+def _rewrite_first_value(path: Path) -> None:
+    """The file rewritten with valid pages and footer, one value of its last column changed by one."""
+    file = pq.ParquetFile(path)
+    table = file.read()
+    rows = file.metadata.row_group(0).num_rows
+    name = table.column_names[-1]
+    column = table.column(name).combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False).copy()
+    values[0] += 1
+    changed = pa.FixedSizeListArray.from_arrays(pa.array(values, type=column.type.value_type), type=column.type)
+    table = table.set_column(table.num_columns - 1, table.schema.field(name), changed)
+    footer = {key: value for key, value in file.metadata.metadata.items() if key != b"ARROW:schema"}
+    pq.write_table(table.replace_schema_metadata(footer), path, row_group_size=rows, write_page_checksum=True)
+
+
+def _flip_byte_in_row_group(path: Path, group: int) -> None:
+    column = pq.ParquetFile(path).metadata.row_group(group).column(0)
+    raw = bytearray(path.read_bytes())
+    raw[column.data_page_offset + column.total_compressed_size - 1] ^= 0xFF  # inside the last page's data
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", ["value rewritten in a valid file", "byte flipped"])
+def test_damaged_row_groups_are_one_line(tmp_path: Path, damage: str) -> None:
+    """Blocks and targets are read with plain reads now; each row group is still verified when it is read, by its
+    pages' CRC and by the footer's sha256, and the other row groups still read."""
+    tok = ByteTokenizer()
+    blocks = write_blocks(["abcdefghij" * 30], tok, tmp_path / "b.parquet", context=4, rows_per_group=20)
+    gen = np.random.default_rng(0)
+    fmt = TargetFormat("topk", 257, 4, 3)
+    with TargetWriter(tmp_path / "t.parquet", fmt, rows_per_group=20) as writer:
+        n = blocks.num_blocks
+        writer.add(np.arange(n), ids=gen.integers(0, 257, (n, 4, 3)), logits=gen.normal(size=(n, 4, 3)),
+                   tail_lse=gen.normal(size=(n, 4)), tail_mean=gen.normal(size=(n, 4)))
+    for path in (tmp_path / "b.parquet", tmp_path / "t.parquet"):
+        if damage == "byte flipped":
+            _flip_byte_in_row_group(path, 0)
+            message = r"row group 0 cannot be read \(OSError: .*CRC checksum verification failed"
+        else:
+            _rewrite_first_value(path)
+            message = r"row group 0 does not match its checksum"
+        reader = BlockFile(path) if path.stem == "b" else TargetFile(path)
+        with pytest.raises(CacheError, match=rf"^{re.escape(str(path))}: {message}") as info:
+            reader.read_row_group(0)
+        assert "\n" not in str(info.value)
+        reader.read_row_group(1)
 
 
 def test_blocks_round_trip_by_row_group(tmp_path: Path) -> None:

@@ -1,21 +1,25 @@
 """A corpus as fixed-length token blocks in one Parquet file per split, read back one row group at a time.
 
-* **Split by document** (:func:`split_documents`): documents, never blocks, are shuffled with the data seed and
-  assigned to train, validation and test, so no text is shared between splits.
-* **Packing**: within a split, documents are concatenated in their shuffled order, each followed by the
-  tokenizer's end-of-document id, and the stream is cut into blocks of ``context + 1`` tokens (inputs are
-  ``block[:-1]``, next-token targets ``block[1:]``). A block may span a document boundary (the model sees the
-  eos id there, as GPT-2's training did); the split's last partial block is dropped, so no block holds padding.
+* **Split by document** (:func:`split_documents`): documents, never blocks, are assigned to train, validation and
+  test by a permutation of their indices drawn with the data seed, so no text is shared between splits.
+* **Packing**: the corpus is read once more, in its own order (:func:`documents_by_split`), and each document goes
+  to its split's writer (:class:`BlockWriter`; the three are open at once), so within a split documents are
+  concatenated in corpus order, each followed by the tokenizer's end-of-document id. The stream is cut into blocks
+  of ``context + 1`` tokens (inputs are ``block[:-1]``, next-token targets ``block[1:]``). A block may span a
+  document boundary (the model sees the eos id there, as GPT-2's training did); the split's last partial block is
+  dropped, so no block holds padding. Corpus order, not the permutation's: the corpus is streamed, never held, and
+  training visits the blocks in a seeded order anyway (:mod:`kdtune.tasks.language.corpus` says why).
 * **Storage**: one row per block, ``tokens`` a ``fixed_size_list<uint16>`` (``int32`` when the vocabulary
   exceeds 65,536), ``rows_per_group`` blocks per row group, zstd, page checksums. The footer holds the context,
   the tokenizer's fingerprint, the row count and a sha256 of every row group's tokens (as int32), so a reader
   verifies each row group it reads without reading the rest.
-* **Reading** (:class:`BlockFile`): memory-mapped, one row group at a time; an epoch visits the row groups in a
-  seeded order and the blocks of each in a seeded order, and yields each block's global index (the row number),
-  which is how cached teacher targets are joined to blocks.
+* **Reading** (:class:`BlockFile`): one row group at a time, with plain reads (not memory-mapped: the pages of a
+  mapped file count in the process's resident memory and grew it with the file); an epoch visits the row groups
+  in a seeded order and the blocks of each in a seeded order, and yields each block's global index (the row
+  number), which is how cached teacher targets are joined to blocks.
 
-Writing streams too: a document is tokenized, appended to a buffer, and full row groups are written out, so
-neither the tokens of a corpus nor its blocks are ever all in memory.
+Writing streams too: a document is tokenized, appended to its split's buffer, and full row groups are written
+out, so neither the corpus, nor its tokens, nor its blocks are ever all in memory.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import hashlib
 import json
 from collections.abc import Iterable
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +41,7 @@ import pyarrow.parquet as pq
 
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
+from kdtune.errors import shorten
 from kdtune.tasks.language.tokenizer import Tokenizer
 
 
@@ -79,66 +87,128 @@ def _group_sha256(tokens: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(tokens, dtype="<i4").data).hexdigest()
 
 
+class Documents(Protocol):
+    """What blocks are made of: documents that can be counted and then read in order (a list, or a
+    :class:`kdtune.tasks.language.corpus.Corpus`, which reads its file again on each iteration)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+def documents_by_split(docs: Documents, *, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                       seed: int = 0) -> Iterator[tuple[str, str]]:
+    """(split name, document) for every document of ``docs``, in corpus order, each in the split
+    :func:`split_documents` assigns its index to."""
+    which = np.empty(len(docs), dtype=np.uint8)
+    for number, index in enumerate(split_documents(len(docs), val_fraction=val_fraction, test_fraction=test_fraction,
+                                                   seed=seed).values()):
+        which[index] = number
+    for split, doc in zip(which, docs, strict=True):
+        yield SPLITS[split], doc
+
+
+class BlockWriter:
+    """Tokenizes documents in the order given, packs them into blocks of ``context + 1`` tokens and writes full row
+    groups as they fill. :meth:`close` renames the file into place and opens it; a writer left without closing
+    (``with``) removes its temporary file. A split too short for a single block is refused (one line)."""
+
+    def __init__(self, path: str | Path, tokenizer: Tokenizer, *, context: int,
+                 rows_per_group: int = DEFAULT_ROWS_PER_GROUP) -> None:
+        if context < 1:
+            raise SpecError("dataset.context", context, "must be a positive number of tokens")
+        if rows_per_group < 1:
+            raise SpecError("dataset.rows_per_group", rows_per_group, "must be a positive number of blocks")
+        self.path, self.tokenizer, self.context, self.rows_per_group = Path(path), tokenizer, context, rows_per_group
+        self.dtype = token_dtype(tokenizer.vocab_size)
+        self._schema = _schema(context + 1, self.dtype)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_page_checksum=True,
+                                        use_dictionary=False)
+        self._open = True
+        self._buffer = np.empty(0, dtype=self.dtype)
+        self._sums: list[str] = []
+        self._whole = hashlib.sha256()
+        self.rows = 0
+
+    def add(self, doc: str) -> None:
+        ids = np.asarray([*self.tokenizer.encode(doc), self.tokenizer.eos_id], dtype=self.dtype)
+        self._buffer = np.concatenate([self._buffer, ids])
+        group_tokens = self.rows_per_group * (self.context + 1)
+        while len(self._buffer) >= group_tokens:
+            self._flush(self._buffer[:group_tokens])
+            self._buffer = self._buffer[group_tokens:]
+
+    def _flush(self, tokens: np.ndarray) -> None:
+        width = self.context + 1
+        digest = _group_sha256(tokens)
+        self._sums.append(digest)
+        self._whole.update(digest.encode())
+        values = pa.array(tokens, type=self._schema.field("tokens").type.value_type)
+        self._writer.write_table(pa.table([pa.FixedSizeListArray.from_arrays(values, width)], schema=self._schema),
+                                 row_group_size=len(tokens) // width)
+        self.rows += len(tokens) // width
+
+    def close(self) -> BlockFile:
+        full = len(self._buffer) // (self.context + 1) * (self.context + 1)
+        if full:
+            self._flush(self._buffer[:full])
+        meta = {"format": BLOCK_FORMAT, "context": self.context, "rows": self.rows,
+                "rows_per_group": self.rows_per_group, "tokenizer": self.tokenizer.fingerprint,
+                "vocab_size": self.tokenizer.vocab_size, "dtype": self.dtype.name, "group_sha256": self._sums,
+                "fingerprint": self._whole.hexdigest()}
+        self._writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta)})
+        self._writer.close()
+        self._open = False
+        if self.rows == 0:
+            self._tmp.unlink()
+            raise SpecError("dataset.context", self.context, f"is longer than the {len(self._buffer)} tokens of the "
+                            f"{self.path.stem} split; lower the context or give more text")
+        self._tmp.replace(self.path)
+        return BlockFile(self.path)
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._open:  # not closed: an error on the way; nothing is left behind
+            self._writer.close()
+            self._open = False
+            self._tmp.unlink(missing_ok=True)
+
+
 def write_blocks(docs: Iterable[str], tokenizer: Tokenizer, path: str | Path, *, context: int,
                  rows_per_group: int = DEFAULT_ROWS_PER_GROUP) -> BlockFile:
-    """Tokenize ``docs`` in order, pack them into blocks of ``context + 1`` tokens and write them to ``path``.
-
-    Returns the file opened for reading. A split too short for a single block is refused (one line).
-    """
-    if context < 1:
-        raise SpecError("dataset.context", context, "must be a positive number of tokens")
-    if rows_per_group < 1:
-        raise SpecError("dataset.rows_per_group", rows_per_group, "must be a positive number of blocks")
-    width = context + 1
-    dtype = token_dtype(tokenizer.vocab_size)
-    schema = _schema(width, dtype)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    group_tokens = rows_per_group * width
-    buffer = np.empty(0, dtype=dtype)
-    sums: list[str] = []
-    whole = hashlib.sha256()
-    rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd", write_page_checksum=True, use_dictionary=False) as writer:
-        def flush(tokens: np.ndarray) -> None:
-            nonlocal rows
-            digest = _group_sha256(tokens)
-            sums.append(digest)
-            whole.update(digest.encode())
-            values = pa.array(tokens, type=schema.field("tokens").type.value_type)
-            writer.write_table(pa.table([pa.FixedSizeListArray.from_arrays(values, width)], schema=schema),
-                               row_group_size=len(tokens) // width)
-            rows += len(tokens) // width
-
+    """Tokenize ``docs`` in order, pack them into blocks of ``context + 1`` tokens and write them to ``path``;
+    returns the file opened for reading."""
+    with BlockWriter(path, tokenizer, context=context, rows_per_group=rows_per_group) as writer:
         for doc in docs:
-            ids = np.asarray([*tokenizer.encode(doc), tokenizer.eos_id], dtype=dtype)
-            buffer = np.concatenate([buffer, ids])
-            while len(buffer) >= group_tokens:
-                flush(buffer[:group_tokens])
-                buffer = buffer[group_tokens:]
-        full = len(buffer) // width * width
-        if full:
-            flush(buffer[:full])
-        meta = {"format": BLOCK_FORMAT, "context": context, "rows": rows, "rows_per_group": rows_per_group,
-                "tokenizer": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size, "dtype": dtype.name,
-                "group_sha256": sums, "fingerprint": whole.hexdigest()}
-        writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta)})
-    if rows == 0:
-        tmp.unlink()
-        raise SpecError("dataset.context", context, f"is longer than the {len(buffer)} tokens of the {path.stem} split; "
-                        "lower the context or give more text")
-    tmp.replace(path)
-    return BlockFile(path)
+            writer.add(doc)
+        return writer.close()
 
 
-def build_splits(docs: list[str], tokenizer: Tokenizer, folder: str | Path, *, context: int, val_fraction: float = 0.1,
+def build_splits(docs: Documents, tokenizer: Tokenizer, folder: str | Path, *, context: int, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, seed: int = 0,
                  rows_per_group: int = DEFAULT_ROWS_PER_GROUP) -> dict[str, BlockFile]:
-    """``folder/{train,val,test}.parquet`` from ``docs``, split by document with ``seed``."""
-    splits = split_documents(len(docs), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    return {name: write_blocks((docs[i] for i in splits[name]), tokenizer, Path(folder) / f"{name}.parquet",
-                               context=context, rows_per_group=rows_per_group) for name in SPLITS}
+    """``folder/{train,val,test}.parquet`` from ``docs``, split by document with ``seed``, in one pass over
+    ``docs`` with the three files open at once."""
+    with ExitStack() as stack:
+        writers = {name: stack.enter_context(BlockWriter(Path(folder) / f"{name}.parquet", tokenizer, context=context,
+                                                         rows_per_group=rows_per_group)) for name in SPLITS}
+        for name, doc in documents_by_split(docs, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed):
+            writers[name].add(doc)
+        return {name: writers[name].close() for name in SPLITS}
+
+
+def read_row_group(file: pq.ParquetFile, path: Path, group: int, columns: list[str] | None = None) -> pa.Table:
+    """Row group ``group`` of ``file`` (opened from ``path``), only ``columns`` (None: all); a page that fails its
+    checksum or a truncated file is one line (:class:`CacheError`), as the token blocks and the targets need."""
+    try:
+        return file.read_row_group(group, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise CacheError(f"{path}: row group {group} cannot be read ({type(exc).__name__}: "
+                         f"{shorten(' '.join(str(exc).split()))})") from None
 
 
 def blocks_fingerprint(files: dict[str, BlockFile]) -> str:
@@ -159,13 +229,13 @@ class Batch:
 
 
 class BlockFile:
-    """A split's blocks, memory-mapped and read one row group at a time; each row group's checksum is verified
-    when it is read."""
+    """A split's blocks, read one row group at a time (plain reads, not memory-mapped); each row group's checksum is
+    verified when it is read."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._file = pq.ParquetFile(self.path, memory_map=True, page_checksum_verification=True)
+            self._file = pq.ParquetFile(self.path, page_checksum_verification=True)
             self.meta: dict[str, Any] = json.loads(self._file.metadata.metadata[METADATA_KEY])
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowException) as exc:
             raise CacheError(f"{self.path}: not a kdtune block file ({type(exc).__name__})") from None
@@ -205,7 +275,7 @@ class BlockFile:
 
     def read_row_group(self, group: int) -> np.ndarray:
         """The (rows, context + 1) tokens of one row group, verified against the footer's checksum."""
-        column = self._file.read_row_group(group, columns=["tokens"]).column("tokens")
+        column = read_row_group(self._file, self.path, group, ["tokens"]).column("tokens")
         flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
         tokens = flat.reshape(-1, self.context + 1)
         if _group_sha256(tokens) != self.meta["group_sha256"][group]:

@@ -13,8 +13,10 @@ One row per block of L = context positions. Three layouts (:data:`LAYOUTS`):
 Each row also holds its block ``index``. The footer holds the layout, V, L, k, the row count, the source's
 identity (``meta``) and a sha256 per row group; a reader verifies, per row group it reads: the schema, the row
 count, the checksum, that every value is finite (``tail_lse`` may be -inf only when k = V) and that ids are in
-[0, V). Reading is memory-mapped and one row group at a time, so a cache larger than RAM works; a batch's
-targets are gathered by block index (:meth:`TargetFile.targets`), holding at most two row groups.
+[0, V). Reading is one row group at a time, with plain reads of that row group's column chunks (not memory-mapped:
+a mapped file's pages count in the process's resident memory, which then grew with the cache), so a cache larger
+than RAM works; a batch's targets are gathered by block index (:meth:`TargetFile.targets`), holding at most two row
+groups.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from kdtune.cache.parquet import sha256_arrays
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
+from kdtune.tasks.language.blocks import read_row_group
 from kdtune.tasks.language.loss import Sampled
 from kdtune.tasks.language.loss import Targets
 from kdtune.tasks.language.loss import TopK
@@ -178,12 +181,12 @@ class TargetWriter:
 
 
 class TargetFile:
-    """A verified, memory-mapped target cache, read one row group at a time."""
+    """A verified target cache, read one row group at a time (plain reads, not memory-mapped)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
-            self._file = pq.ParquetFile(self.path, memory_map=True, page_checksum_verification=True)
+            self._file = pq.ParquetFile(self.path, page_checksum_verification=True)
             info = json.loads(self._file.metadata.metadata[METADATA_KEY])
             self.format = TargetFormat(info["layout"], int(info["vocab_size"]), int(info["context"]), info["k"])
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowException, SpecError) as exc:
@@ -209,7 +212,7 @@ class TargetFile:
 
     def read_row_group(self, group: int) -> dict[str, np.ndarray]:
         """Row group ``group`` as arrays: ``index`` (rows,), the others (rows, L, width per position), verified."""
-        table = self._file.read_row_group(group)
+        table = read_row_group(self._file, self.path, group)
         fmt = self.format
         arrays = {"index": table.column("index").to_numpy()}
         for name, _ in _COLUMNS[fmt.layout]:
@@ -242,7 +245,7 @@ class TargetFile:
         if self._where is None:
             where = np.full(self.num_rows, -1, dtype=np.int32)
             for group in range(self.num_row_groups):
-                index = self._file.read_row_group(group, columns=["index"]).column("index").to_numpy()
+                index = read_row_group(self._file, self.path, group, ["index"]).column("index").to_numpy()
                 if index.min() < 0 or index.max() >= self.num_rows or np.any(where[index] >= 0):
                     raise CacheError(f"{self.path}: block indices are not a permutation of 0..{self.num_rows - 1}")
                 where[index] = group

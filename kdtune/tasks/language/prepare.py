@@ -3,8 +3,8 @@
 Everything is content-addressed under ``<cache root>/lm/`` (the teacher-logit cache's root, ``KDTUNE_CACHE_DIR``):
 
 * ``blocks/<key>/{train,val,test}.parquet``: the corpus split by document and cut into blocks
-  (:mod:`kdtune.tasks.language.blocks`). The key covers the corpus's text (a sha256 over its documents), the
-  tokenizer's fingerprint, the context, the split fractions and the data seed.
+  (:mod:`kdtune.tasks.language.blocks`). The key covers the corpus's text (a sha256 over its documents, from the
+  corpus's first pass), the tokenizer's fingerprint, the context, the split fractions and the data seed.
 * ``teachers/<key>/``: the teacher's weights (``model.pt``) and ``teacher.json`` (its curve, its selected epoch,
   its validation and test loss, perplexity and next-token accuracy). The key covers the blocks' fingerprint and
   everything that trains the teacher (architecture, kwargs, epochs, lr, batch size, seed, selection, epoch
@@ -14,8 +14,9 @@ Everything is content-addressed under ``<cache root>/lm/`` (the teacher-logit ca
   when read.
 
 Each entry is built under a lock file of its own (two conditions sharing a teacher train it once) into a
-temporary name and renamed. What a trial receives is the paths and a few numbers, never arrays: a trial reads
-the blocks and the targets one row group at a time, so a corpus or a cache larger than memory works.
+temporary name and renamed. The corpus is streamed from its file, never held (:mod:`kdtune.tasks.language.corpus`).
+What a trial receives is the paths and a few numbers, never arrays: a trial reads the blocks and the targets one
+row group at a time, so a corpus or a cache larger than memory works.
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.errors import SpecError
 
 
-#: Bumped when what an entry holds changes: old entries then stop matching.
-LM_CACHE_FORMAT = 1
+if TYPE_CHECKING:
+    from kdtune.tasks.language.corpus import Corpus
+
+
+#: Bumped when what an entry holds changes: old entries then stop matching (2: a split's documents are packed
+#: in corpus order, not in the split permutation's order).
+LM_CACHE_FORMAT = 2
 DEFAULT_CONTEXT = 128
 DEFAULT_TEST_FRACTION = 0.1
 DEFAULT_TOKENIZER = "byte"
@@ -65,7 +72,8 @@ class TextSettings:
                    val_fraction=d.val_fraction, test_fraction=d.test_fraction or DEFAULT_TEST_FRACTION, seed=d.seed,
                    epoch_blocks=d.epoch_blocks)
 
-    def documents(self) -> list[str]:
+    def documents(self) -> Corpus:
+        """The corpus, validated and counted by a first pass over it (nothing is held)."""
         from kdtune.tasks.language.corpus import load_corpus
 
         return load_corpus(self.corpus, text_field=self.text_field, field="dataset.corpus")
@@ -82,7 +90,7 @@ def lm_root(cache_dir: str | None) -> Path:
     root = cache_dir if cache_dir is not None else default_cache_root()
     if "://" in str(root):
         raise SpecError("--cache-dir", str(root), "the language task keeps its token blocks and targets in a local "
-                        "folder (memory-mapped); give a local cache folder")
+                        "folder (read by row group); give a local cache folder")
     return Path(root).expanduser() / "lm"
 
 
@@ -90,32 +98,27 @@ def _hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def corpus_fingerprint(docs: list[str]) -> str:
-    h = hashlib.sha256()
-    for doc in docs:
-        data = doc.encode("utf-8")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+def split_tokens(docs: Corpus, tokenizer: Any, settings: TextSettings) -> dict[str, int]:
+    """Tokens of each split, end-of-document ids included, without writing anything (for the cache size): one
+    pass over the corpus, tokenizing each document and keeping only the counts."""
+    from kdtune.tasks.language.blocks import SPLITS
+    from kdtune.tasks.language.blocks import documents_by_split
+
+    tokens = dict.fromkeys(SPLITS, 0)
+    for name, doc in documents_by_split(docs, val_fraction=settings.val_fraction, test_fraction=settings.test_fraction,
+                                        seed=settings.seed):
+        tokens[name] += len(tokenizer.encode(doc)) + 1
+    return tokens
 
 
-def split_tokens(docs: list[str], tokenizer: Any, settings: TextSettings) -> dict[str, int]:
-    """Tokens of each split, end-of-document ids included, without writing anything (for the cache size)."""
-    from kdtune.tasks.language.blocks import split_documents
-
-    splits = split_documents(len(docs), val_fraction=settings.val_fraction, test_fraction=settings.test_fraction,
-                             seed=settings.seed)
-    return {name: sum(len(tokenizer.encode(docs[i])) + 1 for i in index) for name, index in splits.items()}
-
-
-def blocks_key(docs: list[str], tokenizer: Any, settings: TextSettings) -> str:
+def blocks_key(docs: Corpus, tokenizer: Any, settings: TextSettings) -> str:
     """What the blocks are made of: the corpus's text, the tokenizer, the context, the split and its seed."""
-    return _hash({"kind": "lm-blocks", "format": LM_CACHE_FORMAT, "corpus": corpus_fingerprint(docs),
+    return _hash({"kind": "lm-blocks", "format": LM_CACHE_FORMAT, "corpus": docs.fingerprint,
                   "tokenizer": tokenizer.fingerprint, "context": settings.context, "val": settings.val_fraction,
                   "test": settings.test_fraction, "seed": settings.seed})
 
 
-def cached_teacher(root: Path, spec: Any, condition: Any, docs: list[str], tokenizer: Any,
+def cached_teacher(root: Path, spec: Any, condition: Any, docs: Corpus, tokenizer: Any,
                    settings: TextSettings) -> str | None:
     """The key of the condition's teacher when the cache holds it and its blocks, else None (nothing is written)."""
     from kdtune.errors import CacheError
@@ -132,7 +135,7 @@ def cached_teacher(root: Path, spec: Any, condition: Any, docs: list[str], token
     return key if (root / "teachers" / key / "teacher.json").is_file() else None
 
 
-def prepare_blocks(docs: list[str], tokenizer: Any, settings: TextSettings, root: Path) -> tuple[str, dict[str, Any]]:
+def prepare_blocks(docs: Corpus, tokenizer: Any, settings: TextSettings, root: Path) -> tuple[str, dict[str, Any]]:
     """The blocks of every split, from the cache or tokenized now: (key, {split: BlockFile})."""
     from kdtune.cache.lock import LocalLock
     from kdtune.tasks.language.blocks import SPLITS
