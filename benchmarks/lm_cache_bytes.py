@@ -40,7 +40,7 @@ from kdtune.tasks.language.cache_codec import TargetFile
 from kdtune.tasks.language.cache_codec import TargetFormat
 from kdtune.tasks.language.cache_codec import TargetWriter
 from kdtune.tasks.language.cache_codec import cache_bytes
-from kdtune.tasks.language.corpus import load_corpus
+from kdtune.tasks.language.corpus import default_corpus
 from kdtune.tasks.language.models import build_lm
 
 
@@ -83,7 +83,7 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
         print(f"arithmetic (cache_bytes), V = {VOCAB:,}, {name}: {size:,} bytes/token = dense / "
               f"{arithmetic['dense'] / size:,.0f}")
 
-    text = "".join(c for c in load_corpus()[0] if c.isascii())
+    text = "".join(c for c in default_corpus()[0] if c.isascii())
     blocks = write_blocks([text[: args.blocks * (args.context + 1) - 1]], SpreadTokenizer(), work / "blocks.parquet",
                           context=args.context)  # + the end-of-document id: exactly --blocks blocks
     tokens = np.concatenate([blocks.read_row_group(g) for g in range(blocks.num_row_groups)])[:, :-1].astype(np.int64)

@@ -9,7 +9,7 @@ so the same initial weights) trains ``--steps`` optimizer steps on the same batc
 order, epoch 0) with :class:`kdtune.tasks.language.train.LMTrainer`, once per variant:
 
 * ``cached top-k``: a fresh :class:`TargetFile` per repeat, so each repeat reads and verifies its row groups from
-  Parquet (memory-mapped) and gathers each batch's targets by block index;
+  Parquet (plain reads of one row group at a time) and gathers each batch's targets by block index;
 * ``cached dense``: the same with dense rows;
 * ``inline``: the teacher's forward (``no_grad``) on every batch, then the same student step with dense logits.
 
@@ -50,7 +50,7 @@ from kdtune.tasks.language.blocks import BlockFile  # noqa: E402
 from kdtune.tasks.language.blocks import write_blocks  # noqa: E402
 from kdtune.tasks.language.cache_codec import TargetFile  # noqa: E402
 from kdtune.tasks.language.cache_codec import TargetFormat  # noqa: E402
-from kdtune.tasks.language.corpus import load_corpus  # noqa: E402
+from kdtune.tasks.language.corpus import default_corpus  # noqa: E402
 from kdtune.tasks.language.models import build_lm  # noqa: E402
 from kdtune.tasks.language.models import flops_per_token  # noqa: E402
 from kdtune.tasks.language.tokenizer import ByteTokenizer  # noqa: E402
@@ -147,7 +147,7 @@ def _measure(work: Path, args: argparse.Namespace) -> None:
 def _blocks(work: Path, args: argparse.Namespace) -> tuple[BlockFile, BlockFile]:
     """Training blocks from a seeded sample of the default corpus's documents (about ``--blocks`` blocks, so the
     teacher's one pass stays short), and one document's blocks for the trainer's validation."""
-    docs = load_corpus()
+    docs = default_corpus()
     order = np.random.default_rng(0).permutation(len(docs))
     want = args.blocks * (args.context + 1)
     chosen, total = [], 0

@@ -2,26 +2,29 @@
 
 Each run is a child process (``--child``) that does, on the byte tokenizer with context 64:
 
-1. **blocks**: :func:`kdtune.tasks.language.blocks.build_splits` (split by document, tokens streamed into Parquet row
-   groups);
-2. **targets**: a random-init teacher's top-k targets (``--top-k``, default 32) for every training block, written
+1. **corpus**: the corpus's first pass (:class:`kdtune.tasks.language.corpus.Corpus`: count, fingerprint, checks);
+2. **blocks**: :func:`kdtune.tasks.language.blocks.build_splits` (the second pass: split by document, tokens streamed
+   into the three splits' Parquet row groups);
+3. **targets**: a random-init teacher's top-k targets (``--top-k``, default 32) for every training block, written
    through the codec by :func:`kdtune.tasks.language.train.compute_targets`, batch by batch;
-3. **epoch**: one epoch of a small student (:class:`kdtune.tasks.language.train.LMTrainer`) over every training
+4. **epoch**: one epoch of a small student (:class:`kdtune.tasks.language.train.LMTrainer`) over every training
    block (``--steps`` caps it), its targets read from the Parquet cache one row group at a time, then its
    evaluation on 64 validation blocks.
 
 The corpus is the default one (``python-docs``) repeated to ``--size-mb`` MiB of UTF-8 text (1x) and to four
-times that (4x), given in one of two ways (``--sources``; default ``stream``):
+times that (4x), given in one of two ways (``--sources``; default ``stream``), both read by a
+:class:`~kdtune.tasks.language.corpus.Corpus`:
 
-* ``stream``: documents produced on demand by index (a sequence over the repeated corpus), so the corpus's text is
-  never all in memory and only the block and target paths are measured;
-* ``txt``: the text written to a ``.txt`` file first, then read by :func:`kdtune.tasks.language.corpus.load_corpus`,
-  as a user's corpus is: the loader holds every document in memory.
+* ``stream``: documents generated on demand from the default corpus's list, so no file is read;
+* ``txt``: the text written to a ``.txt`` file first, then streamed from it by
+  :func:`kdtune.tasks.language.corpus.load_corpus`, as a user's corpus is (256 KiB at a time, split on blank
+  lines; never held whole).
 
 Each child samples its own /proc/self/status every 20 ms (the peak of RssAnon, the process's own heap, and of
-RssFile, pages of memory-mapped files, which the kernel can drop) and reports them per phase; the parent reads the
-child's peak RSS (ru_maxrss of ``os.wait4``: anonymous and file pages together). The last line is the ratio of
-the 4x peak to the 1x peak (flat is 1.0) for each source.
+RssFile, pages of files mapped into the process: its shared libraries, since the blocks and targets are read with
+plain reads, not mapped) and reports them per phase; the parent reads the child's peak RSS (ru_maxrss of
+``os.wait4``: anonymous and file pages together). The last line is the ratio of the 4x peak to the 1x peak (flat
+is 1.0) for each source.
 
     python benchmarks/lm_memory.py                          # 2 and 8 MiB, streamed: about 4 minutes on 2 cores
     python benchmarks/lm_memory.py --sources stream,txt --json out.json
@@ -42,10 +45,10 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
-from typing import overload  # noqa: E402
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -116,36 +119,18 @@ def _run(source: str, scale: int, args: argparse.Namespace, work: Path) -> dict[
             "maxrss_mb": usage.ru_maxrss / 1024}  # KiB on Linux
 
 
-class RepeatedCorpus(Sequence[str]):
-    """The default corpus repeated to ``size_mb`` of text, each document made on demand (never all held)."""
+def repeated_documents(size_mb: float) -> Callable[[], Iterator[str]]:
+    """The default corpus's documents repeated to about ``size_mb`` of text, each pass generating them anew."""
+    from kdtune.tasks.language.corpus import default_corpus
 
-    def __init__(self, size_mb: float) -> None:
-        from kdtune.tasks.language.corpus import default_corpus
-
-        self.base = default_corpus()
-        base_bytes = sum(len(doc.encode("utf-8")) for doc in self.base)
-        self.count = max(3, round(len(self.base) * size_mb * MB / base_bytes))
-
-    def __len__(self) -> int:
-        return self.count
-
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[str]: ...
-
-    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.count))]
-        if not -self.count <= i < self.count:
-            raise IndexError(i)  # also what ends iteration over the sequence
-        return self.base[i % self.count % len(self.base)]
+    base = default_corpus()
+    count = max(3, round(len(base) * size_mb * MB / sum(len(doc.encode("utf-8")) for doc in base)))
+    return lambda: (base[i % len(base)] for i in range(count))
 
 
 def _write_txt(path: Path, size_mb: float) -> None:
     with path.open("w", encoding="utf-8") as f:
-        for doc in RepeatedCorpus(size_mb):
+        for doc in repeated_documents(size_mb)():
             f.write(doc.replace("\n\n", "\n") + "\n\n")  # one paragraph per document: the .txt reader splits on blank lines
 
 
@@ -181,6 +166,7 @@ def _child(args: argparse.Namespace) -> None:
     from kdtune.tasks.language.blocks import build_splits
     from kdtune.tasks.language.cache_codec import TargetFile
     from kdtune.tasks.language.cache_codec import TargetFormat
+    from kdtune.tasks.language.corpus import Corpus
     from kdtune.tasks.language.corpus import load_corpus
     from kdtune.tasks.language.models import build_lm
     from kdtune.tasks.language.tokenizer import ByteTokenizer
@@ -192,8 +178,11 @@ def _child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     baseline, _ = sampler.now()
     sampler.phase("imports")
-    docs: Sequence[str] = RepeatedCorpus(args.size_mb) if args.source == "stream" else load_corpus(work / "corpus.txt")
-    text_mb = args.size_mb if args.source == "stream" else (work / "corpus.txt").stat().st_size / MB
+    if args.source == "stream":
+        docs, text_mb = Corpus("python-docs, repeated", repeated_documents(args.size_mb)), args.size_mb
+    else:
+        docs, text_mb = load_corpus(work / "corpus.txt"), (work / "corpus.txt").stat().st_size / MB
+    sampler.phase("corpus")
     files = build_splits(docs, ByteTokenizer(), work / "blocks", context=CONTEXT, seed=0)  # type: ignore[arg-type]
     del docs
     sampler.phase("blocks")

@@ -30,7 +30,7 @@ Parquet column without the text field, and a corpus without any non-blank docume
 
 **Two passes, why.** Splitting by document needs the number of documents (the split is a seeded permutation of
 document indices, :func:`kdtune.tasks.language.blocks.split_documents`), and a corpus larger than memory cannot
-be held to count it. So :func:`load_corpus` reads the source once at once: it counts the documents, computes
+be held to count it. So :func:`load_corpus` reads the source through once: it counts the documents, computes
 their content fingerprint (for cache keys) and raises every refusal above before anything is written. Every later
 pass (tokenizing into the three splits' files, all open at once) reads the source again in corpus order, and
 checks that it still holds the same documents. Within a split, documents are therefore packed in corpus order,
