@@ -1,38 +1,45 @@
-"""How reliable is a verdict: simulate many studies without training and run them through the real code.
+"""How reliable is a recommendation: many simulated studies through the real searcher, scoring and recommend.
 
-Each simulated condition has a true curve of test accuracy over (alpha, T) and runs drawn around it. Its
-search is sampled the way TPE samples (random start-up points, then clusters around the best so far), ASHA
-prunes part of it, and the study's own functions then choose what to confirm
-(``kdtune.analysis.recommendation.confirmation_candidates``), add confirmation rounds on fresh seeds until the verdict is
-clear (``kdtune.analysis.verdicts.confirm``, the rule the study's searcher applies) and write the recommendation
-(``kdtune.analysis.recommendation.recommend_condition``). alpha is the weight on the true labels: alpha = 1 means no
-distillation.
+Why: a verdict is worth what its error rates are, and those can only be measured over thousands of studies.
+:mod:`calibration_sim` runs each simulated study through kdtune's own code (the real ``ConditionSearcher`` with
+Optuna TPE, its baselines, its confirmation rounds and stopping rule; ``score_runs`` on per-epoch curves;
+``recommend_condition``); only training and ASHA are simulated. alpha is the weight on the true labels: alpha = 1
+means no distillation.
 
-The noise model of a run (student seed s, configuration c), in points of accuracy:
+Scenarios, each ``KIND:GENERATOR`` (the generators: ``calibration_sim.GENERATORS``), every study with its spec's
+own conditions (quickstart 3, mnist_noise 4, hinton_mnist 1):
 
-    validation = mu + g(c) + a_s + b_cs + e_val,   test = mu + g(c) + a_s + b_cs + e_test
+* ``null:G``: no configuration is better than alpha = 1, and some are worse (a non-flat null: alpha below a
+  plateau edge drawn in 0.3-0.7 loses up to 1-2 points), so choosing the best configuration matters;
+* ``plus1:G``: each condition's best configuration is 1 point above alpha = 1, at alpha 0.2, 0.4, 0.6 or 0.8
+  (in turn) and a temperature in the middle half of the searched range;
+* ``margin:G``: the same curves with the best gain equal to the spec's margin (0.5 points).
 
-``a_s`` is the seed's effect on every configuration (it cancels in paired comparisons), ``b_cs`` the run's
-own effect, shared by its validation and test scores (this is what makes the search's winner look better on
-test too: the winner's curse), ``e`` the evaluation noise of each split. The spreads are measured ones: the
-quickstart's digits runs (paired SD of a test difference about 1 point, 360 test images) and 10k MNIST
-(about 0.4 points).
+Figures, each rate with its 95% Clopper-Pearson interval (Clopper & Pearson 1934, Biometrika 26:404-413):
 
-Printed per budget: P(distil | no effect) and P(hurts | no effect), family-wise over the study's conditions;
-P(distil | a true +1 point) and P(no gain | a true +1 point), per condition; the coverage of the true optimum
-alpha by the recommended alpha's interval (peaked curves); and the confirmation seeds spent.
+* false "distil" and false "hurts", family-wise (the study says it in some condition) and judged against the
+  configuration the verdict confirmed: "distil" when its true gain is <= 0, "hurts" when it is >= 0;
+* per condition: the share of each verdict: under ``plus1`` "distil" is the power and "no gain" a false "no gain";
+  under ``margin`` "no gain" is the equivalence error (the best gain equals the margin);
+* under peaked curves, the recommended alpha interval (``recommended.alpha``): coverage of the true optimum, its
+  median width (with a distribution-free order-statistic interval), the share that is all of [0, 1], and the mean
+  error of the fitted optimum (``recommended.fitted.alpha``) and of the reported alpha (``recommended.alpha.value``),
+  with t-intervals;
+* cost: confirmation pairs and seed-runs per condition, seconds per simulated study.
 
-    python benchmarks/recommend_calibration.py                 # 1,000 studies per budget and case (~10 min)
-    python benchmarks/recommend_calibration.py --studies 200   # quicker, coarser
+    python benchmarks/recommend_calibration.py --studies 100                           # every budget and scenario
+    python benchmarks/recommend_calibration.py --budgets mnist_noise --scenarios null:left plus1:normal --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
+import subprocess
 import sys
 import time
-from collections import Counter
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,238 +47,297 @@ from typing import Any
 import numpy as np
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kdtune.analysis.arms import Arm  # noqa: E402
-from kdtune.analysis.arms import Run  # noqa: E402
-from kdtune.analysis.recommendation import Context  # noqa: E402
-from kdtune.analysis.recommendation import confirmation_candidates  # noqa: E402
-from kdtune.analysis.recommendation import recommend_condition  # noqa: E402
-from kdtune.analysis.sequential import Design  # noqa: E402
-from kdtune.analysis.verdicts import DECISIVE  # noqa: E402
-from kdtune.analysis.verdicts import confirm  # noqa: E402
-from kdtune.spec.rules import CONFIRM_SEED_OFFSET  # noqa: E402
-from kdtune.spec.schema import parse_spec  # noqa: E402
-from kdtune.tasks import objective_of  # noqa: E402
+import calibration_sim as sim  # noqa: E402
+from machine import load_average  # noqa: E402
+from machine import with_interval  # noqa: E402
+
+from kdtune.analysis.scoring import t_estimate  # noqa: E402
 
 
-SEARCHED_T = (1.0, 20.0)
-
-
-@dataclass(frozen=True)
-class Noise:
-    """Spreads of one kind of study, in accuracy units (0.01 = one point)."""
-
-    seed: float  # a_s
-    run: float  # b_cs
-    val: float  # e_val
-    test: float  # e_test
+OPTIMA = (0.2, 0.4, 0.6, 0.8)
+KINDS = ("null", "plus1", "margin")
+DEFAULT_SCENARIOS = tuple(f"null:{g}" for g in sim.GENERATORS) + ("plus1:normal", "margin:normal")
+CONFIDENCE = 0.95
+#: The issue's targets: (figure, comparison, value); judged on the point estimate, and "clear" when the whole
+#: interval meets them too.
+TARGETS = (("false distil (family-wise)", "<=", 0.05), ("false hurts (family-wise)", "<=", 0.05),
+           ("power", ">=", 0.80), ("alpha coverage", ">=", 0.90), ("alpha median width", "<=", 0.35),
+           ("fitted-optimum error", "<=", 0.10))
 
 
 @dataclass(frozen=True)
-class Budget:
-    """A shipped spec's budget and the noise of its data."""
+class Scenario:
+    """What the true surfaces of a study's conditions are, and how its distilled runs' noise is shaped."""
 
-    name: str
-    spec: str
-    noise: Noise
+    kind: str
+    generator: str
 
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        kind, _, generator = text.partition(":")
+        if kind not in KINDS or generator not in sim.GENERATORS:
+            raise SystemExit(f"--scenarios: {text!r} is not KIND:GENERATOR with KIND in {', '.join(KINDS)} and "
+                             f"GENERATOR in {', '.join(sim.GENERATORS)}")
+        return cls(kind, generator)
 
-BUDGETS = (
-    Budget("quickstart (digits)", "search_spaces/quickstart.yaml", Noise(seed=0.005, run=0.005, val=0.006, test=0.005)),
-    Budget("mnist_noise (10k MNIST)", "search_spaces/mnist_noise.yaml", Noise(seed=0.003, run=0.002, val=0.004, test=0.002)),
-)
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.generator}"
 
-
-def flat(alpha: float, log_t: float) -> float:
-    return 0.0
-
-
-def peaked(gain: float, alpha0: float, log_t0: float) -> Any:
-    """A true curve with its best configuration ``gain`` above alpha = 1 at (alpha0, T0); no effect at alpha = 1
-    or alpha = 0; a temperature away from T0 loses part of the gain."""
-    def curve(alpha: float, log_t: float) -> float:
-        width = alpha0 if alpha < alpha0 else 1 - alpha0  # a parabola on each side, 0 at alpha = 0 and 1
-        shape = 1 - ((alpha - alpha0) / width) ** 2
-        return gain * shape * math.exp(-((log_t - log_t0) ** 2) / (2 * 0.8 ** 2))
-    return curve
-
-
-class SimulatedCondition:
-    """One condition of a simulated study: its true curve, its runs and the arms they fill."""
-
-    def __init__(self, spec: Any, noise: Noise, curve: Any, rng: np.random.Generator) -> None:
-        self.spec, self.noise, self.curve, self.rng = spec, noise, curve, rng
-        self.arms: dict[tuple[Any, ...], Arm] = {}
-        self.seed_effects: dict[int, float] = {}
-
-    def truth(self, params: dict[str, Any]) -> float:
-        return 0.9 + self.curve(float(params["alpha"]), math.log(float(params["temperature"])))
-
-    def run(self, params: dict[str, Any], seeds: list[int], phase: str) -> None:
-        key = tuple(params.values())
-        arm = self.arms.setdefault(key, Arm(params=dict(params)))
-        arm.phases.add(phase)
-        for seed in seeds:
-            a = self.seed_effects.setdefault(seed, self.rng.normal(0, self.noise.seed))
-            shared = self.truth(params) + a + self.rng.normal(0, self.noise.run)
-            run = Run(trial_id=f"{phase}-{len(arm.trial_ids)}", phase=phase, seed=("sim", seed),
-                      objective=shared + self.rng.normal(0, self.noise.val),
-                      test=shared + self.rng.normal(0, self.noise.test))
-            (arm.confirm if phase == "confirm" else arm.search)[run.seed] = run
-        arm.trial_ids.append(f"{phase}-{len(arm.trial_ids)}")
-
-    def search(self) -> None:
-        """Baselines, then TPE-like proposals (start-up points at random, then clusters around the best so
-        far), with ASHA-like pruning: half of the proposals that look worse than the median so far stop."""
-        spec, budget = self.spec, self.spec.budget
-        seeds = list(range(budget.seed, budget.seed + budget.repeats))
-        base = {"temperature": spec.default_temperature, "lr": spec.student.lr,
-                "batch_size": spec.student.batch_size, "epochs": spec.student.epochs}
-        for alpha in (1.0, 0.0):
-            self.run({"alpha": alpha, **base}, seeds, "baseline")
-        startup = max(4, budget.trials_per_condition // 4)
-        seen: list[tuple[float, float, float]] = []  # (mean objective, alpha, log T)
-        for i in range(budget.trials_per_condition):
-            if i < startup:
-                alpha, log_t = self.rng.uniform(0, 1), self.rng.uniform(*np.log(SEARCHED_T))
-            else:
-                _, a0, t0 = sorted(seen, reverse=True)[self.rng.integers(0, min(3, len(seen)))]
-                alpha = float(np.clip(a0 + self.rng.normal(0, 0.1), 0, 1))
-                log_t = float(np.clip(t0 + self.rng.normal(0, 0.3), *np.log(SEARCHED_T)))
-            params = {"alpha": round(alpha, 4), **base, "temperature": round(math.exp(log_t), 4)}
-            early = self.truth(params) + self.rng.normal(0, self.noise.val)
-            median = float(np.median([s[0] for s in seen])) if seen else -math.inf
-            seen.append((early, alpha, log_t))
-            if early < median and self.rng.random() < 0.5:
-                continue  # pruned by ASHA: its runs never complete
-            self.run(params, seeds, "search")
+    def truths(self, raw_spec: dict[str, Any], conditions: int, study: int, margin: float,
+               rng: np.random.Generator) -> list[sim.Truth]:
+        low, high = sim.log_t_middle(raw_spec)
+        if self.kind == "null":
+            return [sim.Truth("null", sim.NULL_DROP, float(rng.uniform(0.3, 0.7)), float(rng.uniform(low, high)))
+                    for _ in range(conditions)]
+        height = sim.POINT if self.kind == "plus1" else margin
+        return [sim.Truth("peak", height, OPTIMA[(study + i) % len(OPTIMA)], float(rng.uniform(low, high)))
+                for i in range(conditions)]
 
 
-def simulate_study(budget: Budget, curves: list[Any], rng: np.random.Generator,
-                   overrides: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """One study with one condition per curve, confirmed adaptively as the searcher does it; ``overrides`` are
-    ``key.path=value`` changes to the budget's spec, as ``kdtune run --set`` takes them."""
-    from kdtune.spec.schema import apply_overrides
+@dataclass
+class Row:
+    """One budget and scenario: every simulated study's conditions."""
 
-    spec = parse_spec(apply_overrides(_raw_spec(budget.spec), overrides))
-    context = Context(spec=spec, metric=objective_of(spec), margin=spec.margin,
-                      design=Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats),
-                      conditions=len(curves))
-    results = []
-    for curve in curves:
-        condition = SimulatedCondition(spec, budget.noise, curve, rng)
-        condition.search()
-        searched = [a for a in condition.arms.values() if a.search]
-        candidates = confirmation_candidates(searched, context, spec.budget.confirm_top_k)
-        no_kd = next(a.params for a in searched if a.alpha == 1.0 and "baseline" in a.phases)
-        spent = _confirm_adaptively(condition, candidates, no_kd, context)
-        entry = recommend_condition(condition.arms, context, _info(curve))
-        results.append({"entry": entry, "curve": curve, "seeds": spent,
-                        "true_gain": max((condition.truth(p) - condition.truth(no_kd) for p in candidates),
-                                         default=0.0)})
-    return results
+    budget: str
+    scenario: Scenario
+    studies: list[list[sim.ConditionResult]]
+    seconds: list[float]
+
+    @property
+    def conditions(self) -> list[sim.ConditionResult]:
+        return [c for study in self.studies for c in study]
 
 
-def _confirm_adaptively(condition: SimulatedCondition, candidates: list[dict[str, Any]], no_kd: dict[str, Any],
-                        context: Context) -> int:
-    """Rounds of fresh seeds for the candidates and alpha = 1 until the verdict is clear or the budget ends."""
-    budget = context.spec.budget
-    rounds = math.ceil(budget.confirm_max_repeats / budget.confirm_repeats)
-    spent = 0
-    for index in range(rounds):
-        first = budget.seed + CONFIRM_SEED_OFFSET + index * budget.confirm_repeats
-        seeds = list(range(first, min(first + budget.confirm_repeats,
-                                      budget.seed + CONFIRM_SEED_OFFSET + budget.confirm_max_repeats)))
-        for params in [*candidates, no_kd]:
-            condition.run(params, seeds, "confirm")
-        spent += len(seeds)
-        arms = {tuple(p.values()): condition.arms[tuple(p.values())] for p in candidates}
-        outcome = confirm([a.confirmed() for a in arms.values()],
-                          condition.arms[tuple(no_kd.values())].confirmed(), sign=context.metric.sign,
-                          design=context.design, conditions=context.conditions, margin=context.margin)
-        if outcome.kind in DECISIVE:
-            break
-    return spent
+def run_row(budget: sim.Budget, scenario: Scenario, studies: int, *, seed: int = 0, overrides: tuple[str, ...] = (),
+            progress: Callable[[int, float], None] | None = None) -> Row:
+    """``studies`` simulated studies of ``budget`` under ``scenario``; each draws from its own random stream
+    (the seed, the budget, the scenario and its index), so rows are reproducible one at a time."""
+    raw = sim.load_budget_spec(budget, overrides)
+    spec = sim.parse_spec(raw)
+    conditions = len(sim.expand(spec))
+    margin = spec.margin if spec.margin is not None else sim.POINT / 2
+    row = Row(budget=budget.name, scenario=scenario, studies=[], seconds=[])
+    for index in range(studies):
+        rng = np.random.default_rng([seed, zlib.crc32(budget.name.encode()), zlib.crc32(scenario.name.encode()), index])
+        truths = scenario.truths(raw, conditions, index, margin, rng)
+        results, seconds = sim.simulate_study(budget, raw, truths, scenario.generator, study_seed=100 * index, rng=rng)
+        row.studies.append(results)
+        row.seconds.append(seconds)
+        if progress is not None:
+            progress(index + 1, seconds)
+    return row
 
 
-def _info(curve: Any) -> dict[str, Any]:
-    return {"key": "sim", "condition": {}, "description": "simulated", "cut_short": False,
-            "trials": {"complete": 0, "pruned": 0, "failed": 0, "unfinished": 0}, "unfinished_studies": [],
-            "teacher": None, "closed_form": None}
+# --------------------------------------------------------------------------------------------------- figures
+
+def rate(hits: int, n: int) -> dict[str, Any]:
+    """A share with its two-sided 95% Clopper-Pearson interval (exact; valid at every n and share)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "k": 0, "n": 0}
+    ci = binomtest(hits, n).proportion_ci(CONFIDENCE, method="exact")
+    return {"mean": hits / n, "low": float(ci.low), "high": float(ci.high), "k": hits, "n": n}
 
 
-def _raw_spec(path: str) -> dict[str, Any]:
-    import yaml
+def median(values: list[float]) -> dict[str, Any]:
+    """The median with a distribution-free interval: the order statistics x_(j) and x_(n+1-j) around it, j the
+    largest with P(Binomial(n, 1/2) < j) <= 2.5% (coverage >= 95% for any continuous distribution)."""
+    from scipy.stats import binom
 
-    return dict(yaml.safe_load((Path(__file__).resolve().parents[1] / path).read_text()))
+    x = sorted(values)
+    n = len(x)
+    if n == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    j = int(binom.ppf((1 - CONFIDENCE) / 2, n, 0.5))  # the smallest k with P(B <= k) >= 2.5%: P(B <= j - 1) < 2.5%
+    low, high = (x[j - 1], x[n - j]) if j >= 1 else (None, None)
+    return {"mean": float(np.median(x)), "low": low, "high": high, "n": n}
 
 
-def calibrate(budget: Budget, studies: int, seed: int = 0, overrides: tuple[str, ...] = ()) -> dict[str, float]:
-    """The error rates, power, coverage and seeds spent of ``budget`` over ``studies`` simulated studies per case."""
-    rng = np.random.default_rng(seed)
-    null_kinds: list[set[str]] = []
-    effect: Counter[str] = Counter()
-    covered = peaked_total = 0
-    seeds: list[int] = []
-    for _ in range(studies):
-        conditions = int(rng.integers(1, 5))
-        null = simulate_study(budget, [flat] * conditions, rng, overrides)
-        null_kinds.append({r["entry"]["verdict"]["kind"] for r in null})
-        seeds += [r["seeds"] for r in null]
-        alpha0 = float(rng.choice([0.3, 0.5, 0.7]))
-        log_t0 = float(rng.uniform(math.log(2), math.log(10)))
-        curves = [peaked(0.01, alpha0, log_t0)] + [flat] * (conditions - 1)
-        helped = simulate_study(budget, curves, rng, overrides)[0]
-        effect[helped["entry"]["verdict"]["kind"]] += 1
-        seeds.append(helped["seeds"])
-        interval = helped["entry"]["recommended"]["alpha"]
-        peaked_total += 1
-        covered += interval["low"] - 1e-9 <= alpha0 <= interval["high"] + 1e-9
-    return {
-        "P(distil | no effect), family-wise": sum("distil" in k for k in null_kinds) / studies,
-        "P(hurts | no effect), family-wise": sum("hurts" in k for k in null_kinds) / studies,
-        "P(distil | true +1 point)": effect["distil"] / studies,
-        "P(no gain | true +1 point)": effect["no_gain"] / studies,
-        "coverage of the true optimum alpha": covered / peaked_total,
-        "mean confirmation seeds per condition": float(np.mean(seeds)),
+def mean(values: list[float]) -> dict[str, Any]:
+    """The mean with its two-sided 95% t-interval (kdtune's own, ``scoring.t_estimate``)."""
+    return t_estimate(values)
+
+
+def false_distil(c: sim.ConditionResult) -> bool:
+    gain = c.judged_gain
+    return c.kind == "distil" and gain is not None and gain <= 0
+
+
+def false_hurts(c: sim.ConditionResult) -> bool:
+    gain = c.judged_gain
+    return c.kind == "hurts" and gain is not None and gain >= 0
+
+
+def alpha_figures(conditions: list[sim.ConditionResult]) -> dict[str, Any]:
+    """How well the recommended alpha interval locates the true optimum (peaked curves)."""
+    covered, widths, whole, fitted, reported = 0, [], 0, [], []
+    for c in conditions:
+        rec = c.entry["recommended"]
+        if rec is None:
+            continue
+        interval, star = rec["alpha"], c.truth.alpha_star
+        covered += interval["low"] - 1e-9 <= star <= interval["high"] + 1e-9
+        widths.append(interval["high"] - interval["low"])
+        whole += interval["low"] <= 0.0 and interval["high"] >= 1.0
+        if (rec.get("fitted") or {}).get("alpha") is not None:  # null where too few configurations to fit
+            fitted.append(abs(rec["fitted"]["alpha"] - star))
+        reported.append(abs(interval["value"] - star))
+    n = len(widths)
+    return {"coverage": rate(covered, n), "median_width": median(widths), "whole_range": rate(whole, n),
+            "no_fit": rate(n - len(fitted), n), "fitted_error": mean(fitted), "reported_error": mean(reported)}
+
+
+def summarise(row: Row) -> dict[str, Any]:
+    """Every figure of a row (see the module docstring)."""
+    conditions = row.conditions
+    n = len(conditions)
+    kinds = [c.kind for c in conditions]
+    out: dict[str, Any] = {
+        "budget": row.budget, "scenario": row.scenario.name, "studies": len(row.studies), "conditions": n,
+        "family_false_distil": rate(sum(any(map(false_distil, s)) for s in row.studies), len(row.studies)),
+        "family_false_hurts": rate(sum(any(map(false_hurts, s)) for s in row.studies), len(row.studies)),
+        "verdicts": {k: rate(kinds.count(k), n) for k in ("distil", "no_gain", "hurts", "inconclusive",
+                                                           "unconfirmed", "undetermined")},
+        "confirm_pairs": mean([c.confirm_pairs for c in conditions]),
+        "seed_runs": mean([c.seed_runs for c in conditions]),
+        "seconds_per_study": float(np.mean(row.seconds)) if row.seconds else None,
     }
+    if row.scenario.kind != "null":
+        out["alpha"] = alpha_figures(conditions)
+        out["alpha_by_optimum"] = {str(o): alpha_figures([c for c in conditions if c.truth.alpha_star == o])
+                                   for o in OPTIMA}
+    return out
 
 
-TARGETS = {
-    "P(distil | no effect), family-wise": ("<=", 0.05),
-    "P(hurts | no effect), family-wise": ("<=", 0.05),
-    "P(distil | true +1 point)": (">=", 0.80),
-    "P(no gain | true +1 point)": ("<=", 0.05),
-    "coverage of the true optimum alpha": (">=", 0.90),
-}
+def targets(figures: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """(budget, scenario, target, measured, met) for every target a row measures."""
+    out = []
+    for f in figures:
+        measured: dict[str, dict[str, Any]] = {}
+        if f["scenario"].startswith("null:"):
+            measured["false distil (family-wise)"] = f["family_false_distil"]
+            measured["false hurts (family-wise)"] = f["family_false_hurts"]
+        elif f["scenario"].startswith("plus1:"):
+            measured["power"] = f["verdicts"]["distil"]
+            measured["alpha coverage"] = f["alpha"]["coverage"]
+            measured["alpha median width"] = f["alpha"]["median_width"]
+            measured["fitted-optimum error"] = f["alpha"]["fitted_error"]
+        for name, op, goal in TARGETS:
+            if name not in measured or measured[name]["mean"] is None:
+                continue
+            est = measured[name]
+            clear = est["low"] is not None and _meets(est["low"], op, goal) and _meets(est["high"], op, goal)
+            verdict = "met (interval clear)" if clear else "met" if _meets(est["mean"], op, goal) else "NOT MET"
+            shown = _fmt(est, percent=name not in ("alpha median width", "fitted-optimum error"))
+            out.append((f["budget"], f["scenario"], f"{name} {op} {goal:g}", shown, verdict))
+    return out
+
+
+def _meets(value: float, op: str, goal: float) -> bool:
+    return value <= goal if op == "<=" else value >= goal
+
+
+# ---------------------------------------------------------------------------------------------------- output
+
+def _fmt(est: dict[str, Any] | None, *, percent: bool = True) -> str:
+    if est is None or est.get("mean") is None:
+        return "–"
+    return with_interval(est, "{:.1%}" if percent else "{:.2f}")
+
+
+def verdict_table(figures: list[dict[str, Any]]) -> str:
+    lines = ["| scenario | studies (conditions) | false distil, family-wise | false hurts, family-wise | distil | "
+             "no gain | hurts | inconclusive | confirm pairs | seed-runs | s/study |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for f in figures:
+        null = f["scenario"].startswith("null:")
+        v = f["verdicts"]
+        lines.append(f"| {f['scenario']} | {f['studies']} ({f['conditions']}) | "
+                     f"{_fmt(f['family_false_distil']) if null else '–'} | {_fmt(f['family_false_hurts'])} | "
+                     f"{_fmt(v['distil'])} | {_fmt(v['no_gain'])} | {_fmt(v['hurts'])} | {_fmt(v['inconclusive'])} | "
+                     f"{f['confirm_pairs']['mean']:.1f} | {f['seed_runs']['mean']:.0f} | {f['seconds_per_study']:.2f} |")
+    return "\n".join(lines)
+
+
+def alpha_table(figures: list[dict[str, Any]]) -> str:
+    lines = ["| scenario | true optimum | conditions | coverage | median width | all of [0, 1] | "
+             "no fit | fitted-optimum error | reported-alpha error |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for f in figures:
+        if "alpha" not in f:
+            continue
+        for label, a in [("all", f["alpha"]), *f["alpha_by_optimum"].items()]:
+            lines.append(f"| {f['scenario']} | {label} | {a['coverage']['n']} | {_fmt(a['coverage'])} | "
+                         f"{_fmt(a['median_width'], percent=False)} | {_fmt(a['whole_range'])} | {_fmt(a['no_fit'])} | "
+                         f"{_fmt(a['fitted_error'], percent=False)} | {_fmt(a['reported_error'], percent=False)} |")
+    return "\n".join(lines)
+
+
+def commit() -> str:
+    """The commit measured (``+changes`` when the working tree differs from it)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=sim.REPO, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "--", "kdtune") else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=1000, help="simulated studies per budget and case")
+    parser.add_argument("--studies", type=int, default=200, help="simulated studies per budget and scenario")
+    parser.add_argument("--budgets", nargs="+", choices=list(sim.BUDGETS), default=list(sim.BUDGETS))
+    parser.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), metavar="KIND:GENERATOR",
+                        help=f"kinds {', '.join(KINDS)}; generators {', '.join(sim.GENERATORS)} "
+                             "(default: every null, plus1:normal, margin:normal)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", choices=[b.spec.split("/")[-1].removesuffix(".yaml") for b in BUDGETS],
-                        default=None, help="one budget only (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="change the spec, as `kdtune run --set` does (e.g. budget.confirm_repeats=8)")
+                        help="change every budget's spec, as `kdtune run --set` does (e.g. budget.confirm_repeats=8)")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure (and every condition) here")
     args = parser.parse_args()
-    for budget in BUDGETS:
-        if args.budget is not None and not budget.spec.endswith(f"/{args.budget}.yaml"):
-            continue
-        start = time.perf_counter()
-        figures = calibrate(budget, args.studies, args.seed, tuple(args.overrides))
-        changed = f" with {', '.join(args.overrides)}" if args.overrides else ""
-        print(f"\n{budget.name}: {budget.spec}{changed}, {args.studies} null and {args.studies} +1-point "
-              f"studies, 1-4 conditions each ({time.perf_counter() - start:.0f} s)")
-        for name, value in figures.items():
-            target = TARGETS.get(name)
-            verdict = ""
-            if target is not None:
-                ok = value <= target[1] if target[0] == "<=" else value >= target[1]
-                verdict = f"   target {target[0]} {target[1]:.0%}: {'met' if ok else 'NOT MET'}"
-            shown = f"{value:.1%}" if name.startswith(("P(", "coverage")) else f"{value:.1f}"
-            print(f"  {name:<42} {shown:>7}{verdict}")
+    scenarios = [Scenario.parse(s) for s in args.scenarios]
+    start_load, start = load_average(), time.perf_counter()
+    print(f"load average at start: {start_load}; commit {commit()}; {args.studies} studies per row", flush=True)
+    report: dict[str, Any] = {"commit": commit(), "studies": args.studies, "seed": args.seed,
+                              "overrides": args.overrides, "load_start": start_load, "budgets": {}}
+    for name in args.budgets:
+        budget = sim.BUDGETS[name]
+        figures, records = [], {}
+        for scenario in scenarios:
+            def progress(done: int, seconds: float, label: str = f"{name} {scenario.name}") -> None:
+                if done == args.studies or done % max(1, args.studies // 5) == 0:
+                    print(f"  {label}: {done}/{args.studies} studies ({time.perf_counter() - start:.0f} s in all)",
+                          file=sys.stderr, flush=True)
+            row = run_row(budget, scenario, args.studies, seed=args.seed, overrides=tuple(args.overrides),
+                          progress=progress)
+            figures.append(summarise(row))
+            records[scenario.name] = [_record(c) for c in row.conditions]
+        print(f"\n### {name} ({budget.spec}{', ' + ', '.join(args.overrides) if args.overrides else ''})\n")
+        print(verdict_table(figures))
+        if any("alpha" in f for f in figures):
+            print("\n" + alpha_table(figures))
+        report["budgets"][name] = {"figures": figures, "conditions": records}
+    met = [t for name in args.budgets for t in targets(report["budgets"][name]["figures"])]
+    print("\n| budget | scenario | target | measured | |\n| --- | --- | --- | --- | --- |")
+    for t in met:
+        print("| " + " | ".join(t) + " |")
+    report["load_end"] = load_average()
+    report["seconds"] = time.perf_counter() - start
+    print(f"\nload average at end: {report['load_end']}; {report['seconds']:.0f} s", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _record(c: sim.ConditionResult) -> dict[str, Any]:
+    """One condition, for re-analysis: its truth, verdict, judged gain, alpha interval and cost."""
+    rec = c.entry["recommended"] or {}
+    gain = c.entry["gain"] or {}
+    return {"truth": c.truth.__dict__, "kind": c.kind, "judged_gain": c.judged_gain, "gain": gain.get("mean"),
+            "low": gain.get("low"), "high": gain.get("high"), "n_pairs": gain.get("n_pairs"),
+            "alpha": rec.get("alpha"), "fitted_alpha": (rec.get("fitted") or {}).get("alpha"),
+            "confirm_pairs": c.confirm_pairs, "seed_runs": c.seed_runs, "trials": c.trials}
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
-"""A small run of the verdict calibration (benchmarks/recommend_calibration.py) through the real code.
+"""A small run of the calibration benchmark (benchmarks/recommend_calibration.py) through the real study code.
 
-Simulated studies (no training) of the mnist_noise budget, four conditions each, fixed random seeds, so the
-counts are deterministic. Every limit is a binomial quantile at which a correct implementation fails less than
-once in a thousand runs (one-sided 1e-3), at a rate the design guarantees or the full benchmark measured
-(docs/recommendation_schema.md, "How reliable is a verdict"), never a count copied from a run.
+Simulated studies of the mnist_noise budget (its four conditions, 24 TPE proposals, 3 seeds, confirmation in
+rounds of 4 up to 16): the real ``ConditionSearcher`` (Optuna TPE on an in-memory storage, its baselines, its
+confirmation rounds and stopping), ``score_runs`` on per-epoch curves and ``recommend_condition``; only training
+and ASHA are simulated (benchmarks/calibration_sim.py). Fixed random seeds, so the counts are deterministic.
 
-Judging verdicts on the search runs instead of the confirmation runs (the winner's curse) is caught twice: the
-gain's pairs are not the confirmation seeds spent, and the reported gains of null conditions lean positive (the
-search's winner looks better than it is). The error rates of the intervals themselves are tested with exact
-rates in tests/test_verdict_levels.py. alpha is the weight on the true labels: alpha = 1 means no distillation.
+Every limit is a binomial quantile at which a correct implementation fails less than once in a thousand runs
+(one-sided 1e-3), at a rate the design guarantees or the issue sets as its target (docs/recommendation_schema.md,
+"How reliable is a verdict"), never a count copied from a run. The skewed and rare-failure nulls are not held
+here: today's t-interval fails them (the benchmark's baseline table), and the robust verdict will add them.
+alpha is the weight on the true labels: alpha = 1 means no distillation.
 """
 
 from __future__ import annotations
@@ -16,72 +17,113 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from scipy import stats
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import calibration_sim as sim  # noqa: E402
 import recommend_calibration as calibration  # noqa: E402
 
+from kdtune.analysis.sequential import Design  # noqa: E402
+from kdtune.analysis.verdicts import DECISIVE  # noqa: E402
+from kdtune.analysis.verdicts import ConfirmedArm  # noqa: E402
+from kdtune.analysis.verdicts import confirm  # noqa: E402
 
-MNIST = calibration.BUDGETS[1]
-STUDIES = 30
+
+MNIST = sim.BUDGETS["mnist_noise"]
+TAIL = 1e-3
+NULL_STUDIES = 40  # x 4 conditions
+PEAK_STUDIES = 24  # x 4 conditions: 24 conditions per true optimum alpha
 
 
 @pytest.fixture(scope="module")
-def null_studies() -> list[list[dict]]:
-    rng = np.random.default_rng(11)
-    return [calibration.simulate_study(MNIST, [calibration.flat] * 4, rng) for _ in range(STUDIES)]
+def null_row() -> calibration.Row:
+    return calibration.run_row(MNIST, calibration.Scenario("null", "normal"), NULL_STUDIES, seed=11)
 
 
-TAIL = 1e-3
+@pytest.fixture(scope="module")
+def peak_row() -> calibration.Row:
+    return calibration.run_row(MNIST, calibration.Scenario("plus1", "normal"), PEAK_STUDIES, seed=12)
 
 
-def test_no_effect_rarely_gives_distil_or_hurts_family_wise(null_studies: list[list[dict]]) -> None:
-    """The design promises a family-wise error of at most 5% per study (all conditions, both directions): at
-    most 6 of 30 studies at one-sided 1e-3. The full benchmark measured 4.0% on mnist_noise (about 1.2 of 30)."""
-    kinds = [{r["entry"]["verdict"]["kind"] for r in study} for study in null_studies]
-    limit = stats.binom.isf(TAIL, STUDIES, 0.05)
-    assert sum(bool(k & {"distil", "hurts"}) for k in kinds) <= limit
-    every = [r["entry"]["verdict"]["kind"] for study in null_studies for r in study]
-    assert set(every) <= {"distil", "hurts", "no_gain", "inconclusive"}  # all confirmed: never "unconfirmed"
+def test_no_effect_rarely_gives_a_false_distil_or_hurts_family_wise(null_row: calibration.Row) -> None:
+    """The design promises at most 5% family-wise (all four conditions, both directions), judged against the
+    confirmed configuration's true gain: at most 7 of 40 studies at one-sided 1e-3. The null is not flat: some
+    confirmed configurations are truly worse than alpha = 1, and every condition ends confirmed."""
+    wrong = sum(any(calibration.false_distil(c) or calibration.false_hurts(c) for c in study)
+                for study in null_row.studies)
+    assert wrong <= stats.binom.isf(TAIL, NULL_STUDIES, 0.05)
+    assert {c.kind for c in null_row.conditions} <= set(DECISIVE) | {"inconclusive"}
+    gains = [c.judged_gain for c in null_row.conditions]
+    assert all(g is not None and g <= 0 for g in gains) and any(g is not None and g < 0 for g in gains)
 
 
-def test_the_verdict_is_judged_on_the_confirmation_seeds_spent(null_studies: list[list[dict]]) -> None:
-    """The gain's pairs are the fresh seeds confirmation ran (the search's seeds are 3 per configuration)."""
-    for study in null_studies:
-        for result in study:
-            gain = result["entry"]["gain"]
-            assert gain["source"] == "confirm" and gain["n_pairs"] == result["seeds"]
+def test_the_searcher_stops_at_the_first_decisive_look_and_recommend_reads_that_look(
+        null_row: calibration.Row, peak_row: calibration.Row) -> None:
+    """The verdict is judged on the fresh confirmation seeds the searcher spent, at a planned look: the first at
+    which the verdict was decisive, or the last. Recomputing the verdict at every earlier look finds none decisive,
+    so the study's stopping rule and ``recommend`` agree."""
+    spec = sim.parse_spec(sim.load_budget_spec(MNIST))
+    design = Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats)
+    for c in null_row.conditions + peak_row.conditions:
+        gain = c.entry["gain"]
+        assert gain["source"] == "confirm" and gain["n_pairs"] == c.confirm_pairs
+        assert c.confirm_pairs in design.looks
+        assert c.kind in DECISIVE or c.confirm_pairs == design.max_n
+        baseline = next(a for a in c.arms.values() if a.alpha == 1.0 and a.confirm)
+        candidates = [a for a in c.arms.values() if a.confirm and a.alpha != 1.0]
+        assert [sum(map(len, c.rounds[:i + 1])) for i in range(len(c.rounds))] == list(design.looks[:len(c.rounds)])
+        for i in range(len(c.rounds) - 1):  # every look before the last
+            seeds = [(sim.PREFIX, s) for r in c.rounds[:i + 1] for s in r]
+
+            def cut(arm: sim.Arm, seeds: list[tuple[str, int]] = seeds) -> ConfirmedArm:
+                return ConfirmedArm(params=arm.params, runs={s: (arm.confirm[s].objective, arm.confirm[s].test)
+                                                             for s in seeds if s in arm.confirm})
+
+            earlier = confirm([cut(a) for a in candidates], cut(baseline), sign=1.0, design=design,
+                              conditions=len(sim.expand(spec)), margin=spec.margin)
+            assert earlier.kind not in DECISIVE, f"decisive ({earlier.kind}) at look {i + 1}, stopped at {c.confirm_pairs}"
 
 
-def test_null_gains_lean_neither_way(null_studies: list[list[dict]]) -> None:
-    """With no effect, a confirmed gain is as likely to be positive as negative (fresh seeds, a symmetric stopping
-    rule): of 120 conditions, 43..77 positive at 1e-3 each side. A gain read from the search runs the winner was
-    chosen on leans positive (the winner's curse)."""
-    gains = [r["entry"]["gain"]["mean"] for study in null_studies for r in study]
+def test_confirmed_gains_are_free_of_the_winners_curse(null_row: calibration.Row) -> None:
+    """Where the confirmed configuration is truly as good as alpha = 1 (the null's plateau), its confirmed gain is
+    as likely positive as negative: fresh seeds and a symmetric stopping rule. Gains read from the search runs the
+    winner was chosen on lean positive."""
+    gains = [c.entry["gain"]["mean"] for c in null_row.conditions if c.judged_gain == 0]
     positive = sum(g > 0 for g in gains)
     low, high = stats.binom.ppf(TAIL, len(gains), 0.5), stats.binom.isf(TAIL, len(gains), 0.5)
-    assert low <= positive <= high, f"{positive} of {len(gains)} null gains are positive; symmetric gives {low}..{high}"
+    assert len(gains) >= 40
+    assert low <= positive <= high, f"{positive} of {len(gains)} plateau gains are positive; symmetric gives {low}..{high}"
 
 
-def test_no_effect_is_often_confirmed_as_no_gain(null_studies: list[list[dict]]) -> None:
-    """At 10k-MNIST spreads, 16 fresh seeds resolve a 0.5-point margin for most null conditions: the final
-    interval's half-width is about 0.35 points when the paired SD is 0.4 points."""
-    every = [r["entry"]["verdict"]["kind"] for study in null_studies for r in study]
-    assert every.count("no_gain") >= 0.5 * len(every)
+def test_a_true_one_point_gain_is_confirmed(peak_row: calibration.Row) -> None:
+    """Power at +1 point must stay at least 80% at the mnist_noise budget (the issue's target) and a false
+    "no gain" at most 5%: of 96 conditions, at least the 1e-3 quantile at 80% say "distil", at most the 1e-3
+    upper quantile at 5% say "no gain". A verdict that lost its power (or its confirmation) fails here."""
+    kinds = [c.kind for c in peak_row.conditions]
+    n = len(kinds)
+    assert kinds.count("distil") >= stats.binom.ppf(TAIL, n, 0.80)
+    assert kinds.count("no_gain") <= stats.binom.isf(TAIL, n, 0.05)
+    assert kinds.count("hurts") <= stats.binom.isf(TAIL, n, 0.05)
 
 
-def test_a_true_one_point_gain_is_confirmed(null_studies: list[list[dict]]) -> None:
-    """The full benchmark measured P(distil | +1 point) = 97.6% and P(no gain | +1 point) = 0.4% on mnist_noise
-    (500 studies of 1-4 conditions; these have one, which only helps). At three standard errors below (95.5%)
-    and above (1.25%), a correct implementation gives at least 24 "distil" and at most 3 "no gain" of 30."""
-    rng = np.random.default_rng(12)
-    kinds = []
-    for i in range(STUDIES):
-        curve = calibration.peaked(0.01, [0.3, 0.5, 0.7][i % 3], float(np.log(4.0)))
-        kinds.append(calibration.simulate_study(MNIST, [curve], rng)[0]["entry"]["verdict"]["kind"])
-    assert kinds.count("distil") >= stats.binom.ppf(TAIL, STUDIES, 0.955)
-    assert kinds.count("no_gain") <= stats.binom.isf(TAIL, STUDIES, 0.0125)
+def test_the_alpha_interval_covers_the_true_optimum(peak_row: calibration.Row) -> None:
+    """The recommended alpha interval must cover the true optimum (0.2, 0.4, 0.6 or 0.8) in at least 90% of
+    conditions (the issue's target): at least the 1e-3 quantile at 90% of the 96. An interval that shrank without
+    locating the optimum fails here; its width is the benchmark's to report."""
+    figures = calibration.alpha_figures(peak_row.conditions)
+    n = figures["coverage"]["n"]
+    assert n == 4 * PEAK_STUDIES
+    assert figures["coverage"]["k"] >= stats.binom.ppf(TAIL, n, 0.90)
+
+
+def test_the_benchmark_figures_carry_clopper_pearson_intervals(null_row: calibration.Row) -> None:
+    """The table's rates are exact binomial intervals: 0 of 40 gives [0, 1 - 0.025^(1/40)], and the median's
+    interval is made of observed order statistics around it."""
+    assert calibration.rate(0, 40)["high"] == pytest.approx(1 - 0.025 ** (1 / 40))
+    figures = calibration.summarise(null_row)
+    assert figures["studies"] == NULL_STUDIES and figures["conditions"] == 4 * NULL_STUDIES
+    width = calibration.median([float(v) for v in range(1, 101)])
+    assert width["low"] <= width["mean"] <= width["high"] and width["low"] in range(1, 101)
