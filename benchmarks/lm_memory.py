@@ -183,7 +183,7 @@ def _child(args: argparse.Namespace) -> None:
     else:
         docs, text_mb = load_corpus(work / "corpus.txt"), (work / "corpus.txt").stat().st_size / MB
     sampler.phase("corpus")
-    files = build_splits(docs, ByteTokenizer(), work / "blocks", context=CONTEXT, seed=0)  # type: ignore[arg-type]
+    files = build_splits(docs, ByteTokenizer(), work / "blocks", context=CONTEXT, seed=0)
     del docs
     sampler.phase("blocks")
     teacher = build_lm("transformer", {"n_layers": 1, "d_model": 32, "n_heads": 2}, vocab_size=VOCAB, context=CONTEXT, seed=0)

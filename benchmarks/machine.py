@@ -16,12 +16,13 @@ def process_tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            pid, rest = stat.read_text().split(" (", 1)
+            pid_text, rest = stat.read_text().split(" (", 1)
             ppid = int(rest.rsplit(") ", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
-        children.setdefault(ppid, []).append(int(pid))
-    found, todo = [], [root]
+        children.setdefault(ppid, []).append(int(pid_text))
+    found: list[int] = []
+    todo = [root]
     while todo:
         pid = todo.pop()
         found.append(pid)

@@ -33,12 +33,19 @@ LM_EXTRA = "pip install 'kdtune[lm]'"
 
 
 class Tokenizer(Protocol):
-    """What the language task needs from a tokenizer."""
+    """What the language task needs from a tokenizer (read-only attributes, so frozen dataclasses satisfy it)."""
 
-    name: str
-    fingerprint: str
-    vocab_size: int
-    eos_id: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def eos_id(self) -> int: ...
 
     def encode(self, text: str) -> list[int]:
         """The ids of ``text``, without any special token added."""
