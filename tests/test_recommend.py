@@ -107,7 +107,9 @@ class StudyBuilder:
         (self.folder / "teachers.json").write_text(json.dumps(self.teachers))
 
     def add(self, level: float, params: dict[str, Any], seeds: list[int], val: list[float], test: list[float],
-            *, phase: str = "search", state: str | None = "COMPLETE", metric: str = "accuracy") -> str:
+            *, phase: str = "search", state: str | None = "COMPLETE", metric: str = "accuracy",
+            extra: Callable[[int, float], dict[str, Any]] | None = None) -> str:
+        """``extra(seed, test accuracy)``: more columns for each of the seed's rows (per-class accuracy, ...)."""
         self.count += 1
         trial_id = f"t{self.count:04d}"
         condition = self.conditions[level]
@@ -120,7 +122,7 @@ class StudyBuilder:
                        "lr": 1e-3, "batch_size": 64, "epochs": 3, "seed": seed, "epoch": epoch,
                        "written_at": time.time()}
                 if metric == "accuracy":
-                    row.update(val_accuracy=v + dv, test_accuracy=t + dt)
+                    row.update(val_accuracy=v + dv, test_accuracy=t + dt, **(extra(seed, t + dt) if extra else {}))
                 else:  # the linear task: one epoch, losses
                     row.update(val_loss=v, test_excess_mse=t, test_loss=t + 1.0)
                 rows.append(row)
@@ -287,7 +289,7 @@ def test_an_inconclusive_verdict_recommends_its_candidate(tmp_path: Path) -> Non
     assert c["verdict"]["kind"] == "inconclusive"
     assert c["recommended"]["source"] == "confirm" and c["recommended"]["params"] == c["confirmed"]["params"]
     assert "have not settled yet" in c["recommended"]["why"]
-    assert "recommended: alpha 0.9" in c["verdict"]["text"] and "until more seeds settle it" in c["verdict"]["text"]
+    assert "recommended until more seeds settle it: alpha 0.9" in c["verdict"]["text"]
 
 
 def test_without_confirmation_the_fitted_optimum_is_recommended_by_that_name(three_cases: Cases) -> None:

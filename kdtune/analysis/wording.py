@@ -80,8 +80,8 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
             more = "" if need is None else (f"; at this spread about {need} paired seeds would resolve it "
                                             "(budget.confirm_max_repeats)")
             text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
-                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}; {recommended} (the "
-                    "candidate, until more seeds settle it)")
+                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}; recommended until more "
+                    f"seeds settle it: {words}")
     return _status_words(entry, text + _teacher_words(entry, info, context.metric))
 
 

@@ -72,13 +72,46 @@ def save_figure(fig: MplFigure, folder: Path, name: str, title: str, caption: st
 
 
 def _axis_info(ax: Axes) -> dict[str, Any]:
+    """What an axis shows, for figures.json: labels, limits, legend, its annotations, and the lines that join
+    points (x and y of every drawn line through two or more distinct x: a joined series, not a marker or a
+    vertical rule), so that what a line claims can be checked without reading pixels."""
+    import numpy as np
+
     legend = ax.get_legend()
+    lines = []
+    for line in ax.get_lines():
+        x, y = ([float(value) for value in np.asarray(v, dtype=float).ravel()] for v in line.get_data())
+        if line.get_linestyle() not in ("None", "", " ") and len(set(x)) > 1:
+            lines.append({"x": x, "y": y})
     return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
             "ylim": [float(v) for v in ax.get_ylim()],
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
             "series": ax.get_legend_handles_labels()[1],
-            "legend": [t.get_text() for t in legend.get_texts()] if legend else []}
+            "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
+            "texts": [t.get_text() for t in ax.texts], "lines": lines}
+
+
+#: What the markers of the alpha panels mean (:func:`marker_legend`): (marker, filled, words).
+ALPHA_MARKERS = (("s", True, "search configuration: mean, 95% CI"), ("s", False, "baseline alpha = 1 (no distillation)"),
+                 ("^", False, "baseline alpha = 0 (pure distillation)"),
+                 ("D", True, "confirmation runs (fresh seeds): mean, 95% CI"))
+
+
+def marker_legend(ax: Axes, entries: tuple[tuple[str, bool, str], ...] = ALPHA_MARKERS) -> None:
+    """Add to the axis's legend what each marker shape means (in grey: the colours say which condition or
+    study), keeping the entries it has."""
+    from matplotlib.lines import Line2D
+
+    own = ax.get_legend()
+    kept = [(h, t.get_text()) for h, t in zip(own.legend_handles, own.get_texts()) if h is not None] if own else []
+    handles: list[Any] = [h for h, _ in kept]
+    labels = [t for _, t in kept]
+    for marker, filled, words in entries:
+        handles.append(Line2D([], [], marker=marker, linestyle="none", color="#555555", markersize=6,
+                              markerfacecolor="#555555" if filled else "white"))
+        labels.append(words)
+    ax.legend(handles, labels, fontsize=7, loc="best")
 
 
 def palette_color(index: int) -> str:

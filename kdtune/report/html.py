@@ -1,5 +1,6 @@
 """The report's HTML: self-contained (figures as base64 PNGs, inline CSS, opens offline), with each study's
-status, verdicts (from :func:`kdtune.analysis.recommendation.recommend`) and trials."""
+status, its recommendation (:func:`kdtune.analysis.recommendation.recommend`: the one answer, with the fitted
+optimum and the best search configuration named as what they are) and its trials."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ import datetime
 import html
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kdtune.analysis.scoring import finite
-from kdtune.errors import MAX_NOTE
-from kdtune.errors import one_line
 from kdtune.report.data import StudyData
 from kdtune.report.figures import ALPHA_LABEL
 from kdtune.report.figures import Figure
@@ -27,23 +25,12 @@ class Section:
     data: StudyData
     label: str
     color: str
-    verdicts: dict[str, str]
     notes: list[str]
 
-
-def study_verdicts(study_dir: Path) -> tuple[dict[str, str], str | None]:
-    """Per condition, the verdict of :func:`kdtune.analysis.recommendation.recommend` on this study alone (or a note why
-    there is none)."""
-    from kdtune.analysis.recommendation import recommend
-    from kdtune.errors import KdtuneError
-
-    try:
-        result = recommend([study_dir])
-    except KdtuneError as exc:
-        return {}, f"No recommendation yet: {exc}"
-    except Exception as exc:  # the report stands without verdicts
-        return {}, f"No recommendation: kdtune.analysis.recommendation failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})"
-    return {c["key"]: (c.get("verdict") or {}).get("text", "") for c in result.get("conditions", [])}, None
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """Per condition, the verdict's text (the study's own recommendation)."""
+        return {c["key"]: c["verdict"]["text"] for c in (self.data.recommendation or {}).get("conditions", [])}
 
 
 _CSS = """
@@ -54,7 +41,8 @@ margin-top:1.8em}
 .status{color:#555}.snapshot{background:#fff4d6;border:1px solid #e6c36a;padding:.5em .8em;border-radius:4px}
 img{max-width:100%;height:auto;border:1px solid #eee}.caption{color:#444;font-size:.92em}
 table{border-collapse:collapse;font-size:.92em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
-th{background:#f6f6f6}.notes li{color:#555;font-size:.92em}footer{margin-top:3em;color:#888;font-size:.85em}
+th{background:#f6f6f6}.verdicts li{margin:.4em 0}.notes li{color:#555;font-size:.92em}
+footer{margin-top:3em;color:#888;font-size:.85em}
 .swatch{display:inline-block;width:.9em;height:.9em;margin-right:.4em;vertical-align:-.1em;border-radius:2px}
 """
 
@@ -81,7 +69,7 @@ def render_html(view: View, figures: list[Figure], notes: list[str], sections: l
         one = sections[0]
         title = one.data.spec.name
         header = [f"<h1>kdtune study {esc(title)}</h1>", _study_status(one.data, now), f"<p>{alpha} {_SCORING}</p>"]
-        summary = ("<section id=\"summary\"><h2>Conditions</h2>" + _summary_table(one.data, one.verdicts)
+        summary = ("<section id=\"summary\"><h2>Recommendation per condition</h2>" + _summary_table(one.data)
                    + "</section>")
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>kdtune report: {esc(title)}</title><style>{_CSS}</style></head><body>",
@@ -95,7 +83,7 @@ def render_html(view: View, figures: list[Figure], notes: list[str], sections: l
     if view.compare:
         for i, section in enumerate(sections, start=1):
             parts.append(f"<section id=\"study-{i}\"><h2>{_swatch(section.color)}Study {esc(section.label)}</h2>"
-                         + _study_status(section.data, now) + _summary_table(section.data, section.verdicts)
+                         + _study_status(section.data, now) + _summary_table(section.data)
                          + _list(section.notes) + _trials_table(section.data) + "</section>")
     else:
         parts.append("<section id=\"trials\"><h2>Trials</h2>" + _trials_table(sections[0].data) + "</section>")
@@ -126,23 +114,58 @@ def _status_line(data: StudyData) -> str:
             f"{len(data.conditions)} condition(s), {finished}{cut}: {states}, {data.running_trials} running.")
 
 
-def _summary_table(data: StudyData, verdicts: dict[str, str]) -> str:
+def _summary_table(data: StudyData) -> str:
+    """Per condition: the recommended configuration and why, the verdict and its gain, then the search's own
+    estimates under their names (the fitted optimum, the best search configuration on its search runs)."""
+    from kdtune.analysis.wording import recommended_words
+
     esc = html.escape
-    test_name = data.objective.test_label
-    head = ("<table><tr><th>condition</th><th>best on validation</th>"
-            f"<th>{esc(data.objective_label)}</th><th>{test_name}</th><th>runs</th><th>verdict</th></tr>")
-    rows = []
+    head = ("<table><tr><th>condition</th><th>recommended</th><th>verdict</th><th>gain over no distillation</th>"
+            f"<th>fitted optimum (search, validation)</th><th>best search configuration: {esc(data.objective_label)}, "
+            f"{esc(data.objective.test_label)} (search runs)</th><th>runs (search + confirmation)</th></tr>")
+    rows, texts = [], []
     for condition in data.conditions:
+        entry = data.entry(condition)
         best = data.best(condition)
-        runs = [r for r in data.runs if r.condition == condition]
-        verdict = verdicts.get(condition, "")
-        if best is None:
-            cells = ["-", "-", "-"]
+        runs = data.search_runs(condition)
+        confirm = sum(len(c.runs) for c in data.confirmations(condition))
+        searched = "-" if best is None else f"{best.describe()}: {best.mean():.4g}, {best.mean('test'):.4g}"
+        if entry is None or entry["recommended"] is None:
+            cells = ["-", "-", "-", "-", searched]
         else:
-            cells = [best.describe(), f"{best.mean():.4g}", f"{best.mean('test'):.4g}"]
+            rec = entry["recommended"]
+            fitted = rec["fitted"]
+            cells = [recommended_words(rec), entry["verdict"]["kind"], _gain_cell(data, entry["gain"]),
+                     "none (too few configurations to fit)" if fitted["alpha"] is None else _fitted_cell(fitted),
+                     searched]
+            texts.append(f"<li><b>{esc(condition)}</b>: {esc(rec['why'])} {esc(entry['verdict']['text'])}"
+                         + "".join(f"<br><i>note:</i> {esc(n)}" for n in entry["notes"]) + "</li>")
         rows.append(f"<tr><td>{esc(condition)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
-                    + f"<td>{len(runs)}</td><td>{esc(verdict)}</td></tr>")
-    return head + "".join(rows) + "</table>"
+                    + f"<td>{len(runs)} + {confirm}</td></tr>")
+    return head + "".join(rows) + "</table>" + (f"<ul class=\"verdicts\">{''.join(texts)}</ul>" if texts else "")
+
+
+def _fitted_cell(fitted: dict[str, Any]) -> str:
+    words = f"alpha ≈ {fitted['alpha']:.3g}"
+    if fitted["temperature"] is not None and fitted["alpha"] != 1.0:
+        words += f", T ≈ {fitted['temperature']:.3g}"
+    return words
+
+
+def _gain_cell(data: StudyData, gain: dict[str, Any] | None) -> str:
+    """The gain in the margin's unit (points of accuracy) with its interval, and whose runs it is."""
+    if not gain or gain.get("mean") is None:
+        return "-"
+    scale = data.objective.margin_scale if data.objective.margin_unit else 1.0
+
+    def signed(value: float) -> str:
+        return f"{value / scale:+.1f}" if scale == 0.01 else f"{value / scale:+.3g}"
+
+    unit = "points" if scale == 0.01 else (data.objective.margin_unit or data.objective.test_label)
+    interval = "" if gain["low"] is None else f" ({signed(gain['low'])} to {signed(gain['high'])})"
+    where = (f"{gain['n_pairs']} fresh paired seeds, repeated {gain['confidence']:.1%} CI" if gain["source"] == "confirm"
+             else f"{gain['n_pairs']} search seeds, optimistic")
+    return f"{signed(gain['mean'])}{interval} {unit}; {where}"
 
 
 def _trials_table(data: StudyData) -> str:

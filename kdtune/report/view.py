@@ -125,6 +125,12 @@ class View:
             return text
         return series.label if role == "best" else "_nolegend_"
 
+    def axis_legend(self, ax: Axes, **kwargs: Any) -> None:
+        """The axis's own legend of what it draws, without the study entries a comparison's figure legend holds."""
+        pairs = [(h, t) for h, t in zip(*ax.get_legend_handles_labels()) if not (self.compare and t in self.labels)]
+        if pairs:
+            ax.legend([h for h, _ in pairs], [t for _, t in pairs], **kwargs)
+
     def legends(self, fig: MplFigure, axes: list[Axes], *, on: list[Axes], title: str | None = None,
                 styles: tuple[tuple[str, str], ...] = (), **kwargs: Any) -> None:
         """One study: a legend on each axis of ``on``. Comparison: a figure legend with one entry per study

@@ -11,7 +11,6 @@ from kdtune.errors import StudyError
 from kdtune.errors import UsageError
 from kdtune.report.data import load_study
 from kdtune.report.figures import ALPHA_LABEL
-from kdtune.report.html import study_verdicts
 
 
 def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | None = None) -> Any:
@@ -43,7 +42,7 @@ def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | Non
     def alpha_scatter(metric: str, what: str) -> Any:
         return wr.ScatterPlot(title=f"{what} vs {ALPHA_LABEL}", x=wr.Config("alpha"), y=wr.SummaryMetric(metric))
 
-    verdicts, _ = study_verdicts(Path(study_dir))
+    verdicts = {c["key"]: c["verdict"]["text"] for c in (data.recommendation or {}).get("conditions", [])}
     blocks: list[Any] = [
         wr.H1(f"kdtune study {spec.name}"),
         wr.P(f"alpha is the {ALPHA_LABEL[len('alpha ('):-1]}. Every run's summary holds its metrics at its best "

@@ -19,7 +19,6 @@ from kdtune.report.figures import ALPHA_LABEL
 from kdtune.report.figures import Figure
 from kdtune.report.html import Section
 from kdtune.report.html import render_html
-from kdtune.report.html import study_verdicts
 from kdtune.report.panels import panels_for
 from kdtune.report.view import View
 from kdtune.tasks import TASKS
@@ -70,11 +69,10 @@ def _write(view: View, html_path: Path, folder: Path) -> ReportResult:
     folder.mkdir(parents=True, exist_ok=True)
     sections = []
     for data, label, color in zip(view.studies, view.labels, view.colors):
-        verdicts, verdict_note = study_verdicts(data.path)
-        study_notes = [verdict_note] if verdict_note else []
+        study_notes = [data.recommendation_note] if data.recommendation_note else []
         if not data.runs:
             study_notes.append("No run has reported an epoch yet: the figures appear once trials report results.")
-        sections.append(Section(data, label, color, verdicts, study_notes))
+        sections.append(Section(data, label, color, study_notes))
     figures, notes = [], []
     for make in panels_for(view):
         built = make(view, folder)
