@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -107,7 +108,8 @@ tracking: {wandb: {mode: offline, project: kdtune-tests}}
 
 
 def test_run_into_a_log_prints_the_plan_one_line_per_trial_and_the_answer(short_tmp) -> None:  # type: ignore[no-untyped-def]
-    """Output to a pipe, as `kdtune run spec > log`: plain lines, no library noise, the recommendation at the end."""
+    """Output to a pipe, as `kdtune run spec > log`: plain lines, each with its time and at most 120 characters, no
+    library noise; the plan, each teacher started and ready (with its validation accuracy), each trial, the answer."""
     from kdtune.records.results import read_trials
 
     spec = short_tmp / "logged.yaml"
@@ -118,16 +120,30 @@ def test_run_into_a_log_prints_the_plan_one_line_per_trial_and_the_answer(short_
                             capture_output=True, text=True, timeout=900,
                             env={**os.environ, "RAY_TMPDIR": str(short_tmp / "ray")})
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
+    assert all(stamp.match(line) for line in lines), [line for line in lines if not stamp.match(line)][:3]
+    assert max(len(line) for line in lines) <= 120, max(lines, key=len)
+    times = [stamp.match(line).group(1) for line in lines]  # type: ignore[union-attr]
+    assert times == sorted(times)
+    out = [line[20:] for line in lines]
     assert out[0] == f"study folder: {study.absolute()}"  # absolute, so that `kdtune resume` works from anywhere
     assert out[1].startswith("plan: wall time: about ")
+    teacher = json.loads((study / "teachers.json").read_text())["all"]
+    started = out.index("teacher all: started (read from the cache if it is there, else trained)")
+    epoch = teacher["selected_epoch"]  # trained here, or by an earlier test of the session with this teacher
+    how = f"(trained 3 epochs, kept epoch {epoch}|read from the cache \\(epoch {epoch} kept\\))"
+    ready = next(i for i, line in enumerate(out) if re.match(f"teacher all: {how}, val_accuracy 0\\.", line))
+    assert started < ready < next(i for i, line in enumerate(out) if line.startswith("trial ended: "))
+    shown = float(out[ready].split("val_accuracy ")[1].split(",")[0])
+    assert shown == pytest.approx(teacher["curve"][teacher["selected_epoch"] - 1]["val_accuracy"], abs=5e-5)
     ended = read_trials(study).to_pylist()
     trial_lines = [line for line in out if line.startswith("trial ended: all alpha=")]  # one condition: "all"
     assert len(trial_lines) == len(ended) == 3  # one searched + the two baselines
     assert sum("(baseline): COMPLETE, val_accuracy 0." in line for line in trial_lines) == 2
-    assert any(line.startswith("progress: 3/3 trials ended (3 complete, 0 pruned, 0 failed)") for line in out)
+    assert any(line.startswith("progress: finished: 3 trials (3 complete, 0 pruned, 0 failed) in ") for line in out)
     assert "recommendation per condition" in result.stdout
     assert (study / "recommendation.json").exists()
-    assert f"written to {study / 'recommendation.json'}" in " ".join(result.stdout.split())
+    assert f"written to {study / 'recommendation.json'}" in " ".join(" ".join(line.split()) for line in out)
     for noise in ("Token authentication", "performance bottleneck", "wandb:"):
         assert noise not in result.stdout + result.stderr

@@ -208,7 +208,7 @@ def test_readers_load_without_ray_wandb_or_torch() -> None:
 #: matching prefix; it may import its own layer and those below, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("kdtune._version", "kdtune.errors", "kdtune.secrets", "kdtune.tables", "kdtune.wandb_settings",
-              "kdtune.trial_io")),
+              "kdtune.trial_io", "kdtune.log_output")),
     ("core", ("kdtune.core",)),
     # The cache's storage primitives know no task: a root on any filesystem, atomic writes, one builder per
     # key, the checked Parquet file. Every task's codec builds on them.

@@ -76,11 +76,18 @@ def test_optuna_storage_agrees_with_trials_table(small_study: Path) -> None:
 
 def test_status_from_files(small_study: Path) -> None:
     summary = from_files(small_study)
-    assert summary["finished"] is True and summary["ended"] == summary["total"]
+    trials = read_trials(small_study).to_pylist()
+    assert summary["finished"] is True and summary["ended"] == summary["planned"] == len(trials)
+    assert summary["notes"] == [] and summary["eta_seconds"] is None  # every planned trial ran: nothing to explain
     assert [r["condition"] for r in summary["conditions"]] == ["noise_level=0.0", "noise_level=0.2"]
     for row in summary["conditions"]:
-        assert row["done"] + row["pruned"] + row["failed"] == row["budget"] and row["running"] == 0
-        assert 0.5 < row["best"] <= 1.0
+        search = row["phases"]["search"]
+        mine = [t for t in trials if t["condition"] == row["condition"]]
+        assert (search["complete"], search["pruned"], search["failed"]) == tuple(
+            sum(t["state"] == s for t in mine) for s in ("COMPLETE", "PRUNED", "FAIL"))
+        assert search["ended"] == search["planned"] == len(mine) and row["running"] == 0
+        assert row["phases"]["confirm"]["planned"] == 0  # the fixture's study has no confirmation
+        assert 0.5 < search["best"] <= 1.0
 
 
 def test_failing_trial_retried_from_checkpoint_and_nan_trials_fail(ray_local: None, short_tmp: Path) -> None:

@@ -44,9 +44,10 @@ def print_recommendation(report: dict[str, Any], path: Path | str) -> None:
     from rich.markup import escape
 
     from kdtune.tables import console as make_console
+    from kdtune.tables import fold
 
     console = make_console()
-    table = _table(report)
+    table = fold(_table(report))  # a cell too wide for a terminal or a log wraps, never cut
     names = [c["key"] for c in report["conditions"]]
     table.columns[0].no_wrap, table.columns[0].min_width = True, max(len(n) for n in ["condition", *names])
     console.print(table)

@@ -27,11 +27,12 @@ def run(args: argparse.Namespace) -> int:
 
     from kdtune.analysis.recommendation_output import finish_run
     from kdtune.commands import quiet_libraries
+    from kdtune.log_output import stamped_output
     from kdtune.study.driver import resume_study
     from kdtune.study.interrupts import catching_signals
 
     quiet_libraries(args.debug or args.verbose)
-    with catching_signals():
+    with stamped_output(), catching_signals():  # a log (not a terminal): a time stamp on each line, 120 wide
         finish_run(resume_study(Path(args.study_dir).expanduser().absolute(),
                                 address=args.address or os.environ.get("RAY_ADDRESS"),
                                 max_concurrent=args.max_concurrent, progress=not args.no_progress))

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kdtune.analysis.recommendation_output import finish_run
     from kdtune.errors import SpecError
+    from kdtune.log_output import stamped_output
     from kdtune.spec.schema import load_spec
     from kdtune.study.driver import RunOptions
     from kdtune.study.driver import run_study
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if plan is not None:
             print(f"plan: {estimate_line(plan)}", flush=True)
 
-    with catching_signals():
-        finish_run(run_study(spec, options, announce=announce))
+    with stamped_output(), catching_signals():  # a log (not a terminal): a time stamp on each line, 120 wide
+        study_dir = run_study(spec, options, announce=announce)
+        finish_run(study_dir)
     return 0

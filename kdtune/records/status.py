@@ -1,4 +1,5 @@
-"""Progress of a study per condition: trials done / running / pruned / failed, best objective, ETA.
+"""Progress of a study per condition and phase: trials planned, ended, complete / pruned / failed / running, the best
+objective, ETA.
 
 One summary, two sources: the live display feeds it Tune's in-memory trials while the study runs, and
 ``kdtune status DIR`` feeds it the study folder's files (so it works from another terminal, during the run or
@@ -11,38 +12,62 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
+
+
+if TYPE_CHECKING:
+    from kdtune.spec.rules import TrialBudget
 
 
 @dataclass(frozen=True)
 class TrialView:
     condition: str
+    phase: str  # search | baseline | confirm (kdtune.spec.rules.PHASES)
     state: str  # PENDING | RUNNING | COMPLETE | PRUNED | FAIL
     objective: float | None
+    seeds: tuple[int, ...] = ()  # a confirmation trial's seeds name its round
 
 
-def summarise(trials: list[TrialView], *, conditions: list[str], per_condition: int, mode: str,
-              elapsed: float, finished: bool = False) -> dict[str, Any]:
-    """Counts and best objective per condition, and an ETA from the pace so far (None before any trial ended).
+#: The rows of a condition: the search (the sampler's proposals and the alpha = 1 and alpha = 0 baselines, one
+#: budget) and the confirmation rounds.
+ROW_PHASES = ("search", "confirm")
+#: The counted states, by their key in a summary.
+STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "running": "RUNNING"}
 
-    ``per_condition`` is the most trials a condition can run; confirmation stops early once its verdict is
-    clear, so a finished study's budget is the trials it ran.
-    """
+
+def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBudget, confirm_rounds: int,
+              mode: str, elapsed: float, finished: bool = False) -> dict[str, Any]:
+    """Per condition and phase: trials planned (at most: confirmation stops once a verdict is clear), ended, and
+    complete / pruned / failed / running, the best objective; totals and an ETA from the pace so far (None before
+    any trial ended). A finished study's trials have all ended, however few of the planned ones ran."""
     rows: list[dict[str, Any]] = []
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
-        counts = {s: sum(t.state == s for t in mine) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
-        values = [t.objective for t in mine if t.state == "COMPLETE" and t.objective is not None
-                  and math.isfinite(t.objective)]
-        best = (max(values) if mode == "max" else min(values)) if values else None
-        ended = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
-        rows.append({"condition": condition, "budget": ended if finished else per_condition, "done": counts["COMPLETE"],
-                     "pruned": counts["PRUNED"], "failed": counts["FAIL"], "running": counts["RUNNING"], "best": best})
-    ended = sum(r["done"] + r["pruned"] + r["failed"] for r in rows)
-    total = sum(r["budget"] for r in rows)
-    eta = elapsed * (total - ended) / ended if ended else None
-    return {"conditions": rows, "ended": ended, "total": total, "elapsed_seconds": elapsed,
-            "eta_seconds": None if eta is None else max(0.0, eta)}
+        phases = {phase: _phase(mine, phase, planned, mode)
+                  for phase, planned in zip(ROW_PHASES, (budget.search, budget.confirm))}
+        rows.append({"condition": condition, **_totals(phases.values()), "phases": phases})
+    totals = _totals(rows)
+    eta = elapsed * (totals["planned"] - totals["ended"]) / totals["ended"] if totals["ended"] else None
+    return {"conditions": rows, **totals, "confirm_rounds": confirm_rounds, "finished": finished,
+            "elapsed_seconds": elapsed, "eta_seconds": None if eta is None or finished else max(0.0, eta)}
+
+
+def _phase(trials: list[TrialView], phase: str, planned: int, mode: str) -> dict[str, Any]:
+    mine = [t for t in trials if (t.phase == "confirm") == (phase == "confirm")]
+    counts = {key: sum(t.state == state for t in mine) for key, state in STATES.items()}
+    values = [t.objective for t in mine if t.state == "COMPLETE" and t.objective is not None
+              and math.isfinite(t.objective)]
+    best = (max(values) if mode == "max" else min(values)) if values else None
+    rounds = len({t.seeds[0] for t in mine if t.seeds}) if phase == "confirm" else None
+    return {"planned": planned, "ended": counts["complete"] + counts["pruned"] + counts["failed"], **counts,
+            "best": best, "rounds": rounds}
+
+
+def _totals(parts: Any) -> dict[str, int]:
+    keys = ("planned", "ended", *STATES)
+    parts = list(parts)
+    return {key: sum(int(p[key]) for p in parts) for key in keys}
 
 
 def epoch_weighted_eta(*, done_units: float, running_left: float, trials_left: int, units_per_trial: float,
@@ -60,28 +85,37 @@ def epoch_weighted_eta(*, done_units: float, running_left: float, trials_left: i
 
 
 def from_files(study_dir: Path) -> dict[str, Any]:
-    """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``."""
+    """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``, with
+    ``notes``: why a finished study ran fewer trials than planned (:func:`kdtune.records.progress_lines.shortfall_lines`)."""
     from kdtune.records.folder import StudyFolder
+    from kdtune.records.progress_lines import shortfall_lines
     from kdtune.records.results import read_results
     from kdtune.records.results import read_trials
+    from kdtune.spec.rules import confirmation_rounds
     from kdtune.spec.rules import trial_budget
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()
     spec = folder.spec()
+    results = read_results(study_dir).select(["trial_id", "condition", "phase", "seed"]).to_pylist()
+    seeds: dict[str, set[int]] = {}
+    for row in results:
+        seeds.setdefault(row["trial_id"], set()).add(int(row["seed"]))
     ended = read_trials(study_dir).to_pylist()
-    views = [TrialView(t["condition"], t["state"], t["objective"]) for t in ended]
-    done_ids = {t["trial_id"] for t in ended}
-    results = read_results(study_dir)
-    running = dict(zip(results.column("trial_id").to_pylist(), results.column("condition").to_pylist()))
+    views = [TrialView(t["condition"], t["phase"], t["state"], t["objective"], tuple(sorted(seeds.get(t["trial_id"], ()))))
+             for t in ended]
     finished = meta.get("finished_at") is not None
-    views += [TrialView(c, "RUNNING", None) for t, c in running.items() if t not in done_ids and not finished]
+    done_ids = {t["trial_id"] for t in ended}
+    running = {r["trial_id"]: r for r in results if r["trial_id"] not in done_ids}
+    if not finished:
+        views += [TrialView(r["condition"], r["phase"], "RUNNING", None, tuple(sorted(seeds[t])))
+                  for t, r in running.items()]
     end = meta.get("finished_at") or time.time()
-    summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]],
-                        per_condition=trial_budget(spec).total, mode=spec.mode,
+    summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]], budget=trial_budget(spec),
+                        confirm_rounds=confirmation_rounds(spec), mode=spec.mode,
                         elapsed=end - meta["created_at"], finished=finished)
-    summary.update(study=spec.name, finished=finished, cut_short=meta.get("cut_short", False),
-                   objective=spec.objective_name)
+    summary.update(study=spec.name, cut_short=meta.get("cut_short", False), objective=spec.objective_name)
+    summary["notes"] = shortfall_lines(summary)
     teachers = teacher_summaries(folder.teachers())
     for row in summary["conditions"]:
         row["teacher"] = teachers.get(row["condition"])
@@ -95,27 +129,49 @@ def teacher_summaries(teachers: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def render(summary: dict[str, Any]) -> Any:
-    """A rich table of the summary."""
+    """A rich table of the summary: one row per condition and phase."""
     from rich.table import Table
 
+    from kdtune.records.progress_lines import duration
+    from kdtune.tables import fold
     from kdtune.tables import name_column
 
     eta = summary["eta_seconds"]
-    title = (f"{summary.get('study', 'study')}: {summary['ended']}/{summary['total']} trials ended, "
-             f"{_duration(summary['elapsed_seconds'])} elapsed"
-             + ("" if eta is None or summary.get("finished") else f", ~{_duration(eta)} left"))
-    table = Table(title=title, caption="teacher: clean test accuracy at its selected epoch, and the share of "
-                  "flipped training labels it predicts as the noisy label (memorised)")
-    headers = ("condition", "done", "running", "pruned", "failed", f"best {summary.get('objective', '')}",
-               "teacher acc (epoch)", "teacher memorised")
+    counts = f"{summary['complete']} complete, {summary['pruned']} pruned, {summary['failed']} failed"
+    if summary.get("finished"):
+        title = f"{summary.get('study', 'study')}: finished, {summary['ended']} trials ({counts})"
+    else:
+        title = (f"{summary.get('study', 'study')}: {summary['ended']} of at most {summary['planned']} trials ended "
+                 f"({counts}), {summary['running']} running, {duration(summary['elapsed_seconds'])} elapsed"
+                 + ("" if eta is None else f", ~{duration(eta)} left"))
+    table = Table(title=title, caption="trials: ended / planned (≤: at most; confirmation stops once its verdict is "
+                  "clear); search: the sampler's proposals and the alpha = 1 and alpha = 0 baselines; best: of complete "
+                  "trials; teacher: clean test accuracy at its selected epoch, and the share of flipped training "
+                  "labels it predicts as the noisy label (memorised)")
+    headers = ("condition", "phase", "trials", "complete", "pruned", "failed", "running",
+               f"best {summary.get('objective', '')}", "teacher acc (epoch)", "teacher memorised")
     name_column(table, headers[0], [row["condition"] for row in summary["conditions"]])
     for header in headers[1:]:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="left" if header == "phase" else "right")
     for row in summary["conditions"]:
-        best = "-" if row["best"] is None else f"{row['best']:.4f}"
-        table.add_row(row["condition"], f"{row['done']}/{row['budget']}", str(row["running"]), str(row["pruned"]),
-                      str(row["failed"]), best, *_teacher_cells(row.get("teacher")))
-    return table
+        teacher = _teacher_cells(row.get("teacher"))
+        for phase, cells in row["phases"].items():
+            if phase == "confirm" and cells["planned"] == 0 and cells["ended"] + cells["running"] == 0:
+                continue  # a study without confirmation
+            first = phase == "search"
+            table.add_row(row["condition"] if first else "", phase, _trials_cell(phase, cells),
+                          *(str(cells[k]) for k in STATES), _value(cells["best"]),
+                          *(teacher if first else ("", "")))
+    return fold(table)
+
+
+def _trials_cell(phase: str, cells: dict[str, Any]) -> str:
+    ceiling = "≤" if phase == "confirm" else ""
+    return f"{cells['ended']}/{ceiling}{cells['planned']}"
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _teacher_cells(teacher: dict[str, Any] | None) -> tuple[str, str]:
@@ -124,35 +180,3 @@ def _teacher_cells(teacher: dict[str, Any] | None) -> tuple[str, str]:
     memorised = teacher.get("memorisation_rate")
     return (f"{teacher['test_accuracy']:.3f} ({teacher.get('selected_epoch')})",
             "-" if memorised is None else f"{memorised:.0%}")
-
-
-def trial_line(condition: str, params: dict[str, Any], searched: list[str], phase: str, state: str,
-               objective: float | None, objective_name: str, epochs: tuple[int, int]) -> str:
-    """One ended trial as one plain line, for a log: condition, configuration, state, objective."""
-    names = {"temperature": "T"}
-    config = " ".join(f"{names.get(k, k)}={_short(params[k])}" for k in searched if k in params)
-    value = "-" if objective is None or not math.isfinite(objective) else f"{objective:.4f}"
-    done, total = epochs
-    where = f" at epoch {done}/{total}" if state == "PRUNED" else ""
-    return f"trial ended: {condition} {config} ({phase}): {state}{where}, {objective_name} {value}"
-
-
-def summary_line(summary: dict[str, Any]) -> str:
-    """The whole study in one plain line, for a log: trials ended / running, best per condition, time left."""
-    rows = summary["conditions"]
-    counts = {k: sum(r[k] for r in rows) for k in ("done", "pruned", "failed", "running")}
-    best = "; ".join(f"{r['condition']} {'-' if r['best'] is None else format(r['best'], '.4f')}" for r in rows)
-    eta = summary["eta_seconds"]
-    left = "" if eta is None else f", ~{_duration(eta)} left"
-    return (f"progress: {summary['ended']}/{summary['total']} trials ended ({counts['done']} complete, "
-            f"{counts['pruned']} pruned, {counts['failed']} failed), {counts['running']} running, "
-            f"{_duration(summary['elapsed_seconds'])} elapsed{left}; best {summary.get('objective', '')}: {best}")
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -15,13 +15,17 @@ from typing import Any
 
 from ray.tune import Callback
 
+from kdtune.records.progress_lines import best_line
+from kdtune.records.progress_lines import confirmation_line
+from kdtune.records.progress_lines import shortfall_lines
+from kdtune.records.progress_lines import summary_line
+from kdtune.records.progress_lines import trial_line
 from kdtune.records.status import TrialView
 from kdtune.records.status import epoch_weighted_eta
 from kdtune.records.status import render
 from kdtune.records.status import summarise
-from kdtune.records.status import summary_line
 from kdtune.records.status import teacher_summaries
-from kdtune.records.status import trial_line
+from kdtune.spec.rules import confirmation_rounds
 from kdtune.spec.rules import trial_budget
 from kdtune.spec.rules import trial_outcome
 from kdtune.tasks import task_for
@@ -128,14 +132,21 @@ class ResultsRecorder(Callback):
 
 class Progress(Callback):
     """The study's progress, chosen when Tune starts (so a resumed study follows its new output): on a terminal a
-    live per-condition table on stderr (trials done / running / pruned / failed, best objective, time left); in
-    a file or a pipe one plain line on stdout per ended trial and a summary line at most every
-    ``SUMMARY_SECONDS`` (and at the end)."""
+    live table on stderr (per condition and phase: trials ended of those planned, complete / pruned / failed /
+    running, best objective, time left); in a file or a pipe plain lines on stdout
+    (:mod:`kdtune.records.progress_lines`), one per ended trial, one per confirmation round begun, a summary at
+    most every ``SUMMARY_SECONDS``, and at the end why fewer trials ran than planned, if they did. Either way a
+    confirmation round begun is said in a line: it adds trials the search did not announce."""
 
     def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any]) -> None:
         self.conditions = conditions
         self.teachers = teacher_summaries(teachers)
-        self.per_condition = trial_budget(spec).total
+        self.budget = trial_budget(spec)
+        self.per_condition = self.budget.total
+        self.confirm_rounds = confirmation_rounds(spec)
+        # each condition's confirmation rounds begun, by their first seed (a round has its own fresh seeds)
+        self.rounds_begun: dict[str, list[int]] = {}
+        self.max_wall_s = None if spec.budget.max_wall_minutes is None else 60.0 * spec.budget.max_wall_minutes
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
         self.repeats = spec.budget.repeats
@@ -170,6 +181,17 @@ class Progress(Callback):
             self._last = time.time()
             _emit(summary_line(self._summary(trials)))
 
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        """The first trial of a confirmation round (a condition's rounds run one after another) says it begins."""
+        config = config_of(trial)
+        seeds = list(config.get("seeds", ()))
+        begun = self.rounds_begun.setdefault(config["condition"], [])
+        if config["phase"] != "confirm" or not seeds or seeds[0] in begun:
+            return
+        begun.append(seeds[0])
+        rounds = max(self.confirm_rounds, len(begun))  # more when `kdtune resume` extends the confirmation
+        self._say(confirmation_line(config["condition"], len(begun) - 1, rounds, seeds))
+
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._trial_line(trial, error=False)
 
@@ -180,13 +202,23 @@ class Progress(Callback):
         from kdtune.study.interrupts import received
 
         done = received() is None and all(t.status in ("TERMINATED", "ERROR") for t in trials)  # else interrupted
-        summary = {**self._summary(trials, finished=done), "finished": done}
+        summary = self._summary(trials, finished=done)
         if self._live is None:
-            _emit(summary_line(summary))
+            for line in [*shortfall_lines(summary), summary_line(summary), best_line(summary)]:
+                _emit(line)
             return
         self._live.update(render(summary))
         self._live.stop()
+        for line in shortfall_lines(summary):
+            self._live.console.print(line, highlight=False)
         self._live.console.print()
+
+    def _say(self, line: str) -> None:
+        """A line above the live table on a terminal, a line of the log otherwise."""
+        if self._live is not None:
+            self._live.console.print(line, highlight=False)
+        else:
+            _emit(line)
 
     def _trial_line(self, trial: Trial, *, error: bool) -> None:
         if self._live is not None:
@@ -203,11 +235,17 @@ class Progress(Callback):
                 state, _ = trial_outcome(last_result_of(trial), trial.status == "ERROR", self.epochs)
             else:
                 state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
-            views.append(TrialView(config_of(trial)["condition"], state, last_result_of(trial).get("objective")))
+            config = config_of(trial)
+            seeds = tuple(config.get("seeds", ())) if config["phase"] == "confirm" else ()
+            views.append(TrialView(config["condition"], config["phase"], state, last_result_of(trial).get("objective"),
+                                   seeds))
         elapsed = time.time() - self._start
-        summary = summarise(views, conditions=self.conditions, per_condition=self.per_condition, mode=self.mode,
-                            elapsed=elapsed, finished=finished)
-        summary.update(study=self.title, objective=self.objective, eta_seconds=self._eta(trials, elapsed))
+        summary = summarise(views, conditions=self.conditions, budget=self.budget, confirm_rounds=self.confirm_rounds,
+                            mode=self.mode, elapsed=elapsed, finished=finished)
+        summary.update(study=self.title, objective=self.objective,
+                       cut_short=self.max_wall_s is not None and elapsed >= self.max_wall_s)
+        if not finished:
+            summary["eta_seconds"] = self._eta(trials, elapsed)
         for row in summary["conditions"]:
             row["teacher"] = self.teachers.get(row["condition"])
         return summary

@@ -197,6 +197,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.study.preparation import prepare_conditions
     from kdtune.study.ray_runtime import keep_credentials_out_of_tune
     from kdtune.study.search import ConditionSearcher
+    import functools
+
     from kdtune.study.search import StudySearchGenerator
     from kdtune.study.search import create_studies
     from kdtune.study.tracking import tracking_callbacks
@@ -204,7 +206,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
 
     remember_storage(storage)  # a searcher restored by Tune holds the URL without its password
     keep_credentials_out_of_tune()
-    payloads, teachers = prepare_conditions(spec, conditions, options.cache_dir)
+    say = functools.partial(print, flush=True) if options.progress else None  # a line per teacher start and end
+    payloads, teachers = prepare_conditions(spec, conditions, options.cache_dir, say=say)
     folder = StudyFolder(study_dir)
     folder.write_teachers(teachers)
     trainable = tune.with_resources(

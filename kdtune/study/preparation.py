@@ -9,6 +9,7 @@ preparations leave free (:func:`teacher_threads`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kdtune.spec.conditions import Condition
@@ -16,13 +17,14 @@ from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.schema import StudySpec
 
 
-def prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+def prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: str | None,
+                       say: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Prepare every condition's data and teacher in parallel Ray tasks; return object refs and teacher info.
 
-    A kdtune error inside a task (a model with the wrong output shape, malformed user data, imported logits that
-    do not fit) is raised here as the same one-line error, not as Ray's wrapped traceback; the other
-    conditions' tasks are cancelled.
+    ``say``, if given, is handed a line as each teacher starts and as it is ready (with its validation metric:
+    :mod:`kdtune.records.progress_lines`). A kdtune error inside a task (a model with the wrong output shape,
+    malformed user data, imported logits that do not fit) is raised here as the same one-line error, not as Ray's
+    wrapped traceback; the other conditions' tasks are cancelled.
     """
     import ray
     from ray.exceptions import RayTaskError
@@ -35,8 +37,11 @@ def prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: 
     cpus = preparation_cpus(resources.get("CPU", 1), node_cpus, len(conditions))
     task = ray.remote(num_returns=2, num_gpus=gpu, num_cpus=cpus)(prepare_condition)
     refs = {c.key: task.remote(spec.to_dict(), c.as_dict(), cache_dir, cpus) for c in conditions}
+    at_once = max(1, int(resources.get("CPU", 1) // cpus))
+    if gpu:
+        at_once = min(at_once, int(resources.get("GPU", 1)))
     try:
-        teachers = {key: ray.get(info) for key, (info, _) in refs.items()}
+        teachers = _await_teachers(spec, refs, at_once, say or (lambda line: None))
     except RayTaskError as exc:
         for info, _ in refs.values():
             try:
@@ -50,6 +55,38 @@ def prepare_conditions(spec: StudySpec, conditions: list[Condition], cache_dir: 
         raise
     payloads = {key: payload for key, (_, payload) in refs.items()}
     return payloads, teachers
+
+
+def _await_teachers(spec: StudySpec, refs: dict[str, Any], at_once: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """Each condition's teacher info as its task ends, said as it starts and ends. ``at_once`` tasks run at a time
+    (the cores each reserves), the others start, in order, as earlier ones end."""
+    import time
+
+    import ray
+
+    from kdtune.records.progress_lines import teacher_ready_line
+    from kdtune.records.progress_lines import teacher_started_line
+    from kdtune.records.progress_lines import teachers_waiting_line
+    from kdtune.tasks import task_for
+
+    column = task_for(spec).objective(spec.objective).column
+    start = time.monotonic()
+    waiting = list(refs)
+    for key in waiting[:at_once]:
+        say(teacher_started_line(key))
+    waiting = waiting[at_once:]
+    if waiting:
+        say(teachers_waiting_line(len(waiting), at_once))
+    pending = {info: key for key, (info, _) in refs.items()}
+    teachers: dict[str, Any] = {}
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ready)
+        teachers[key] = ray.get(ready)
+        say(teacher_ready_line(key, teachers[key], column, time.monotonic() - start))
+        if waiting:
+            say(teacher_started_line(waiting.pop(0)))
+    return {key: teachers[key] for key in refs}
 
 
 def teacher_threads(reserved: int) -> int:
