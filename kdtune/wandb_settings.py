@@ -1,5 +1,5 @@
 """W&B settings that need neither Ray nor W&B itself: the mode in force, whether credentials are configured,
-the command that uploads a study's offline runs, and a condition's id in W&B filters.
+the command that uploads a study's offline runs, a study's group and a condition's id in W&B filters.
 
 Shared by the driver's tracking (:mod:`kdtune.study.tracking`, a Ray Tune callback) and ``kdtune report --wandb``,
 which must not start Ray to publish a report. ``wandb`` is imported only to ask it for its default server.
@@ -39,6 +39,13 @@ def sync_command(wandb_dir: Path | str) -> str:
     import shlex
 
     return f"wandb sync {shlex.quote(str(wandb_dir))}/offline-run-*"
+
+
+def study_group(name: str, study_id: str | None) -> str:
+    """A study's W&B group: its spec's name and its id (``study.json``), so that a rerun of the same spec (a new
+    study, a new id) never mixes its runs with an earlier one's; a resumed study keeps its id and its group.
+    Folders written before study ids: the name alone."""
+    return f"{name}-{study_id}" if study_id else name
 
 
 def condition_id(key: str) -> str:

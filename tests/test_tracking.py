@@ -1,6 +1,7 @@
 """W&B tracking end to end: a tiny real study with tracking on, its offline run files read back with wandb's
 own reader (``wandb leet inspect --json``), plus studies in subprocesses for ``tracking: none`` (W&B never
-imported) and for an unreachable W&B server (warns once, stays offline, completes).
+imported) and for an unreachable W&B server (warns once, stays offline, completes); the study's group (its name and
+id), pruned runs tagged, failed ones failed, and the recommendation as one run per condition.
 
 Run: ``.venv/bin/python -m pytest -q tests/test_tracking.py``
 """
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -50,18 +52,19 @@ tracking: {tracking}
 
 
 def inspect_run(path: Path) -> dict[str, Any]:
-    """One offline run as wandb's own reader sees it: identity, config, history, final summary, exit code."""
+    """One offline run as wandb's own reader sees it: identity, config, tags, history, final summary, exit code.
+    A run record comes again when the run changes (its tags): the later one's fields win, configs add up."""
     out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    run: dict[str, Any] = {"history": [], "summary": {}, "exit_code": None}
+    run: dict[str, Any] = {"history": [], "summary": {}, "exit_code": None, "config": {}}
     for line in out.splitlines():
         record = json.loads(line)
         kind = record["type"]
         if kind == "run":
             info = record["run"]
-            config = {k: v for k, v in info["config"]["update"].items() if k != "_wandb"}
-            run.update(name=info["display_name"], job_type=info["job_type"], group=info["run_group"],
-                       project=info["project"], config=config)
+            run["config"].update({k: v for k, v in info["config"]["update"].items() if k != "_wandb"})
+            run.update(name=info["display_name"], job_type=info.get("job_type", run.get("job_type")),
+                       group=info["run_group"], project=info["project"], tags=info.get("tags", []))
         elif kind == "history":
             run["history"].append(record["history"]["item"])
         elif kind == "summary":
@@ -102,7 +105,7 @@ def test_every_run_is_a_wandb_run_with_its_identity_and_config(tracked_study: Pa
     for run in students:
         config = run["config"]
         row = params[(config["trial_id"], config["seed"])]
-        assert run["project"] == "kdtune-tests" and run["group"] == "tracked"
+        assert run["project"] == "kdtune-tests" and run["group"] == f"tracked-{StudyFolder(tracked_study).meta()['id']}"
         assert run["job_type"] == config["condition"] == row["condition"] and run["job_type"] in CONDITIONS
         assert config["alpha"] == pytest.approx(row["alpha"])
         assert config["alpha_meaning"] == ALPHA_MEANING == "weight on true labels; 1 = no distillation"
@@ -142,6 +145,7 @@ def test_runs_hold_per_epoch_metrics_and_best_epoch_summary(tracked_study: Path,
         assert summary["val_accuracy"] == pytest.approx(best["val_accuracy"])
         assert summary["state"] == states[run["config"]["trial_id"]]
         assert run["exit_code"] == 0
+        assert run["tags"] == (["pruned"] if summary["state"] == "PRUNED" else [])
 
 
 def test_teachers_are_runs_too_and_are_logged_once(tracked_study: Path,
@@ -151,7 +155,7 @@ def test_teachers_are_runs_too_and_are_logged_once(tracked_study: Path,
     assert set(runs) == CONDITIONS == set(teachers)
     for key, run in runs.items():
         info = teachers[key]
-        assert run["group"] == "tracked" and run["name"] == f"teacher {key}"
+        assert run["group"] == f"tracked-{StudyFolder(tracked_study).meta()['id']}" and run["name"] == f"teacher {key}"
         assert run["config"]["cache_key"] == info["cache_key"]
         assert [h["epoch"] for h in run["history"]] == [c["epoch"] for c in info["curve"]]
         assert run["summary"]["best_epoch"] == info["selected_epoch"]
@@ -215,11 +219,85 @@ def test_unreachable_wandb_warns_once_and_stays_offline(short_tmp: Path) -> None
     assert done.stderr.count("continuing offline") == 1, done.stderr[-3000:]
     assert not list((study / "wandb").glob("run-*"))  # nothing half-online left behind
     runs = [inspect_run(p) for p in offline_runs(study)]
-    students = [r for r in runs if r["job_type"] != "teacher"]
+    students = [r for r in runs if r["job_type"] not in ("teacher", "recommendation")]
     rows = read_results(study).to_pylist()
     assert len(students) == len({(r["trial_id"], r["seed"]) for r in rows}) > 0
-    assert {r["job_type"] for r in runs} == {"teacher", "all"}
+    assert {r["job_type"] for r in runs} == {"teacher", "all", "recommendation"}
     assert {r["project"] for r in runs} == {"kdtune-dead"}  # --wandb-project beats the spec
     assert all(r["exit_code"] == 0 for r in runs)
+    # the end of `kdtune run`: the answer, one run per condition, in the study's group
+    (answer,) = [r for r in runs if r["job_type"] == "recommendation"]
+    verdict = json.loads((study / "recommendation.json").read_text())["conditions"][0]["verdict"]
+    assert answer["summary"]["verdict"] == verdict["kind"] and answer["summary"]["verdict_text"] == verdict["text"]
+    assert {r["group"] for r in runs} == {f"dead-{StudyFolder(study).meta()['id']}"}
     for path in offline_runs(study):
         assert FAKE_KEY.encode() not in path.read_bytes()  # the key is never written into a run
+
+
+def _trial(trial_id: str, condition: str) -> SimpleNamespace:
+    """What the tracker reads of a Tune trial (a collaborator): its id, the searcher's config, its last result."""
+    return SimpleNamespace(trial_id=trial_id, last_result={}, config={
+        "condition": condition, "phase": "search", "params": {"alpha": 0.5, "temperature": 4.0}, "seeds": [0, 1]})
+
+
+def test_pruned_runs_are_tagged_and_failed_runs_fail(short_tmp: Path) -> None:
+    """W&B's run state has no "pruned": a pruned run exits 0 (Finished) with the tag ``pruned``; a failed trial's
+    runs exit 1 (Failed); a complete one has neither. Real offline runs, read back with wandb's reader."""
+    from kdtune.spec.conditions import expand
+
+    spec = tiny_study_spec("tags", tracking={"wandb": {"mode": "offline", "project": "kdtune-tests"}})
+    (short_tmp / "study.json").write_text(json.dumps({"id": "feedbeef0001", "storage_url": "sqlite:///optuna.db"}))
+    conditions = expand(spec)
+    tracker = WandbTracker(short_tmp, spec, conditions)
+    for trial_id, epochs, error in (("pruned", 2, False), ("complete", spec.student.epochs, False), ("failed", 1, True)):
+        trial = _trial(trial_id, conditions[0].key)
+        tracker.on_trial_start(0, [], trial)
+        rows = [{"seed": seed, "epoch": e, "val_accuracy": 0.5 + e / 10, "test_accuracy": 0.4 + e / 10}
+                for e in range(1, epochs + 1) for seed in (0, 1)]
+        trial.last_result = {"objective": 0.5 + epochs / 10, "epoch": epochs, "rows": rows, "nan": False}
+        tracker.on_trial_result(0, [], trial, trial.last_result)  # type: ignore[arg-type]
+        (tracker.on_trial_error if error else tracker.on_trial_complete)(0, [], trial)
+    tracker.wait()
+    runs = {(r["config"]["trial_id"], r["config"]["seed"]): r for r in map(inspect_run, offline_runs(short_tmp))}
+    assert set(runs) == {(t, s) for t in ("pruned", "complete", "failed") for s in (0, 1)}
+    for (trial_id, _), run in runs.items():
+        state, tags, exit_code = {"pruned": ("PRUNED", ["pruned"], 0), "complete": ("COMPLETE", [], 0),
+                                  "failed": ("FAIL", [], 1)}[trial_id]
+        assert (run["summary"]["state"], run["tags"], run["exit_code"]) == (state, tags, exit_code), trial_id
+        assert run["group"] == "tags-feedbeef0001"  # the study's name and id: a rerun (a new id) is a new group
+
+
+def test_the_recommendation_is_one_run_per_condition(tracked_study: Path, short_tmp: Path) -> None:
+    """``log_recommendation`` (the end of ``kdtune run`` and ``resume``) on a copy of the tracked study: one run per
+    condition in the study's group, its summary the condition's verdict, gain and recommended alpha."""
+    import shutil
+
+    from kdtune.analysis.recommendation_output import recommend_and_record
+    from kdtune.study.tracking import log_recommendation
+
+    study = short_tmp / "copy"
+    shutil.copytree(tracked_study, study)
+    before = set(offline_runs(study))
+    report, _ = recommend_and_record([study])
+    log_recommendation(study)
+    runs = [inspect_run(p) for p in sorted(set(offline_runs(study)) - before)]
+    assert [r["job_type"] for r in runs] == ["recommendation"] * 2
+    by_condition = {r["config"]["condition"]: r for r in runs}
+    assert set(by_condition) == CONDITIONS
+    for condition in report["conditions"]:
+        run = by_condition[condition["key"]]
+        summary = run["summary"]
+        assert run["name"] == f"recommendation {condition['key']}"
+        assert run["group"] == f"tracked-{StudyFolder(study).meta()['id']}" and run["exit_code"] == 0
+        assert run["config"]["noise_level"] == condition["condition"]["noise_level"]
+        assert summary["verdict"] == condition["verdict"]["kind"] and summary["verdict_text"] == condition["verdict"]["text"]
+        recommended = condition["recommended"]
+        assert summary["recommended_alpha"] == pytest.approx(recommended["params"]["alpha"])
+        expected = {"recommended_alpha_low": recommended["alpha"]["low"], "recommended_alpha_high":
+                    recommended["alpha"]["high"], "gain": condition["gain"]["mean"],
+                    "gain_low": condition["gain"]["low"], "gain_high": condition["gain"]["high"]}
+        assert condition["gain"]["mean"] is not None  # the check below compares numbers, not two absences
+        for key, value in expected.items():
+            assert summary.get(key) == (None if value is None else pytest.approx(value)), key
+        assert summary["test_metric"] == report["test_metric"] == "test_accuracy"
+        assert not any(word in json.dumps(run).lower() for word in ("api_key", "password"))

@@ -30,10 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.log_output import stamped_output
     from kdtune.study.driver import resume_study
     from kdtune.study.interrupts import catching_signals
+    from kdtune.study.tracking import log_recommendation
 
     quiet_libraries(args.debug or args.verbose)
     with stamped_output(), catching_signals():  # a log (not a terminal): a time stamp on each line, 120 wide
-        finish_run(resume_study(Path(args.study_dir).expanduser().absolute(),
-                                address=args.address or os.environ.get("RAY_ADDRESS"),
-                                max_concurrent=args.max_concurrent, progress=not args.no_progress))
+        study_dir = resume_study(Path(args.study_dir).expanduser().absolute(),
+                                 address=args.address or os.environ.get("RAY_ADDRESS"),
+                                 max_concurrent=args.max_concurrent, progress=not args.no_progress)
+        finish_run(study_dir)
+        log_recommendation(study_dir)  # to W&B, one run per condition (nothing when tracking is off)
     return 0

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from kdtune.study.driver import run_study
     from kdtune.study.estimate import estimate_line
     from kdtune.study.interrupts import catching_signals
+    from kdtune.study.tracking import log_recommendation
 
     if args.out and "://" in args.out:
         raise SpecError("--out", args.out, "must be a local folder: the driver writes the study's results there "
@@ -78,4 +79,5 @@ def run(args: argparse.Namespace) -> int:
     with stamped_output(), catching_signals():  # a log (not a terminal): a time stamp on each line, 120 wide
         study_dir = run_study(spec, options, announce=announce)
         finish_run(study_dir)
+        log_recommendation(study_dir)  # to W&B, one run per condition (nothing when tracking is off)
     return 0

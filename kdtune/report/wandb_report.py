@@ -16,9 +16,9 @@ from kdtune.report.figures import ALPHA_LABEL
 def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | None = None) -> Any:
     """The W&B Report of a study, built without network (call ``.save()`` to publish it).
 
-    Run sets filter on group = study name and, per condition, on ``config.condition_id`` (the condition key
-    with ``:`` for ``=``, which W&B's filter expressions cannot hold inside a value); teachers on job type
-    ``teacher``.
+    Run sets filter on the study's group (its name and id: :func:`kdtune.wandb_settings.study_group`) and, per
+    condition, on ``config.condition_id`` (the condition key with ``:`` for ``=``, which W&B's filter expressions
+    cannot hold inside a value); teachers on job type ``teacher``.
     """
     try:
         import wandb_workspaces.reports.v2 as wr
@@ -26,11 +26,12 @@ def build_wandb_report(study_dir: Path | str, *, entity: str, project: str | Non
         raise UsageError("W&B Reports need the wandb-workspaces package: pip install 'kdtune[wandb-reports]'") from None
 
     from kdtune.wandb_settings import condition_id
+    from kdtune.wandb_settings import study_group
 
     data = load_study(Path(study_dir))
     spec = data.spec
     project = project or (spec.tracking.wandb.project if spec.tracking.wandb else "kdtune")
-    group = f"Group = '{spec.name}'"
+    group = f"Group = '{study_group(spec.name, data.meta.get('id'))}'"
     select, test = data.objective.column, data.objective.test_column
 
     def runset(name: str, extra: str) -> Any:

@@ -1,4 +1,5 @@
-"""Weights & Biases tracking from the driver: one W&B run per run (one seed of one trial), one per teacher.
+"""Weights & Biases tracking from the driver: one W&B run per run (one seed of one trial), one per teacher, and
+one per condition holding its recommendation.
 
 Logging happens in a driver-side Tune callback, so every run lands under the study folder
 (``<study>/wandb/offline-run-*``) even on a cluster and trials need no network. Runs are plain
@@ -7,15 +8,21 @@ Ray's ``WandbLoggerCallback`` costs ~2 s per trial).
 
 What a run holds (``docs/tracking.md``):
 
-* project from ``tracking.wandb.project`` (``kdtune run --wandb-project`` overrides it), group = the study
-  name, job type = the condition key (``teacher`` for teachers), a readable name
-  (``noise_level=0.2 alpha=0.35 T=4.1 seed=1``);
+* project from ``tracking.wandb.project`` (``kdtune run --wandb-project`` overrides it), group = the study's
+  name and id (:func:`kdtune.wandb_settings.study_group`: a rerun is a new group), job type = the condition key
+  (``teacher`` for teachers), a readable name (``noise_level=0.2 alpha=0.35 T=4.1 seed=1``);
 * config: the resolved parameters, with alpha's meaning spelled out (``alpha`` and ``alpha_meaning``), the
   condition's values, trial id, phase, seed, objective; never a secret (storage URLs are redacted);
 * history: every per-epoch metric of the run at step = epoch, per-class test accuracy as
   ``test_class_accuracy/<class>``;
 * summary: the metrics at the run's best validation epoch (``best_epoch``) and the trial's ``state``
-  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.spec.rules.trial_outcome`).
+  (COMPLETE / PRUNED / FAIL, decided by :func:`kdtune.spec.rules.trial_outcome`). W&B's own run state knows no
+  "pruned" (a non-zero exit code reads "Failed"): a pruned run exits 0 and carries the tag ``pruned``, which the
+  runs table shows and filters on; a failed trial's runs exit 1 ("Failed").
+
+At the end of ``kdtune run`` and ``kdtune resume``, :func:`log_recommendation` adds one run per condition (job
+type ``recommendation``) whose summary is the condition's answer: verdict, gain with its interval, recommended
+alpha with its interval and configuration; in W&B's runs table they are the recommendation, one row per condition.
 
 Every W&B call runs on one background thread, in order: ``wandb.init``, ``run.log`` and ``run.finish`` each
 wait for a round trip to W&B's service process, which on a busy machine took 0.5 s per epoch report inside
@@ -55,6 +62,7 @@ from kdtune.wandb_settings import condition_id
 from kdtune.wandb_settings import credentials_configured
 from kdtune.wandb_settings import env_mode
 from kdtune.wandb_settings import resolve_mode
+from kdtune.wandb_settings import study_group
 from kdtune.wandb_settings import sync_command
 
 
@@ -68,10 +76,15 @@ logger = logging.getLogger(__name__)
 
 ALPHA_MEANING = "weight on true labels; 1 = no distillation"
 TEACHER_JOB_TYPE = "teacher"
+RECOMMENDATION_JOB_TYPE = "recommendation"
+PRUNED_TAG = "pruned"
 JOB_TYPE_MAX = 64  # W&B's limit on a job type; the full condition key is always in the config
 INIT_TIMEOUT_S = 20.0  # an online wandb.init waits this long for the server before tracking goes offline
 FINISH_TIMEOUT_S = 60.0  # an online run.finish() waits at most this long for its uploads
 PER_CLASS_KEY = "test_class_accuracy"
+#: Study folders whose tracking went offline in this process: the recommendation's runs at the end of the run
+#: (:func:`log_recommendation`) follow them offline, without a second wait for W&B or a second warning.
+_OFFLINE_STUDIES: set[Path] = set()
 _SKIP_KEYS = frozenset({"seed", "test_per_class_accuracy"})
 
 
@@ -107,6 +120,7 @@ class WandbTracker(Callback):
         assert wb is not None
         self.study_dir = Path(study_dir).resolve()
         self.study_name = spec.name
+        self.group = study_group(spec.name, StudyFolder(self.study_dir).meta(missing_ok=True).get("id"))
         self.project = wb.project
         self.entity = wb.entity
         self.mode = resolve_mode(wb.mode)
@@ -121,7 +135,9 @@ class WandbTracker(Callback):
         self._warned = False
         self._runs: dict[tuple[str, int], _OpenRun] = {}  # touched by the worker thread only
         self._worker: ThreadPoolExecutor | None = None
-        if self.mode == "online" and not credentials_configured():
+        if self.mode == "online" and _OFFLINE_STUDIES & {self.study_dir}:
+            self.mode = "offline"  # this process was refused for this study already, and said so
+        elif self.mode == "online" and not credentials_configured():
             self._go_offline("online tracking asked for, but no W&B API key is configured "
                              "(WANDB_API_KEY or `wandb login`)")
 
@@ -251,7 +267,27 @@ class WandbTracker(Callback):
         best = state.best
         state.run.summary.update({**best, "best_epoch": best.get("epoch"), "last_epoch": state.last_epoch,
                                   **{k: v for k, v in outcome.items() if v is not None}})
+        if outcome["state"] == "PRUNED":
+            state.run.tags = (*(state.run.tags or ()), PRUNED_TAG)
         state.run.finish(exit_code=exit_code)
+
+    # ------------------------------------------------------------------------------------- recommendation
+
+    def log_recommendation(self, report: dict[str, Any]) -> None:
+        """One run per condition of ``report`` (``recommendation.json``), its answer in the summary."""
+        self._guard(self._log_recommendation, report)
+
+    def _log_recommendation(self, report: dict[str, Any]) -> None:
+        for condition in report["conditions"]:
+            key = condition["key"]
+            config = {**self.common, "alpha_meaning": ALPHA_MEANING, "condition": key,
+                      "condition_id": condition_id(key), **self.conditions.get(key, {})}
+            config.pop("key", None)
+            run = self._init(name=f"recommendation {key}", job_type=RECOMMENDATION_JOB_TYPE, config=config)
+            if run is None:
+                return
+            run.summary.update(recommendation_summary(condition, report))
+            run.finish()
 
     # ------------------------------------------------------------------------------------ W&B, carefully
 
@@ -261,7 +297,7 @@ class WandbTracker(Callback):
             return None
         import wandb
 
-        kwargs: dict[str, Any] = {"project": self.project, "entity": self.entity, "group": self.study_name, "job_type": job_type,
+        kwargs: dict[str, Any] = {"project": self.project, "entity": self.entity, "group": self.group, "job_type": job_type,
                   "name": name, "config": config, "dir": str(self.study_dir), "reinit": "create_new"}
         folder = StudyFolder(self.study_dir).wandb_dir
         folder.mkdir(parents=True, exist_ok=True)
@@ -289,6 +325,7 @@ class WandbTracker(Callback):
 
     def _go_offline(self, why: str) -> None:
         self.mode = "offline"
+        _OFFLINE_STUDIES.add(self.study_dir)
         folder = StudyFolder(self.study_dir).wandb_dir
         self._warn(f"W&B tracking: {why}; continuing offline: runs are kept under {folder} "
                    f"(upload later with `{sync_command(folder)}`)")
@@ -319,6 +356,47 @@ class WandbTracker(Callback):
             method(*args)
         except Exception as exc:
             self._disable(f"logging failed ({type(exc).__name__}: {one_line(exc, MAX_NOTE)})")
+
+
+def log_recommendation(study_dir: Path) -> None:
+    """The study's recommendation (its ``recommendation.json``, written by ``kdtune run`` and ``kdtune resume`` at
+    their end) as one W&B run per condition, in the study's group, offline or online as its runs were. Nothing
+    when tracking is off (W&B is not imported then); like all tracking, it never fails the command."""
+    from kdtune.analysis.recommendation import default_output
+    from kdtune.spec.conditions import expand
+
+    spec = StudyFolder(study_dir).spec()
+    if spec.tracking.wandb is None or env_mode() == "disabled":
+        return
+    report = json.loads(Path(default_output([study_dir])).read_text())
+    tracker = WandbTracker(study_dir, spec, expand(spec))
+    tracker.log_recommendation(report)
+    tracker.wait()
+
+
+def recommendation_summary(condition: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """A condition's answer as flat summary keys (W&B's runs table makes one column of each): the verdict and its
+    text, the gain over no distillation with its interval (``gain_low``/``gain_high``: the repeated confidence
+    interval, ``gain_confidence`` its level; in the test metric's units), the recommended configuration
+    (``recommended_alpha``, ... ``recommended_temperature``) with the alpha interval, and the test metric of the
+    confirmed configuration and of alpha = 1. Missing values are left out."""
+    recommended = condition.get("recommended") or {}
+    gain = condition.get("gain") or {}
+    shown = condition.get("confirmed") or condition.get("best_observed") or {}
+    summary: dict[str, Any] = {
+        "verdict": (condition.get("verdict") or {}).get("kind"),
+        "verdict_text": (condition.get("verdict") or {}).get("text"),
+        **{f"recommended_{k}": v for k, v in (recommended.get("params") or {}).items()},
+        "recommended_alpha_low": (recommended.get("alpha") or {}).get("low"),
+        "recommended_alpha_high": (recommended.get("alpha") or {}).get("high"),
+        "recommended_source": recommended.get("source"),
+        "gain": gain.get("mean"), "gain_low": gain.get("low"), "gain_high": gain.get("high"),
+        "gain_confidence": gain.get("confidence"), "gain_pairs": gain.get("n_pairs"), "gain_source": gain.get("source"),
+        "test": (shown.get("test") or {}).get("mean"),
+        "no_distillation_test": ((condition.get("no_distillation") or {}).get("test") or {}).get("mean"),
+        "objective": report.get("objective"), "test_metric": report.get("test_metric"), "margin": report.get("margin"),
+    }
+    return {k: v for k, v in summary.items() if v is not None}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
