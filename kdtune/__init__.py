@@ -2,8 +2,8 @@
 
 alpha is the weight on the true labels everywhere in kdtune: alpha = 1 means no distillation.
 
-The Python API (:mod:`kdtune.api`: ``run_study``, ``resume_study``, ``load_results``, ``recommend``,
-``write_report``) loads on first use, so ``import kdtune`` stays light (no torch, no Ray).
+The Python API (:mod:`kdtune.api`: ``run_study``, ``resume_study``, ``load_results``, ``load_trials``,
+``recommend``, ``write_report``) loads on first use, so ``import kdtune`` stays light (no torch, no Ray).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from kdtune._version import __version__ as __version__
 
 
-__all__ = ["load_results", "recommend", "resume_study", "run_study", "write_report"]
+__all__ = ["load_results", "load_trials", "recommend", "resume_study", "run_study", "write_report"]
 
 
 def __getattr__(name: str) -> Any:

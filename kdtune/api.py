@@ -5,12 +5,14 @@ alpha is the weight on the true labels: alpha = 1 means no distillation (Hinton 
     import kdtune
     study = kdtune.run_study("search_spaces/quickstart.yaml", out="runs/quickstart")
     runs = kdtune.load_results(study)          # pandas: one row per run at its best validation epoch
+    trials = kdtune.load_trials(study)         # pandas: one row per trial, with its Optuna trial number
     verdicts = kdtune.recommend(study)         # what `kdtune recommend` prints, as a dict
     kdtune.write_report(study)                 # runs/quickstart/report.html
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from kdtune.spec.schema import StudySpec
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
 
 
 def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None = None, *,
@@ -87,6 +90,98 @@ def load_results(study_dir: PathLike) -> pd.DataFrame:
     columns = [("best_epoch" if n == "epoch" else n) for n in [*RESULT_SCHEMA.names, "trial_state"]]
     frame = pd.DataFrame([{**r.row, "best_epoch": r.row["epoch"]} for r in runs], columns=columns)
     return frame.sort_values(["condition", "trial_id", "seed"]).reset_index(drop=True)
+
+
+def load_trials(study_dir: PathLike) -> pd.DataFrame:
+    """One row per trial (one configuration with all its seeds), in the spirit of Optuna's
+    ``Study.trials_dataframe()``, for all of a study's conditions and phases; works while the study runs.
+
+    Columns: ``study``, ``condition``, ``phase`` (``search``, ``baseline``: alpha = 1 and alpha = 0, or
+    ``confirm``: a confirmation round on fresh seeds), ``trial_id`` (Tune's, as in :func:`load_results`), ``number``
+    (the trial's number in its condition's Optuna study, to join on ``trials_dataframe()``; <NA> for confirmation
+    trials, which Optuna never proposed, and when the storage cannot be opened here), ``state`` (COMPLETE, PRUNED,
+    FAIL, or RUNNING), ``objective`` (what Optuna was told: the mean over the seeds of each seed's validation
+    objective at its best epoch; for a pruned trial the value when it was stopped; NaN while running),
+    ``seeds`` and ``best_epochs`` (each seed's best validation epoch, in the order of ``seeds``: the seeds' own
+    epochs, since the objective averages them), ``epochs_done``, ``params_<name>`` for each parameter of a run
+    (alpha is the weight on the true labels: 1 = no distillation), ``seconds`` (the trial's time in Ray),
+    ``ended_at`` (a UTC time; NaT while running) and ``error``. Sorted by condition, Optuna number, end.
+    """
+    import json
+
+    import pandas as pd
+
+    from kdtune.analysis.scoring import score_runs
+    from kdtune.records.folder import StudyFolder
+    from kdtune.records.results import read_results
+    from kdtune.records.results import read_trials
+    from kdtune.tasks import objective_of
+    from kdtune.trial_io import SEARCH_PARAMS
+
+    folder = StudyFolder(study_dir)
+    spec = folder.spec()
+    results = read_results(Path(study_dir)).to_pylist()
+    best: dict[str, dict[int, int]] = {}
+    for run in score_runs(results, objective_of(spec)):
+        best.setdefault(run.trial_id, {})[run.seed] = int(run.row["epoch"])
+    trials = read_trials(Path(study_dir)).to_pylist()
+    ended = {t["trial_id"] for t in trials}
+    running: dict[str, dict[str, Any]] = {}  # trials with rows but no end yet: their first row, epochs done
+    for row in results:
+        if row["trial_id"] not in ended:
+            first = running.setdefault(row["trial_id"], {
+                "trial_id": row["trial_id"], "condition": row["condition"], "phase": row["phase"], "state": "RUNNING",
+                "params": json.dumps({k: row[k] for k in SEARCH_PARAMS}), "objective": None, "epochs_done": 0})
+            first["epochs_done"] = max(first["epochs_done"], row["epoch"])
+    numbers = _optuna_numbers(folder)
+    rows = []
+    for trial in [*trials, *running.values()]:
+        params = json.loads(trial["params"])
+        seeds = sorted(best.get(trial["trial_id"], {}))
+        rows.append({"study": spec.name, "condition": trial["condition"], "phase": trial["phase"],
+                     "trial_id": trial["trial_id"], "number": numbers.get(trial["trial_id"]), "state": trial["state"],
+                     "objective": trial["objective"], "seeds": seeds,
+                     "best_epochs": [best[trial["trial_id"]][s] for s in seeds], "epochs_done": trial["epochs_done"],
+                     **{f"params_{k}": params.get(k) for k in SEARCH_PARAMS},
+                     "seconds": trial.get("seconds"), "ended_at": trial.get("ended_at"), "error": trial.get("error")})
+    frame = pd.DataFrame(rows, columns=["study", "condition", "phase", "trial_id", "number", "state", "objective",
+                                        "seeds", "best_epochs", "epochs_done", *(f"params_{k}" for k in SEARCH_PARAMS),
+                                        "seconds", "ended_at", "error"])
+    frame = frame.drop(columns=[f"params_{k}" for k in SEARCH_PARAMS if frame[f"params_{k}"].isna().all()])
+    frame["number"] = frame["number"].astype("Int64")
+    frame["objective"] = frame["objective"].astype("float64")
+    frame["ended_at"] = pd.to_datetime(frame["ended_at"], unit="s", utc=True)
+    return frame.sort_values(["condition", "number", "ended_at"], na_position="last").reset_index(drop=True)
+
+
+def _optuna_numbers(folder: Any) -> dict[str, int]:
+    """Tune trial id -> its number in its condition's Optuna study (the searcher records the Tune id on each Optuna
+    trial it asks for); empty, with a warning, when the storage cannot be opened here (a password not known in
+    this process). Read only: a folder without its SQLite file has no numbers."""
+    import optuna
+
+    from kdtune.records.optuna_storage import make_storage
+    from kdtune.spec.rules import optuna_study_name
+
+    url = folder.storage_url() if folder.meta().get("storage_url") else None
+    if not url or (url.startswith("sqlite") and not folder.optuna_db.exists()):
+        return {}
+    try:
+        storage = make_storage(url)
+    except Exception as exc:  # the trials stand without their numbers
+        logger.warning("Optuna trial numbers not read: the storage could not be opened (%s)", exc)
+        return {}
+    numbers: dict[str, int] = {}
+    for condition in folder.meta()["conditions"]:
+        try:
+            study = optuna.load_study(study_name=optuna_study_name(folder.optuna_prefix(), condition["key"]),
+                                      storage=storage)
+        except KeyError:  # not created yet
+            continue
+        for trial in study.get_trials(deepcopy=False):  # by number: a trial asked again after a crash wins
+            if trial.user_attrs.get("tune_trial_id"):
+                numbers[trial.user_attrs["tune_trial_id"]] = trial.number
+    return numbers
 
 
 def recommend(study_dirs: PathLike | Sequence[PathLike]) -> dict[str, Any]:
