@@ -44,7 +44,7 @@ ENTRY_DIRS = {"teacher": "teachers", "logits": "logits", "views": "views"}  # ki
 class CacheEntry:
     """One entry as ``kdtune cache ls`` shows it; ``problem`` is set when it is damaged or unreadable."""
 
-    kind: str  # "teacher", "logits" or "views"
+    kind: str  # "teacher", "logits", "views"; the language task's "lm-blocks", "lm-teacher", "lm-targets"
     key: str
     location: str
     size: int  # bytes, all files of the entry
@@ -52,9 +52,11 @@ class CacheEntry:
     dataset: str | None
     noise: str | None
     teacher: str | None
-    accuracy: float | None  # teacher test accuracy (clean labels)
+    accuracy: float | None  # teacher test accuracy (clean labels; a language model's: next-token accuracy)
     dtype: str | None
     problem: str | None = None
+    test_loss: float | None = None  # a language teacher's test loss (nats/token)
+    detail: str | None = None  # what else a language entry is: tokenizer and context, layout and k, test loss
 
 
 def entry_metadata(

@@ -3,7 +3,8 @@
 It composes the package's parts: keys (:mod:`kdtune.cache.keys`), the Parquet codec (:mod:`kdtune.cache.parquet`),
 the filesystem (:mod:`kdtune.cache.store`), the build lock (:mod:`kdtune.cache.lock`), the entries' records
 (:mod:`kdtune.cache.entry_records`), teacher checkpoints (:mod:`kdtune.cache.teacher_entries`), imported logits
-(:mod:`kdtune.cache.imported`) and the per-view entries (:mod:`kdtune.cache.view_entries`).
+(:mod:`kdtune.cache.imported`) and the per-view entries (:mod:`kdtune.cache.view_entries`); ``ls``, ``verify`` and
+``prune`` also cover the language task's entries under the same root (:mod:`kdtune.cache.lm_entries`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from kdtune.cache.keys import checkpoint_teacher_key
 from kdtune.cache.keys import imported_logits_key
 from kdtune.cache.keys import logits_key
 from kdtune.cache.keys import teacher_key
+from kdtune.cache.lm_entries import LanguageEntries
 from kdtune.cache.lock import LocalLock
 from kdtune.cache.parquet import DTYPES
 from kdtune.cache.parquet import SPLITS
@@ -102,6 +104,7 @@ class LogitCache:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self._store = Store(root if root is not None else default_cache_root())
         self._views = ViewEntries(self._store, self._lock)
+        self._lm = LanguageEntries(self._store)
 
     @property
     def location(self) -> str:
@@ -243,8 +246,10 @@ class LogitCache:
         return {name: self._read_split(f"logits/{key}/{name}.parquet", key)[0] for name in SPLITS}
 
     def entries(self) -> list[CacheEntry]:
-        """Every entry under the root, described from its metadata only (no checksums: see :meth:`verify`)."""
-        return [describe(self._store, kind, key, files) for kind, key, files in entry_groups(self._store)]
+        """Every entry under the root, the language task's included, described from its metadata only (no
+        checksums: see :meth:`verify`)."""
+        return [describe(self._store, kind, key, files) for kind, key, files in entry_groups(self._store)] + \
+            self._lm.entries()
 
     def verify(self) -> list[CacheEntry]:
         """Read every entry in full and return the damaged ones, each with its ``problem``.
@@ -253,6 +258,7 @@ class LogitCache:
         as a whole: each split file must hold its own split (``train.parquet`` the train split, ...) of one
         dataset, and where that dataset can be rebuilt here from the entry's description (the built-in
         datasets, local data files; never a loader, which would run code) its rows and labels must match it.
+        The language task's entries are read in full by its own readers (:mod:`kdtune.cache.lm_entries`).
         Not defended against: someone who rewrites a file together with its embedded checksum and records
         (``docs/security.md``).
         """
@@ -269,7 +275,7 @@ class LogitCache:
                     self._verify_logits(key, datasets)
             except CacheError as exc:
                 damaged.append(replace(entry, problem=str(exc)))
-        return damaged
+        return damaged + self._lm.verify()
 
     def _verify_logits(self, key: str, datasets: dict[str, DataBundle | None]) -> None:
         metas = {}
@@ -290,8 +296,8 @@ class LogitCache:
 
     def prune(self, older_than_days: float, *, dry_run: bool = False) -> list[CacheEntry]:
         """Remove entries created more than ``older_than_days`` days ago, and temporary files left as old
-        (at least an hour) by killed writers. Returns the removed entries (with ``dry_run``: the entries it
-        would remove, and nothing is deleted)."""
+        (at least an hour) by killed writers; a language teacher's targets go with it. Returns the removed
+        entries (with ``dry_run``: the entries it would remove, and nothing is deleted)."""
         if not older_than_days >= 0:
             raise SpecError("older_than_days", older_than_days, "must be a number of days >= 0")
         cutoff = time.time() - older_than_days * 86400
@@ -302,12 +308,14 @@ class LogitCache:
                 if not dry_run:
                     self._store.delete_dir(f"{ENTRY_DIRS[kind]}/{key}")
                 removed.append(entry)
+        removed += self._lm.prune(cutoff, dry_run=dry_run)
         if dry_run:
             return removed
         abandoned = min(cutoff, time.time() - 3600)  # never a temporary file that is being written right now
         for info in self._store.list(""):
             if TMP_MARK in info.base_name and (info.mtime_ns or 0) / 1e9 < abandoned:
                 self._store.delete_file(self._store.relative(info.path))
+        self._lm.remove_temporaries(abandoned)
         return removed
 
     # -- prepare's steps ------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Inspect and maintain the teacher-logit cache: list its entries, verify them, prune old ones, import logits.
 
 The cache holds trained teachers (safetensors + JSON sidecar) and their logits (one Parquet file per split),
-keyed by content; see the kdtune.cache package. A damaged entry is never used: `kdtune distill` and studies rebuild
-it. `verify` exits with 1 and lists the damaged entries when there are any, so it can gate a job. It checks
-each file's checksums, that each split file holds its own split, and the rows and labels against the dataset
-where that can be rebuilt here; it does not defend against someone who rewrites a file together with its
-embedded checksum (docs/security.md).
+keyed by content; see the kdtune.cache package. Under lm/ the language task keeps its token blocks (lm-blocks),
+trained teachers (lm-teacher) and their targets (lm-targets); ls, verify and prune cover them too (prune removes
+a language teacher's targets with it). A damaged entry is never used: `kdtune distill` and studies rebuild it.
+`verify` exits with 1 and lists the damaged entries when there are any, so it can gate a job. It checks each
+file's checksums, that each split file holds its own split, and the rows and labels against the dataset where
+that can be rebuilt here (language entries: every row group's checksum, finite targets with ids in range, the
+teacher's weights against its teacher.json); it does not defend against someone who rewrites a file together
+with its embedded checksum (docs/security.md).
 
 examples:
   kdtune cache ls
@@ -31,7 +34,7 @@ from typing import Any
 from kdtune.commands import finite_float
 
 
-HELP = "list, verify, prune the teacher-logit cache; import precomputed teacher logits"
+HELP = "list, verify, prune the teacher-logit cache (and the language task's entries); import precomputed teacher logits"
 
 CACHE_DIR_HELP = ("cache root: a folder or a pyarrow filesystem URI such as s3://bucket/prefix "
                   "(default: $KDTUNE_CACHE_DIR, else $XDG_CACHE_HOME/kdtune/cache, i.e. ~/.cache/kdtune/cache)")
@@ -44,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ls = actions.add_parser("ls", parents=[common], help="list the entries (key, dataset, noise, teacher, accuracy, "
-                            "size, created)")
+    ls = actions.add_parser("ls", parents=[common], help="list the entries (kind, key, dataset, noise, teacher or "
+                            "contents, accuracy, size, created)")
     ls.add_argument("--format", choices=("table", "json", "csv"), default="table",
                     help="output format (csv: one line per entry; default: %(default)s)")
     actions.add_parser("verify", parents=[common],
@@ -187,12 +190,14 @@ def _print_table(entries: list[Any], *, title: str) -> None:
 
     from kdtune.tables import console
 
-    table = Table(title=title, caption="accuracy: the teacher's test accuracy on clean labels")
-    for header in ("kind", "key", "dataset", "noise", "teacher", "accuracy", "dtype", "size", "created"):
-        table.add_column(header, no_wrap=header in ("key", "teacher", "created"),
+    table = Table(title=title, caption="accuracy: the teacher's test accuracy on clean labels (a language model's: "
+                  "next-token accuracy)")
+    for header in ("kind", "key", "dataset", "noise", "teacher / contents", "accuracy", "dtype", "size", "created"):
+        table.add_column(header, no_wrap=header in ("key", "created"),
                          justify="right" if header in ("accuracy", "size") else "left")
     for e in entries:
-        table.add_row(e.kind, e.key, e.dataset or "-", e.noise or "-", e.problem or e.teacher or "-",
+        contents = "; ".join(part for part in (e.teacher, e.detail) if part)
+        table.add_row(e.kind, e.key, e.dataset or "-", e.noise or "-", e.problem or contents or "-",
                       "-" if e.accuracy is None else f"{100 * e.accuracy:.1f}%", e.dtype or "-", _size(e.size),
                       e.created or "-")
     console().print(table)

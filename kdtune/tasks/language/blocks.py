@@ -310,3 +310,13 @@ class BlockFile:
                 held -= batch_size
         if held:
             yield Batch(np.concatenate(pending_index), np.concatenate(pending_tokens).astype(np.int64))
+
+    def verify(self) -> None:
+        """Read and verify every row group (one at a time), and that the footer's checksums are exactly those of
+        its row groups (their sha256 is the fingerprint that the teacher's cache key is made of)."""
+        sums = self.meta.get("group_sha256")
+        if not isinstance(sums, list) or len(sums) != self.num_row_groups \
+                or hashlib.sha256("".join(map(str, sums)).encode()).hexdigest() != self.meta.get("fingerprint"):
+            raise CacheError(f"{self.path}: its footer's checksums do not describe its {self.num_row_groups} row groups")
+        for group in range(self.num_row_groups):
+            self.read_row_group(group)

@@ -26,20 +26,23 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from kdtune.cache.parquet import sha256_arrays
 from kdtune.errors import CacheError
 from kdtune.errors import SpecError
 from kdtune.tasks.language.blocks import read_row_group
-from kdtune.tasks.language.loss import Sampled
-from kdtune.tasks.language.loss import Targets
-from kdtune.tasks.language.loss import TopK
+
+
+if TYPE_CHECKING:  # torch loads where targets are read for training: `kdtune cache ls` reads footers only
+    import torch
+
+    from kdtune.tasks.language.loss import Targets
 
 
 LAYOUTS = ("dense", "topk", "sampled")
@@ -267,6 +270,11 @@ class TargetFile:
     def targets(self, index: np.ndarray, device: torch.device | str = "cpu") -> Targets:
         """The targets of blocks ``index`` (B,), in that order, as the loss takes them (dense logits, TopK or
         Sampled) on ``device``."""
+        import torch
+
+        from kdtune.tasks.language.loss import Sampled
+        from kdtune.tasks.language.loss import TopK
+
         index = np.asarray(index, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= self.num_rows):
             raise CacheError(f"{self.path}: block index out of range (the cache holds {self.num_rows} blocks)")

@@ -3,27 +3,33 @@
 Everything is content-addressed under ``<cache root>/lm/`` (the teacher-logit cache's root, ``KDTUNE_CACHE_DIR``):
 
 * ``blocks/<key>/{train,val,test}.parquet``: the corpus split by document and cut into blocks
-  (:mod:`kdtune.tasks.language.blocks`). The key covers the corpus's text (a sha256 over its documents, from the
-  corpus's first pass), the tokenizer's fingerprint, the context, the split fractions and the data seed.
-* ``teachers/<key>/``: the teacher's weights (``model.pt``) and ``teacher.json`` (its curve, its selected epoch,
-  its validation and test loss, perplexity and next-token accuracy). The key covers the blocks' fingerprint and
-  everything that trains the teacher (architecture, kwargs, epochs, lr, batch size, seed, selection, epoch
-  blocks). A rerun finds it and never trains again.
+  (:mod:`kdtune.tasks.language.blocks`), and ``blocks.json`` (what they were made of: corpus, tokenizer, context,
+  split, when). The key covers the corpus's text (a sha256 over its documents, from the corpus's first pass), the
+  tokenizer's fingerprint, the context, the split fractions and the data seed.
+* ``teachers/<key>/``: the teacher's weights (``model.pt``) and ``teacher.json`` (its recipe, corpus, vocabulary
+  and context, the sha256 of ``model.pt``, its curve, its selected epoch, its validation and test loss,
+  perplexity and next-token accuracy). The key covers the blocks' fingerprint and everything that trains the
+  teacher (architecture, kwargs, epochs, lr, batch size, seed, selection, epoch blocks). A rerun finds it and
+  never trains again.
 * ``targets/<teacher key>-<layout>-<k>.parquet``: the teacher's targets for the training split
   (:mod:`kdtune.tasks.language.cache_codec`: dense, top-k or sampled), verified when opened and per row group
   when read.
 
 Each entry is built under a lock file of its own (two conditions sharing a teacher train it once) into a
-temporary name and renamed. The corpus is streamed from its file, never held (:mod:`kdtune.tasks.language.corpus`).
-What a trial receives is the paths and a few numbers, never arrays: a trial reads the blocks and the targets one
-row group at a time, so a corpus or a cache larger than memory works.
+temporary name and renamed. An entry found is verified in full before it is used (every row group's checksum,
+the teacher's weights against its record: :func:`open_blocks`, :func:`load_teacher`, :func:`open_targets`, which
+``kdtune cache verify`` runs too); a damaged one is built again. The corpus is streamed from its file, never
+held (:mod:`kdtune.tasks.language.corpus`). What a trial receives is the paths and a few numbers, never arrays: a
+trial reads the blocks and the targets one row group at a time, so a corpus or a cache larger than memory works.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
+import logging
 import math
 import shutil
 from collections.abc import Callable
@@ -49,6 +55,8 @@ DEFAULT_TEXT_FIELD = "text"
 #: The dataset names of the language task: the default corpus, and the user's text (``dataset.corpus``).
 DEFAULT_DATASET = "python_docs"
 TEXT_DATASET = "text"
+#: What a blocks entry records about what it was made of, beside its split files.
+BLOCKS_RECORD = "blocks.json"
 
 
 @dataclass(frozen=True)
@@ -136,61 +144,163 @@ def cached_teacher(root: Path, spec: Any, condition: Any, docs: Corpus, tokenize
 
 
 def prepare_blocks(docs: Corpus, tokenizer: Any, settings: TextSettings, root: Path) -> tuple[str, dict[str, Any]]:
-    """The blocks of every split, from the cache or tokenized now: (key, {split: BlockFile})."""
+    """The blocks of every split, from the cache (verified) or tokenized now: (key, {split: BlockFile})."""
     from kdtune.cache.lock import LocalLock
-    from kdtune.tasks.language.blocks import SPLITS
-    from kdtune.tasks.language.blocks import BlockFile
+    from kdtune.cache.store import utc_now
+    from kdtune.errors import CacheError
     from kdtune.tasks.language.blocks import build_splits
 
     key = blocks_key(docs, tokenizer, settings)
     folder = root / "blocks" / key
     with LocalLock(root / "locks" / f"blocks-{key}.lock"):
-        if not all((folder / f"{name}.parquet").is_file() for name in SPLITS):
-            tmp = folder.with_name(f"{key}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            build_splits(docs, tokenizer, tmp, context=settings.context, val_fraction=settings.val_fraction,
-                         test_fraction=settings.test_fraction, seed=settings.seed)
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-    return key, {name: BlockFile(folder / f"{name}.parquet") for name in SPLITS}
+        try:
+            return key, open_blocks(folder)
+        except CacheError as exc:
+            _warn_damage(folder, exc)
+        tmp = folder.with_name(f"{key}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_splits(docs, tokenizer, tmp, context=settings.context, val_fraction=settings.val_fraction,
+                     test_fraction=settings.test_fraction, seed=settings.seed)
+        record = {"corpus": settings.corpus or DEFAULT_DATASET, "documents": len(docs), "tokenizer": tokenizer.name,
+                  "context": settings.context, "val_fraction": settings.val_fraction,
+                  "test_fraction": settings.test_fraction, "seed": settings.seed, "created": utc_now()}
+        (tmp / BLOCKS_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        return key, open_blocks(folder)
+
+
+def open_blocks(folder: Path) -> dict[str, Any]:
+    """The splits of a blocks entry ({split: BlockFile}), every row group checked against its footer's checksum and
+    the splits against each other (context, tokenizer); :class:`CacheError` naming the file otherwise."""
+    from kdtune.errors import CacheError
+    from kdtune.tasks.language.blocks import SPLITS
+    from kdtune.tasks.language.blocks import BlockFile
+
+    for name in SPLITS:
+        if not (folder / f"{name}.parquet").is_file():
+            raise CacheError(f"{folder / name}.parquet: missing")
+    files = {name: BlockFile(folder / f"{name}.parquet") for name in SPLITS}
+    for name, file in files.items():
+        if (file.context, file.tokenizer) != (files["train"].context, files["train"].tokenizer):
+            raise CacheError(f"{file.path}: context {file.context}, tokenizer {file.tokenizer}; its train split has "
+                             f"{files['train'].context}, {files['train'].tokenizer}")
+        file.verify()
+    return files
+
+
+def teacher_recipe(spec: Any, condition: Any, settings: TextSettings) -> dict[str, Any]:
+    """Everything that trains the condition's teacher: in its cache key, and recorded in its ``teacher.json``."""
+    t = spec.teacher
+    return {"arch": t.arch, "kwargs": dict(t.kwargs), "epochs": condition.teacher_epochs, "lr": t.lr,
+            "batch_size": t.batch_size, "seed": condition.teacher_seed, "select": condition.teacher_select,
+            "epoch_blocks": settings.epoch_blocks}
 
 
 def teacher_key(spec: Any, condition: Any, blocks_fingerprint: str, settings: TextSettings) -> str:
-    t = spec.teacher
-    return _hash({"kind": "lm-teacher", "format": LM_CACHE_FORMAT, "blocks": blocks_fingerprint, "arch": t.arch,
-                  "kwargs": dict(t.kwargs), "epochs": condition.teacher_epochs, "lr": t.lr, "batch_size": t.batch_size,
-                  "seed": condition.teacher_seed, "select": condition.teacher_select,
-                  "epoch_blocks": settings.epoch_blocks})
+    return _recipe_key(blocks_fingerprint, teacher_recipe(spec, condition, settings), LM_CACHE_FORMAT)
+
+
+def _recipe_key(blocks_fingerprint: str, recipe: dict[str, Any], version: int) -> str:
+    return _hash({"kind": "lm-teacher", "format": version, "blocks": blocks_fingerprint, **recipe})
 
 
 def prepare_teacher(spec: Any, condition: Any, blocks: dict[str, Any], settings: TextSettings, vocab_size: int,
                     root: Path, on_epoch: Callable[[int], None]) -> tuple[Any, dict[str, Any], bool]:
-    """The condition's teacher (trained now, or loaded): (model, what ``teacher.json`` holds, trained now)."""
+    """The condition's teacher (trained now, or loaded and checked): (model, what ``teacher.json`` holds, trained
+    now)."""
     import torch
 
     from kdtune.cache.lock import LocalLock
+    from kdtune.cache.store import utc_now
+    from kdtune.errors import CacheError
     from kdtune.tasks.language.blocks import blocks_fingerprint
     from kdtune.tasks.language.models import build_lm
 
-    key = teacher_key(spec, condition, blocks_fingerprint(blocks), settings)
+    blocks_fp = blocks_fingerprint(blocks)
+    key = teacher_key(spec, condition, blocks_fp, settings)
     folder = root / "teachers" / key
     t = spec.teacher
-    model = build_lm(t.arch, dict(t.kwargs), vocab_size=vocab_size, context=settings.context, field="teacher.arch",
-                     seed=condition.teacher_seed)
+
+    def build() -> Any:
+        return build_lm(t.arch, dict(t.kwargs), vocab_size=vocab_size, context=settings.context,
+                        field="teacher.arch", seed=condition.teacher_seed)
+
+    model = build()
     with LocalLock(root / "locks" / f"teacher-{key}.lock"):
-        trained = not (folder / "teacher.json").is_file()
-        if trained:
-            record = _train_teacher(model, spec, condition, blocks, settings, on_epoch)
-            tmp = folder.with_name(f"{key}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            torch.save(model.state_dict(), tmp / "model.pt")
-            (tmp / "teacher.json").write_text(json.dumps({**record, "key": key}, indent=2) + "\n")
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-        record = json.loads((folder / "teacher.json").read_text())
-        model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-    return model, record, trained
+        try:
+            return model, load_teacher(folder, model), False
+        except CacheError as exc:
+            _warn_damage(folder, exc)
+        model = build()  # from its seed: a load that failed may have copied part of the damaged weights into it
+        record = _train_teacher(model, spec, condition, blocks, settings, on_epoch)
+        tmp = folder.with_name(f"{key}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save(model.state_dict(), tmp / "model.pt")
+        record = {**record, "key": key, "format": LM_CACHE_FORMAT, "blocks": blocks_fp,
+                  "teacher": teacher_recipe(spec, condition, settings), "corpus": settings.corpus or DEFAULT_DATASET,
+                  "tokenizer": settings.tokenizer, "context": settings.context, "vocab_size": vocab_size,
+                  "weights_sha256": hashlib.sha256((tmp / "model.pt").read_bytes()).hexdigest(), "created": utc_now()}
+        (tmp / "teacher.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return model, record, True
+
+
+def load_teacher(folder: Path, model: Any | None = None) -> dict[str, Any]:
+    """A teacher entry's ``teacher.json``, checked against its key (the recipe and blocks it records hash to it) and
+    its weights against it (their sha256; without a recorded one, an entry of an earlier version, that they load),
+    loaded into ``model`` (None: into the model the record describes, when it can be built here);
+    :class:`CacheError` naming the file otherwise."""
+    import torch
+
+    from kdtune.errors import CacheError
+    from kdtune.errors import one_line
+    from kdtune.tasks.language.models import build_lm
+
+    sidecar, weights = folder / "teacher.json", folder / "model.pt"
+    for path in (sidecar, weights):
+        if not path.is_file():
+            raise CacheError(f"{path}: missing")
+    try:
+        record = json.loads(sidecar.read_text())
+        if record["key"] != folder.name or not math.isfinite(record["diagnostics"]["test_loss"]):
+            raise ValueError(f"key {record['key']!r}, test loss {record['diagnostics']['test_loss']}")
+        if "teacher" in record and _recipe_key(record["blocks"], record["teacher"], record["format"]) != folder.name:
+            raise ValueError(f"the recipe and blocks it records are not those its key {folder.name} was made of")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CacheError(f"{sidecar}: damaged ({one_line(exc)})") from None
+    raw = weights.read_bytes()
+    if "weights_sha256" in record and hashlib.sha256(raw).hexdigest() != record["weights_sha256"]:
+        raise CacheError(f"{weights}: does not match the sha256 its teacher.json records (the file changed)")
+    if model is None and "teacher" in record:
+        recipe = record["teacher"]
+        try:
+            model = build_lm(recipe["arch"], dict(recipe["kwargs"]), vocab_size=int(record["vocab_size"]),
+                             context=int(record["context"]), field="teacher.arch")
+        except SpecError:  # a Hugging Face model without the optional extra: the weights are checked alone
+            model = None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CacheError(f"{sidecar}: damaged recipe ({one_line(exc)})") from None
+    try:
+        state = torch.load(io.BytesIO(raw), weights_only=True)
+        if not all(torch.is_tensor(v) and bool(torch.isfinite(v).all()) for v in state.values()):
+            raise ValueError("its weights are not all finite")
+        if model is not None:
+            model.load_state_dict(state)
+    except Exception as exc:  # whatever a damaged pickle raises: unpickling, EOF, size mismatch
+        raise CacheError(f"{weights}: does not load as the teacher its teacher.json describes "
+                         f"({type(exc).__name__}: {one_line(exc, 200)})") from None
+    return dict(record)
+
+
+def _warn_damage(folder: Path, exc: Exception) -> None:
+    """Say that an entry found damaged is built again (a missing one is just built)."""
+    from kdtune.errors import one_line
+
+    if folder.exists():
+        logging.getLogger(__name__).warning("%s; building it again", one_line(exc))
 
 
 def _train_teacher(model: Any, spec: Any, condition: Any, blocks: dict[str, Any], settings: TextSettings,
@@ -228,19 +338,40 @@ def _train_teacher(model: Any, spec: Any, condition: Any, blocks: dict[str, Any]
 
 def prepare_targets(model: Any, teacher_key: str, blocks: dict[str, Any], fmt: Any, seed: int,
                     root: Path) -> tuple[Any, bool]:
-    """The teacher's targets for the training split in ``fmt`` (from the cache, or computed now): (file, hit)."""
+    """The teacher's targets for the training split in ``fmt`` (from the cache, or computed now): (file, hit).
+
+    Cached targets are used only when they came from this teacher's weights (the sha256 its ``teacher.json``
+    records), so a teacher trained again after its entry was pruned or damaged never meets its predecessor's."""
     from kdtune.cache.lock import LocalLock
+    from kdtune.cache.store import utc_now
     from kdtune.errors import CacheError
-    from kdtune.tasks.language.cache_codec import TargetFile
     from kdtune.tasks.language.train import compute_targets
 
     path = root / "targets" / f"{teacher_key}-{fmt.layout}-{fmt.k or 'all'}.parquet"
+    weights = json.loads((root / "teachers" / teacher_key / "teacher.json").read_text()).get("weights_sha256")
     with LocalLock(root / "locks" / f"targets-{path.stem}.lock"):
         if path.is_file():
             try:
-                found = TargetFile(path)
-                if found.meta.get("blocks") == blocks["train"].fingerprint and found.format == fmt:
+                found = open_targets(path)
+                if (found.meta.get("blocks"), found.meta.get("teacher_weights"), found.format) == \
+                        (blocks["train"].fingerprint, weights, fmt):
                     return found, True
-            except CacheError:
-                pass  # a damaged entry is computed again
-        return compute_targets(model, blocks["train"], path, fmt, seed=seed, meta={"teacher": teacher_key}), False
+            except CacheError as exc:
+                _warn_damage(path, exc)
+        return compute_targets(model, blocks["train"], path, fmt, seed=seed, meta={
+            "teacher": teacher_key, "teacher_weights": weights, "created": utc_now()}), False
+
+
+def open_targets(path: Path) -> Any:
+    """A targets entry (TargetFile), every row group verified (schema, rows, checksum, finite values, ids in
+    range, block indices) and named after the teacher and format it records; :class:`CacheError` otherwise."""
+    from kdtune.errors import CacheError
+    from kdtune.tasks.language.cache_codec import TargetFile
+
+    found = TargetFile(path)
+    fmt = found.format
+    if path.stem != f"{found.meta.get('teacher')}-{fmt.layout}-{fmt.k or 'all'}":
+        raise CacheError(f"{path}: holds the {fmt.layout} targets (k {fmt.k}) of teacher {found.meta.get('teacher')}, "
+                         "not what its name says")
+    found.verify()
+    return found
