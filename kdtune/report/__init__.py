@@ -8,15 +8,22 @@ labelled :data:`ALPHA_LABEL`.
 A *run* (one seed of one trial) is scored the way :mod:`kdtune.analysis.scoring` says: the validation objective at the
 run's best validation epoch selects, the test metric at that same epoch is reported. Means and intervals use
 the runs of COMPLETE trials; runs of RUNNING (snapshot of a study still going) or PRUNED trials are drawn
-hollow and left out of the means. The panels:
+hollow and left out of the means. The answer is the study's recommendation (:func:`kdtune.analysis.recommendation.recommend`,
+what ``kdtune recommend`` prints): the table, the verdicts and the answer's figures read it, and the search's
+aggregates read the search and baseline runs only, never the confirmation runs. The panels:
 
-* test accuracy vs alpha, one line per condition (runs as points, mean with a 95% t-interval band);
-* alpha x temperature: the objective binned over the searched ranges, per condition;
+* the gain over no distillation per condition with its interval, zero line and margin (a forest plot);
+* the recommended alpha on the validation objective: the fitted curve with its band, the alphas that may be
+  best, the fitted optimum, the baselines as points;
+* test accuracy vs alpha (search runs as points, configuration means with 95% t-intervals, baselines as points,
+  confirmation means apart);
+* alpha x temperature: the objective binned over the searched ranges, per condition, the recommended point marked;
+* learning curves: each trial's mean of its seeds' best so far per epoch, with ASHA's rungs;
 * Optuna parameter importances per condition (from the study's Optuna storage);
-* per-class test accuracy of the best configuration (selected on validation) vs no distillation (alpha = 1);
+* per-class test accuracy differences, judged configuration minus no distillation (alpha = 1);
 * flipped-label correction and memorisation vs alpha (conditions with label noise);
-* teacher vs student test accuracy per condition;
-* search progress: best objective vs trial index per condition;
+* teacher vs student test accuracy per condition, on the verdict's runs;
+* search progress: best objective vs search trial index per condition;
 * linear task (objective val_mse): validation and test excess MSE vs alpha, with the closed-form alpha*.
 
 :func:`write_comparison` (``kdtune report DIR1 DIR2 ...``) puts several studies side by side in one report
@@ -27,7 +34,9 @@ studies may differ in dataset, teacher and student; a linear (regression) study 
 classification ones.
 
 The package, one module per section: :mod:`~kdtune.report.data` (a study folder read and scored),
-:mod:`~kdtune.report.view` (what each colour is), :mod:`~kdtune.report.panels` (one function per figure),
+:mod:`~kdtune.report.view` (what each colour is), :mod:`~kdtune.report.panels` (one function per figure;
+the answer's in :mod:`~kdtune.report.answer_panels`, what the models learned in
+:mod:`~kdtune.report.learned_panels`),
 :mod:`~kdtune.report.figures` (what the panels draw with), :mod:`~kdtune.report.html` (the page and the
 verdicts), :mod:`~kdtune.report.write` (writing it all) and :mod:`~kdtune.report.wandb_report` (the W&B Report).
 Matplotlib with the Agg backend; no Ray, no torch, and W&B only inside :func:`build_wandb_report` and
