@@ -132,7 +132,7 @@ def flips_panel(view: View, folder: Path) -> Figure | str | None:
             axis.set_title(titled(f"Flipped-label {what} vs alpha", cell))
     view.legends(fig, axes, on=axes[1::2])
     for axis in axes[1::2]:
-        marker_legend(axis, ALPHA_MARKERS[:3])
+        marker_legend(axis, (("s", True, "search configuration: mean"), *ALPHA_MARKERS[1:3]))
     figure = save_figure(fig, folder, "flips", "Flipped-label correction and memorisation vs alpha",
                    "Share of the flipped training samples the student predicts as their clean label (correction) "
                    "or as their noisy label (memorisation), at each run's best validation epoch, over the search "
