@@ -3,8 +3,9 @@
 alpha is the weight on the true labels: alpha = 1 means no distillation (Hinton et al.'s lambda = 1 - alpha).
 
 Selection uses the validation objective only (each run at its best validation epoch); test numbers are
-reported, never optimised on. The recommended alpha and T are the optimum of a surface fitted to the search,
-with an interval. Verdicts come from confirmation runs only (the best distilled configuration and alpha = 1 on
+reported, never optimised on. The recommended configuration is the verdict's (the confirmed one when it pays,
+alpha = 1 when it hurts or gains nothing, the optimum of a surface fitted to the search without confirmation),
+with the alphas that may be best. Verdicts come from confirmation runs only (the best distilled configuration and alpha = 1 on
 fresh paired seeds): distil / hurts when the gain's repeated confidence interval excludes 0, no gain when it
 lies inside +-margin (--margin, points of test accuracy; default 0.5), inconclusive otherwise, unconfirmed
 without confirmation runs. Intervals are Bonferroni-adjusted over the conditions (family-wise 95%).
