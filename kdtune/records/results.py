@@ -12,6 +12,8 @@ that re-reports an epoch from its last checkpoint does not duplicate it.
 
 from __future__ import annotations
 
+import array
+import itertools
 import os
 import shutil
 import time
@@ -166,9 +168,15 @@ def read_trials(study_dir: Path) -> pa.Table:
     folder = _folder(StudyFolder(study_dir).trials)
     if not any(folder.glob("*.parquet")):
         return TRIAL_SCHEMA.empty_table()
-    table = _read(folder, TRIAL_SCHEMA).sort_by([("ended_at", "ascending")])
-    last: dict[str, int] = {tid: i for i, tid in enumerate(table.column("trial_id").to_pylist())}
-    return table.take(sorted(last.values()))
+    # In order of their ends (a trial re-run after a resume may end twice: the last end stands), sorted in Python
+    # and cut out as slices: pyarrow's sort_by and take (any pyarrow.compute kernel) import pandas (see _read).
+    table = _read(folder, TRIAL_SCHEMA)
+    ended, ids = table.column("ended_at").to_pylist(), table.column("trial_id").to_pylist()
+    order = sorted(range(table.num_rows), key=lambda i: (ended[i] is None, ended[i] or 0.0))
+    last = {ids[i]: position for position, i in enumerate(order)}
+    if not last:
+        return TRIAL_SCHEMA.empty_table()
+    return pa.concat_tables([table.slice(order[position], 1) for position in sorted(last.values())])
 
 
 def read_results(study_dir: Path) -> pa.Table:
@@ -180,24 +188,39 @@ def read_results(study_dir: Path) -> pa.Table:
     trials = read_trials(study_dir)
     state = dict(zip(trials.column("trial_id").to_pylist(), trials.column("state").to_pylist()))
     column = [state.get(t, "RUNNING") for t in rows.column("trial_id").to_pylist()]
-    return rows.append_column("trial_state", pa.array(column, pa.string()))
+    return rows.append_column("trial_state", _strings(column))
 
 
 def _read(folder: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-    """A table's part files read whole; a damaged part (truncated, overwritten) is one line naming it."""
+    """A table's part files read whole, each on its own and conformed to ``schema`` (a column that a part written
+    before it existed lacks is null), in the order they were written; a damaged part (truncated, overwritten) is
+    one line naming it. ``pyarrow.parquet.read_table`` of the folder would go through ``pyarrow.dataset``, whose
+    import loads pandas: a third of a second of every ``kdtune status`` and ``recommend`` (so does any
+    ``pyarrow.compute`` kernel: a column is cast only when its type differs)."""
     from kdtune.errors import StudyError
 
-    try:
-        return pq.read_table(folder, schema=schema, columns=columns)
-    except (pa.ArrowException, OSError) as exc:
-        damaged = next((part for part in sorted(folder.glob("*.parquet")) if not _readable(part, schema)), folder)
-        raise StudyError(f"{damaged}: a damaged part of the study's results ({' '.join(str(exc).split())[:200]}); "
-                         "move it out of the folder to read the rest (its rows are lost)") from None
+    target = pa.schema([schema.field(name) for name in columns]) if columns else schema
+    tables = []
+    for part in sorted(folder.glob("*.parquet")):
+        try:
+            tables.append(_conform(pq.ParquetFile(part).read(), target))
+        except (pa.ArrowException, OSError) as exc:
+            raise StudyError(f"{part}: a damaged part of the study's results ({' '.join(str(exc).split())[:200]}); "
+                             "move it out of the folder to read the rest (its rows are lost)") from None
+    return pa.concat_tables(tables) if tables else target.empty_table()
 
 
-def _readable(part: Path, schema: pa.Schema) -> bool:
-    try:
-        pq.read_table(part, schema=schema)
-    except (pa.ArrowException, OSError):
-        return False
-    return True
+def _strings(values: list[str]) -> pa.Array:
+    """``values`` as an Arrow string array, built from its offsets and bytes: ``pyarrow.array`` of a list asks
+    whether it is a pandas object, which imports pandas (see :func:`_read`)."""
+    encoded = [v.encode() for v in values]
+    offsets = array.array("i", [0, *itertools.accumulate(len(e) for e in encoded)])
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, in its order and types (missing ones null)."""
+    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays([c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema)],
+                                schema=schema)
