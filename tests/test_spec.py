@@ -163,9 +163,10 @@ def _models(model: type[BaseModel], path: str = "") -> dict[str, type[BaseModel]
 
 #: Bring-your-own fields exclude each other or the teacher conditions v1_full sets: v1_byo*.yaml cover them.
 BYO_FIELDS = {"dataset.files", "teacher.checkpoint", "teacher.logits"}
-#: The language task's fields, which an image spec such as v1_full refuses: test_language_fields_load covers them.
+#: The language task's fields, which an image spec such as v1_full refuses: test_language_fields_load covers them
+#: (conditions.top_k: test_size_conditions.py).
 LANGUAGE_FIELDS = {"dataset.corpus", "dataset.text_field", "dataset.tokenizer", "dataset.context",
-                   "dataset.test_fraction", "dataset.epoch_blocks", "cache.samples"}
+                   "dataset.test_fraction", "dataset.epoch_blocks", "cache.samples", "conditions.top_k"}
 
 
 def test_v1_full_sets_every_field_of_every_section() -> None:

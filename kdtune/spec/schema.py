@@ -113,7 +113,7 @@ class StudySpec(SpecModel):
         if len(given) == 2:
             raise SpecError("teacher.logits", t.logits, "cannot be combined with teacher.checkpoint (imported "
                             "logits need no teacher model); set one of them")
-        for axis in ("teacher_epochs", "teacher_select", "teacher_seeds"):
+        for axis in ("teacher_epochs", "teacher_select", "teacher_seeds", "teacher_size"):
             value = getattr(self.conditions, axis)
             if value is not None:
                 raise SpecError(f"conditions.{axis}", value, f"has no effect with {field} (the teacher is given, "

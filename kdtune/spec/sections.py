@@ -9,6 +9,7 @@ can be read, and grow, without the loading machinery around it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from typing import Any
@@ -271,6 +272,10 @@ IntList = Annotated[list[int], BeforeValidator(_as_list)]
 StrList = Annotated[list[str], BeforeValidator(_as_list)]
 
 
+#: A size's name (``conditions.student_size``, ``teacher_size``): part of the condition key, so no ``,`` or ``=``.
+SIZE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 class ConditionsSpec(SpecModel):
     """Axes that are compared; their product is the set of conditions. Omitted axes take the section's value."""
 
@@ -282,6 +287,37 @@ class ConditionsSpec(SpecModel):
     teacher_error: FloatList | None = None
     dataset: StrList | None = None
     student_arch: StrList | None = None
+    # Model sizes: a name per size, each mapping to kwargs merged over the section's (teacher.kwargs,
+    # student.kwargs), e.g. {d32: {d_model: 32}, d64: {d_model: 64, n_layers: 2}}; the condition key holds the name.
+    teacher_size: dict[str, dict[str, Any]] | None = None
+    student_size: dict[str, dict[str, Any]] | None = None
+    # Language task: the k each condition's students read of a cache.top_k cache (one cache serves every k).
+    top_k: IntList | None = None
+
+    @field_validator("teacher_size", "student_size", mode="before")
+    @classmethod
+    def _check_sizes(cls, sizes: Any, info: ValidationInfo) -> Any:
+        """Each size a simple name (it is part of the condition key) mapping to a mapping of kwargs."""
+        field = f"conditions.{info.field_name}"
+        section = str(info.field_name).split("_")[0]
+        if sizes is None:
+            return None
+        if not isinstance(sizes, dict):
+            raise SpecError(field, sizes, f"must map each size's name to the {section}.kwargs it overrides, e.g. "
+                            "{d64: {d_model: 64}}")
+        if not sizes:
+            raise SpecError(field, sizes, "must name at least one size (or be omitted)")
+        named = {str(name): overrides for name, overrides in sizes.items()}
+        for name, overrides in named.items():
+            if not SIZE_NAME.fullmatch(name):
+                raise SpecError(field, name, "a size's name is part of the condition key: letters, digits, _, . and - "
+                                "only")
+            if not isinstance(overrides, dict):
+                raise SpecError(f"{field}.{name}", overrides, f"must be a mapping of {section}.kwargs to override, "
+                                "e.g. {d_model: 64} ({} keeps them as they are)")
+        if len({repr(sorted(o.items(), key=str)) for o in named.values()}) != len(named):
+            raise SpecError(field, sizes, "must not repeat a size (two names with the same overrides)")
+        return named
 
     @model_validator(mode="after")
     def _check_values(self) -> ConditionsSpec:
@@ -297,6 +333,10 @@ class ConditionsSpec(SpecModel):
         for i, epochs in enumerate(self.teacher_epochs or []):
             if epochs < 1:
                 raise SpecError(f"conditions.teacher_epochs[{i}]", epochs, "must be a positive integer")
+        for i, k in enumerate(self.top_k or []):
+            if k < 1:
+                raise SpecError(f"conditions.top_k[{i}]", k, "must be a positive integer (the k a run reads of the "
+                                "cache.top_k targets)")
         return self
 
 

@@ -168,9 +168,10 @@ class Task(ABC):
         default): the shared plan (teachers in the logit cache, calibrated training steps)."""
         return None
 
-    def run_params(self, spec: StudySpec, searched: dict[str, Any]) -> dict[str, Any]:
+    def run_params(self, spec: StudySpec, searched: dict[str, Any], condition: Condition | None = None) -> dict[str, Any]:
         """A run's full configuration: the searched values over the spec's defaults, only parameters that apply
-        (the results' columns), ``epochs`` the number of steps a run trains."""
+        (the results' columns), ``epochs`` the number of steps a run trains. ``condition``: the run's, for a task
+        whose conditions set a parameter (the language task's ``conditions.top_k``)."""
         defaults = {"temperature": spec.default_temperature, "lr": spec.student.lr,
                     "batch_size": spec.student.batch_size, "epochs": spec.student.epochs}
         params = {name: value for name, value in {**defaults, **searched}.items() if name in self.search_params}
@@ -194,7 +195,8 @@ TEXT_FIELDS = ("corpus", "text_field", "tokenizer", "context", "test_fraction", 
 
 
 def refuse_text_fields(spec: StudySpec, kind: str) -> None:
-    """A task without text refuses the language task's dataset fields and its sampled targets, naming itself."""
+    """A task without text refuses the language task's dataset fields, its sampled targets and the k of its top-k
+    targets as a condition, naming itself."""
     from kdtune.errors import SpecError
 
     for name in TEXT_FIELDS:
@@ -203,6 +205,9 @@ def refuse_text_fields(spec: StudySpec, kind: str) -> None:
                             f"(dataset.name: python_docs or text); the {kind} task has no text (remove it)")
     if spec.cache.samples is not None:
         raise SpecError("cache.samples", spec.cache.samples, "is for the language task's token targets (remove it)")
+    if spec.conditions.top_k is not None:
+        raise SpecError("conditions.top_k", spec.conditions.top_k, "is for the language task's top-k token targets; "
+                        f"the {kind} task has none to compare (remove it)")
 
 
 class TrainerSeeds:

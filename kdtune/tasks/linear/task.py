@@ -63,6 +63,10 @@ class LinearRegression(Task):
             raise SpecError("teacher.augment", t.augment.model_dump(), "needs an image dataset; the linear task has "
                             "feature vectors (remove teacher.augment)")
         refuse_text_fields(spec, "linear regression")
+        for axis in ("teacher_size", "student_size"):
+            if getattr(spec.conditions, axis) is not None:
+                raise SpecError(f"conditions.{axis}", getattr(spec.conditions, axis), "the linear task's teacher (w* + "
+                                "its error) and least-squares student have no model size (remove it)")
 
     def check_arch(self, arch: str, *, field: str) -> None:
         """The least-squares student and the teacher's weights have no architecture: nothing to check."""
