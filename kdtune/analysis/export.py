@@ -75,7 +75,7 @@ def export(study_dir: Path, selectors: list[str], out: Path, *, seed: int | None
         "study": {"path": str(study_dir), "name": spec.name},
         "spec": spec.to_dict(),
         "condition": condition.as_dict(),
-        "model": {"arch": condition.student_arch, "kwargs": dict(spec.student.kwargs),
+        "model": {"arch": condition.student_arch, "kwargs": condition.student_kwargs(spec),
                   "input_shape": list(data.input_shape), "num_classes": data.num_classes,
                   "weights": out.name, "format": "safetensors",
                   "load": "kdtune.tasks.image.models.build_model(arch, input_shape=..., num_classes=..., kwargs=...) then "
@@ -133,7 +133,7 @@ def _train_best(condition: Condition, spec: StudySpec, data: DataBundle, logits:
     from kdtune.tasks.image.models import build_model
 
     model = build_model(condition.student_arch, input_shape=data.input_shape, num_classes=data.num_classes,
-                        kwargs=dict(spec.student.kwargs), field="student.arch", seed=config.seed)
+                        kwargs=condition.student_kwargs(spec), field="student.arch", seed=config.seed)
     trainer = Trainer(model, data, config, teacher=logits, threads=threads or os.cpu_count() or 1)
     best, best_state = None, None
     for _ in range(config.epochs):

@@ -104,6 +104,13 @@ def _print(result: dict[str, Any]) -> None:
     console.print(f"to build: {total['teachers_to_train']} teachers to train, {total['logits_to_compute']} logits "
                   f"to compute, {total['cached']} cached", highlight=False)
     for row in result["conditions"]:
+        m = row.get("models")
+        if m:
+            console.print(f"models {row['key']}: " + "; ".join(
+                f"{role} {m[role]['arch']} {json.dumps(m[role]['kwargs'], sort_keys=True)}"
+                + (f" (size {m[role]['size']})" if m[role]["size"] is not None else "") for role in ("teacher", "student")),
+                highlight=False)
+    for row in result["conditions"]:
         v = row.get("views")
         if v:
             shape = f"top {v['top_k']} of {v['classes']} classes" if v["top_k"] else f"{v['classes']} classes x 4 bytes"

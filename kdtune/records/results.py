@@ -30,7 +30,7 @@ from kdtune.records.folder import atomic_write
 
 
 CONDITION_COLUMNS = ("dataset", "noise_level", "noise_type", "teacher_epochs", "teacher_select", "teacher_seed",
-                     "teacher_error", "student_arch")
+                     "teacher_error", "student_arch", "teacher_size", "student_size")
 
 RESULT_SCHEMA = pa.schema([
     ("study", pa.string()),
@@ -43,6 +43,10 @@ RESULT_SCHEMA = pa.schema([
     ("teacher_seed", pa.int64()),
     ("teacher_error", pa.float64()),
     ("student_arch", pa.string()),
+    # A condition's model sizes (names of conditions.teacher_size / student_size); null where the study sets none,
+    # and in study folders written before they existed (a column a part file lacks is read as null).
+    ("teacher_size", pa.string()),
+    ("student_size", pa.string()),
     ("trial_id", pa.string()),
     ("phase", pa.string()),  # search | baseline | confirm
     ("alpha", pa.float64()),  # weight on the true labels; 1 = no distillation
@@ -52,7 +56,8 @@ RESULT_SCHEMA = pa.schema([
     ("epochs", pa.int64()),
     ("divergence", pa.string()),  # language task: forward_kl | reverse_kl | jsd (null for the other tasks)
     ("beta", pa.float64()),  # language task: JSD's beta
-    ("top_k", pa.int64()),  # language task: the k a run read of a top-k target cache (null: all it holds)
+    ("top_k", pa.int64()),  # language task: the k a run read of a top-k target cache, searched or its condition's
+    # (conditions.top_k); null: all it holds
     ("seed", pa.int64()),
     ("epoch", pa.int64()),
     ("train_loss", pa.float64()),

@@ -430,7 +430,8 @@ def _trial_context(spec: StudySpec, conditions: list[Condition]) -> dict[str, An
     from kdtune.tasks import task_for
 
     return {"task": task_for(spec).name, "objective": spec.objective, "student": spec.student.model_dump(),
-            "cpus_per_trial": spec.resources.cpu, "student_arch": {c.key: c.student_arch for c in conditions}}
+            "cpus_per_trial": spec.resources.cpu,
+            "students": {c.key: {"arch": c.student_arch, "kwargs": c.student_kwargs(spec)} for c in conditions}}
 
 
 def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Condition], options: RunOptions) -> None:

@@ -73,6 +73,11 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     for cond in conditions:
         row: dict[str, Any] = {"key": cond.key, "description": cond.describe(), "trials": trials,
                                "confirm_trials": confirm_trials, "runs": runs}
+        if cond.teacher_size is not None or cond.student_size is not None:  # what its sizes resolve to
+            row["models"] = {"teacher": {"size": cond.teacher_size, "arch": spec.teacher.arch,
+                                         "kwargs": cond.teacher_kwargs(spec)},
+                             "student": {"size": cond.student_size, "arch": cond.student_arch,
+                                         "kwargs": cond.student_kwargs(spec)}}
         own = task.plan_condition(spec, cond, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size,
                                   threads=max(1, int(spec.resources.cpu)), teacher_threads=teacher_threads)
         if own is not None:  # the task plans its data, teacher and runs itself
@@ -130,7 +135,7 @@ def _shared_plan(spec: Any, task: Any, cond: Any, row: dict[str, Any], cache: An
         return 0.01, 0.0, load_s  # a least-squares solve per seed
     teacher_spec = cond.teacher_spec(spec)
     row["teacher"] = cache.plan(teacher_spec, data)
-    student = _calibrate(calibrations, "student", cond.student_arch, dict(spec.student.kwargs), data,
+    student = _calibrate(calibrations, "student", cond.student_arch, cond.student_kwargs(spec), data,
                          batch_size, distil=True, threads=max(1, int(spec.resources.cpu)))
     run_s = epochs * _epoch_seconds(student, data, batch_size)
     teacher_s = _teacher_seconds(calibrations, row["teacher"]["action"], teacher_spec, data, teacher_threads)

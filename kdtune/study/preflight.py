@@ -30,6 +30,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import Literal
 
 from kdtune.errors import SpecError
 from kdtune.errors import SpecErrors
@@ -264,7 +265,8 @@ def check_optuna_storage(url: str) -> None:
 
 
 def _check_models(checked: CheckedInputs, conditions: list[Condition]) -> None:
-    """Each distinct (architecture, kwargs, dataset) built and run on one batch, before any teacher trains."""
+    """Each distinct (architecture, kwargs, dataset) built and run on one batch, before any teacher trains; a model
+    whose kwargs a condition's size set is named by that size (``conditions.student_size.w8``)."""
     from kdtune.cache.teacher import build_checked
 
     spec = checked.spec
@@ -272,15 +274,16 @@ def _check_models(checked: CheckedInputs, conditions: list[Condition]) -> None:
     seen: set[str] = set()
     for c in conditions:
         data = _probe_data(checked, c)
-        models = [("student.arch", c.student_arch, dict(spec.student.kwargs))]
+        models: list[tuple[Literal["teacher", "student"], str, dict[str, Any]]] = [
+            ("student", c.student_arch, c.student_kwargs(spec))]
         if spec.teacher.logits is None:
             teacher = c.teacher_spec(spec)
-            models.append(("teacher.arch", teacher.arch, dict(teacher.kwargs)))
-        for field_name, arch, kwargs in models:
-            signature = repr((field_name, arch, sorted(kwargs.items(), key=str), c.dataset))
+            models.append(("teacher", teacher.arch, dict(teacher.kwargs)))
+        for role, arch, kwargs in models:
+            signature = repr((role, arch, sorted(kwargs.items(), key=str), c.dataset))
             if signature not in seen:
                 seen.add(signature)
-                found.check(build_checked, arch, data, kwargs=kwargs, field=field_name)
+                found.check(build_checked, arch, data, kwargs=kwargs, field=c.model_field(role))
     found.raise_all()
 
 

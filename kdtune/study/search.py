@@ -330,10 +330,12 @@ class ConditionSearcher(Searcher):
         return config
 
     def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> TrialConfig:
+        from kdtune.spec.conditions import expand
         from kdtune.tasks import task_for
 
         s = self.spec
-        params = task_for(s).run_params(s, searched)  # the linear task: one step, no temperature
+        # the linear task: one step, no temperature; the language task: the condition's k (conditions.top_k)
+        params = task_for(s).run_params(s, searched, next(c for c in expand(s) if c.key == condition))
         if phase == "confirm":
             seeds = confirmation_seeds(s, self.confirm_round[condition])
         else:

@@ -43,7 +43,8 @@ CHECKPOINT_DIR = re.compile(r"checkpoint_\d+")  # Tune's names for a trial's che
 
 def run_trial(config: TrialConfig, *, payloads: dict[str, Any], study: dict[str, Any]) -> None:
     """The Tune function trainable. ``study`` holds the task's name and the objective, the student section,
-    each condition's student architecture and the trial resources (``kdtune.study.driver``)."""
+    each condition's student architecture and kwargs (its size's merged in) and the trial resources
+    (``kdtune.study.driver``)."""
     import ray
     from ray import tune
 
@@ -56,8 +57,8 @@ def run_trial(config: TrialConfig, *, payloads: dict[str, Any], study: dict[str,
     payload = ray.get(payloads[config["condition"]])
     node_id = ray.get_runtime_context().get_node_id()
     params = config["params"]
-    runs = task.train_seeds(payload, params, config["seeds"], student=study["student"],
-                            arch=study["student_arch"][config["condition"]], threads=threads)
+    student = {**study["student"], **study["students"][config["condition"]]}  # the condition's arch and kwargs
+    runs = task.train_seeds(payload, params, config["seeds"], student=student, arch=student["arch"], threads=threads)
     best = [objective.worst] * len(config["seeds"])  # each seed's objective at its best validation epoch so far
     best_test = [math.nan] * len(best)  # the test metric at that epoch
     history: list[dict[str, Any]] = []  # every row so far: replayed after a restore (the driver de-duplicates)

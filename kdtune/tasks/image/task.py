@@ -71,11 +71,14 @@ class ImageClassification(Task):
         from kdtune.cache import LogitCache
         from kdtune.cache.teacher import build_checked
         from kdtune.tasks.bundle import pack_payload
+        from kdtune.tasks.image.models import count_parameters
         from kdtune.tasks.image.views import check_views
         from kdtune.tasks.image.views import student_views
 
         data = self.load_data(spec, condition)
-        build_checked(condition.student_arch, data, kwargs=dict(spec.student.kwargs), field="student.arch")
+        student_kwargs = condition.student_kwargs(spec)
+        student = build_checked(condition.student_arch, data, kwargs=student_kwargs,
+                                field=condition.model_field("student"))
         view_spec = student_views(spec.student.model_dump(), spec.dataset.seed)
         if view_spec is not None:  # before the teacher trains (preflight checked it too)
             check_views(view_spec, tuple(data.train.x.shape), data.num_classes, top_k=spec.cache.top_k,
@@ -94,7 +97,9 @@ class ImageClassification(Task):
                 "spec": teacher_spec.to_dict(),
                 "curve": teacher.curve if teacher is not None and teacher_spec.source == "trained" else [],
                 "fingerprint": teacher.fingerprint if teacher else None,
-                "views_key": None if views is None else views.key}
+                "views_key": None if views is None else views.key,
+                "models": {"student": {"arch": condition.student_arch, "kwargs": student_kwargs,
+                                       "parameters": count_parameters(student)}}}
         payload = pack_payload(data, prepared.logits, None)
         payload["views"] = None if views is None else views.pack()
         return info, payload

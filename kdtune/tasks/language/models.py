@@ -132,7 +132,12 @@ def build_lm(arch: str, kwargs: Mapping[str, Any] | None = None, *, vocab_size: 
         unknown = sorted(set(kwargs) - set(TRANSFORMER_KWARGS))
         if unknown:
             raise SpecError(f"{field}.{unknown[0]}", kwargs[unknown[0]], f"unknown; allowed: {', '.join(TRANSFORMER_KWARGS)}")
-        model: nn.Module = TinyGPT(vocab_size, context, **kwargs)
+        try:
+            model: nn.Module = TinyGPT(vocab_size, context, **kwargs)
+        except SpecError as exc:  # TinyGPT names its own argument (arch.n_heads); the caller's field says whose
+            raise SpecError(f"{field}.{exc.field.removeprefix('arch.')}", exc.value, exc.allowed) from None
+        except (TypeError, ValueError) as exc:  # e.g. a dropout outside [0, 1]
+            raise SpecError(field, kwargs, f"the transformer cannot be built with these kwargs: {one_line(exc)}") from None
     elif arch.startswith("hf:"):
         model = _pretrained(arch, field=field, local_only=local_only)
     elif arch == "hf-config":

@@ -9,8 +9,8 @@ Everything is content-addressed under ``<cache root>/lm/`` (the teacher-logit ca
 * ``teachers/<key>/``: the teacher's weights (``model.pt``) and ``teacher.json`` (its recipe, corpus, vocabulary
   and context, the sha256 of ``model.pt``, its curve, its selected epoch, its validation and test loss,
   perplexity and next-token accuracy). The key covers the blocks' fingerprint and everything that trains the
-  teacher (architecture, kwargs, epochs, lr, batch size, seed, selection, epoch blocks). A rerun finds it and
-  never trains again.
+  teacher (architecture, kwargs with the condition's size merged in, epochs, lr, batch size, seed, selection,
+  epoch blocks). A rerun finds it and never trains again.
 * ``targets/<teacher key>-<layout>-<k>.parquet``: the teacher's targets for the training split
   (:mod:`kdtune.tasks.language.cache_codec`: dense, top-k or sampled), verified when opened and per row group
   when read.
@@ -192,7 +192,7 @@ def open_blocks(folder: Path) -> dict[str, Any]:
 def teacher_recipe(spec: Any, condition: Any, settings: TextSettings) -> dict[str, Any]:
     """Everything that trains the condition's teacher: in its cache key, and recorded in its ``teacher.json``."""
     t = spec.teacher
-    return {"arch": t.arch, "kwargs": dict(t.kwargs), "epochs": condition.teacher_epochs, "lr": t.lr,
+    return {"arch": t.arch, "kwargs": condition.teacher_kwargs(spec), "epochs": condition.teacher_epochs, "lr": t.lr,
             "batch_size": t.batch_size, "seed": condition.teacher_seed, "select": condition.teacher_select,
             "epoch_blocks": settings.epoch_blocks}
 
@@ -223,8 +223,8 @@ def prepare_teacher(spec: Any, condition: Any, blocks: dict[str, Any], settings:
     t = spec.teacher
 
     def build() -> Any:
-        return build_lm(t.arch, dict(t.kwargs), vocab_size=vocab_size, context=settings.context,
-                        field="teacher.arch", seed=condition.teacher_seed)
+        return build_lm(t.arch, condition.teacher_kwargs(spec), vocab_size=vocab_size, context=settings.context,
+                        field=condition.model_field("teacher"), seed=condition.teacher_seed)
 
     model = build()
     with LocalLock(root / "locks" / f"teacher-{key}.lock"):

@@ -95,6 +95,11 @@ class LanguageModelling(Task):
                                 "allowed for the language task: best_val (its validation loss), final")
         if spec.allow_negative_alpha:
             raise SpecError("allow_negative_alpha", True, "is only for the linear regression task")
+        for role, archs in (("teacher", [spec.teacher.arch]), ("student", c.student_arch or [spec.student.arch])):
+            sizes, pretrained = getattr(c, f"{role}_size"), [a for a in archs if a.startswith("hf:")]
+            if sizes is not None and pretrained:
+                raise SpecError(f"conditions.{role}_size", sizes, f"{pretrained[0]} is a pretrained model of one size "
+                                "(it reads no kwargs); sizes need 'transformer' or 'hf-config'")
         self._check_search(spec)
 
     def _check_search(self, spec: StudySpec) -> None:
@@ -121,6 +126,7 @@ class LanguageModelling(Task):
                                 "interpolation; 0 = forward KL, 1 = reverse KL)")
         cache = spec.cache
         top_k = search.get("top_k")
+        _check_compared_k(spec.conditions.top_k, top_k, cache.top_k)
         if top_k is not None:
             if cache.top_k is None:
                 raise SpecError("search.top_k", top_k.model_dump(exclude_none=True), "needs cache.top_k (the largest k "
@@ -172,17 +178,23 @@ class LanguageModelling(Task):
         return True
 
     def _check_models(self, spec: StudySpec, conditions: list[Condition], settings: Any, vocab_size: int) -> int:
-        """Build each model once (no training) and check its vocabulary and context against the tokenizer's."""
+        """Build each distinct model once (no training) and check its vocabulary and context against the
+        tokenizer's; a model that fails is named by its field (a condition's size where one set its kwargs)."""
         from kdtune.tasks.language.models import build_lm
         from kdtune.tasks.language.models import check_vocab
 
-        models = {"teacher.arch": build_lm(spec.teacher.arch, dict(spec.teacher.kwargs), vocab_size=vocab_size,
-                                           context=settings.context, field="teacher.arch")}
-        for arch in dict.fromkeys(c.student_arch for c in conditions):
-            model = build_lm(arch, dict(spec.student.kwargs), vocab_size=vocab_size, context=settings.context,
-                             field="student.arch")
-            check_vocab({"teacher.arch": models["teacher.arch"], "student.arch": model}, vocab_size)
-        return int(getattr(models["teacher.arch"], "vocab_size"))
+        wanted: list[tuple[str, str, dict[str, Any], str]] = []  # (role, arch, kwargs, field), teachers first
+        for role in ("teacher", "student"):
+            for c in conditions:
+                arch = spec.teacher.arch if role == "teacher" else c.student_arch
+                kwargs = c.teacher_kwargs(spec) if role == "teacher" else c.student_kwargs(spec)
+                if not any(w[:3] == (role, arch, kwargs) for w in wanted):
+                    wanted.append((role, arch, kwargs, c.model_field(role)))
+        models = [(field, build_lm(arch, kwargs, vocab_size=vocab_size, context=settings.context, field=field))
+                  for _, arch, kwargs, field in wanted]
+        for named in models[1:]:  # all share the first teacher's output vocabulary
+            check_vocab(dict([models[0], named]), vocab_size)
+        return int(getattr(models[0][1], "vocab_size"))
 
     def cache_plan(self, spec: StudySpec, tokens: dict[str, int], vocab_size: int) -> dict[str, Any]:
         """The targets' format and size for the training split; refused above ``cache.max_bytes``."""
@@ -225,11 +237,12 @@ class LanguageModelling(Task):
         found = cached_teacher(lm_root(cache_dir), spec, condition, docs, tokenizer, settings)
         if found is not None:
             teacher.update(teacher_key=found, action="cached")
-        t, s = spec.teacher, spec.student
-        teacher_step, teacher_eval = step_seconds(t.arch, dict(t.kwargs), tokenizer.vocab_size, settings.context,
-                                                  t.batch_size, threads=teacher_threads, distil=False)
-        student_step, student_eval = step_seconds(condition.student_arch, dict(s.kwargs), tokenizer.vocab_size,
-                                                  settings.context, batch_size, threads=threads, distil=True)
+        t = spec.teacher
+        teacher_step, teacher_eval = step_seconds(t.arch, condition.teacher_kwargs(spec), tokenizer.vocab_size,
+                                                  settings.context, t.batch_size, threads=teacher_threads, distil=False)
+        student_step, student_eval = step_seconds(condition.student_arch, condition.student_kwargs(spec),
+                                                  tokenizer.vocab_size, settings.context, batch_size, threads=threads,
+                                                  distil=True)
         held_out = blocks["val"] + blocks["test"]
 
         def steps(size: int) -> int:
@@ -266,8 +279,8 @@ class LanguageModelling(Task):
         blocks_key, blocks = prepare_blocks(settings.documents(), tokenizer, settings, root)
         vocab = tokenizer.vocab_size
         # the student is checked (vocabulary, context) before any teacher trains
-        build_lm(condition.student_arch, dict(spec.student.kwargs), vocab_size=vocab, context=settings.context,
-                 field="student.arch")
+        student = build_lm(condition.student_arch, condition.student_kwargs(spec), vocab_size=vocab,
+                           context=settings.context, field=condition.model_field("student"))
         teacher, record, trained = prepare_teacher(spec, condition, blocks, settings, vocab, root, on_epoch)
         fmt = choose_format(int(getattr(teacher, "vocab_size")), settings.context, top_k=spec.cache.top_k,
                             samples=spec.cache.samples)
@@ -278,7 +291,9 @@ class LanguageModelling(Task):
                 "threads": torch.get_num_threads() if trained else None, "curve": record["curve"],
                 "blocks_key": blocks_key, "tokenizer": tokenizer.name,
                 "blocks": {name: {"blocks": f.num_blocks, "tokens": f.num_tokens} for name, f in blocks.items()},
-                "targets": {**fmt.to_dict(), "bytes": targets.path.stat().st_size, "path": str(targets.path)}}
+                "targets": {**fmt.to_dict(), "bytes": targets.path.stat().st_size, "path": str(targets.path)},
+                "models": {"teacher": _model_record(spec.teacher.arch, condition.teacher_kwargs(spec), teacher),
+                           "student": _model_record(condition.student_arch, condition.student_kwargs(spec), student)}}
         payload = {"blocks": {name: str(f.path) for name, f in blocks.items()}, "targets": str(targets.path),
                    "vocab_size": int(getattr(teacher, "vocab_size")), "context": settings.context,
                    "epoch_blocks": settings.epoch_blocks}
@@ -308,13 +323,37 @@ class LanguageModelling(Task):
             trainers.append(LMTrainer(model, blocks["train"], blocks["val"], blocks["test"], config, teacher=teacher))
         return _Students(trainers)
 
-    def run_params(self, spec: StudySpec, searched: dict[str, Any]) -> dict[str, Any]:
+    def run_params(self, spec: StudySpec, searched: dict[str, Any], condition: Condition | None = None) -> dict[str, Any]:
         """The shared parameters, plus the divergence (forward KL unless searched), JSD's beta (0.5) and the k a
-        run reads of a top-k cache (None: all the cache holds)."""
+        run reads of a top-k cache: searched, or the condition's (``conditions.top_k``), else None (all it holds)."""
         from kdtune.tasks.language.loss import DEFAULT_DIVERGENCE
 
-        params = super().run_params(spec, {"divergence": DEFAULT_DIVERGENCE, "beta": 0.5, "top_k": None, **searched})
-        return params
+        compared = {} if condition is None or condition.top_k is None else {"top_k": condition.top_k}
+        return super().run_params(spec, {"divergence": DEFAULT_DIVERGENCE, "beta": 0.5, "top_k": None, **compared,
+                                         **searched})
+
+
+def _model_record(arch: str, kwargs: dict[str, Any], model: Any) -> dict[str, Any]:
+    """What a condition's model was built as (``teachers.json``): its arch, kwargs (its size's merged in) and
+    parameter count (a tied weight counted once)."""
+    return {"arch": arch, "kwargs": kwargs, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _check_compared_k(ks: list[int] | None, searched: Any, cache_k: int | None) -> None:
+    """``conditions.top_k``: each k read of one ``cache.top_k`` cache (a dense cache has no k to compare), and
+    never with ``search.top_k`` (k is either compared or searched)."""
+    if ks is None:
+        return
+    if searched is not None:
+        raise SpecError("conditions.top_k", ks, "cannot be combined with search.top_k: k is either compared "
+                        "(conditions) or searched (search); keep one")
+    if cache_k is None:
+        raise SpecError("conditions.top_k", ks, "needs cache.top_k (the largest k the cache stores; one top-k cache "
+                        "serves every smaller k), not dense or sampled targets")
+    for i, k in enumerate(ks):
+        if k > cache_k:
+            raise SpecError(f"conditions.top_k[{i}]", k, f"must be at most cache.top_k ({cache_k}): the cache stores "
+                            f"the top {cache_k} and serves every smaller k")
 
 
 def _tokenizer(settings: Any) -> Any:
