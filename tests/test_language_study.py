@@ -170,6 +170,65 @@ def test_a_hugging_face_gpt2_from_a_config_runs_a_study(ray_local: None, short_t
     assert all(math.isfinite(r["val_loss"]) and math.isfinite(r["test_loss"]) for r in rows)
 
 
+def test_two_teacher_sizes_are_two_teacher_cache_entries(short_tmp: Path) -> None:
+    """A teacher size's kwargs are part of the teacher's cache key: two sizes, two teachers, each trained once."""
+    from kdtune.spec.conditions import expand
+
+    corpus = _corpus(short_tmp / "corpus.txt")
+    raw = _spec(corpus, "lm-teacher-sizes", conditions={"teacher_size": {"d16": {"d_model": 16}, "d48": {}}})
+    raw["teacher"] = {**raw["teacher"], "epochs": 1}
+    spec = parse_spec(raw)
+    task = task_for(spec)
+    small, large = expand(spec)
+    assert (small.key, large.key) == ("teacher_size=d16", "teacher_size=d48")
+    cache = str(short_tmp / "cache")
+    infos = [task.prepare(spec, c, cache_dir=cache, on_epoch=lambda _: None)[0] for c in (small, large)]
+    assert infos[0]["teacher_key"] != infos[1]["teacher_key"] and all(info["trained"] for info in infos)
+    assert sorted(p.name for p in (short_tmp / "cache" / "lm" / "teachers").iterdir()) == sorted(
+        info["teacher_key"] for info in infos)
+    teachers = [info["models"]["teacher"] for info in infos]
+    assert [t["kwargs"]["d_model"] for t in teachers] == [16, 48] and teachers[0]["parameters"] < teachers[1]["parameters"]
+    again, _ = task.prepare(spec, small, cache_dir=cache, on_epoch=lambda _: None)
+    assert again["teacher_key"] == infos[0]["teacher_key"] and not again["trained"]
+
+
+def test_a_study_compares_student_sizes_reading_the_conditions_k(ray_local: None, short_tmp: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Two student sizes (conditions.student_size) over one teacher, each run reading the top-4 of a top-8 cache
+    (conditions.top_k, one value: in no key). Every trial trains its condition's size and reads its k."""
+    import torch
+
+    corpus = _corpus(short_tmp / "corpus.txt")
+    raw = _spec(corpus, "lm-student-sizes", cache={"top_k": 8},
+                conditions={"student_size": {"d8": {"d_model": 8}, "d16": {}}, "top_k": [4]},
+                budget={"trials_per_condition": 1, "repeats": 1, "confirm_top_k": 0}, scheduler={"type": "fifo"})
+    raw["student"] = {**raw["student"], "epochs": 1}
+    raw["teacher"] = {**raw["teacher"], "epochs": 1}
+    out = short_tmp / "study"
+    assert main(["run", str(_write(raw, short_tmp / "sizes.yaml")), "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    rows = read_results(out).to_pylist()
+    size_of = {r["trial_id"]: r["student_size"] for r in rows}
+    assert {r["condition"]: r["student_size"] for r in rows} == {"student_size=d8": "d8", "student_size=d16": "d16"}
+    assert {r["top_k"] for r in rows} == {4}
+    # what each condition's models were built as (teachers.json): one teacher, two student sizes
+    teachers = json.loads((out / "teachers.json").read_text())
+    students = {key: info["models"]["student"] for key, info in teachers.items()}
+    assert students["student_size=d8"]["kwargs"] == {"n_layers": 1, "d_model": 8, "n_heads": 2}
+    assert students["student_size=d16"]["kwargs"]["d_model"] == 16
+    assert students["student_size=d8"]["parameters"] < students["student_size=d16"]["parameters"]
+    assert len({info["teacher_key"] for info in teachers.values()}) == 1
+    # every trial's checkpointed students have its condition's width and read k = 4
+    checkpoints = list(out.rglob("students.pt"))
+    assert {p.parent.parent.name for p in checkpoints} == set(size_of)
+    for path in checkpoints:
+        (student,) = torch.load(path, weights_only=False)["students"]
+        width = {"d8": 8, "d16": 16}[size_of[path.parent.parent.name]]
+        assert student["model"]["embed.weight"].shape[1] == width and student["config"]["top_k"] == 4
+    described = {c["key"]: c["description"] for c in json.loads((out / "recommendation.json").read_text())["conditions"]}
+    assert "(size d8)" in described["student_size=d8"] and "top-4 teacher targets" in described["student_size=d8"]
+
+
 # ------------------------------------------------------------------------------------------------- bad input
 
 def _bad(corpus: Path, tmp: Path) -> dict[str, tuple[dict[str, Any], str]]:
@@ -198,12 +257,14 @@ def _bad(corpus: Path, tmp: Path) -> dict[str, tuple[dict[str, Any], str]]:
         "non-UTF-8 corpus": ({"dataset": {"name": "text", "corpus": str(latin)}}, "is not UTF-8 text"),
         "augment on text": ({"student": {"arch": "transformer", "augment": {"shift": 2}}}, "student.augment = "),
         "unknown model": ({"student": {"arch": "lstm"}}, "student.arch = 'lstm'"),
+        "a size that does not build": ({"conditions": {"student_size": {"d16": {}, "d31": {"d_model": 31}}}},
+                                       "conditions.student_size.d31.n_heads = 2: must divide d_model (31)"),
     }
 
 
 CASES = ["unknown tokenizer", "missing hf tokenizer", "mismatched vocabularies", "k above the vocabulary",
          "context longer than the model's", "empty corpus", "binary corpus", "non-UTF-8 corpus", "augment on text",
-         "unknown model"]
+         "unknown model", "a size that does not build"]
 
 
 def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
