@@ -94,11 +94,11 @@ def recommendation_attrs(report: dict[str, Any], condition: dict[str, Any], tria
     numbers = [t.number for t in trials if t.user_attrs.get("tune_trial_id") in set(_trials_of(condition, recommended))]
     return {
         RECOMMENDATION_ATTR: rec["why"],
-        "kdtune_recommended_alpha": float(recommended["alpha"]),
+        "kdtune_recommended_alpha": _rounded(recommended["alpha"]),
         "kdtune_recommended_alpha_interval": (f"{_num(rec['alpha']['low'])} to {_num(rec['alpha']['high'])} (alphas "
                                               "that may be best, 95%; weight on the true labels, 1 = no distillation)"),
         "kdtune_recommended_temperature": "none (alpha = 1: no distillation)" if temperature is None
-        else float(temperature["value"]),
+        else _rounded(temperature["value"]),
         "kdtune_recommended_temperature_interval": "none" if temperature is None or temperature["low"] is None
         else f"{_num(temperature['low'])} to {_num(temperature['high'])}",
         "kdtune_recommended_source": _SOURCES.get(rec["source"], rec["source"]),
@@ -166,6 +166,12 @@ def _about_best_trial(trials: list[Any], mode: str, recommended: list[int]) -> s
             "not Optuna trials; they are in results.parquet). "
             + (f"Its configuration is also the recommended one here, which rests on {RECOMMENDATION_ATTR}'s grounds."
                if best.number in recommended else f"It is not kdtune's recommendation ({RECOMMENDATION_ATTR})."))
+
+
+def _rounded(value: Any) -> float:
+    """A number as it is read (3 significant digits, as every kdtune output shows it; recommendation.json has
+    it whole)."""
+    return float(f"{float(value):.3g}")
 
 
 def _num(value: Any) -> str:
