@@ -2,14 +2,15 @@
 
 alpha is the weight on the true labels: alpha = 1 means no distillation.
 
-The configuration is the one :func:`kdtune.analysis.recommendation.recommend` recommends for the condition (the
-confirmed configuration when its verdict is "distil", else the optimum of the surface fitted to the search;
-``docs/recommendation_schema.md``). The student is trained from the study's cached teacher logits (no Ray; the
-teacher does not run when its logits are in the cache, and the entry is rebuilt the study's way when it was
-pruned) with one seed, and the weights of its first best validation epoch are written. Beside them, the same
-path with the suffix .json is the model card: spec, condition, alpha, temperature and the other parameters, the
-teacher's fingerprint and cache key, this run's validation and test metrics, the study's estimates with their
-intervals, and the kdtune version. ``kdtune export`` is the command.
+The configuration is the one :func:`kdtune.analysis.recommendation.recommend` recommends for the condition, the
+verdict's answer (the confirmed configuration for "distil" and "inconclusive", alpha = 1 for "hurts" and "no
+gain", the optimum of the surface fitted to the search without confirmation; ``docs/recommendation_schema.md``).
+The student is trained from the study's cached teacher logits (no Ray; the teacher does not run when its logits
+are in the cache, and the entry is rebuilt the study's way when it was pruned) with one seed, and the weights of
+its first best validation epoch are written. Beside them, the same path with the suffix .json is the model card:
+spec, condition, alpha, temperature and the other parameters, the teacher's fingerprint and cache key, this run's
+validation and test metrics, the study's estimates with their intervals, and the kdtune version. ``kdtune export``
+is the command.
 """
 
 from __future__ import annotations
