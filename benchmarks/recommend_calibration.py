@@ -314,11 +314,13 @@ def main() -> None:
                           progress=progress)
             figures.append(summarise(row))
             records[scenario.name] = [_record(c) for c in row.conditions]
+            report["budgets"][name] = {"figures": figures, "conditions": records}
+            if args.json is not None:  # after every row, so that an interrupted run keeps what it measured
+                args.json.write_text(json.dumps(report, indent=1) + "\n")
         print(f"\n### {name} ({budget.spec}{', ' + ', '.join(args.overrides) if args.overrides else ''})\n")
         print(verdict_table(figures))
         if any("alpha" in f for f in figures):
             print("\n" + alpha_table(figures))
-        report["budgets"][name] = {"figures": figures, "conditions": records}
     met = [t for name in args.budgets for t in targets(report["budgets"][name]["figures"])]
     print("\n| budget | scenario | target | measured | |\n| --- | --- | --- | --- | --- |")
     for t in met:
