@@ -187,6 +187,8 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
 
 def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, storage: str, options: RunOptions,
              *, resume: bool) -> Path:
+    import functools
+
     from ray import tune
 
     from kdtune.records.optuna_storage import make_storage
@@ -197,8 +199,6 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     from kdtune.study.preparation import prepare_conditions
     from kdtune.study.ray_runtime import keep_credentials_out_of_tune
     from kdtune.study.search import ConditionSearcher
-    import functools
-
     from kdtune.study.search import StudySearchGenerator
     from kdtune.study.search import create_studies
     from kdtune.study.tracking import tracking_callbacks
