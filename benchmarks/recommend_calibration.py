@@ -295,17 +295,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change every budget's spec, as `kdtune run --set` does (e.g. budget.confirm_repeats=8)")
-    parser.add_argument("--json", type=Path, default=None, help="write every figure (and every condition) here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write every figure (and every condition) here, after every row; the rows an earlier, "
+                             "interrupted run of the same commit and settings wrote there are kept, not run again")
     args = parser.parse_args()
     scenarios = [Scenario.parse(s) for s in args.scenarios]
     start_load, start = load_average(), time.perf_counter()
     print(f"load average at start: {start_load}; commit {commit()}; {args.studies} studies per row", flush=True)
     report: dict[str, Any] = {"commit": commit(), "studies": args.studies, "seed": args.seed,
                               "overrides": args.overrides, "load_start": start_load, "budgets": {}}
+    earlier = _earlier(args.json, report)
     for name in args.budgets:
         budget = sim.BUDGETS[name]
         figures, records = [], {}
         for scenario in scenarios:
+            if scenario.name in earlier.get(name, {}).get("conditions", {}):
+                kept = earlier[name]
+                figures.append(next(f for f in kept["figures"] if f["scenario"] == scenario.name))
+                records[scenario.name] = kept["conditions"][scenario.name]
+                report["budgets"][name] = {"figures": figures, "conditions": records}
+                continue
             def progress(done: int, seconds: float, label: str = f"{name} {scenario.name}") -> None:
                 if done == args.studies or done % max(1, args.studies // 5) == 0:
                     print(f"  {label}: {done}/{args.studies} studies ({time.perf_counter() - start:.0f} s in all)",
@@ -330,6 +339,18 @@ def main() -> None:
     print(f"\nload average at end: {report['load_end']}; {report['seconds']:.0f} s", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _earlier(path: Path | None, report: dict[str, Any]) -> dict[str, Any]:
+    """The rows an interrupted run with the same commit, studies, seed and overrides left in ``path``."""
+    if path is None or not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    same = all(old.get(k) == report[k] for k in ("commit", "studies", "seed", "overrides"))
+    if same:
+        print(f"keeping the rows already in {path} (load average then: {old['load_start']})", flush=True)
+        report["load_start"] = f"{old['load_start']} (first part), {report['load_start']}"
+    return dict(old["budgets"]) if same else {}
 
 
 def _record(c: sim.ConditionResult) -> dict[str, Any]:
