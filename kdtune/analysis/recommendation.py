@@ -25,6 +25,7 @@ import datetime
 import json
 import math
 import os
+from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,8 +160,8 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
     sign = context.metric.sign
     fit = fit_search(searched, context)
     best = best_observed(searched, sign)
-    no_kd = _baseline(arms, 1.0, context.spec.default_temperature)
-    pure = _baseline(arms, 0.0, context.spec.default_temperature)
+    no_kd = baseline_arm(arms, 1.0, context.spec.default_temperature)
+    pure = baseline_arm(arms, 0.0, context.spec.default_temperature)
     entry["best_observed"] = best.summary("search")
     entry["pure_distillation"] = pure.summary("confirm" if pure and pure.confirm else "search") if pure else None
     candidates = [a for a in arms.values() if a.confirm and a.alpha != 1.0]
@@ -325,9 +326,10 @@ def _recommended(fit: Fit, best: Arm, answer: tuple[Arm, str] | None, best_set: 
             "temperature": temperature, **fit.as_dict()}
 
 
-def _baseline(arms: dict[tuple[Any, ...], Arm], alpha: float, default_temperature: float) -> Arm | None:
-    """The alpha = 1 (or 0) arm: the enqueued baseline, else a searched point at that alpha (a grid may hold
-    it), preferring the default temperature, then the most runs."""
+def baseline_arm(arms: Mapping[Any, Arm], alpha: float, default_temperature: float) -> Arm | None:
+    """The alpha = 1 (or 0) arm: the enqueued baseline, else a searched point at that alpha (a grid that holds
+    alpha = 1 at the default temperature has it instead of an enqueued baseline), preferring the default
+    temperature, then the most runs. The study's confirmation picks its alpha = 1 arm by this rule too."""
     candidates = [a for a in arms.values() if a.alpha == alpha]
     if not candidates:
         return None

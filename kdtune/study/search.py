@@ -65,10 +65,21 @@ def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
 
     seed = spec.budget.seed + index
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(grid(spec.search), seed=seed)
+        return UnstoppedGridSampler(grid(spec.search), seed=seed)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, spec.budget.trials_per_condition // 4))
+
+
+class UnstoppedGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its stop. Told its last grid point, ``GridSampler`` calls ``study.stop()``,
+    which works only inside ``Study.optimize``; kdtune asks and tells instead, so that ``tell`` raised, the
+    searcher never counted the trial as ended, and its condition never confirmed (``suggest`` waited forever).
+    The grid's end is the searcher's: it hands out ``trials_per_condition`` trials, every grid point once."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        return None
 
 
 def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, conditions: list[str], *, prefix: str,
@@ -320,7 +331,8 @@ class ConditionSearcher(Searcher):
             # alpha = 0 is a baseline even where the searched range or grid does not contain it.
             warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
             ot_trial = study.ask(fixed_distributions=to_optuna(self.spec.search))
-        phase = ot_trial.user_attrs.get("phase", "search")  # baselines were enqueued with phase=baseline
+        # Baselines were enqueued with phase=baseline, except where the grid holds them: that grid point is one.
+        phase = ot_trial.user_attrs.get("phase") or ("baseline" if ot_trial.params in self._grid_baselines() else "search")
         ot_trial.set_user_attr("phase", phase)
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         self.handed_out[condition] += 1
@@ -328,6 +340,16 @@ class ConditionSearcher(Searcher):
         self.live[trial_id] = {"condition": condition, "phase": phase, "number": ot_trial.number,
                                "params": config["params"]}
         return config
+
+    def _grid_baselines(self) -> list[dict[str, Any]]:
+        """The baselines a grid holds (so :func:`create_studies` enqueued none for them)."""
+        from kdtune.spec.space import baselines
+        from kdtune.spec.space import grid
+
+        if self.spec.sampler != "grid":
+            return []
+        points = grid(self.spec.search)
+        return [b for b in baselines(self.spec) if all(b.get(k) in v for k, v in points.items())]
 
     def _config(self, condition: str, phase: str, searched: dict[str, Any]) -> TrialConfig:
         from kdtune.spec.conditions import expand
@@ -405,19 +427,21 @@ class ConditionSearcher(Searcher):
 
     def _start_confirmation(self, condition: str) -> None:
         """After the condition's last search trial: pick what to confirm, queue round 0 (or finish)."""
+        from kdtune.analysis.recommendation import baseline_arm
         from kdtune.analysis.recommendation import confirmation_candidates
 
         if self.confirm_done[condition]:
             return
-        searched = list(self._arms(condition, ("search", "baseline")).values())
-        candidates = confirmation_candidates(searched, self._context(), self.spec.budget.confirm_top_k)
-        no_kd = [a.params for a in searched if a.alpha == 1.0 and "baseline" in a.phases]
-        if not candidates or not no_kd:
+        arms = self._arms(condition, ("search", "baseline"))
+        candidates = confirmation_candidates(list(arms.values()), self._context(), self.spec.budget.confirm_top_k)
+        # alpha = 1 at the default temperature: the enqueued baseline, or the grid point that stood in for it
+        no_kd = baseline_arm(arms, 1.0, self.spec.default_temperature)
+        if not candidates or no_kd is None:
             logger.warning("%s: no %s completed, so nothing can be confirmed", condition,
                            "distilled configuration" if not candidates else "alpha = 1 baseline")
             self.confirm_done[condition] = True
             return
-        self.confirm_arms[condition] = [*candidates, no_kd[0]]
+        self.confirm_arms[condition] = [*candidates, dict(no_kd.params)]
         self._queue_round(condition)
 
     def _queue_round(self, condition: str) -> None:
