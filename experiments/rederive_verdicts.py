@@ -42,9 +42,10 @@ def rederive(row: dict[str, str], conditions: int, margin: float) -> dict[str, o
     interval = Interval(mean=mean, low=mean - half, high=mean + half, n=n, sd=sd, nominal_level=level,
                         confidence=1 - level)
     kind = classify(interval, margin)
+    need = seeds_to_resolve(interval, margin, design, level) if kind == "inconclusive" else None
     return {"study": row["study"], "condition": row["condition"], "pairs": n, "gain": mean,
             "low": interval.low, "high": interval.high, "confidence": 1 - level, "old_verdict": row["verdict"],
-            "verdict": kind, "seeds_to_resolve": seeds_to_resolve(interval, margin) if kind == "inconclusive" else None}
+            "verdict": kind, "seeds_to_resolve": need}
 
 
 def main() -> None:

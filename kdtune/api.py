@@ -59,14 +59,16 @@ def run_study(spec: PathLike | dict[str, Any] | StudySpec, out: PathLike | None 
 
 
 def resume_study(study_dir: PathLike, *, address: str | None = None, max_concurrent: int | None = None,
-                 progress: bool = True) -> Path:
-    """Continue an interrupted study (as ``kdtune resume``); finished trials are not run again."""
+                 progress: bool = True, confirm_max_repeats: int | None = None) -> Path:
+    """Continue an interrupted study (as ``kdtune resume``); finished trials are not run again.
+    ``confirm_max_repeats`` raises the confirmation budget (``--confirm-max-repeats``): inconclusive conditions
+    continue their confirmation on new seeds, the looks already taken accounted for."""
     from kdtune.study.driver import resume_study as resume
     from kdtune.study.interrupts import catching_signals
 
     with catching_signals():
         return resume(Path(study_dir).absolute(), address=address or os.environ.get("RAY_ADDRESS"),
-                      max_concurrent=max_concurrent, progress=progress)
+                      max_concurrent=max_concurrent, progress=progress, confirm_max_repeats=confirm_max_repeats)
 
 
 def load_results(study_dir: PathLike) -> pd.DataFrame:

@@ -76,6 +76,7 @@ class Context:
     margin: float | None  # equivalence margin as a fraction of the test metric (None: no "no gain" verdict)
     design: Design
     conditions: int
+    folders: tuple[str, ...] = ()  # the study folders read (what the advice to continue names)
 
 
 # ------------------------------------------------------------------------------------------- entry points
@@ -92,7 +93,7 @@ def recommend(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | N
     studies = [read_study(Path(d), metric, label=study_label(i, study_dirs)) for i, d in enumerate(study_dirs)]
     check_poolable(studies)
     context = Context(spec=spec, metric=metric, margin=_margin(spec, margin), design=_design(studies),
-                      conditions=len(studies[0].conditions))
+                      conditions=len(studies[0].conditions), folders=tuple(str(s.path) for s in studies))
     conditions = [recommend_condition(pooled_arms(identity, studies), context, condition_info(identity, studies))
                   for identity in studies[0].conditions]
     return {
@@ -139,8 +140,10 @@ def _design(studies: list[Study]) -> Design:
     from kdtune.spec.schema import StudySpec
 
     budgets = [StudySpec.model_validate(s.meta["spec"]).budget for s in studies]
-    return Design(round_size=sum(b.confirm_repeats for b in budgets),
-                  max_n=sum(b.confirm_max_repeats for b in budgets))
+    if len(budgets) == 1:
+        return Design.of(budgets[0])
+    return Design(round_size=sum(b.confirm_repeats for b in budgets), max_n=sum(b.confirm_max_repeats for b in budgets),
+                  planned_n=sum(b.planned_confirm_repeats for b in budgets))
 
 
 # ------------------------------------------------------------------------------------------ one condition
@@ -345,7 +348,7 @@ def _confirmed_gain(outcome: Any, chosen: Arm, context: Context) -> dict[str, An
     if interval is not None:
         block.update(interval.as_dict())
         if outcome.kind == "inconclusive":
-            block["seeds_to_resolve"] = seeds_to_resolve(interval, context.margin)
+            block["seeds_to_resolve"] = seeds_to_resolve(interval, context.margin, context.design, outcome.level)
     return block
 
 

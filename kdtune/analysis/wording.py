@@ -76,13 +76,26 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
                     f"{_gain_words(gain, test)}; alpha = 1 does as well{star}")
         else:
             margin = "" if context.margin is None else f" and reaches beyond the ±{_margin(context)} margin"
-            need = gain.get("seeds_to_resolve")
-            more = "" if need is None else (f"; at this spread about {need} paired seeds would resolve it "
-                                            "(budget.confirm_max_repeats)")
             text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
-                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{more}; recommended until more "
-                    f"seeds settle it: {words}")
+                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{_continue_words(gain, context)}; "
+                    f"recommended until more seeds settle it: {words}")
     return _status_words(entry, text + _teacher_words(entry, info, context.metric))
+
+
+def _continue_words(gain: dict[str, Any], context: Context) -> str:
+    """How an inconclusive confirmation goes on: the study's own remaining looks, or its budget raised with
+    ``kdtune resume --confirm-max-repeats``, which continues the same sequential design on new seeds with its
+    past looks accounted for (:mod:`kdtune.analysis.sequential`)."""
+    need = gain.get("seeds_to_resolve")
+    if need is None:
+        return ""
+    where = context.folders[0] if len(context.folders) == 1 else "DIR"
+    if need <= context.design.max_n:
+        how = f"the study's remaining rounds may settle it: `kdtune resume {where}`"
+    else:
+        how = (f"to continue on new seeds, with the looks already taken accounted for: `kdtune resume {where} "
+               f"--confirm-max-repeats {need}`" + ("" if len(context.folders) == 1 else " for each pooled study"))
+    return f"; at this spread about {need} paired seeds would resolve it; {how}"
 
 
 def why_recommended(entry: dict[str, Any], kind: str) -> str:

@@ -6,26 +6,36 @@ They are shared by the Ray Tune plugin (:mod:`kdtune.study.search`), the results
 Phases: ``search`` (proposed by the condition's sampler), ``baseline`` (alpha = 1, no distillation, and
 alpha = 0, pure distillation, enqueued in every condition) and ``confirm`` (the recommended configuration and
 alpha = 1 re-run on fresh student seeds, in rounds, until the verdict is clear or the budget is spent).
+
+Student seeds come from two streams that cannot meet: the search's are ``budget.seed``, ``budget.seed + 1``, ...
+(``budget.repeats`` of them); the confirmation's are drawn from numpy's ``SeedSequence(budget.seed,
+spawn_key=(CONFIRM_STREAM,))`` as 32-bit words, each mapped onto the 32-bit seeds outside the search's block,
+skipping any drawn before. Whatever ``budget.repeats`` is, no confirmation run repeats a search run (the
+winner's curse would come back), and two studies with different ``budget.seed`` draw unrelated confirmation seeds.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kdtune.errors import SpecError
 from kdtune.trial_io import METRIC
 
 
 if TYPE_CHECKING:
     from kdtune.spec.schema import StudySpec
+    from kdtune.spec.sections import BudgetSpec
     from kdtune.trial_io import TrialResult
 
 
 PHASES = ("search", "baseline", "confirm")
 UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see search.StratifiedASHA)
-#: Confirmation seeds start here (after ``budget.seed``), far from the search's seeds, so they are fresh.
-CONFIRM_SEED_OFFSET = 1000
+#: The spawn key of the confirmation's seed stream (see the module docstring).
+CONFIRM_STREAM = 1
+_SEED_SPACE = 2**32  # student seeds are 32-bit (kdtune.spec.sections.MAX_SEED)
 
 
 def preparation_cpus(cluster_cpus: float, node_cpus: float, conditions: int) -> int:
@@ -69,19 +79,66 @@ def trials_per_condition(spec: StudySpec) -> int:
     return grid_size(spec.search) + extra
 
 
+def confirmation_looks(round_size: int, planned: int, max_n: int) -> tuple[int, ...]:
+    """Paired seeds at each look of a condition's confirmation: ``round_size`` more per round up to the ``planned``
+    maximum (the last planned round may be short), then ``round_size`` more per round up to ``max_n`` where
+    ``kdtune resume --confirm-max-repeats`` raised the maximum after the study started (its looks keep the
+    planned ones and continue from them: :mod:`kdtune.analysis.sequential`)."""
+    looks = list(range(round_size, planned + 1, round_size))
+    if not looks or looks[-1] != planned:
+        looks.append(planned)
+    return (*looks, *range(planned + round_size, max_n + 1, round_size))
+
+
+def budget_looks(budget: BudgetSpec) -> tuple[int, ...]:
+    """:func:`confirmation_looks` of a spec's budget."""
+    return confirmation_looks(budget.confirm_repeats, budget.planned_confirm_repeats, budget.confirm_max_repeats)
+
+
 def confirmation_rounds(spec: StudySpec) -> int:
-    """The most confirmation rounds per condition: ``confirm_repeats`` fresh seeds each, until
-    ``confirm_max_repeats`` seeds (0 without confirmation)."""
+    """The most confirmation rounds per condition: one per look of :func:`budget_looks` (0 without
+    confirmation)."""
     if spec.budget.confirm_top_k == 0:
         return 0
-    return math.ceil(spec.budget.confirm_max_repeats / spec.budget.confirm_repeats)
+    return len(budget_looks(spec.budget))
+
+
+def search_seeds(spec: StudySpec) -> list[int]:
+    """The student seeds of every search and baseline trial: ``budget.seed`` onwards, the same for every
+    configuration (paired)."""
+    return list(range(spec.budget.seed, spec.budget.seed + spec.budget.repeats))
 
 
 def confirmation_seeds(spec: StudySpec, round_index: int) -> list[int]:
-    """The fresh student seeds of confirmation round ``round_index`` (0-based); the last round may be short."""
-    first = spec.budget.seed + CONFIRM_SEED_OFFSET + round_index * spec.budget.confirm_repeats
-    last = spec.budget.seed + CONFIRM_SEED_OFFSET + spec.budget.confirm_max_repeats
-    return list(range(first, min(first + spec.budget.confirm_repeats, last)))
+    """The fresh student seeds of confirmation round ``round_index`` (0-based): the confirmation stream's seeds
+    from the previous look's count to this look's (the last planned round may be short)."""
+    looks = budget_looks(spec.budget)
+    start = looks[round_index - 1] if round_index > 0 else 0
+    return list(_confirmation_stream(spec.budget.seed, spec.budget.repeats, looks[round_index])[start:])
+
+
+@functools.lru_cache(maxsize=64)
+def _confirmation_stream(seed: int, repeats: int, count: int) -> tuple[int, ...]:
+    """The first ``count`` seeds of the confirmation's stream (see the module docstring): the 32-bit words of
+    ``SeedSequence(seed, spawn_key=(CONFIRM_STREAM,))``, each mapped onto the 32-bit seeds that are not search
+    seeds (counted past the search's block), skipping one drawn before. A SeedSequence's first words do not depend
+    on how many are asked for, so each round's seeds follow the last."""
+    import numpy as np
+
+    block = len(range(seed, min(seed + repeats, _SEED_SPACE)))  # the search seeds among the 32-bit ones
+    free = _SEED_SPACE - block
+    if free < count:
+        raise SpecError("budget.repeats", repeats, f"leaves fewer than {count} 32-bit student seeds for confirmation")
+    source = np.random.SeedSequence(seed, spawn_key=(CONFIRM_STREAM,))
+    size = count
+    while True:
+        drawn: dict[int, None] = {}
+        for word in source.generate_state(size, dtype=np.uint32).tolist():
+            index = word % free
+            drawn.setdefault(index if index < seed else index + block)
+            if len(drawn) == count:
+                return tuple(drawn)
+        size *= 2
 
 
 def confirmation_trials(spec: StudySpec) -> int:

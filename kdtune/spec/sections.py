@@ -41,6 +41,8 @@ def as_tracking(value: Any) -> Any:
 #: Seeds are 32-bit: numpy's legacy seeding (the data splits) refuses more, and 2**64 reached torch as an overflow.
 MAX_SEED = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+#: The most confirmation seeds per configuration (budget.confirm_max_repeats), extensions included.
+MAX_CONFIRM_REPEATS = 500
 #: The most teacher ensemble members: each is a full teacher trained in turn (1e20 was accepted).
 MAX_ENSEMBLE = 64
 
@@ -361,7 +363,10 @@ class BudgetSpec(SpecModel):
     # clear or confirm_max_repeats seeds are spent. Verdicts come from these runs only; 0 switches it off.
     confirm_top_k: int = Field(1, ge=0, le=8)
     confirm_repeats: int = Field(4, ge=2, le=100)
-    confirm_max_repeats: int = Field(16, ge=2, le=500)
+    confirm_max_repeats: int = Field(16, ge=2, le=MAX_CONFIRM_REPEATS)
+    # The confirm_max_repeats the study started with, where `kdtune resume --confirm-max-repeats` raised it since:
+    # the sequential design's planned looks (kdtune.analysis.sequential). Unset: confirm_max_repeats is the plan.
+    confirm_planned_repeats: int | None = Field(None, ge=2, le=MAX_CONFIRM_REPEATS)
 
     @model_validator(mode="after")
     def _check_confirmation(self) -> BudgetSpec:
@@ -369,7 +374,21 @@ class BudgetSpec(SpecModel):
             raise SpecError("budget.confirm_max_repeats", self.confirm_max_repeats,
                             f"must be at least budget.confirm_repeats ({self.confirm_repeats}): it is the most "
                             "confirmation seeds per configuration, added confirm_repeats at a time")
+        planned = self.planned_confirm_repeats
+        if not self.confirm_repeats <= planned <= self.confirm_max_repeats:
+            raise SpecError("budget.confirm_planned_repeats", planned, f"must lie between budget.confirm_repeats "
+                            f"({self.confirm_repeats}) and budget.confirm_max_repeats ({self.confirm_max_repeats})")
+        if (self.confirm_max_repeats - planned) % self.confirm_repeats:
+            raise SpecError("budget.confirm_max_repeats", self.confirm_max_repeats,
+                            f"must be the planned {planned} plus a whole number of rounds of budget.confirm_repeats "
+                            f"({self.confirm_repeats}): {planned + self.confirm_repeats}, "
+                            f"{planned + 2 * self.confirm_repeats}, ...")
         return self
+
+    @property
+    def planned_confirm_repeats(self) -> int:
+        """The confirmation seeds planned when the study started (see ``confirm_planned_repeats``)."""
+        return self.confirm_max_repeats if self.confirm_planned_repeats is None else self.confirm_planned_repeats
 
 
 class RecommendSpec(SpecModel):

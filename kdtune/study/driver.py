@@ -151,8 +151,10 @@ def _refuse_existing(folder: StudyFolder) -> None:
 
 
 def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent: int | None = None,
-                 progress: bool = True) -> Path:
-    """Finish a study after Ctrl-C, a crash or ``kill -9`` of the driver, without re-running finished trials.
+                 progress: bool = True, confirm_max_repeats: int | None = None) -> Path:
+    """Finish a study after Ctrl-C, a crash or ``kill -9`` of the driver, without re-running finished trials;
+    with ``confirm_max_repeats``, raise its confirmation budget first (:mod:`kdtune.study.extension`), so that
+    conditions that ended inconclusive continue their confirmation.
 
     The folder may have been moved or copied: everything is found under ``study_dir`` (its lock, its
     SQLite storage, Tune's experiment), and nothing outside it is written but a shared storage (PostgreSQL),
@@ -166,6 +168,14 @@ def resume_study(study_dir: Path, *, address: str | None = None, max_concurrent:
     folder.spec()  # a missing or damaged study.json is refused before the lock file is written
     with folder.writer_lock():
         meta = folder.meta()
+        if confirm_max_repeats is not None:
+            from ray import tune
+
+            from kdtune.study.extension import extend_confirmation
+
+            tune_dir = meta.get("tune_storage") or str(folder.tune_dir.resolve())
+            extend_confirmation(folder, confirm_max_repeats,
+                                restorable=tune.Tuner.can_restore(experiment_path(tune_dir)))
         spec = folder.spec()
         storage = folder.storage_url() or _refuse_redacted(meta)
         if folder.storage_is_shared():

@@ -8,7 +8,8 @@ or a NaN. Once a condition's search has ended it confirms: its best distilled co
 alpha = 1 re-run on fresh paired seeds, round after round, until :func:`kdtune.analysis.verdicts.confirm` gives a
 clear verdict or ``budget.confirm_max_repeats`` seeds are spent (the rule ``kdtune recommend`` applies to the
 same runs). Its state is the Optuna storage plus counters and the completed trials' per-seed scores (JSON), so
-it resumes after a driver crash.
+it resumes after a driver crash; a resume that raised ``budget.confirm_max_repeats`` (``kdtune resume
+--confirm-max-repeats``) continues the conditions that ended inconclusive (:meth:`ConditionSearcher.follow_budget`).
 
 :class:`StratifiedASHA` runs one ASHA bracket state per condition inside one Tune scheduler: a global ASHA
 would compare trials whose metrics sit on different scales (noise 0 vs noise 0.2) and cut whole conditions.
@@ -44,6 +45,7 @@ from kdtune.records.optuna_storage import retrying
 from kdtune.spec.rules import UNPRUNED_PHASES
 from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import optuna_study_name
+from kdtune.spec.rules import search_seeds
 from kdtune.spec.rules import trial_outcome
 from kdtune.spec.rules import trials_per_condition
 from kdtune.trial_io import METRIC
@@ -120,7 +122,8 @@ def create_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, condit
 
 class StudySearchGenerator(SearchGenerator):
     """Tune's wrapper of the study's searcher (what Tune builds around a plain searcher), which also keeps a
-    resumed study's new trials in the folder being resumed.
+    resumed study's new trials in the folder being resumed, and hands out trials again when a resume raised the
+    confirmation budget of a study whose searcher had finished.
 
     Tune saves this wrapper's experiment, storage path included, and creates every new trial of a restored run
     from it: the trials Tune restores follow a moved experiment folder, but new ones went to the folder Tune saved,
@@ -138,6 +141,8 @@ class StudySearchGenerator(SearchGenerator):
         from kdtune.records.folder import running_folder
 
         super().set_state(state)
+        if self._finished and self.searcher.searcher.has_work():  # type: ignore[attr-defined]
+            self._finished = False  # its confirmation budget was raised (ConditionSearcher.follow_budget)
         here = running_folder()
         if here is None or self._experiment is None or StudyFolder(here).meta().get("tune_storage"):
             return
@@ -225,6 +230,31 @@ class ConditionSearcher(Searcher):
         state["study_dir"] = Path(state["study_dir"])
         self.__setstate__(state)
         self._fail_orphans()
+        self.follow_budget()
+
+    def follow_budget(self) -> None:
+        """Take up a confirmation budget raised since Tune saved this searcher (``kdtune resume
+        --confirm-max-repeats`` records it in ``study.json``, :mod:`kdtune.study.extension`): the conditions whose
+        confirmation ended inconclusive at the old maximum get their next round, on the next seeds of the
+        confirmation's stream. Their looks continue the same sequential design: its planned looks are the
+        study's, and the added ones spend only the level those left (:mod:`kdtune.analysis.sequential`)."""
+        from kdtune.records.folder import StudyFolder
+
+        budget = StudyFolder(self.study_dir).spec().budget
+        if budget.confirm_max_repeats <= self.spec.budget.confirm_max_repeats:
+            return
+        self.spec_dict = {**self.spec_dict, "budget": budget.model_dump(mode="json")}
+        self._spec = None
+        for condition in self.conditions:
+            if self.confirm_done[condition] and self.confirm_arms[condition] and self._verdict(condition) == "inconclusive":
+                logger.info("%s: confirmation continues past %d paired seeds", condition,
+                            budget.planned_confirm_repeats)
+                self.confirm_done[condition] = False
+                self._queue_round(condition)
+
+    def has_work(self) -> bool:
+        """Whether trials remain to hand out (a resumed searcher whose budget was raised has some again)."""
+        return not all(self.confirm_done.values()) or any(self.handed_out[c] < self.budget for c in self.conditions)
 
     def _fail_orphans(self) -> None:
         """Optuna trials asked for just before a driver crash never reached Tune's saved state: Tune will
@@ -361,7 +391,7 @@ class ConditionSearcher(Searcher):
         if phase == "confirm":
             seeds = confirmation_seeds(s, self.confirm_round[condition])
         else:
-            seeds = list(range(s.budget.seed, s.budget.seed + s.budget.repeats))
+            seeds = search_seeds(s)
         return {"condition": condition, "phase": phase, "params": params, "seeds": seeds}
 
     def _epochs(self, entry: dict[str, Any]) -> int:
@@ -405,8 +435,7 @@ class ConditionSearcher(Searcher):
         from kdtune.tasks import objective_of
 
         spec = self.spec
-        return Context(spec=spec, metric=objective_of(spec), margin=spec.margin,
-                       design=Design(spec.budget.confirm_repeats, spec.budget.confirm_max_repeats),
+        return Context(spec=spec, metric=objective_of(spec), margin=spec.margin, design=Design.of(spec.budget),
                        conditions=len(self.conditions))
 
     def _arms(self, condition: str, phases: tuple[str, ...]) -> dict[str, Any]:
@@ -452,22 +481,27 @@ class ConditionSearcher(Searcher):
     def _after_round(self, condition: str) -> None:
         """Judge the confirmation so far; another round unless the verdict is clear or the budget spent."""
         from kdtune.analysis.verdicts import DECISIVE
-        from kdtune.analysis.verdicts import confirm
         from kdtune.spec.rules import confirmation_rounds
 
-        context = self._context()
-        arms = self._arms(condition, ("confirm",))
-        *wanted, no_kd = [arms.get(_key(p)) for p in self.confirm_arms[condition]]
-        candidates = [a for a in wanted if a is not None]
-        kind = "inconclusive"
-        if candidates and no_kd is not None:
-            kind = confirm([a.confirmed() for a in candidates], no_kd.confirmed(), sign=context.metric.sign,
-                           design=context.design, conditions=context.conditions, margin=context.margin).kind
+        kind = self._verdict(condition)
         if kind in DECISIVE or self.confirm_round[condition] + 1 >= confirmation_rounds(self.spec):
             logger.info("%s: confirmation ends after round %d: %s", condition, self.confirm_round[condition] + 1, kind)
             self.confirm_done[condition] = True
         else:
             self._queue_round(condition)
+
+    def _verdict(self, condition: str) -> str:
+        """The verdict of the condition's confirmation runs so far (the rule ``kdtune recommend`` applies)."""
+        from kdtune.analysis.verdicts import confirm
+
+        context = self._context()
+        arms = self._arms(condition, ("confirm",))
+        *wanted, no_kd = [arms.get(_key(p)) for p in self.confirm_arms[condition]]
+        candidates = [a for a in wanted if a is not None]
+        if not candidates or no_kd is None:
+            return "inconclusive"
+        return confirm([a.confirmed() for a in candidates], no_kd.confirmed(), sign=context.metric.sign,
+                       design=context.design, conditions=context.conditions, margin=context.margin).kind
 
 
 def _key(params: dict[str, Any]) -> str:
