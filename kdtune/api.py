@@ -186,15 +186,17 @@ def _optuna_numbers(folder: Any) -> dict[str, int]:
     return numbers
 
 
-def recommend(study_dirs: PathLike | Sequence[PathLike]) -> dict[str, Any]:
+def recommend(study_dirs: PathLike | Sequence[PathLike], *, margin: float | None = None) -> dict[str, Any]:
     """The recommendation per condition (``docs/recommendation_schema.md``); several folders are pooled.
 
-    Nothing is written: :func:`kdtune.analysis.recommendation.write_recommendation` writes the JSON.
+    ``margin`` (points of test accuracy, as ``kdtune recommend --margin``) replaces the margin the study fixed when
+    it started; another value still gives verdicts, marked "margin chosen after the study". Nothing is written:
+    :func:`kdtune.analysis.recommendation.write_recommendation` writes the JSON.
     """
     from kdtune.analysis.recommendation import recommend as make
 
     dirs = [study_dirs] if isinstance(study_dirs, (str, os.PathLike)) else list(study_dirs)
-    return make(dirs)
+    return make(dirs, margin=margin)
 
 
 def write_report(study_dirs: PathLike | Sequence[PathLike], out: PathLike | None = None) -> Path:

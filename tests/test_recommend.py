@@ -510,9 +510,9 @@ ESTIMATE_KEYS = {"mean", "low", "high", "n"}
 
 def test_schema_is_pinned(confirmed_cases: Cases) -> None:
     report = confirmed_cases[1]
-    assert report["schema_version"] == SCHEMA_VERSION == 3
+    assert report["schema_version"] == SCHEMA_VERSION == 4
     assert set(report) == {"schema_version", "kdtune_version", "created_at", "studies", "objective", "mode",
-                           "test_metric", "margin", "method", "conditions", "notes"}
+                           "test_metric", "margin", "study_margin", "method", "conditions", "notes"}
     assert set(report["studies"][0]) == {"path", "label", "name", "cut_short", "finished"}
     assert set(report["method"]) == {"scoring", "recommended", "verdict", "multiplicity", "equivalence", "looks",
                                      "confidence", "coverage"}
@@ -530,7 +530,7 @@ def test_schema_is_pinned(confirmed_cases: Cases) -> None:
             assert set(arm) == ARM_KEYS and set(arm["validation"]) == set(arm["test"]) == ESTIMATE_KEYS
         assert set(c["gain"]) == {"params", "source", "family_level", "mean", "low", "high", "n_pairs", "sd",
                                   "nominal_level", "confidence", "seeds_to_resolve"}
-        assert set(c["verdict"]) == {"kind", "text"} and c["verdict"]["kind"] in (
+        assert set(c["verdict"]) == {"kind", "text", "margin_chosen_after_study"} and c["verdict"]["kind"] in (
             "distil", "hurts", "no_gain", "inconclusive", "unconfirmed", "undetermined")
     assert json.loads(json.dumps(report)) == report  # plain JSON types only
 
@@ -547,7 +547,7 @@ def test_cli_json_writes_the_file_and_prints_it(confirmed_cases: Cases,
     assert main(["recommend", str(folder), "--format", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((folder / "recommendation.json").read_text())
-    assert printed == written and printed["schema_version"] == 3
+    assert printed == written and printed["schema_version"] == 4
     assert by_noise(printed, 0.1)["verdict"]["kind"] == "distil"
 
 

@@ -61,7 +61,7 @@ from kdtune.records.folder import atomic_write
 from kdtune.tasks import objective_of
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Near-optimal tolerance on the validation objective where no margin applies (the linear task): 1% of it.
 RELATIVE_TOLERANCE = 0.01
 SEARCH_PHASES = ("search", "baseline")
@@ -76,6 +76,8 @@ class Context:
     margin: float | None  # equivalence margin as a fraction of the test metric (None: no "no gain" verdict)
     design: Design
     conditions: int
+    study_margin: float | None = None  # the margin the study recorded when it started
+    margin_after_study: bool = False  # ``margin`` is not that one: chosen after the data were seen
     folders: tuple[str, ...] = ()  # the study folders read (what the advice to continue names)
 
 
@@ -84,7 +86,9 @@ class Context:
 def recommend(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | None = None) -> dict[str, Any]:
     """The recommendation for one study folder, or for several pooled per condition (see the module doc).
 
-    ``margin`` (points of test accuracy) overrides the spec's ``recommend.margin``.
+    ``margin`` (points of test accuracy) overrides the margin each study recorded when it started (its spec's
+    ``recommend.margin``, else the task's default); a margin other than that one still gives verdicts, each
+    marked "margin chosen after the study" (``verdict.margin_chosen_after_study``).
     """
     if not study_dirs:
         raise UsageError("recommend needs at least one study folder")
@@ -92,8 +96,12 @@ def recommend(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | N
     metric = objective_of(spec)
     studies = [read_study(Path(d), metric, label=study_label(i, study_dirs)) for i, d in enumerate(study_dirs)]
     check_poolable(studies)
-    context = Context(spec=spec, metric=metric, margin=_margin(spec, margin), design=_design(studies),
-                      conditions=len(studies[0].conditions), folders=tuple(str(s.path) for s in studies))
+    recorded = [study_margin(s.meta) for s in studies]
+    used = recorded[0] if margin is None else _margin(spec, margin)
+    context = Context(spec=spec, metric=metric, margin=used, design=_design(studies),
+                      conditions=len(studies[0].conditions), study_margin=recorded[0],
+                      margin_after_study=any(not _same_margin(used, m) for m in recorded),
+                      folders=tuple(str(s.path) for s in studies))
     conditions = [recommend_condition(pooled_arms(identity, studies), context, condition_info(identity, studies))
                   for identity in studies[0].conditions]
     return {
@@ -105,6 +113,7 @@ def recommend(study_dirs: Sequence[str | os.PathLike[str]], *, margin: float | N
         "mode": metric.mode,
         "test_metric": metric.test_column,
         "margin": context.margin,
+        "study_margin": context.study_margin,
         "method": method(context),
         "conditions": conditions,
         "notes": [],
@@ -121,10 +130,23 @@ def write_recommendation(report: dict[str, Any], path: str | os.PathLike[str]) -
     return atomic_write(path, json.dumps(report, indent=2) + "\n", mode=None)
 
 
-def _margin(spec: Any, points: float | None) -> float | None:
-    """``--margin`` (in the objective's margin unit) in the test metric's units, or the spec's margin."""
-    if points is None:
-        return spec.margin
+def study_margin(meta: dict[str, Any]) -> float | None:
+    """The margin a study fixed before its data: recorded in ``study.json`` when it started (``margin``), or, for
+    a study written before that record, its spec's (``recommend.margin``, else the task's default)."""
+    from kdtune.spec.schema import StudySpec
+
+    if "margin" in meta:
+        return None if meta["margin"] is None else float(meta["margin"])
+    return StudySpec.model_validate(meta["spec"]).margin
+
+
+def _same_margin(a: float | None, b: float | None) -> bool:
+    """Equal margins, up to the rounding of a conversion from points (0.3 points -> 0.003)."""
+    return a == b or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0))
+
+
+def _margin(spec: Any, points: float) -> float | None:
+    """``--margin`` (in the objective's margin unit) in the test metric's units."""
     objective = objective_of(spec)
     unit = objective.margin_unit
     if not (math.isfinite(points) and 0 < points <= 100):
@@ -158,7 +180,8 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
     }
     searched = [a for a in arms.values() if a.search]
     if not searched:
-        entry["verdict"] = {"kind": "undetermined", "text": f"{entry['description']}: no completed trials."}
+        entry["verdict"] = {"kind": "undetermined", "text": f"{entry['description']}: no completed trials.",
+                            "margin_chosen_after_study": context.margin_after_study}
         return entry
     sign = context.metric.sign
     fit = fit_search(searched, context)
@@ -186,7 +209,8 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
     entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign))
     entry["recommended"]["why"] = why_recommended(entry, kind)
     entry["notes"] = notes(entry, info, fit)
-    entry["verdict"] = {"kind": kind, "text": verdict_text(kind, entry, info, context)}
+    entry["verdict"] = {"kind": kind, "text": verdict_text(kind, entry, info, context),
+                        "margin_chosen_after_study": context.margin_after_study}
     return entry
 
 

@@ -79,6 +79,9 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
             text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
                     f"{_gain_words(gain, test)}: the interval crosses 0{margin}{_continue_words(gain, context)}; "
                     f"recommended until more seeds settle it: {words}")
+    if context.margin_after_study:
+        text += (f"; margin chosen after the study (±{_margin(context, amount=True)}; the study fixed "
+                 f"±{_margin(context, amount=True, value=context.study_margin)} before its data)")
     return _status_words(entry, text + _teacher_words(entry, info, context.metric))
 
 
@@ -239,10 +242,10 @@ def _signed(value: float, test_metric: Metric) -> str:
     return f"{value / test_metric.margin_scale:+.1f}" if test_metric.margin_scale == 0.01 else f"{value:+.3g}"
 
 
-def _margin(context: Context, *, amount: bool = False) -> str:
-    """The equivalence margin in its unit: ``0.5-point`` (``0.5 points`` as an ``amount``) of accuracy,
-    ``0.01 nats/token`` of a loss."""
-    margin, metric = context.margin, context.metric
+def _margin(context: Context, *, amount: bool = False, value: float | None = None) -> str:
+    """The equivalence margin (or another ``value`` of it) in its unit: ``0.5-point`` (``0.5 points`` as an
+    ``amount``) of accuracy, ``0.01 nats/token`` of a loss."""
+    margin, metric = context.margin if value is None else value, context.metric
     if margin is None:
         return "-"
     if metric.margin_scale == 0.01:

@@ -7,8 +7,10 @@ reported, never optimised on. The recommended configuration is the verdict's (th
 alpha = 1 when it hurts or gains nothing, the optimum of a surface fitted to the search without confirmation),
 with the alphas that may be best. Verdicts come from confirmation runs only (the best distilled configuration and alpha = 1 on
 fresh paired seeds): distil / hurts when the gain's repeated confidence interval excludes 0, no gain when it
-lies inside +-margin (--margin, points of test accuracy; default 0.5), inconclusive otherwise, unconfirmed
-without confirmation runs. Intervals are Bonferroni-adjusted over the conditions (family-wise 95%).
+lies inside +-margin (points of test accuracy, fixed when the study started; default 0.5; --margin with another
+value still answers, each verdict marked "margin chosen after the study"), inconclusive otherwise (with how to
+continue: kdtune resume DIR --confirm-max-repeats N), unconfirmed without confirmation runs. Intervals are
+Bonferroni-adjusted over the conditions (family-wise 95%).
 
 Several folders of the same experiment (same dataset, teacher, student and search sections, same conditions;
 budget and dataset.data_root may differ) are pooled per condition; their seeds count as separate runs.
@@ -38,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: DIR/recommendation.json, in the first DIR when pooling)")
     parser.add_argument("--margin", type=float, default=None, metavar="POINTS",
                         help="equivalence margin in points of test accuracy: 'no gain' needs the gain's interval "
-                        "inside +-POINTS (default: the spec's recommend.margin, else 0.5; classification only)")
+                        "inside +-POINTS (default: the one the study fixed when it started, its spec's "
+                        "recommend.margin, else 0.5; another value marks each verdict 'margin chosen after the "
+                        "study'; classification only)")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="what to print: a table with verdicts, or the JSON itself "
                         "(default: %(default)s)")

@@ -277,7 +277,8 @@ def _full_url(redacted: str) -> str | None:
 
 #: study.json's fields that every reader relies on, and their JSON types.
 _META_TYPES: dict[str, tuple[type, ...]] = {"spec": (dict,), "conditions": (list,), "created_at": (int, float),
-                                            "storage_url": (str, type(None)), "id": (str,)}
+                                            "storage_url": (str, type(None)), "id": (str,),
+                                            "margin": (int, float, type(None))}
 
 
 def _check_meta(file: Path, meta: Any) -> None:

@@ -468,6 +468,7 @@ def _write_study_json(study_dir: Path, spec: StudySpec, conditions: list[Conditi
         "storage_redacted": safe_storage != storage,
         "cache_dir": options.cache_dir,
         "tune_storage": options.tune_storage,
+        "margin": spec.margin,  # fixed before the data: `kdtune recommend --margin` with another one is marked
         "cut_short": False,
     }
     StudyFolder(study_dir).create(meta, yaml.safe_dump(spec.to_dict(), sort_keys=False))
