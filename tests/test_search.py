@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from kdtune.errors import StudyError
 from kdtune.records.optuna_storage import make_storage
+from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import optuna_study_name
 from kdtune.spec.rules import trials_per_condition
 from kdtune.spec.schema import parse_spec
@@ -151,23 +152,24 @@ def test_confirmation_reruns_the_best_distilled_and_no_kd_in_rounds_until_clear(
     assert [c["phase"] for c in first] == ["confirm", "confirm"]
     assert first[0]["params"] == configs["t2"]["params"]  # the best distilled configuration on validation
     assert first[1]["params"] == configs["t0"]["params"]  # alpha = 1 on the same fresh seeds: paired
-    assert first[0]["seeds"] == first[1]["seeds"] == [1000, 1001, 1002]
+    fresh = [confirmation_seeds(searcher.spec, r) for r in range(2)]  # the confirmation's own seed stream
+    assert first[0]["seeds"] == first[1]["seeds"] == fresh[0] and len(fresh[0]) == 3 and not set(fresh[0]) & {0, 1}
     assert searcher.suggest("wait") is None  # the round is judged once both arms have ended
     # Round 1 is unclear (gains +2, -1, +0.5 points): a second round with the next fresh seeds.
-    _complete(searcher, "a0", 0.9, tests=[0.92, 0.89, 0.905], seeds=[1000, 1001, 1002])
-    _complete(searcher, "a1", 0.88, tests=[0.90, 0.90, 0.90], seeds=[1000, 1001, 1002])
+    _complete(searcher, "a0", 0.9, tests=[0.92, 0.89, 0.905], seeds=fresh[0])
+    _complete(searcher, "a1", 0.88, tests=[0.90, 0.90, 0.90], seeds=fresh[0])
     second = _round(searcher, "b")
-    assert [c["seeds"] for c in second] == [[1003, 1004, 1005]] * 2
-    _complete(searcher, "b0", 0.9, tests=[0.92, 0.93, 0.925], seeds=[1003, 1004, 1005])
-    _complete(searcher, "b1", 0.88, tests=[0.90, 0.90, 0.90], seeds=[1003, 1004, 1005])
+    assert [c["seeds"] for c in second] == [fresh[1]] * 2 and not set(fresh[1]) & set(fresh[0])
+    _complete(searcher, "b0", 0.9, tests=[0.92, 0.93, 0.925], seeds=fresh[1])
+    _complete(searcher, "b1", 0.88, tests=[0.90, 0.90, 0.90], seeds=fresh[1])
     assert searcher.suggest("c0") == "FINISHED"  # confirm_max_repeats (6) spent
 
 
 def test_confirmation_stops_after_a_round_that_makes_the_verdict_clear(short_tmp: Path) -> None:
     searcher, _ = _confirming_searcher(short_tmp)
-    _round(searcher, "a")
-    _complete(searcher, "a0", 0.95, tests=[0.950, 0.951, 0.952], seeds=[1000, 1001, 1002])  # +5 points each
-    _complete(searcher, "a1", 0.90, tests=[0.900, 0.901, 0.902], seeds=[1000, 1001, 1002])
+    fresh = _round(searcher, "a")[0]["seeds"]
+    _complete(searcher, "a0", 0.95, tests=[0.950, 0.951, 0.952], seeds=fresh)  # +5 points each
+    _complete(searcher, "a1", 0.90, tests=[0.900, 0.901, 0.902], seeds=fresh)
     assert searcher.suggest("b0") == "FINISHED"
     restored = pickle.loads(pickle.dumps(searcher))  # the confirmation's state survives a driver restart
     assert restored.confirm_done == searcher.confirm_done and restored.scores == searcher.scores
