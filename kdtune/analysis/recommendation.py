@@ -171,7 +171,7 @@ def _design(studies: list[Study]) -> Design:
 # ------------------------------------------------------------------------------------------ one condition
 
 def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info: dict[str, Any]) -> dict[str, Any]:
-    """One condition's entry from its arms. Pure: ``benchmarks/recommend_calibration.py`` calls it on
+    """One condition's entry from its arms. Pure: the calibration (``benchmarks/calibration_sim.py``) calls it on
     simulated studies."""
     entry: dict[str, Any] = {
         **{k: v for k, v in info.items() if k != "unfinished_studies"},
