@@ -281,11 +281,16 @@ def test_the_recommended_configuration_is_the_verdicts_answer(confirmed_cases: C
                                      f"(alpha 0.9, T 4) {did}")
 
 
-def test_an_inconclusive_verdict_recommends_its_candidate(tmp_path: Path) -> None:
-    folder = tmp_path / "inconclusive"
+def _four_fresh_seeds(tmp_path: Path) -> dict[str, Any]:
+    """A flat condition whose candidate alpha 0.9 is confirmed on only 4 fresh seeds: too few to settle."""
+    folder = tmp_path / "four-fresh"
     builder = build(folder, {0.0: flat})
     confirm(builder, 0.0, flat, [0.9], seeds=FRESH[:4], rng_seed=7)
-    c = recommend([folder])["conditions"][0]
+    return recommend([folder])["conditions"][0]
+
+
+def test_an_inconclusive_verdict_recommends_its_candidate(tmp_path: Path) -> None:
+    c = _four_fresh_seeds(tmp_path)
     assert c["verdict"]["kind"] == "inconclusive"
     assert c["recommended"]["source"] == "confirm" and c["recommended"]["params"] == c["confirmed"]["params"]
     assert "have not settled yet" in c["recommended"]["why"]
@@ -342,10 +347,7 @@ def test_harm_is_confirmed_and_the_teacher_is_shown_not_blamed(confirmed_cases: 
 
 
 def test_too_few_confirmation_seeds_are_inconclusive_with_the_seeds_needed(tmp_path: Path) -> None:
-    folder = tmp_path / "four-fresh"
-    builder = build(folder, {0.0: flat})
-    confirm(builder, 0.0, flat, [0.9], seeds=FRESH[:4], rng_seed=7)
-    c = recommend([folder])["conditions"][0]
+    c = _four_fresh_seeds(tmp_path)
     assert c["verdict"]["kind"] == "inconclusive"
     assert c["gain"]["low"] < -0.005 and c["gain"]["high"] > 0.005 and c["gain"]["seeds_to_resolve"] > 4
     text = c["verdict"]["text"]
