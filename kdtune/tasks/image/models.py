@@ -8,6 +8,11 @@ max-pool pads right/bottom with -inf exactly as Keras does. Models run in ``chan
 1.7-2x faster for these shapes on a CPU (``docs/architecture.md``, Performance).
 
 Self-distillation is simply the same architecture name for teacher and student.
+
+Beside these: the CIFAR ResNets of the KD benchmarks (``resnet8x4``, ``resnet32x4``, ``cifar_resnet``:
+:mod:`kdtune.tasks.image.cifar_resnet`), torchvision's and timm's models by name (``torchvision:resnet18``,
+``timm:resnet18``: :mod:`kdtune.tasks.image.model_zoo`), and any factory by import path
+(``package.module:factory``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from torch import nn
 
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
+from kdtune.tasks.image.cifar_resnet import CifarResNet
+from kdtune.tasks.image.model_zoo import is_zoo_arch
+from kdtune.tasks.image.model_zoo import zoo_factory
 
 
 class SamePadMaxPool(nn.Module):
@@ -134,13 +142,17 @@ ARCHITECTURES: dict[str, tuple[ModelFactory, dict[str, Any]]] = {
     "hinton_teacher": (MLP, {"widths": (1200, 1200), "dropout": 0.2}),
     "hinton_student": (MLP, {"widths": (800, 800)}),
     "cnn_teacher": (SmallCNN, {"filters": (32, 64), "hidden": 128}),
+    "resnet8x4": (CifarResNet, {"depth": 8, "widths": (32, 64, 128, 256)}),
+    "resnet32x4": (CifarResNet, {"depth": 32, "widths": (32, 64, 128, 256)}),
+    "cifar_resnet": (CifarResNet, {}),
     "mlp": (MLP, {}),
     "linear": (Linear, {}),
 }
 
 
 def check_arch(arch: str, *, field: str = "arch") -> None:
-    """Refuse an unknown architecture before any work is done: a registered name, or ``package.module:factory``."""
+    """Refuse an unknown architecture before any work is done: a registered name, a library model
+    (``torchvision:<name>``, ``timm:<name>``: checked against the installed library), or ``package.module:factory``."""
     resolve_factory(arch, field=field)
 
 
@@ -152,8 +164,11 @@ def resolve_factory(arch: str, *, field: str = "arch") -> tuple[ModelFactory, di
     """
     if arch in ARCHITECTURES:
         return ARCHITECTURES[arch]
+    if is_zoo_arch(arch):
+        return zoo_factory(arch, field=field), {}
     if ":" not in arch:
-        raise SpecError(field, arch, f"must be one of {', '.join(ARCHITECTURES)} or an import path package.module:factory")
+        raise SpecError(field, arch, f"must be one of {', '.join(ARCHITECTURES)}, torchvision:<name>, timm:<name> or an "
+                        "import path package.module:factory")
     module_name, _, attr = arch.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
