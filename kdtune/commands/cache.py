@@ -154,7 +154,7 @@ def _import(cache: Any, args: argparse.Namespace) -> int:
 
         d = load_spec(args.spec, overrides=args.overrides).dataset
         options: dict[str, Any] = {"name": d.name, "files": d.files, "data_root": d.data_root, "download": d.download,
-                   "train_size": d.train_size, "val_fraction": d.val_fraction, "seed": d.seed}
+                   "train_size": d.train_size, "val_fraction": d.val_fraction, "seed": d.seed, "images": d.images()}
     else:
         files = [_absolute(f) for f in args.data_files] if args.data_files else None
         options = {"name": args.dataset or ("files" if files else "digits"), "files": files,

@@ -1,9 +1,12 @@
 """Task-agnostic data: the three splits of a dataset, their fingerprints, and subsetting, splitting and label noise.
 
-Everything is held once as CPU tensors: the training loop slices these tensors with a per-epoch permutation
-instead of going through a per-item ``Dataset``/``DataLoader``, which costs 50-100x more per batch on a CPU
-(``docs/architecture.md``, Performance). Where the arrays come from is each task's business
-(:mod:`kdtune.tasks.datasets` dispatches by name); this module is what they all share, so it imports no task.
+Data that fit in memory are held once as CPU tensors: the training loop slices these tensors with a per-epoch
+permutation instead of going through a per-item ``Dataset``/``DataLoader``, which costs 50-100x more per batch on a
+CPU (``docs/architecture.md``, Performance). Image datasets beyond memory keep their images on disk
+(:class:`~kdtune.core.images.DiskImages`) and everything else (labels, splits, noise) here: the splits and the noise
+are drawn from the labels alone (:func:`split_labels`), so both paths split, subset and flip alike. Where the
+arrays come from is each task's business (:mod:`kdtune.tasks.datasets` dispatches by name); this module is what
+they all share, so it imports no task.
 
 Splits (:func:`split_pool`):
   * train: a seeded, class-stratified subset of the training pool (``train_size``), minus
@@ -26,6 +29,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from kdtune.core.images import DiskImages
+from kdtune.core.images import Images
 from kdtune.errors import DataError
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
@@ -38,8 +43,9 @@ NOISE_TYPES = ("symmetric", "pairflip")
 
 Task = Literal["classification", "regression"]
 
-#: A classification pool as a task's loader returns it: x_pool, y_pool, x_test, y_test, num_classes.
-Pool = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+#: A classification pool as a task's loader returns it: x_pool, y_pool, x_test, y_test, num_classes; the inputs are
+#: arrays, or images on disk (:class:`~kdtune.core.images.DiskImages`).
+Pool = tuple[np.ndarray | DiskImages, np.ndarray, np.ndarray | DiskImages, np.ndarray, int]
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Split:
     For regression ``y`` is the observed target and ``clean`` the noise-free one (x · w*).
     """
 
-    x: torch.Tensor  # (N, C, H, W) float32 in [0, 1]; (N, D) for the linear task
+    x: Images  # (N, C, H, W) float32 in [0, 1] (a tensor, or DiskImages on disk); (N, D) for the linear task
     y: torch.Tensor  # (N,) int64 class labels, or float32 targets for regression
     clean: torch.Tensor  # (N,) same dtype as y
     flipped: torch.Tensor  # (N,) bool
@@ -90,8 +96,7 @@ class DataBundle:
         h = hashlib.sha256(f"kdtune-data-v{PREPROCESSING_VERSION}:{self.task}:{self.num_classes}".encode())
         for split in (self.train, self.val, self.test):
             for t in (split.x, split.y, split.clean):
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.contiguous().numpy().tobytes())
+                _hash_into(h, t)
         return h.hexdigest()[:32]
 
     def samples_fingerprint(self) -> str:
@@ -103,9 +108,15 @@ class DataBundle:
         h = hashlib.sha256(f"kdtune-samples-v{PREPROCESSING_VERSION}:{self.task}:{self.num_classes}".encode())
         for split in (self.train, self.val, self.test):
             for t in (split.x, split.clean):
-                h.update(str(tuple(t.shape)).encode())
-                h.update(t.contiguous().numpy().tobytes())
+                _hash_into(h, t)
         return h.hexdigest()[:32]
+
+
+def _hash_into(h: Any, t: Images) -> None:
+    """A tensor's shape and bytes; for images on disk their source's identity and positions (not the pixels:
+    reading them all would cost what the disk path avoids), so the two paths' fingerprints differ."""
+    h.update(str(tuple(t.shape)).encode())
+    h.update(t.identity() if isinstance(t, DiskImages) else t.contiguous().numpy().tobytes())
 
 
 def check_split_args(val_fraction: float, noise_level: float, noise_type: str, train_size: int | None) -> None:
@@ -122,25 +133,13 @@ def check_split_args(val_fraction: float, noise_level: float, noise_type: str, t
 
 def split_pool(name: str, pool: Pool, *, train_size: int | None, val_fraction: float, noise_level: float,
                noise_type: str, seed: int, description: dict[str, Any]) -> DataBundle:
-    """Subset the training pool, split off validation and flip labels; fully determined by the arguments.
-
-    Each step has its own random stream of ``seed`` (subset, split, train noise, validation noise), so changing
-    one option never redraws what another decided.
-    """
+    """Subset the training pool, split off validation and flip labels (:func:`split_labels`); fully determined by
+    the arguments."""
     x_pool, y_pool, x_test, y_test, num_classes = pool
-    if train_size is not None:
-        if train_size > len(y_pool):
-            raise SpecError("dataset.train_size", train_size, f"must be at most {len(y_pool)} for {name}")
-        keep = stratified_take(y_pool, train_size, np.random.default_rng([seed, 0]), name)
-        x_pool, y_pool = x_pool[keep], y_pool[keep]
-    val_idx = stratified_take(y_pool, max(1, round(val_fraction * len(y_pool))), np.random.default_rng([seed, 1]),
-                              name)
-    is_val = np.zeros(len(y_pool), dtype=bool)
-    is_val[val_idx] = True
-    splits = []
-    for stream, mask in ((2, ~is_val), (3, is_val)):
-        noisy, flipped = flip_labels(y_pool[mask], noise_level, noise_type, num_classes, np.random.default_rng([seed, stream]))
-        splits.append(_split(x_pool[mask], noisy, y_pool[mask], flipped))
+    drawn = split_labels(name, y_pool, num_classes, train_size=train_size, val_fraction=val_fraction,
+                         noise_level=noise_level, noise_type=noise_type, seed=seed)
+    splits = [_split(x_pool.subset(s.index) if isinstance(x_pool, DiskImages) else x_pool[s.index], s.noisy, s.clean,
+                     s.flipped) for s in drawn]
     test = _split(x_test, y_test, y_test, np.zeros(len(y_test), dtype=bool))
     return DataBundle(
         name=name,
@@ -152,6 +151,41 @@ def split_pool(name: str, pool: Pool, *, train_size: int | None, val_fraction: f
         test=test,
         description=description,
     )
+
+
+@dataclass(frozen=True)
+class LabelSplit:
+    """One split drawn from a pool's labels: the pool positions it takes (ascending), its noisy labels, its clean
+    labels and which of them were flipped."""
+
+    index: np.ndarray
+    noisy: np.ndarray
+    clean: np.ndarray
+    flipped: np.ndarray
+
+
+def split_labels(name: str, y_pool: np.ndarray, num_classes: int, *, train_size: int | None, val_fraction: float,
+                 noise_level: float, noise_type: str, seed: int) -> tuple[LabelSplit, LabelSplit]:
+    """Train and validation drawn from the pool's labels alone: the subset, the split and the noise.
+
+    Each step has its own random stream of ``seed`` (subset, split, train noise, validation noise), so changing
+    one option never redraws what another decided; what it draws does not depend on where the images are.
+    """
+    keep = np.arange(len(y_pool))
+    if train_size is not None:
+        if train_size > len(y_pool):
+            raise SpecError("dataset.train_size", train_size, f"must be at most {len(y_pool)} for {name}")
+        keep = stratified_take(y_pool, train_size, np.random.default_rng([seed, 0]), name)
+    y_kept = y_pool[keep]
+    val_idx = stratified_take(y_kept, max(1, round(val_fraction * len(y_kept))), np.random.default_rng([seed, 1]),
+                              name)
+    is_val = np.zeros(len(y_kept), dtype=bool)
+    is_val[val_idx] = True
+    splits = []
+    for stream, mask in ((2, ~is_val), (3, is_val)):
+        noisy, flipped = flip_labels(y_kept[mask], noise_level, noise_type, num_classes, np.random.default_rng([seed, stream]))
+        splits.append(LabelSplit(keep[mask], noisy, y_kept[mask], flipped))
+    return splits[0], splits[1]
 
 
 def flip_labels(
@@ -189,9 +223,9 @@ def stratified_take(labels: np.ndarray, n: int, rng: np.random.Generator, name: 
     return np.sort(idx)
 
 
-def _split(x: np.ndarray, y: np.ndarray, clean: np.ndarray, flipped: np.ndarray) -> Split:
+def _split(x: np.ndarray | DiskImages, y: np.ndarray, clean: np.ndarray, flipped: np.ndarray) -> Split:
     return Split(
-        x=torch.from_numpy(np.ascontiguousarray(x)),
+        x=x if isinstance(x, DiskImages) else torch.from_numpy(np.ascontiguousarray(x)),
         y=torch.from_numpy(y.astype(np.int64)),
         clean=torch.from_numpy(clean.astype(np.int64)),
         flipped=torch.from_numpy(flipped),

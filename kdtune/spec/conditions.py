@@ -79,7 +79,7 @@ class Condition:
         d = spec.dataset
         return load_dataset(self.dataset, data_root=d.data_root, download=d.download, train_size=d.train_size,
                             val_fraction=d.val_fraction, noise_level=self.noise_level, noise_type=self.noise_type,
-                            seed=d.seed, linear=d.linear.model_dump(), files=self.files(spec))
+                            seed=d.seed, linear=d.linear.model_dump(), files=self.files(spec), images=d.images())
 
     def files(self, spec: StudySpec) -> list[str] | None:
         """``dataset.files`` when this condition's dataset is the spec's (``conditions.dataset`` may add others)."""

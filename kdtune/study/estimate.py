@@ -32,6 +32,7 @@ TUNE_REPORT_S = 0.025
 TUNE_SETUP_S = 3.0
 CALIBRATION_STEPS = 20
 WARMUP_STEPS = 3
+CALIBRATION_IMAGES = 1024  # of a dataset on disk, decoded for the calibration
 ASSUMPTIONS = [
     "worst case: ASHA stops no trial early (every trial runs all its epochs); teacher patience stops nothing",
     f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
@@ -233,6 +234,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
     from kdtune.cache.teacher import build_checked
     from kdtune.core.distill import kd_loss
+    from kdtune.core.images import head
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import make_optimizer
     from kdtune.core.train import predict
@@ -242,7 +244,9 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
     try:
         model = build_checked(arch, data, kwargs=kwargs, field=field, seed=0)
         optimizer = make_optimizer(TrainConfig(lr=1e-3), model.parameters())  # the Adam the study trains with
-        x, y = data.train.x, data.train.y
+        # images on disk: a sample decoded once (the plan times the model's steps, not the loader's decoding)
+        x = data.train.x if isinstance(data.train.x, torch.Tensor) else head(data.train.x, CALIBRATION_IMAGES)
+        y = data.train.y[: len(x)]
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(0)
@@ -270,7 +274,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
         for i in range(CALIBRATION_STEPS):
             step(i)
         step_s = (time.perf_counter() - start) / CALIBRATION_STEPS
-        sample = torch.cat([data.val.x, data.test.x])[:4096]
+        sample = torch.cat([head(data.val.x, 4096), head(data.test.x, 4096)])[:4096]
         predict(model, sample[:64])  # warm-up
         start = time.perf_counter()
         predict(model, sample)

@@ -268,6 +268,7 @@ def _check_models(checked: CheckedInputs, conditions: list[Condition]) -> None:
     """Each distinct (architecture, kwargs, dataset) built and run on one batch, before any teacher trains; a model
     whose kwargs a condition's size set is named by that size (``conditions.student_size.w8``)."""
     from kdtune.cache.teacher import build_checked
+    from kdtune.core.augment import check_fits
 
     spec = checked.spec
     found = Findings()
@@ -279,6 +280,9 @@ def _check_models(checked: CheckedInputs, conditions: list[Condition]) -> None:
         if spec.teacher.logits is None:
             teacher = c.teacher_spec(spec)
             models.append(("teacher", teacher.arch, dict(teacher.kwargs)))
+            if teacher.augment is not None and len(data.input_shape) == 3:  # a crop larger than the images
+                found.check(check_fits, teacher.augment, data.input_shape[1], data.input_shape[2],
+                            field="teacher.augment")
         for role, arch, kwargs in models:
             signature = repr((role, arch, sorted(kwargs.items(), key=str), c.dataset))
             if signature not in seen:

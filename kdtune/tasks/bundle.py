@@ -21,6 +21,8 @@ SPLITS = ("train", "val", "test")
 
 def pack_payload(data: DataBundle, logits: TeacherLogits | None, teacher_weights: np.ndarray | None) -> dict[str, Any]:
     """Everything a trial needs about its condition, as numpy arrays."""
+    from kdtune.core.images import DiskImages
+
     payload: dict[str, Any] = {
         "name": data.name, "task": data.task, "num_classes": data.num_classes,
         "input_shape": tuple(data.input_shape), "description": data.description,
@@ -29,7 +31,9 @@ def pack_payload(data: DataBundle, logits: TeacherLogits | None, teacher_weights
     }
     for name in SPLITS:
         split = getattr(data, name)
-        payload[name] = {k: getattr(split, k).numpy() for k in ("x", "y", "clean", "flipped")}
+        # images on disk travel as their reader and positions (DiskImages is small and picklable), never as pixels
+        payload[name] = {k: v if isinstance(v, DiskImages) else v.numpy()
+                         for k, v in ((k, getattr(split, k)) for k in ("x", "y", "clean", "flipped"))}
         payload[f"logits_{name}"] = None if logits is None else getattr(logits, name).numpy()
     return payload
 
@@ -41,12 +45,14 @@ def unpack_payload(payload: dict[str, Any]) -> tuple[DataBundle, TeacherLogits |
     from kdtune.core.data import DataBundle
     from kdtune.core.data import LinearTruth
     from kdtune.core.data import Split
+    from kdtune.core.images import DiskImages
     from kdtune.core.train import TeacherLogits
 
     with warnings.catch_warnings():
         # The arrays live read-only in Ray's object store; training never writes to its inputs.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        splits = {n: Split(**{k: torch.from_numpy(v) for k, v in payload[n].items()}) for n in SPLITS}
+        splits = {n: Split(**{k: v if isinstance(v, DiskImages) else torch.from_numpy(v)  # type: ignore[arg-type]
+                              for k, v in payload[n].items()}) for n in SPLITS}
         logits = None
         if payload["logits_train"] is not None:
             logits = TeacherLogits(*(torch.from_numpy(payload[f"logits_{n}"]) for n in SPLITS))

@@ -2,13 +2,15 @@
 
 The core (:mod:`kdtune.core.data`) holds what all tasks share and imports none of them; this module sits above
 the tasks and dispatches: ``linear`` to the linear task, ``dataset.files`` and ``package.module:loader`` to the
-user's data, the built-in names to the image datasets. Everything it returns went through the same checks.
+user's data, ``image_folder`` and ``torchvision:<Class>`` to the images on disk, the built-in names to the image
+datasets. Everything it returns went through the same checks.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,12 @@ from kdtune.tasks.image.files import FILE_SUFFIXES
 from kdtune.tasks.image.files import load_user_arrays
 from kdtune.tasks.image.files import read_data_files
 from kdtune.tasks.image.files import resolve_loader
+from kdtune.tasks.image.folder import ImageOptions
+from kdtune.tasks.image.folder import is_disk_dataset
+from kdtune.tasks.image.folder import load_disk_dataset
+from kdtune.tasks.image.folder import torchvision_class
 from kdtune.tasks.image.names import DATASETS
+from kdtune.tasks.image.names import TORCHVISION_PREFIX
 from kdtune.tasks.linear.data import make_linear
 
 
@@ -39,6 +46,7 @@ def load_dataset(
     seed: int = 0,
     linear: dict[str, Any] | None = None,
     files: Sequence[str] | None = None,
+    images: dict[str, Any] | None = None,
 ) -> DataBundle:
     """Load ``name``, subset and split it, and flip labels; fully determined by the arguments.
 
@@ -56,6 +64,8 @@ def load_dataset(
         linear: options of the synthetic linear task (see :func:`make_linear`).
         files: one or two ``.npz`` / Parquet files (local paths or pyarrow URIs): the training pool, then an
             optional test set (see :func:`read_data_files`).
+        images: for ``image_folder`` and ``torchvision:<Class>``, the fields of
+            :class:`~kdtune.tasks.image.folder.ImageOptions` (the folder, image size, in memory or on disk).
     """
     check_data_args(name, val_fraction, noise_level, noise_type, train_size, files=files)
     description: dict[str, Any] = {
@@ -71,6 +81,10 @@ def load_dataset(
     if files:
         description["files"] = list(files)
         pool = read_data_files(files)
+    elif is_disk_dataset(name):
+        options = ImageOptions(**(images or {}))
+        description["images"] = {k: v for k, v in asdict(options).items() if k != "workers"}
+        pool = load_disk_dataset(name, options, data_root or default_data_root())
     elif ":" in name:
         pool = load_user_arrays(name)
     elif name == "digits":
@@ -100,9 +114,12 @@ def check_data_args(name: str, val_fraction: float, noise_level: float, noise_ty
             if "://" not in str(f) and not Path(f).expanduser().is_file():
                 missing = not Path(f).expanduser().exists()
                 raise SpecError(f"dataset.files[{i}]", f, "file not found" if missing else "is not a regular file")
+    elif name.startswith(TORCHVISION_PREFIX):
+        torchvision_class(name)
     elif ":" in name:
         resolve_loader(name)
     elif name not in DATASETS:
-        raise SpecError("dataset.name", name, f"must be one of {', '.join(DATASETS)}, an import path "
-                        "package.module:loader, or a label with dataset.files")
+        raise SpecError("dataset.name", name, f"must be one of {', '.join(DATASETS)}, torchvision:<Class> (a "
+                        "torchvision dataset on disk), an import path package.module:loader, or a label with "
+                        "dataset.files")
     check_split_args(val_fraction, noise_level, noise_type, train_size)

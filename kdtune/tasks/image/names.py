@@ -9,7 +9,11 @@ from __future__ import annotations
 
 #: kdtune's name -> torchvision's class and folder name (``<data_root>/<folder>/raw``).
 IMAGE_DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
-DATASETS = ("digits", *IMAGE_DATASETS, "linear")
+#: Image datasets read from disk (:mod:`kdtune.tasks.image.folder`): a folder in ImageFolder layout, and any
+#: ``torchvision:<Class>`` already on disk.
+IMAGE_FOLDER = "image_folder"
+TORCHVISION_PREFIX = "torchvision:"
+DATASETS = ("digits", *IMAGE_DATASETS, IMAGE_FOLDER, "linear")
 
 #: Augmented views per training image when ``student.augment`` is set (:mod:`kdtune.tasks.image.views`).
 DEFAULT_VIEWS = 4

@@ -8,7 +8,9 @@ Framework for Visual Recognition") precomputes the teacher's soft labels for a f
 each image, keyed by the view's random parameters, and lets the student draw among them. kdtune does the same:
 
 * view ``v`` of training image ``i`` is fixed by (``i``, ``v``, the data seed) alone (:meth:`ViewSpec.seeds`, a
-  counter-based hash: no generator state), so the cache stores only the logits and each view's seed;
+  counter-based hash: no generator state), so the cache stores only the logits and each view's seed; a view's
+  parameters (its shift and angle; its crop box and flip, :meth:`ViewSpec.boxes`) are re-drawn from that seed
+  wherever it is rendered, in the training loop or in the data loader's workers of images read from disk;
 * :func:`render` is the one function that turns (image, view) into pixels. :func:`compute_view_logits` (the
   cache's builder) and the student loop (:class:`~kdtune.core.train.Trainer` through :class:`ViewLogits`) both call
   it, so the logits a student reads for a view are the teacher's on that exact view by construction;
@@ -33,9 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdtune.core.augment import CROP_DRAWS
+from kdtune.core.augment import Augment
+from kdtune.core.augment import affine_warp
+from kdtune.core.augment import check_fits
+from kdtune.core.augment import crop_boxes
+from kdtune.core.augment import crop_flip
+from kdtune.core.images import DiskImages
+from kdtune.core.images import Images
 from kdtune.core.train import EVAL_BATCH_SIZE
-from kdtune.core.train import Augment
-from kdtune.core.train import affine_warp
 from kdtune.errors import SpecError
 from kdtune.tasks.image.names import DEFAULT_VIEWS
 
@@ -71,13 +79,12 @@ class ViewSpec:
         if isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1:
             raise SpecError("student.views", self.views, "must be a positive integer (augmented views per image)")
         if not self.augment.active:
-            raise SpecError("student.augment", {"shift": self.augment.shift, "rotate": self.augment.rotate},
-                            "must shift or rotate (shift > 0 or rotate > 0) for views to differ")
+            raise SpecError("student.augment", self.augment.to_dict(), "must shift, rotate, crop or flip (shift > 0, "
+                            "rotate > 0, crop > 0, scale or flip) for views to differ")
 
     def to_dict(self) -> dict[str, Any]:
-        """The views' identity, as it goes into the cache key."""
-        return {"augment": {"shift": self.augment.shift, "rotate": self.augment.rotate}, "views": self.views,
-                "seed": self.seed, "format": VIEW_FORMAT}
+        """The views' identity, as it goes into the cache key (shift-and-rotate views keep the keys they had)."""
+        return {"augment": self.augment.to_dict(), "views": self.views, "seed": self.seed, "format": VIEW_FORMAT}
 
     def seeds(self, index: np.ndarray, view: np.ndarray) -> np.ndarray:
         """The uint64 seed of view ``view`` of training image ``index`` (arrays of equal shape)."""
@@ -94,19 +101,38 @@ class ViewSpec:
         return (torch.from_numpy(dx.astype(np.float32)), torch.from_numpy(dy.astype(np.float32)),
                 torch.from_numpy(angle.astype(np.float32)))
 
+    def boxes(self, index: np.ndarray, view: np.ndarray, height: int, width: int) -> np.ndarray:
+        """The crop box and flip of each view (:func:`kdtune.core.augment.crop_boxes`: top, left, height, width,
+        flip), from streams of the view's seed of their own: what a view stores, as FKD stores its crops."""
+        seeds = self.seeds(index, view)
+        u = np.stack([_unit(seeds, 4 + j) for j in range(CROP_DRAWS)], axis=1)
+        return crop_boxes(self.augment, height, width, u)
+
     def render(self, x: torch.Tensor, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         """Views ``view`` of training images ``index`` (:func:`render`); what the Trainer calls, so that
         :mod:`kdtune.core.train` needs no import of this module, which builds on it."""
         return render(x, self, index, view)
 
+    def apply(self, pixels: torch.Tensor, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """Views ``view`` of training images ``index`` whose pixels (B, C, H, W) are ``pixels`` (read from disk in a
+        loader worker): the same rendering as :meth:`render`."""
+        index_np, view_np = index.cpu().numpy(), view.cpu().numpy()
+        if self.augment.crops or self.augment.flip:
+            pixels = crop_flip(pixels, self.boxes(index_np, view_np, pixels.shape[2], pixels.shape[3]),
+                               self.augment.padding)
+            if not self.augment.warps:
+                return pixels
+        dx, dy, angle = self.params(index_np, view_np)
+        return affine_warp(pixels, dx, dy, angle)
+
 
 def render(x: torch.Tensor, spec: ViewSpec, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     """Views ``view`` of training images ``index``: ``x`` (N, C, H, W) is the whole training split.
 
-    Each sample is warped on its own parameters, so a view's pixels do not depend on the batch it is in.
+    Each sample is rendered from its own parameters (its crop box and flip, then its shift and angle), so a
+    view's pixels do not depend on the batch it is in.
     """
-    dx, dy, angle = spec.params(index.cpu().numpy(), view.cpu().numpy())
-    return affine_warp(x[index], dx, dy, angle)
+    return spec.apply(x[index], index, view)
 
 
 def view_cache_bytes(images: int, classes: int, views: int, top_k: int | None = None) -> int:
@@ -121,12 +147,9 @@ def check_views(spec: ViewSpec, x_shape: tuple[int, ...], classes: int, *, top_k
     """Refuse, before anything trains, views of inputs that are not images, a ``top_k`` above the class count and
     a cache over ``max_bytes``. ``x_shape`` is the training inputs' shape, (N, C, H, W) for images."""
     if len(x_shape) != 4:
-        raise SpecError("student.augment", {"shift": spec.augment.shift, "rotate": spec.augment.rotate},
+        raise SpecError("student.augment", spec.augment.to_dict(),
                         f"needs image inputs (C, H, W); this dataset has inputs of shape {tuple(x_shape[1:])}")
-    side = min(x_shape[2], x_shape[3])
-    if spec.augment.shift >= side:
-        raise SpecError("student.augment.shift", spec.augment.shift, f"must be less than the images' side ({side} "
-                        f"pixels: these are {x_shape[2]}x{x_shape[3]}); a larger shift moves the whole image out")
+    check_fits(spec.augment, x_shape[2], x_shape[3], field="student.augment")
     if top_k is not None and not 1 <= top_k <= classes:
         raise SpecError("cache.top_k", top_k, f"must be in [1, {classes}] (the dataset's class count), or omitted")
     need = view_cache_bytes(x_shape[0], classes, spec.views, top_k)
@@ -167,21 +190,26 @@ def densify(values: torch.Tensor, classes: torch.Tensor, rest_lse: torch.Tensor,
 
 
 @torch.no_grad()
-def compute_view_logits(model: nn.Module, x: torch.Tensor, spec: ViewSpec, *,
+def compute_view_logits(model: nn.Module, x: Images, spec: ViewSpec, *,
                         batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """The teacher's float32 logits of every view, row ``i * V + v`` for view ``v`` of image ``i`` (CPU).
 
-    ``model`` runs in eval mode on the device it is on; the images are rendered there.
+    ``model`` runs in eval mode on the device it is on; pre-loaded images are rendered there, images on disk in
+    loader workers from the same parameters.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    x = x.to(device)
-    rows = len(x) * spec.views
+    rows = torch.arange(len(x) * spec.views)
     out = []
-    for start in range(0, rows, batch_size):
-        r = torch.arange(start, min(start + batch_size, rows))
-        out.append(model(render(x, spec, r // spec.views, r % spec.views)).float().cpu())
+    if isinstance(x, DiskImages):
+        for _, batch in x.batches(rows // spec.views, batch_size, views=rows % spec.views, render=spec.apply):
+            out.append(model(batch.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
+    else:
+        x = x.to(device)
+        for start in range(0, len(rows), batch_size):
+            r = rows[start : start + batch_size]
+            out.append(model(render(x, spec, r // spec.views, r % spec.views)).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
@@ -231,8 +259,8 @@ class ViewLogits:
     def pack(self) -> dict[str, Any]:
         """Numpy arrays and plain values (Ray stores them once, zero-copy); :func:`unpack_views` reverses it."""
         tensors = {name: None if t is None else t.numpy() for name, t in self._tensors().items()}
-        return {"augment": {"shift": self.spec.augment.shift, "rotate": self.spec.augment.rotate},
-                "views": self.spec.views, "seed": self.spec.seed, "num_classes": self.num_classes, "key": self.key,
+        return {"augment": self.spec.augment.to_dict(), "views": self.spec.views, "seed": self.spec.seed,
+                "num_classes": self.num_classes, "key": self.key,
                 **tensors}
 
 

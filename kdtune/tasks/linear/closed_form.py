@@ -87,10 +87,12 @@ def fit_student(data: DataBundle, teacher_weights: np.ndarray, alpha: float, see
       * ``test_excess_mse``: test MSE against the noise-free targets x·w* (≈ ‖w − w*‖²);
       * ``weight_error``: ‖w − w*‖² exactly, the excess risk under x ~ N(0, I).
     """
+    from kdtune.core.images import in_memory
+
     truth = _truth(data)
     w = student_weights(data, teacher_weights, alpha, seed)
-    x_val = data.val.x.numpy().astype(np.float64)
-    x_test = data.test.x.numpy().astype(np.float64)
+    x_val = in_memory(data.val.x).numpy().astype(np.float64)
+    x_test = in_memory(data.test.x).numpy().astype(np.float64)
     return {
         "val_loss": _mse(x_val @ w, data.val.y.numpy()),
         "test_loss": _mse(x_test @ w, data.test.y.numpy()),
@@ -107,7 +109,9 @@ def _truth(data: DataBundle) -> LinearTruth:
 
 def _design(data: DataBundle) -> np.ndarray:
     """The training X in float64; refused when XᵀX is singular (fewer samples than features)."""
-    x = data.train.x.numpy().astype(np.float64)
+    from kdtune.core.images import in_memory
+
+    x = in_memory(data.train.x).numpy().astype(np.float64)
     n, dim = x.shape
     if n <= dim + 1:
         raise SpecError("dataset.linear.n_train", n,
