@@ -28,24 +28,51 @@ from kdtune.records.progress_lines import trial_line
 from kdtune.records.results import results_writer
 from kdtune.records.results import trials_writer
 from kdtune.records.status import TrialView
-from kdtune.records.status import epoch_weighted_eta
 from kdtune.records.status import from_files
 from kdtune.records.status import summarise
+from kdtune.records.status import time_left
 from kdtune.spec.conditions import expand
 from kdtune.spec.rules import TrialBudget
 from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import trial_budget
+from kdtune.spec.workload import Workload
+from kdtune.spec.workload import asha_expected_epochs
 
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
-def test_eta_counts_seed_epochs_left_not_trials() -> None:
-    # 100 seed-epochs in 50 s; left: 20 in running trials and 3 trials of 10 each (pruned ones made them short)
-    assert epoch_weighted_eta(done_units=100, running_left=20, trials_left=3, units_per_trial=10,
-                              elapsed=50) == pytest.approx((20 + 3 * 10) * 50 / 100)
-    assert epoch_weighted_eta(done_units=0, running_left=20, trials_left=3, units_per_trial=10, elapsed=5) is None
-    assert epoch_weighted_eta(done_units=10, running_left=0, trials_left=0, units_per_trial=10, elapsed=5) == 0.0
+def test_eta_counts_seed_epochs_left_and_the_confirmation_round_at_its_cost() -> None:
+    # per condition: 4 search trials of 8 seeds (expected 15 epochs each under ASHA), rounds of 2 trials x 16 seeds
+    work = Workload(epochs=20, search_trials=4, search_units=4 * 8 * 15.0, search_units_worst=4 * 8 * 20.0,
+                    round_trials=2, round_units=(2 * 16 * 20.0, 2 * 16 * 20.0))
+    views = [TrialView("a", "baseline", "COMPLETE", 0.9, epoch=20), TrialView("a", "search", "PRUNED", 0.5, epoch=10),
+             TrialView("a", "search", "RUNNING", None, epoch=5)]
+    done = 8 * (20 + 10 + 5)  # seed-epochs in 70 s
+    left = 8 * 15 + 1 * 8 * 15.0 + 2 * 16 * 20  # the running trial's rest, one trial not begun, the first round
+    assert time_left(views, ["a"], work, repeats=8, elapsed=70.0) == pytest.approx(left * 70.0 / done)
+    # the search has ended and round 1 has begun: its trial not yet started counts at 16 seeds x 20 epochs; the
+    # second round is not counted until it begins
+    views = [TrialView("a", "search", "COMPLETE", 0.9, epoch=20) for _ in range(4)]
+    views.append(TrialView("a", "confirm", "RUNNING", None, (7, 8), epoch=4, runs=16))
+    assert time_left(views, ["a"], work, repeats=8, elapsed=100.0) == pytest.approx(
+        (16 * 16 + 16 * 20) * 100.0 / (4 * 8 * 20 + 16 * 4))
+    # round 2 begun: its two trials now count
+    views = [*views[:4], TrialView("a", "confirm", "COMPLETE", 0.9, (7, 8), epoch=20, runs=16),
+             TrialView("a", "confirm", "COMPLETE", 0.9, (7, 8), epoch=20, runs=16),
+             TrialView("a", "confirm", "PENDING", None, (9, 10), epoch=0, runs=16)]
+    assert time_left(views, ["a"], work, repeats=8, elapsed=100.0) == pytest.approx(
+        2 * 16 * 20 * 100.0 / (4 * 8 * 20 + 2 * 16 * 20))
+    assert time_left([TrialView("a", "search", "RUNNING", None)], ["a"], work, repeats=8, elapsed=5.0) is None
+
+
+def test_asha_expected_epochs_follows_rays_rule() -> None:
+    # reduction factor 2: past the first arrivals, half of the proposals stop at each rung
+    assert asha_expected_epochs(16, 2, 20, 10, 2) == pytest.approx(15.0, abs=0.2)
+    # rungs at 4, 8, 16 of 20: many stop early; the baselines (never stopped) lower the cutoffs a little
+    assert 8.5 < asha_expected_epochs(24, 2, 20, 4, 2) < 11.0
+    assert asha_expected_epochs(8, 2, 20, 20, 2) == 20.0  # no rung below max_t: nothing stops
+    assert asha_expected_epochs(30, 2, 27, 1, 3) < asha_expected_epochs(30, 2, 27, 3, 3)  # an earlier rung stops sooner
 
 
 def test_one_plain_line_per_trial_and_per_summary() -> None:
@@ -56,6 +83,7 @@ def test_one_plain_line_per_trial_and_per_summary() -> None:
              TrialView("b", "search", "RUNNING", None), TrialView("b", "confirm", "COMPLETE", 0.99, (1000, 1001))]
     summary = summarise(views, conditions=["a", "b"], budget=TrialBudget(search=4, confirm=6), confirm_rounds=3,
                         mode="max", elapsed=75.0)
+    assert summary["eta_seconds"] is None  # no workload given: no time left
     summary.update(eta_seconds=130.0)
     assert summary_line(summary) == ("progress: 3 of at most 20 trials ended (2 complete, 1 pruned, 0 failed), "
                                      "1 running, 1m15s elapsed, ~2m10s left")

@@ -120,7 +120,7 @@ def _teacher_logits(cache: LogitCache, recorded_key: str | None, condition: Cond
         logits = TeacherLogits(*(torch.from_numpy(arrays[n].astype("float32")) for n in ("train", "val", "test")))
         return logits, recorded_key, False
     except CacheError:  # pruned or damaged: rebuild it the way the study built it
-        prepared = cache.prepare(condition.teacher_spec(spec), data)
+        prepared = cache.prepare(condition.teacher_spec(spec), data, dtype=spec.cache.logits_dtype)
         return prepared.logits, prepared.key, True
 
 

@@ -142,6 +142,7 @@ class LogitCache:
             return self._prepare_imported(spec.logits, data)
         if spec.checkpoint:
             return self._prepare_checkpoint(spec, data, dtype, device)
+        spec = spec.for_device(device)  # the precision that will run is the teacher's identity
         data_fp = data.fingerprint()
         tkey = teacher_key(spec, data_fp)
         _, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
@@ -198,7 +199,7 @@ class LogitCache:
             return {"source": "checkpoint", "teacher_key": checkpoint_teacher_key(teacher.fingerprint, data_fp),
                     "teacher_cached": None, "logits_key": key, "logits_cached": cached,
                     "action": "cached" if cached else "compute logits", "problem": None}
-        tkey = teacher_key(spec, data_fp)
+        tkey = teacher_key(spec.for_device(None), data_fp)  # as this machine would train it
         stored, found = self._lookup(tkey, data, data_fp, dtype, quiet=True)
         lkey = found.key if found else (logits_key(stored.fingerprint, data_fp, dtype) if stored else None)
         action = "cached" if found else "compute logits" if stored else "train teacher"

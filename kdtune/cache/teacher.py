@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from typing import Literal
@@ -47,10 +47,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kdtune.core.augment import Augment
 from kdtune.core.data import DataBundle
-from kdtune.core.images import head
 from kdtune.core.metrics import held_out_metrics
+from kdtune.core.train import Augment
 from kdtune.core.train import EpochMetrics
 from kdtune.core.train import TeacherLogits
 from kdtune.core.train import TrainConfig
@@ -66,7 +65,7 @@ from kdtune.tasks.image.models import check_arch
 TEACHER_SELECT = ("best_val", "best_val_loss", "final")
 #: Recipe fields of TeacherSpec, left out of its identity while they hold these defaults (keys stay as they were).
 RECIPE_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "schedule": "constant",
-                                   "warmup_epochs": 0, "augment": None, "ensemble": 1}
+                                   "warmup_epochs": 0, "augment": None, "ensemble": 1, "precision": "fp32"}
 CHECK_BATCH = 4  # samples in the one batch every model is checked on before training
 
 
@@ -91,6 +90,8 @@ class TeacherSpec:
     warmup_epochs: int = 0
     augment: Augment | None = None  # also accepted as a mapping {shift, rotate}
     ensemble: int = 1  # members, seeds seed .. seed + ensemble - 1; the teacher is the mean of their logits
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # CUDA autocast (a CPU trains in fp32: for_device)
+    compile: bool = False  # torch.compile on CUDA: how the steps run, not what they compute; not part of the key
 
     def __post_init__(self) -> None:
         check_arch(self.arch, field="teacher.arch")
@@ -105,10 +106,9 @@ class TeacherSpec:
             raise SpecError("teacher.ensemble", self.ensemble, "must be a positive integer (the number of members)")
         try:
             if isinstance(self.augment, dict):
-                unknown = sorted(set(self.augment) - {f.name for f in fields(Augment)})
+                unknown = sorted(set(self.augment) - {"shift", "rotate"})
                 if unknown:
-                    raise SpecError("augment", self.augment, "takes shift, rotate, crop, padding, scale, ratio and "
-                                    "flip only")
+                    raise SpecError("augment", self.augment, "takes shift (pixels) and rotate (degrees) only")
                 object.__setattr__(self, "augment", Augment(**self.augment))
             if self.augment is not None and not self.augment.active:
                 object.__setattr__(self, "augment", None)  # a no-op augmentation is no augmentation (same key)
@@ -121,7 +121,17 @@ class TeacherSpec:
         return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                            seed=self.seed if seed is None else seed, alpha=1.0, optimizer=self.optimizer,
                            momentum=self.momentum, weight_decay=self.weight_decay, schedule=self.schedule,
-                           warmup_epochs=self.warmup_epochs, augment=self.augment)
+                           warmup_epochs=self.warmup_epochs, augment=self.augment, precision=self.precision,
+                           compile=self.compile)
+
+    def for_device(self, device: torch.device | str | None) -> TeacherSpec:
+        """This spec as ``device`` (default: CUDA when available) trains it: a CPU trains in fp32 whatever
+        ``precision`` says (:func:`kdtune.core.train.gpu_execution`), so the cache key names the precision that ran
+        and a GPU study never reuses a CPU-trained teacher as a bf16 one."""
+        from kdtune.core.train import default_device
+
+        where = torch.device(device) if device is not None else default_device()
+        return self if where.type == "cuda" or self.precision == "fp32" else replace(self, precision="fp32")
 
     @property
     def source(self) -> str:
@@ -131,8 +141,7 @@ class TeacherSpec:
     def to_dict(self) -> dict[str, Any]:
         """The fields; ``checkpoint`` and ``logits`` only when set, so keys of trained teachers never change."""
         d = asdict(self)
-        if self.augment is not None:  # shift and rotate, and crops and flips only where set: older keys stay
-            d["augment"] = self.augment.to_dict()
+        del d["compile"]
         for name in ("checkpoint", "logits"):
             if d[name] is None:
                 del d[name]
@@ -333,7 +342,7 @@ def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None 
 def check_output(model: nn.Module, data: DataBundle, *, arch: str, field: str) -> None:
     """Run ``model`` on the first :data:`CHECK_BATCH` training samples (eval mode, no gradient) and check the
     output is a float tensor of shape (batch, num_classes)."""
-    x = head(data.train.x, CHECK_BATCH)
+    x = data.train.x[:CHECK_BATCH]
     if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     device = next(iter(model.parameters()), torch.empty(0)).device

@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import os
+    import time
 
     from kdtune.analysis.recommendation_output import finish_run
     from kdtune.errors import SpecError
@@ -63,12 +64,17 @@ def run(args: argparse.Namespace) -> int:
                         "(put trial checkpoints on shared storage with --tune-storage s3://...)")
     wandb_project = [f"tracking.wandb.project={json.dumps(args.wandb_project)}"] if args.wandb_project else []
     spec = load_spec(args.spec, overrides=[*args.overrides, *wandb_project])
+    start = time.perf_counter()  # what every Ray worker pays on start: the plan's start-up estimate
+    import ray.tune  # noqa: F401
+    import torch  # noqa: F401
+
+    imports_s = time.perf_counter() - start
     # Absolute from the start: `kdtune resume` of the printed path works from any directory.
     out = (Path(args.out).expanduser() if args.out else Path("runs") / spec.name).absolute()
     options = RunOptions(out=out, storage=args.storage or os.environ.get("KDTUNE_STORAGE"),
                          address=args.address or os.environ.get("RAY_ADDRESS"), cache_dir=args.cache_dir,
                          tune_storage=args.tune_storage,
-                         max_concurrent=args.max_concurrent, progress=not args.no_progress)
+                         max_concurrent=args.max_concurrent, progress=not args.no_progress, imports_s=imports_s)
     quiet_libraries(args.debug or args.verbose)
 
     def announce(plan: dict[str, Any] | None) -> None:

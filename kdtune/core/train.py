@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -31,16 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtune.core.augment import Augment
-from kdtune.core.augment import augment_batch
-from kdtune.core.augment import check_fits
 from kdtune.core.data import DataBundle
 from kdtune.core.data import Split
 from kdtune.core.distill import check_alpha
 from kdtune.core.distill import kd_loss
-from kdtune.core.images import DiskImages
-from kdtune.core.images import Images
-from kdtune.core.images import take
 from kdtune.core.limits import MIN_TEMPERATURE
 from kdtune.core.limits import TOO_COLD
 from kdtune.core.metrics import held_out_metrics
@@ -54,11 +47,38 @@ EVAL_BATCH_SIZE = 256
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
+PRECISIONS = ("fp32", "bf16", "fp16")  # how CUDA runs the training steps (gpu_execution); a CPU runs fp32
 STEP_MILESTONES = (0.5, 0.75)  # the step schedule: x STEP_GAMMA at half and at three quarters of the epochs
 STEP_GAMMA = 0.1
 _AUGMENT_SEED_OFFSET = 0x5EED_A06  # augmentation draws come from a generator of their own (batch order unchanged)
 _MODEL_RNG_OFFSET = 0x5EED_D0  # dropout's draws: torch's global RNG, set from a state of the trainer's own
 _VIEW_SEED_OFFSET = 0x5EED_71E  # which view of each image an epoch uses: a generator of its own too
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random per-sample shifts of up to ``shift`` pixels (each axis, uniform integers in [-shift, shift]) and
+    rotations uniform in [-rotate, rotate] degrees, applied to each training batch of images.
+
+    One affine resampling per batch (:func:`augment_batch`); the pixels moved in from outside are 0 (the
+    background of MNIST-like images in [0, 1]). Validation, test and the teacher's logits never see it.
+    """
+
+    shift: int = 0
+    rotate: float = 0.0
+
+    def __post_init__(self) -> None:
+        # 10 and 10.0 degrees are one augmentation (and one cache key)
+        object.__setattr__(self, "shift", int(self.shift))
+        object.__setattr__(self, "rotate", float(self.rotate))
+        if self.shift < 0:
+            raise SpecError("augment.shift", self.shift, "must be a number of pixels >= 0")
+        if not 0 <= self.rotate <= 180:
+            raise SpecError("augment.rotate", self.rotate, "must be degrees in [0, 180]")
+
+    @property
+    def active(self) -> bool:
+        return self.shift > 0 or self.rotate > 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,8 @@ class TrainConfig:
     schedule: Literal["constant", "cosine", "step"] = "constant"
     warmup_epochs: int = 0  # linear warm-up from lr / (steps of warm-up) to lr, then the schedule
     augment: Augment | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # CUDA only: autocast dtype of the steps (gpu_execution)
+    compile: bool = False  # CUDA only: the training steps through torch.compile
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -98,6 +120,8 @@ class TrainConfig:
         if not MIN_TEMPERATURE <= self.temperature < math.inf:
             raise SpecError("temperature", self.temperature, f"must be at least {MIN_TEMPERATURE} and finite ({TOO_COLD})")
         check_alpha(self.alpha)
+        if self.precision not in PRECISIONS:
+            raise SpecError("precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, seed: int, recipe: Mapping[str, Any]) -> TrainConfig:
@@ -157,7 +181,7 @@ class ViewSource(Protocol):
     """Augmented views and the teacher's logits for them (:mod:`kdtune.tasks.image.views`): cached or computed inline."""
 
     @property
-    def spec(self) -> Any: ...  # a kdtune.tasks.image.views.ViewSpec: .views, .render(x, index, view), .apply(...)
+    def spec(self) -> Any: ...  # a kdtune.tasks.image.views.ViewSpec: .views and .render(x, index, view)
 
     def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
                        temperature: float = 1.0) -> torch.Tensor: ...
@@ -165,11 +189,36 @@ class ViewSource(Protocol):
     def to(self, device: torch.device) -> ViewSource: ...
 
 
+def gpu_execution(model: nn.Module, config: TrainConfig, device: torch.device
+                  ) -> tuple[torch.dtype | None, torch.amp.GradScaler | None, Callable[[torch.Tensor], torch.Tensor]]:
+    """How the training steps run on ``device``: the autocast dtype (None: fp32), the gradient scaler (fp16 only)
+    and the forward (the model, or ``torch.compile(model)`` with ``config.compile``).
+
+    On CUDA, ``bf16`` and ``fp16`` run the forward (and so the backward) under ``torch.autocast``, the loss in fp32;
+    fp16 also scales the loss with ``torch.amp.GradScaler``, because fp16's 5-bit exponent flushes small gradients
+    to zero (bf16 has fp32's range and needs none). Image models and batches are channels_last on every device
+    already (``build_model``, the splits), the layout tensor cores want. Evaluation and the teacher's cached logits
+    run in fp32 on the eager model (:func:`predict`).
+
+    On a CPU, ``precision`` and ``compile`` are ignored: the run is fp32 and eager, exactly as without them. bf16
+    autocast exists on CPUs, but on the 2-core AVX-512 machine kdtune is measured on it made a training step 1.4-1.5x
+    slower (resnet8x4 and the reference student, batch 64, one thread), and a spec is often planned or tried on a
+    laptop before it runs on a GPU: refusing would make the same spec fail there. A teacher's cache key records
+    the precision that ran (:meth:`kdtune.cache.teacher.TeacherSpec.for_device`).
+    """
+    if device.type != "cuda":
+        return None, None, model
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if config.compile else model
+    return dtype, scaler, forward
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-RECIPE_FIELDS = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs")
+RECIPE_FIELDS = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs", "precision", "compile")
 
 
 def student_recipe(section: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +262,37 @@ def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     if config.weight_decay > 0:
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=config.lr, fused=fused)
+
+
+def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (B, C, H, W) shifted and rotated per sample, with draws from ``generator`` (CPU) alone.
+
+    One ``affine_grid`` + ``grid_sample`` for the whole batch (:func:`affine_warp`): each sample gets its own
+    shift and angle (torchvision's v2 transforms draw one set of parameters per call, i.e. per batch).
+    """
+    b = x.shape[0]
+    dx = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
+    dy = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(augment.rotate)
+    return affine_warp(x, dx, dy, angle)
+
+
+def affine_warp(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W), sample b shifted by (dx[b], dy[b]) pixels and rotated by angle[b] radians (CPU float32
+    tensors of shape (B,)); pixels moved in from outside are 0.
+
+    The one resampling of every augmentation (the teacher's random one and the student's reproducible views,
+    :mod:`kdtune.tasks.image.views`). Integer shifts without rotation land exactly on pixel centres, so they move pixels
+    without blurring them.
+    """
+    _, _, h, w = x.shape
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # theta maps output to input coordinates in [-1, 1]; a shift of d pixels is 2d / size there.
+    theta = torch.stack([torch.stack([cos, -sin, -2 * dx / w], 1), torch.stack([sin, cos, -2 * dy / h], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) \
+        else out
 
 
 class Trainer:
@@ -263,13 +343,11 @@ class Trainer:
             *(t.to(self.device) for t in (teacher.train, teacher.val, teacher.test)))
         augment = config.augment
         if augment is not None and augment.active and data.train.x.dim() != 4:
-            raise SpecError("augment", augment.to_dict(), "needs image inputs (C, H, W); "
+            raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}", "needs image inputs (C, H, W); "
                             f"dataset {data.name!r} has inputs of shape {tuple(data.input_shape)}")
         self.augment = augment if augment is not None and augment.active else None
-        if self.augment is not None:
-            check_fits(self.augment, data.input_shape[1], data.input_shape[2], field="augment")
         if views is not None and self.augment is not None:
-            raise SpecError("augment", augment.to_dict(),  # type: ignore[union-attr]
+            raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}",  # type: ignore[union-attr]
                             "cannot be combined with student views (they carry their own augmentation)")
         if views is not None and data.train.x.dim() != 4:
             raise SpecError("student.augment", views.spec.augment, "needs image inputs (C, H, W); dataset "
@@ -277,6 +355,7 @@ class Trainer:
         self.views = None if views is None else views.to(self.device)
         self.view_generator = torch.Generator().manual_seed(config.seed + _VIEW_SEED_OFFSET)
         self.optimizer = make_optimizer(config, self.model.parameters())
+        self.autocast_dtype, self.scaler, self.forward = gpu_execution(self.model, config, self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + _AUGMENT_SEED_OFFSET)
         self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
@@ -307,20 +386,22 @@ class Trainer:
 
     def _train_batches(self) -> float:
         self.model.train()
-        y = self.train_split.y
+        x, y = self.train_split.x, self.train_split.y
         order = torch.randperm(len(y), generator=self.generator).to(self.device)  # (N,)
-        view = None
         if self.views is not None:  # this epoch's view of every image
             view = torch.randint(self.views.spec.views, (len(y),), generator=self.view_generator).to(self.device)
         total, count = torch.zeros((), device=self.device), 0
-        for i, (idx, batch) in enumerate(self._batches(order, view)):
+        for i, start in enumerate(range(0, len(order), self.config.batch_size)):
+            idx = order[start : start + self.config.batch_size]
             factor = lr_factor(self.config, self.epoch * self.steps_per_epoch + i, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr * factor
-            if self.augment is not None:
-                batch = augment_batch(batch, self.augment, self.augment_generator)
-            logits = self.model(batch)  # (B, K)
-            if self.views is not None and view is not None and self.config.alpha < 1:  # alpha = 1 needs no teacher
+            if self.views is not None:
+                batch = self.views.spec.render(x, idx, view[idx])
+            else:
+                batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
+            logits = self._logits(batch)  # (B, K) float32
+            if self.views is not None and self.config.alpha < 1:  # at alpha = 1 no teacher logits are needed
                 target = self.views.teacher_logits(idx, view[idx], batch, temperature=self.config.temperature)
                 loss = kd_loss(logits, target, y[idx],
                                alpha=self.config.alpha, temperature=self.config.temperature)
@@ -330,25 +411,16 @@ class Trainer:
                 loss = kd_loss(logits, self.teacher.train[idx], y[idx], alpha=self.config.alpha,
                                temperature=self.config.temperature)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.scaler is None:
+                loss.backward()
+                self.optimizer.step()
+            else:  # fp16: the loss scaled up so small gradients survive; the step unscales (and skips an inf)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             total += loss.detach() * len(idx)  # stays on the device: no sync per step
             count += len(idx)
         return float(total) / count
-
-    def _batches(self, order: torch.Tensor, view: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(positions, pixels) of each training batch in ``order``, with this epoch's ``view`` of each image rendered:
-        sliced from the pre-loaded tensors, or decoded and rendered in loader workers for images on disk (the same
-        batches either way)."""
-        x, size = self.train_split.x, self.config.batch_size
-        if isinstance(x, DiskImages):
-            render = None if self.views is None else self.views.spec.apply
-            for idx, batch in x.batches(order, size, views=None if view is None else view[order], render=render):
-                yield idx.to(self.device), _on_device(batch, self.device)
-            return
-        for start in range(0, len(order), size):
-            idx = order[start : start + size]
-            yield idx, x[idx] if self.views is None or view is None else self.views.spec.render(x, idx, view[idx])
 
     @torch.no_grad()
     def evaluate(self, *, train_loss: float = float("nan"), val_only: bool = False) -> EpochMetrics:
@@ -365,7 +437,7 @@ class Trainer:
                                 teacher_agreement=None, correction_rate=None, memorisation_rate=None, seconds=0.0)
         test_logits = predict(self.model, self.test_split.x)
         flipped = self.train_split.flipped
-        flipped_pred = predict(self.model, take(self.train_split.x, flipped)).argmax(1) if bool(flipped.any()) else None
+        flipped_pred = predict(self.model, self.train_split.x[flipped]).argmax(1) if bool(flipped.any()) else None
         agreement = None
         if self.teacher is not None:
             agreement = float((test_logits.argmax(1) == self.teacher.test.argmax(1)).float().mean())
@@ -384,6 +456,7 @@ class Trainer:
             "view_generator": self.view_generator.get_state(),
             "model_rng": self.model_rng,
             "epoch": self.epoch,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -396,7 +469,18 @@ class Trainer:
             self.view_generator.set_state(state["view_generator"])
         if "model_rng" in state:
             self.model_rng = state["model_rng"]
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
+
+    def _logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The training forward: the model as it is on a CPU; on CUDA under autocast and maybe compiled, its
+        logits cast to float32 for the loss (:func:`gpu_execution`)."""
+        if self.autocast_dtype is None:
+            return self.forward(batch)
+        with torch.autocast("cuda", dtype=self.autocast_dtype):
+            logits = self.forward(batch)
+        return logits.float()
 
 
 def train_student(
@@ -422,19 +506,14 @@ def train_student(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Images, *, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, in batches; returned on ``x``'s device (the CPU for images on
-    disk, decoded in loader workers) as float32."""
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode, in batches; returned on ``x``'s device as float32."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    if isinstance(x, DiskImages):
-        out = [model(_on_device(batch, device)).float().cpu() for _, batch in x.batches(torch.arange(len(x)), batch_size)]
-    else:
-        out = [model(x[i : i + batch_size].to(device, non_blocking=True)).float() for i in range(0, len(x), batch_size)]
+    out = [model(x[i : i + batch_size].to(device, non_blocking=True)).float() for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    home = torch.device("cpu") if isinstance(x, DiskImages) else x.device
-    return torch.cat(out).to(home) if out else torch.empty(0)
+    return torch.cat(out).to(x.device) if out else torch.empty(0)
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -454,11 +533,7 @@ def _seeded_rng_state(seed: int, device: torch.device) -> dict[str, torch.Tensor
 
 
 def _to_device(split: Split, device: torch.device) -> Split:
-    """The split's tensors on ``device`` (images channels_last); images on disk stay there, read batch by batch."""
-    x = split.x if isinstance(split.x, DiskImages) else _on_device(split.x, device)
+    x = split.x.to(device)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     return Split(x=x, y=split.y.to(device), clean=split.clean.to(device), flipped=split.flipped.to(device))
-
-
-def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x

@@ -18,6 +18,7 @@ from typing import Any
 
 if TYPE_CHECKING:
     from kdtune.spec.rules import TrialBudget
+    from kdtune.spec.workload import Workload
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class TrialView:
     state: str  # PENDING | RUNNING | COMPLETE | PRUNED | FAIL
     objective: float | None
     seeds: tuple[int, ...] = ()  # a confirmation trial's seeds name its round
+    epoch: int = 0  # epochs its seeds have run
+    runs: int = 0  # its seeds (0: budget.repeats, a search or baseline trial's)
 
 
 #: The rows of a condition: the search (the sampler's proposals and the alpha = 1 and alpha = 0 baselines, one
@@ -37,10 +40,12 @@ STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "running
 
 
 def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBudget, confirm_rounds: int,
-              mode: str, elapsed: float, finished: bool = False) -> dict[str, Any]:
+              mode: str, elapsed: float, finished: bool = False, work: Workload | None = None,
+              repeats: int = 1) -> dict[str, Any]:
     """Per condition and phase: trials planned (at most: confirmation stops once a verdict is clear), ended, and
-    complete / pruned / failed / running, the best objective; totals and an ETA from the pace so far (None before
-    any trial ended). A finished study's trials have all ended, however few of the planned ones ran."""
+    complete / pruned / failed / running, the best objective; totals and, given the conditions' ``work``
+    (:func:`kdtune.spec.workload.workload`), the time left (:func:`time_left`; None before any seed-epoch ran). A
+    finished study's trials have all ended, however few of the planned ones ran."""
     rows: list[dict[str, Any]] = []
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
@@ -48,9 +53,37 @@ def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBu
                   for phase, planned in zip(ROW_PHASES, (budget.search, budget.confirm))}
         rows.append({"condition": condition, **_totals(phases.values()), "phases": phases})
     totals = _totals(rows)
-    eta = elapsed * (totals["planned"] - totals["ended"]) / totals["ended"] if totals["ended"] else None
+    eta = None if finished or work is None else time_left(trials, conditions, work, repeats=repeats, elapsed=elapsed)
     return {"conditions": rows, **totals, "confirm_rounds": confirm_rounds, "finished": finished,
-            "elapsed_seconds": elapsed, "eta_seconds": None if eta is None or finished else max(0.0, eta)}
+            "elapsed_seconds": elapsed, "eta_seconds": eta}
+
+
+def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *, repeats: int,
+              elapsed: float) -> float | None:
+    """Seconds left: the seed-epochs still to run (one seed trained for one epoch) at the pace so far.
+
+    Trials differ in length (ASHA stops proposals early; a confirmation trial runs a round's fresh seeds at full
+    length, several times a search trial's work), so the pace is per seed-epoch, not per trial. Still to run, per
+    condition (:mod:`kdtune.spec.workload`): its search trials not yet begun at their expected length under ASHA,
+    its begun trials to their full length, and its confirmation round under way (before any, the first) at full
+    length. A later round is counted once it begins, and the log says so when it does; so the time left grows
+    only with a line that says why. None before any seed-epoch ran.
+    """
+    done = sum(t.epoch * (t.runs or repeats) for t in trials)
+    if done <= 0 or elapsed <= 0:
+        return None
+    left = 0.0
+    for condition in conditions:
+        mine = [t for t in trials if t.condition == condition]
+        left += sum((t.runs or repeats) * max(0, work.epochs - t.epoch) for t in mine
+                    if t.state in ("RUNNING", "PENDING"))
+        left += max(0, work.search_trials - sum(t.phase != "confirm" for t in mine)) * work.search_trial_units
+        confirm = [t for t in mine if t.phase == "confirm"]
+        if work.round_trials and work.round_units:
+            rounds = max(1, len({t.seeds[0] for t in confirm if t.seeds}))
+            per_trial = work.round_units[min(rounds, len(work.round_units)) - 1] / work.round_trials
+            left += max(0, rounds * work.round_trials - len(confirm)) * per_trial
+    return left * elapsed / done
 
 
 def _phase(trials: list[TrialView], phase: str, planned: int, mode: str) -> dict[str, Any]:
@@ -70,20 +103,6 @@ def _totals(parts: Any) -> dict[str, int]:
     return {key: sum(int(p[key]) for p in parts) for key in keys}
 
 
-def epoch_weighted_eta(*, done_units: float, running_left: float, trials_left: int, units_per_trial: float,
-                       elapsed: float) -> float | None:
-    """Seconds left, from the pace in seed-epochs (one seed trained for one epoch) rather than in trials.
-
-    Trials differ in length (ASHA stops some after a few epochs, confirmation trials run more seeds), so a pace
-    in trials misleads early on. ``done_units`` seed-epochs ran in ``elapsed`` seconds; still to run are the
-    running trials' remaining seed-epochs and ``trials_left`` trials of ``units_per_trial`` each (the mean so
-    far, so that ASHA's pruning counts). None before any seed-epoch ran.
-    """
-    if done_units <= 0 or elapsed <= 0:
-        return None
-    return max(0.0, (running_left + trials_left * units_per_trial) * elapsed / done_units)
-
-
 def from_files(study_dir: Path) -> dict[str, Any]:
     """The summary of a study folder, from ``study.json``, ``trials.parquet`` and ``results.parquet``, with
     ``notes``: why a finished study ran fewer trials than planned (:func:`kdtune.records.progress_lines.shortfall_lines`)."""
@@ -93,27 +112,37 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     from kdtune.records.results import read_trials
     from kdtune.spec.rules import confirmation_rounds
     from kdtune.spec.rules import trial_budget
+    from kdtune.spec.workload import workload
+    from kdtune.tasks import task_for
 
     folder = StudyFolder(study_dir)
     meta = folder.meta()
     spec = folder.spec()
-    results = read_results(study_dir).select(["trial_id", "condition", "phase", "seed"]).to_pylist()
+    results = read_results(study_dir).select(["trial_id", "condition", "phase", "seed", "epoch"]).to_pylist()
     seeds: dict[str, set[int]] = {}
+    epochs: dict[str, int] = {}
     for row in results:
         seeds.setdefault(row["trial_id"], set()).add(int(row["seed"]))
+        epochs[row["trial_id"]] = max(epochs.get(row["trial_id"], 0), int(row["epoch"] or 0))
     ended = read_trials(study_dir).to_pylist()
-    views = [TrialView(t["condition"], t["phase"], t["state"], t["objective"], tuple(sorted(seeds.get(t["trial_id"], ()))))
+
+    def view(trial_id: str, condition: str, phase: str, state: str, objective: float | None, epoch: int) -> TrialView:
+        mine = tuple(sorted(seeds.get(trial_id, ())))
+        return TrialView(condition, phase, state, objective, mine, epoch, len(mine))
+
+    views = [view(t["trial_id"], t["condition"], t["phase"], t["state"], t["objective"], int(t["epochs_done"] or 0))
              for t in ended]
     finished = meta.get("finished_at") is not None
     done_ids = {t["trial_id"] for t in ended}
     running = {r["trial_id"]: r for r in results if r["trial_id"] not in done_ids}
     if not finished:
-        views += [TrialView(r["condition"], r["phase"], "RUNNING", None, tuple(sorted(seeds[t])))
-                  for t, r in running.items()]
+        views += [view(t, r["condition"], r["phase"], "RUNNING", None, epochs[t]) for t, r in running.items()]
     end = meta.get("finished_at") or time.time()
+    work = workload(spec, asha=task_for(spec).by_epochs)
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]], budget=trial_budget(spec),
                         confirm_rounds=confirmation_rounds(spec), mode=spec.mode,
-                        elapsed=end - meta["created_at"], finished=finished)
+                        elapsed=end - meta.get("trials_started_at", meta["created_at"]), finished=finished,
+                        work=work, repeats=spec.budget.repeats)
     summary.update(study=spec.name, cut_short=meta.get("cut_short", False), objective=spec.objective_name)
     summary["notes"] = shortfall_lines(summary)
     teachers = teacher_summaries(folder.teachers())

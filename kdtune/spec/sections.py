@@ -33,11 +33,6 @@ def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) or value is None else [value]
 
 
-def _square(value: Any) -> Any:
-    """``image_size: 32`` is 32 x 32 pixels."""
-    return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
 def as_tracking(value: Any) -> Any:
     """``tracking: none`` switches tracking off; otherwise a mapping."""
     return {"wandb": None} if value in ("none", None) else value
@@ -106,16 +101,6 @@ class DatasetSpec(SpecModel):
     # (`name: text`: a .txt, .jsonl or Parquet file, or a folder of .txt files), the key or column holding each
     # document, the tokenizer (byte | hf:<name> | PATH/tokenizer.json), the tokens per block, the share of
     # documents held out for testing, and the training blocks an epoch visits (None: all; else a seeded sample).
-    # Images from disk (image_folder: `root` in torchvision's ImageFolder layout, `test_root` the same or 20% of root
-    # held out; torchvision:<Class>: on disk under data_root): every image resized to `image_size` (pixels, or
-    # [height, width]) when set; decoded into memory when they fit (`in_memory: auto`) or as asked, else read in
-    # `workers` loader processes per data loader; `num_classes`, when given, must match the folders.
-    root: str | None = None
-    test_root: str | None = None
-    image_size: Annotated[tuple[int, int] | None, BeforeValidator(_square)] = None
-    in_memory: Literal["auto"] | bool = "auto"
-    workers: int = Field(2, ge=0)
-    num_classes: int | None = Field(None, ge=2)
     corpus: str | None = None
     text_field: str | None = None
     tokenizer: str | None = None
@@ -123,23 +108,10 @@ class DatasetSpec(SpecModel):
     test_fraction: float | None = Field(None, gt=0, lt=1)
     epoch_blocks: int | None = Field(None, ge=1)
 
-    @field_validator("corpus", "root", "test_root")
+    @field_validator("corpus")
     @classmethod
     def _check_corpus(cls, path: str | None) -> str | None:
         return None if path is None else _absolute(path)
-
-    @field_validator("image_size")
-    @classmethod
-    def _check_image_size(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
-        if size is not None and min(size) < 1:
-            raise SpecError("dataset.image_size", list(size), "must be a positive number of pixels, or [height, width]")
-        return size
-
-    def images(self) -> dict[str, Any]:
-        """The fields of images read from disk, as :class:`~kdtune.tasks.image.folder.ImageOptions` takes them."""
-        return {"root": self.root, "test_root": self.test_root, "image_size": self.image_size,
-                "in_memory": None if self.in_memory == "auto" else self.in_memory, "workers": self.workers,
-                "num_classes": self.num_classes}
 
     @model_validator(mode="before")
     @classmethod
@@ -173,27 +145,10 @@ class DatasetSpec(SpecModel):
 
 
 class AugmentSpec(SpecModel):
-    """Random per-sample augmentation of training images (images only; ``kdtune.core.augment.Augment`` checks how
-    the fields combine): shifts and rotations, a padded random crop or a random-resized crop, a horizontal flip."""
+    """Random per-sample shifts and rotations of the teacher's training images (images only)."""
 
     shift: int = Field(0, ge=0)  # pixels, each axis, uniform integers in [-shift, shift]
     rotate: float = Field(0.0, ge=0, le=180)  # degrees, uniform in [-rotate, rotate]
-    crop: int = Field(0, ge=0)  # side of a random square crop of the image padded by `padding`, resized back
-    padding: int = Field(0, ge=0)  # zero pixels around the image before the crop (CIFAR: crop 32, padding 4)
-    scale: tuple[float, float] | None = None  # a random-resized crop: the share of the area, [low, high] in (0, 1]
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # its aspect ratio range (width / height), with scale
-    flip: bool = False  # horizontal flip with probability 1/2
-
-    @model_validator(mode="after")
-    def _check_combination(self) -> AugmentSpec:
-        from kdtune.core.augment import Augment
-
-        Augment(**self.model_dump())  # raises the one-line SpecError of a combination that does not go together
-        return self
-
-    @property
-    def active(self) -> bool:
-        return bool(self.shift or self.rotate or self.crop or self.scale is not None or self.flip)
 
 
 def _check_warmup(section: str, warmup_epochs: int, epochs: int) -> None:
@@ -203,9 +158,12 @@ def _check_warmup(section: str, warmup_epochs: int, epochs: int) -> None:
 
 
 #: The optimisation recipe shared by the teacher and student sections (declared in each, after its basic fields).
-RECIPE_FIELDS = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs")
+RECIPE_FIELDS = ("optimizer", "momentum", "weight_decay", "schedule", "warmup_epochs", "precision", "compile")
 Optimizer = Literal["adam", "sgd"]  # adam: AdamW when weight_decay > 0; sgd: with momentum and L2 decay
 Schedule = Literal["constant", "cosine", "step"]
+#: How CUDA runs a model's training steps: fp32, or bf16 / fp16 autocast (fp16 with a gradient scaler); with
+#: `compile`, through torch.compile. A CPU ignores both and trains in fp32 (kdtune.core.train.gpu_execution).
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class TeacherSection(SpecModel):
@@ -225,6 +183,8 @@ class TeacherSection(SpecModel):
     weight_decay: float = Field(0.0, ge=0)
     schedule: Schedule = "constant"
     warmup_epochs: int = Field(0, ge=0)  # linear warm-up, then the schedule; shorter than the epochs
+    precision: Precision = "fp32"  # part of the teacher's cache key where it ran (a CPU runs fp32)
+    compile: bool = False
     augment: AugmentSpec = AugmentSpec()  # shift 0, rotate 0: none
     # the teacher is the mean of the logits of this many members (seeds seed, seed + 1, ...)
     ensemble: int = Field(1, le=MAX_ENSEMBLE)
@@ -284,6 +244,8 @@ class StudentSection(SpecModel):
     weight_decay: float = Field(0.0, ge=0)
     schedule: Schedule = "constant"
     warmup_epochs: int = Field(0, ge=0)
+    precision: Precision = "fp32"
+    compile: bool = False
     # Reproducible augmented views (docs/views.md): the teacher's logits are cached for `views` views of every
     # training image, and each epoch the student trains on one of them, drawn by its seed.
     augment: AugmentSpec = AugmentSpec()  # shift 0, rotate 0: no augmentation, one un-augmented row per image
@@ -300,13 +262,13 @@ class StudentSection(SpecModel):
     def _check_recipe(self) -> StudentSection:
         _check_warmup("student", self.warmup_epochs, self.epochs)
         if self.views != DEFAULT_VIEWS and not self.augmented:  # the default: a resolved spec states it
-            raise SpecError("student.views", self.views, "needs student.augment (a shift, rotation, crop or flip): without "
+            raise SpecError("student.views", self.views, "needs student.augment (shift > 0 or rotate > 0): without "
                             "augmentation every view would be the same image")
         return self
 
     @property
     def augmented(self) -> bool:
-        return self.augment.active
+        return bool(self.augment.shift or self.augment.rotate)
 
     def recipe(self) -> dict[str, Any]:
         """The recipe fields, as :class:`~kdtune.core.train.TrainConfig` takes them."""
@@ -450,6 +412,9 @@ class CacheSpec(SpecModel):
     study's per-token teacher targets."""
 
     max_bytes: int = Field(DEFAULT_CACHE_MAX_BYTES, ge=1)  # per condition; checked before anything trains
+    # Image task: the teacher's logits stored in float32 or float16 (half the bytes; rounding below 0.01 for logits
+    # under 32 in magnitude); part of the logits entry's key, so each is its own entry. Read back as float32.
+    logits_dtype: Literal["float32", "float16"] = "float32"
     top_k: int | None = None  # store the top-k logits and the log-sum-exp of the rest (many classes or tokens)
     # Language task: the unbiased sampled variant instead, this many draws per position (forward KL at T = 1).
     samples: int | None = Field(None, ge=1)

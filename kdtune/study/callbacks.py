@@ -21,13 +21,13 @@ from kdtune.records.progress_lines import shortfall_lines
 from kdtune.records.progress_lines import summary_line
 from kdtune.records.progress_lines import trial_line
 from kdtune.records.status import TrialView
-from kdtune.records.status import epoch_weighted_eta
 from kdtune.records.status import render
 from kdtune.records.status import summarise
 from kdtune.records.status import teacher_summaries
 from kdtune.spec.rules import confirmation_rounds
 from kdtune.spec.rules import trial_budget
 from kdtune.spec.rules import trial_outcome
+from kdtune.spec.workload import workload
 from kdtune.tasks import task_for
 from kdtune.trial_io import config_of
 from kdtune.trial_io import last_result_of
@@ -55,6 +55,7 @@ class ResultsRecorder(Callback):
         self.study_dir = Path(study_dir)
         self.study_name = spec.name
         self.epochs = task_for(spec).epochs(spec)
+        self.work = workload(spec, asha=task_for(spec).by_epochs)
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.restarts: dict[str, int] = {}
         self._buffer: list[dict[str, Any]] = []
@@ -142,13 +143,13 @@ class Progress(Callback):
         self.conditions = conditions
         self.teachers = teacher_summaries(teachers)
         self.budget = trial_budget(spec)
-        self.per_condition = self.budget.total
         self.confirm_rounds = confirmation_rounds(spec)
         # each condition's confirmation rounds begun, by their first seed (a round has its own fresh seeds)
         self.rounds_begun: dict[str, list[int]] = {}
         self.max_wall_s = None if spec.budget.max_wall_minutes is None else 60.0 * spec.budget.max_wall_minutes
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
+        self.work = workload(spec, asha=task_for(spec).by_epochs)
         self.repeats = spec.budget.repeats
         self.searched = list(spec.search)
         self.title = spec.name
@@ -236,38 +237,18 @@ class Progress(Callback):
             else:
                 state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
             config = config_of(trial)
-            seeds = tuple(config.get("seeds", ())) if config["phase"] == "confirm" else ()
+            seeds = tuple(config.get("seeds", ()))
             views.append(TrialView(config["condition"], config["phase"], state, last_result_of(trial).get("objective"),
-                                   seeds))
+                                   seeds if config["phase"] == "confirm" else (),
+                                   int(last_result_of(trial).get("epoch", 0)), len(seeds)))
         elapsed = time.time() - self._start
         summary = summarise(views, conditions=self.conditions, budget=self.budget, confirm_rounds=self.confirm_rounds,
-                            mode=self.mode, elapsed=elapsed, finished=finished)
+                            mode=self.mode, elapsed=elapsed, finished=finished, work=self.work, repeats=self.repeats)
         summary.update(study=self.title, objective=self.objective,
                        cut_short=self.max_wall_s is not None and elapsed >= self.max_wall_s)
-        if not finished:
-            summary["eta_seconds"] = self._eta(trials, elapsed)
         for row in summary["conditions"]:
             row["teacher"] = self.teachers.get(row["condition"])
         return summary
-
-    def _eta(self, trials: list[Trial], elapsed: float) -> float | None:
-        """Time left weighted by seed-epochs (:func:`kdtune.records.status.epoch_weighted_eta`)."""
-        done, running_left, ended_units = 0.0, 0.0, []
-        started = 0
-        for trial in trials:
-            seeds = len(config_of(trial).get("seeds", ())) or 1
-            epoch = int(last_result_of(trial).get("epoch", 0))
-            done += seeds * epoch
-            if trial.status in ("TERMINATED", "ERROR"):
-                ended_units.append(seeds * epoch)
-                started += 1
-            elif trial.status == "RUNNING":
-                running_left += seeds * max(0, self.epochs - epoch)
-                started += 1
-        per_trial = sum(ended_units) / len(ended_units) if ended_units else self.repeats * self.epochs
-        trials_left = max(0, self.per_condition * len(self.conditions) - started)
-        return epoch_weighted_eta(done_units=done, running_left=running_left, trials_left=trials_left,
-                                  units_per_trial=per_trial, elapsed=elapsed)
 
 
 def _emit(line: str) -> None:

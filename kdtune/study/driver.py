@@ -49,6 +49,7 @@ class RunOptions:
     tune_storage: str | None = None  # Tune's storage_path (trial checkpoints); default: <study>/tune
     max_concurrent: int | None = None
     progress: bool = True
+    imports_s: float | None = None  # seconds this process took to import torch and Ray Tune (see _estimate)
 
 
 def run_study(spec: StudySpec, options: RunOptions, *,
@@ -118,21 +119,18 @@ def _estimate(checked: CheckedInputs, options: RunOptions) -> dict[str, Any] | N
     None when it cannot be made (what the estimate could not do, the study may), except for a model that fails
     in its timed training steps, which would fail every trial.
 
-    The plan's worker start (a fresh Python importing torch and Ray Tune) is taken from this process's own
-    imports of them, which the study needs anyway, instead of a separate process.
+    The plan's worker start (a fresh Python importing torch and Ray Tune) is ``options.imports_s``, this process's
+    own imports of them (``kdtune run`` times them before the checks import torch), else measured in a fresh
+    process.
     """
     from kdtune.errors import KdtuneError
     from kdtune.errors import SpecError
     from kdtune.study.estimate import make_plan
 
-    start = time.perf_counter()
-    import ray.tune  # noqa: F401 - timed: what each Ray worker pays
-    import torch  # noqa: F401
-
     try:
         return make_plan(checked.spec, checked=checked, cache_dir=options.cache_dir,
                          max_concurrent=options.max_concurrent, ray_running=options.address is not None,
-                         worker_start_s=time.perf_counter() - start)
+                         worker_start_s=options.imports_s)
     except SpecError as exc:
         if exc.field.endswith(".arch"):
             raise

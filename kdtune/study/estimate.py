@@ -20,6 +20,8 @@ from kdtune.errors import one_line
 from kdtune.spec.conditions import expand
 from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.rules import trial_budget
+from kdtune.spec.workload import Workload
+from kdtune.spec.workload import workload
 from kdtune.study.preflight import CheckedInputs
 from kdtune.study.preflight import check_inputs
 
@@ -31,14 +33,21 @@ TUNE_REPORT_S = 0.025
 #: Tune and Optuna set-up before the first trial (storage, searcher, scheduler), on top of one worker start.
 TUNE_SETUP_S = 3.0
 CALIBRATION_STEPS = 20
+#: ... and at least this long: a small model's 20 steps take a few milliseconds, too few to time on a busy CPU.
+CALIBRATION_SECONDS = 1.0
 WARMUP_STEPS = 3
-CALIBRATION_IMAGES = 1024  # of a dataset on disk, decoded for the calibration
+#: The plan's three figures: each verdict clear after the first confirmation round, every round run (both with
+#: ASHA's expected stopping), and the worst case (ASHA stops nothing, every round runs).
+SCENARIOS = ("expected", "all_rounds", "worst")
 ASSUMPTIONS = [
-    "worst case: ASHA stops no trial early (every trial runs all its epochs); teacher patience stops nothing",
+    "about: ASHA stops proposals as Ray's rule does for proposals of exchangeable quality (simulated); a sampler "
+    "that improves stops fewer; the range: each verdict clear after the first confirmation round .. every round run",
+    "at most: ASHA stops no trial early and every confirmation round runs; teacher patience stops nothing",
     f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
     f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + two worker starts, measured as python -c 'import torch, "
     "ray.tune' (+ two more to start a local Ray)",
-    f"step times from {CALIBRATION_STEPS} timed steps after {WARMUP_STEPS} warm-up steps on this machine: a "
+    f"step times from {CALIBRATION_STEPS} timed steps (at least {CALIBRATION_SECONDS:g} s of them) after "
+    f"{WARMUP_STEPS} warm-up steps on this machine: a "
     "student's on the threads a trial has (resources.cpu), a teacher's on its preparation's share of the CPUs",
     "searched epochs at their maximum, searched batch sizes at their minimum",
 ]
@@ -65,8 +74,8 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     cpus = cpus or os.cpu_count() or 1
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
     epochs, batch_size = _worst_case_student(spec)
+    work = workload(spec, epochs=epochs, asha=task.by_epochs)
     worker_start_s = _worker_start_seconds() if worker_start_s is None else worker_start_s
-    overhead_s = TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * epochs
     calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
     teacher_threads = preparation_cpus(cpus, cpus, len(conditions))  # one machine of `cpus` cores
     loaded: dict[tuple[Any, ...], tuple[Any, float]] = dict(checked.loaded)
@@ -87,36 +96,67 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
         else:
             run_s, teacher_s, load_s = _shared_plan(spec, task, cond, row, cache, calibrations, loaded, epochs,
                                                     batch_size, teacher_threads)
-        trial_s = spec.budget.repeats * run_s + overhead_s
-        confirm_s = (confirm_runs / confirm_trials * run_s if confirm_trials else 0.0) + overhead_s
-        row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s, "trial_s": trial_s,
-                           "cpu_s": load_s + teacher_threads * teacher_s + trials * trial_s + confirm_trials * confirm_s,
-                           "longest_trial_s": max(trial_s, confirm_s if confirm_trials else 0.0)}
-        row["trial_seconds"] = [trial_s] * trials + [confirm_s] * confirm_trials
+        trials_s = _trial_seconds(work, run_s / work.epochs, spec.budget.repeats)
+        row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s,
+                           "trial_s": spec.budget.repeats * run_s + _overhead_s(work.epochs),
+                           "cpu_s": load_s + teacher_threads * teacher_s + trials_s["expected"][0],
+                           "cpu_s_worst": load_s + teacher_threads * teacher_s + trials_s["worst"][0],
+                           "longest_trial_s": trials_s["worst"][1]}
+        row["trials_s"] = trials_s
         rows.append(row)
     prep = [r["estimate"]["data_load_s"] + r["estimate"]["teacher_s"] for r in rows]
     # one Ray task per condition, as many at once as their shares of the CPUs allow
     prep_wall = max(max(prep), sum(prep) / max(1, cpus // teacher_threads))
-    all_trials = [s for r in rows for s in r.pop("trial_seconds")]
-    trial_wall = max(max(all_trials), sum(all_trials) / concurrency)
+    scenarios = {}
+    for name in SCENARIOS:
+        parts = [r["trials_s"][name] for r in rows]
+        scenarios[name] = max(max(p[1] for p in parts), sum(p[0] for p in parts) / concurrency)
+    for r in rows:
+        del r["trials_s"]
     startup = TUNE_SETUP_S + worker_start_s * (2 if ray_running else 4)  # + the trial actors' one start
     return {
         "spec": spec.name,
         "conditions": rows,
-        "total": {"conditions": len(rows), "trials": len(all_trials), "runs": runs * len(rows),
+        "total": {"conditions": len(rows), "trials": (trials + confirm_trials) * len(rows), "runs": runs * len(rows),
                   "epochs_per_run": epochs if task.by_epochs else None,
                   "teachers_to_train": sum(r["teacher"]["action"] == "train teacher" for r in rows),
                   "logits_to_compute": sum(r["teacher"]["action"] == "compute logits" for r in rows),
                   "cached": sum(r["teacher"]["action"] == "cached" for r in rows),
                   "cpu_s": sum(r["estimate"]["cpu_s"] for r in rows),
-                  "wall_s": startup + prep_wall + trial_wall,
-                  "wall_parts_s": {"startup": startup, "teachers": prep_wall, "trials": trial_wall}},
+                  "wall_s": startup + prep_wall + scenarios["expected"],
+                  "wall_s_all_rounds": startup + prep_wall + scenarios["all_rounds"],
+                  "wall_s_worst": startup + prep_wall + scenarios["worst"],
+                  "wall_parts_s": {"startup": startup, "teachers": prep_wall, "trials": scenarios["expected"],
+                                   "trials_all_rounds": scenarios["all_rounds"], "trials_worst": scenarios["worst"]},
+                  "seed_epochs": {name: getattr(work, name) * len(rows) for name in SCENARIOS}},
         "resources": {"cpus": cpus, "cpu_per_trial": spec.resources.cpu, "gpu_per_trial": spec.resources.gpu,
                       "concurrency": concurrency, "teacher_threads": teacher_threads},
         "calibration": calibrations,
         "assumptions": ASSUMPTIONS + (["the calibration ran on this machine's CPU; a GPU study is usually faster"]
                                       if spec.resources.gpu > 0 else []),
     }
+
+
+def _overhead_s(trial_epochs: float) -> float:
+    """Tune's cost of a trial of ``trial_epochs`` reported epochs."""
+    return TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * trial_epochs
+
+
+def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tuple[float, float]]:
+    """A condition's trials in each of :data:`SCENARIOS`: (CPU seconds of its trials, the longest trial's), from
+    its :class:`~kdtune.spec.workload.Workload` and the seconds of one seed-epoch."""
+    rounds = work.round_units
+    round_s = [units * unit_s + work.round_trials * _overhead_s(work.epochs) for units in rounds]
+    longest_round_trial = max(rounds) / max(1, work.round_trials) * unit_s if rounds else 0.0
+    longest = max(repeats * work.epochs * unit_s, longest_round_trial) + _overhead_s(work.epochs)
+    search_s = {"expected": work.search_units, "worst": work.search_units_worst}
+    out = {}
+    for name in SCENARIOS:
+        units = search_s["worst" if name == "worst" else "expected"]
+        cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S + units / repeats * TUNE_REPORT_S
+        cpu += round_s[0] if name == "expected" and round_s else sum(round_s)
+        out[name] = (cpu, longest)
+    return out
 
 
 def _shared_plan(spec: Any, task: Any, cond: Any, row: dict[str, Any], cache: Any,
@@ -234,7 +274,6 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
     from kdtune.cache.teacher import build_checked
     from kdtune.core.distill import kd_loss
-    from kdtune.core.images import head
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import make_optimizer
     from kdtune.core.train import predict
@@ -244,9 +283,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
     try:
         model = build_checked(arch, data, kwargs=kwargs, field=field, seed=0)
         optimizer = make_optimizer(TrainConfig(lr=1e-3), model.parameters())  # the Adam the study trains with
-        # images on disk: a sample decoded once (the plan times the model's steps, not the loader's decoding)
-        x = data.train.x if isinstance(data.train.x, torch.Tensor) else head(data.train.x, CALIBRATION_IMAGES)
-        y = data.train.y[: len(x)]
+        x, y = data.train.x, data.train.y
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(0)
@@ -270,11 +307,12 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
         for i in range(WARMUP_STEPS):
             step(i)
-        start = time.perf_counter()
-        for i in range(CALIBRATION_STEPS):
-            step(i)
-        step_s = (time.perf_counter() - start) / CALIBRATION_STEPS
-        sample = torch.cat([head(data.val.x, 4096), head(data.test.x, 4096)])[:4096]
+        start, steps = time.perf_counter(), 0
+        while steps < CALIBRATION_STEPS or time.perf_counter() - start < CALIBRATION_SECONDS:
+            step(steps)
+            steps += 1
+        step_s = (time.perf_counter() - start) / steps
+        sample = torch.cat([data.val.x, data.test.x])[:4096]
         predict(model, sample[:64])  # warm-up
         start = time.perf_counter()
         predict(model, sample)
@@ -285,13 +323,23 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
 
 def estimate_line(result: dict[str, Any]) -> str:
-    """The plan's wall-time estimate in one line (``kdtune plan``'s summary; ``kdtune run`` prints it first)."""
+    """The plan's wall-time estimate in one line (``kdtune plan``'s summary; ``kdtune run`` prints it first): the
+    expected range (first confirmation round only .. every round) and the worst case."""
     total, res = result["total"], result["resources"]
     parts = total["wall_parts_s"]
-    return (f"wall time: about {duration(total['wall_s'])} at worst for {total['trials']} trials, "
-            f"{res['concurrency']} at once on {res['cpus']} CPUs "
-            f"(start-up {duration(parts['startup'])}, teachers {duration(parts['teachers'])}, "
-            f"trials {duration(parts['trials'])})")
+    return (f"wall time: about {_span(total['wall_s'], total['wall_s_all_rounds'])} "
+            f"(at most {duration(total['wall_s_worst'])}) for up to {total['trials']} trials, "
+            f"{res['concurrency']} at once on {res['cpus']} CPUs (start-up {duration(parts['startup'])}, "
+            f"teachers {duration(parts['teachers'])}, trials {_span(parts['trials'], parts['trials_all_rounds'])})")
+
+
+def _span(low: float, high: float) -> str:
+    """``2.5 min`` or ``2.5-2.9 min``: one figure when the two round to it."""
+    a, b = duration(low), duration(high)
+    if a == b:
+        return a
+    unit_a, unit_b = a.rsplit(" ", 1)[1], b.rsplit(" ", 1)[1]
+    return f"{a.rsplit(' ', 1)[0]}-{b}" if unit_a == unit_b else f"{a}-{b}"
 
 
 def duration(seconds: float) -> str:

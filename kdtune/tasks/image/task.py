@@ -85,7 +85,8 @@ class ImageClassification(Task):
                         max_bytes=spec.cache.max_bytes)
         teacher_spec = condition.teacher_spec(spec)
         cache = LogitCache(cache_dir)
-        prepared = cache.prepare(teacher_spec, data, threads=None, full_curve=spec.teacher.full_curve,
+        prepared = cache.prepare(teacher_spec, data, dtype=spec.cache.logits_dtype, threads=None,
+                                 full_curve=spec.teacher.full_curve,
                                  on_epoch=lambda metrics: on_epoch(metrics.epoch))
         views = None if view_spec is None else cache.prepare_views(prepared, data, view_spec, top_k=spec.cache.top_k,
                                                                    max_bytes=spec.cache.max_bytes)

@@ -1,0 +1,140 @@
+"""How much training a spec asks for, per condition and phase, in seed-epochs (one seed trained for one epoch).
+
+``kdtune plan`` turns these into seconds with step times measured on the machine, and the run's ETA (live and in
+``kdtune status``) turns what is left of them into seconds with the pace measured so far. One model for both, so
+the plan and the ETA tell the same story:
+
+- **search**: the sampler's proposals at ASHA's *expected* length (:func:`asha_expected_epochs`), the alpha = 1
+  and alpha = 0 baselines at full length (ASHA never stops them), ``budget.repeats`` seeds each;
+- **confirmation**, round by round: the ``confirm_top_k`` candidates and alpha = 1 on the round's fresh seeds, at
+  full length. The first round always runs; later rounds run only while the verdict is unclear, so the plan gives
+  a range (first round only .. every round) and the ETA counts a round once it has begun (the log says so).
+
+The worst case (ASHA stops nothing, every round runs) is :attr:`Workload.worst`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kdtune.spec.rules import budget_looks
+from kdtune.spec.rules import trials_per_condition
+
+
+if TYPE_CHECKING:
+    from kdtune.spec.schema import StudySpec
+
+#: Simulated searches behind :func:`asha_expected_epochs` (fixed seed: the plan is deterministic).
+ASHA_SIMULATIONS = 2000
+ASHA_SIMULATED_PROPOSALS = 100
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One condition's training, in seed-epochs, and its trials (each pays Tune's per-trial overhead)."""
+
+    epochs: int  # a run's full length
+    search_trials: int  # proposals + baselines (trials_per_condition)
+    search_units: float  # expected, with ASHA's stopping
+    search_units_worst: float  # every search trial at full length
+    round_trials: int  # confirm_top_k + 1 (alpha = 1) per round; 0 without confirmation
+    round_units: tuple[float, ...]  # each confirmation round's seed-epochs, at full length
+
+    @property
+    def expected(self) -> float:
+        """Seed-epochs when each verdict is clear after the first confirmation round."""
+        return self.search_units + (self.round_units[0] if self.round_units else 0.0)
+
+    @property
+    def all_rounds(self) -> float:
+        """Seed-epochs when every confirmation round runs."""
+        return self.search_units + sum(self.round_units)
+
+    @property
+    def worst(self) -> float:
+        """Seed-epochs when ASHA stops nothing and every confirmation round runs."""
+        return self.search_units_worst + sum(self.round_units)
+
+    @property
+    def search_trial_units(self) -> float:
+        """A search-phase trial's expected seed-epochs (proposals and baselines averaged)."""
+        return self.search_units / max(1, self.search_trials)
+
+
+def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -> Workload:
+    """A condition's :class:`Workload` under ``spec`` (every condition of a spec has the same budget);
+    ``epochs``: a run's length if not ``student.epochs`` (the plan's worst case over a searched ``epochs``);
+    ``asha``: False for a task that has no epochs to stop at (the study runs it without ASHA)."""
+    from kdtune.spec.space import baselines
+
+    epochs = int(epochs or spec.student.epochs)
+    repeats = spec.budget.repeats
+    trials = trials_per_condition(spec)
+    unpruned = min(trials, len(baselines(spec)))
+    proposals = trials - unpruned
+    if asha and spec.scheduler.type == "asha" and proposals:
+        proposal_epochs = asha_expected_epochs(proposals, unpruned, epochs, spec.scheduler.grace_period,
+                                               spec.scheduler.reduction_factor)
+    else:
+        proposal_epochs = float(epochs)
+    search_units = repeats * (unpruned * epochs + proposals * proposal_epochs)
+    round_trials = spec.budget.confirm_top_k + 1 if spec.budget.confirm_top_k else 0
+    looks = budget_looks(spec.budget) if round_trials else ()
+    sizes = [b - a for a, b in zip((0, *looks), looks)]
+    return Workload(epochs=epochs, search_trials=trials, search_units=search_units,
+                    search_units_worst=float(repeats * trials * epochs), round_trials=round_trials,
+                    round_units=tuple(float(round_trials * n * epochs) for n in sizes))
+
+
+def asha_expected_epochs(proposals: int, unpruned: int, max_t: int, grace_period: int, reduction_factor: float,
+                         *, simulations: int = ASHA_SIMULATIONS) -> float:
+    """Expected epochs of a proposal under Ray Tune's asynchronous successive halving, by simulation.
+
+    Ray's rule (``AsyncHyperBandScheduler``, one bracket): rungs at ``grace_period * reduction_factor**k`` below
+    ``max_t``; a trial reaching a rung stops if its objective is below the ``1 - 1/reduction_factor`` quantile of
+    the values recorded there before it (the first to arrive always continues), and its value is recorded either
+    way. Here ``unpruned`` trials (the baselines, which kdtune never stops) arrive first, then the proposals; each
+    trial keeps one exchangeable quality at every rung. The sampler's proposals usually improve as it learns, so
+    real studies stop somewhat fewer than this. Beyond :data:`ASHA_SIMULATED_PROPOSALS` proposals the share
+    stopped has settled, so the first that many stand for all.
+    """
+    rungs = []
+    milestone = float(grace_period)
+    while milestone < max_t:
+        rungs.append(milestone)
+        milestone *= reduction_factor
+    if not rungs or proposals <= 0:
+        return float(max_t)
+    proposals = min(proposals, ASHA_SIMULATED_PROPOSALS)
+    simulations = max(200, min(simulations, 50_000 // (unpruned + proposals)))
+    rng = random.Random(0)
+    share = 1.0 - 1.0 / reduction_factor  # numpy's default (linear) percentile, as Ray computes its cutoff
+    total = 0.0
+    for _ in range(simulations):
+        quality = [rng.random() for _ in range(unpruned + proposals)]
+        running = list(range(unpruned + proposals))  # in order of arrival at the rung
+        length = {i: float(max_t) for i in range(unpruned, unpruned + proposals)}
+        for milestone in rungs:
+            recorded: list[float] = []
+            survivors = []
+            for i in running:
+                value = quality[i]
+                if recorded and i >= unpruned:
+                    h = share * (len(recorded) - 1)
+                    low = int(h)
+                    high = min(low + 1, len(recorded) - 1)
+                    cutoff = recorded[low] + (h - low) * (recorded[high] - recorded[low])
+                    stopped = value < cutoff
+                else:
+                    stopped = False
+                bisect.insort(recorded, value)
+                if stopped:
+                    length[i] = milestone
+                else:
+                    survivors.append(i)
+            running = survivors
+        total += sum(length.values()) / proposals
+    return total / simulations
