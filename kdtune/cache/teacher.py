@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import fields
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from kdtune.core.augment import Augment
 from kdtune.core.data import DataBundle
+from kdtune.core.images import head
 from kdtune.core.metrics import held_out_metrics
-from kdtune.core.train import Augment
 from kdtune.core.train import EpochMetrics
 from kdtune.core.train import TeacherLogits
 from kdtune.core.train import TrainConfig
@@ -106,9 +108,10 @@ class TeacherSpec:
             raise SpecError("teacher.ensemble", self.ensemble, "must be a positive integer (the number of members)")
         try:
             if isinstance(self.augment, dict):
-                unknown = sorted(set(self.augment) - {"shift", "rotate"})
+                unknown = sorted(set(self.augment) - {f.name for f in fields(Augment)})
                 if unknown:
-                    raise SpecError("augment", self.augment, "takes shift (pixels) and rotate (degrees) only")
+                    raise SpecError("augment", self.augment, "takes shift, rotate, crop, padding, scale, ratio and "
+                                    "flip only")
                 object.__setattr__(self, "augment", Augment(**self.augment))
             if self.augment is not None and not self.augment.active:
                 object.__setattr__(self, "augment", None)  # a no-op augmentation is no augmentation (same key)
@@ -141,6 +144,8 @@ class TeacherSpec:
     def to_dict(self) -> dict[str, Any]:
         """The fields; ``checkpoint`` and ``logits`` only when set, so keys of trained teachers never change."""
         d = asdict(self)
+        if self.augment is not None:  # shift and rotate, and crops and flips only where set: older keys stay
+            d["augment"] = self.augment.to_dict()
         del d["compile"]
         for name in ("checkpoint", "logits"):
             if d[name] is None:
@@ -342,7 +347,7 @@ def build_checked(arch: str, data: DataBundle, *, kwargs: dict[str, Any] | None 
 def check_output(model: nn.Module, data: DataBundle, *, arch: str, field: str) -> None:
     """Run ``model`` on the first :data:`CHECK_BATCH` training samples (eval mode, no gradient) and check the
     output is a float tensor of shape (batch, num_classes)."""
-    x = data.train.x[:CHECK_BATCH]
+    x = head(data.train.x, CHECK_BATCH)
     if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     device = next(iter(model.parameters()), torch.empty(0)).device

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -30,10 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdtune.core.augment import Augment
+from kdtune.core.augment import augment_batch
+from kdtune.core.augment import check_fits
 from kdtune.core.data import DataBundle
 from kdtune.core.data import Split
 from kdtune.core.distill import check_alpha
 from kdtune.core.distill import kd_loss
+from kdtune.core.images import DiskImages
+from kdtune.core.images import Images
+from kdtune.core.images import take
 from kdtune.core.limits import MIN_TEMPERATURE
 from kdtune.core.limits import TOO_COLD
 from kdtune.core.metrics import held_out_metrics
@@ -53,32 +60,6 @@ STEP_GAMMA = 0.1
 _AUGMENT_SEED_OFFSET = 0x5EED_A06  # augmentation draws come from a generator of their own (batch order unchanged)
 _MODEL_RNG_OFFSET = 0x5EED_D0  # dropout's draws: torch's global RNG, set from a state of the trainer's own
 _VIEW_SEED_OFFSET = 0x5EED_71E  # which view of each image an epoch uses: a generator of its own too
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Random per-sample shifts of up to ``shift`` pixels (each axis, uniform integers in [-shift, shift]) and
-    rotations uniform in [-rotate, rotate] degrees, applied to each training batch of images.
-
-    One affine resampling per batch (:func:`augment_batch`); the pixels moved in from outside are 0 (the
-    background of MNIST-like images in [0, 1]). Validation, test and the teacher's logits never see it.
-    """
-
-    shift: int = 0
-    rotate: float = 0.0
-
-    def __post_init__(self) -> None:
-        # 10 and 10.0 degrees are one augmentation (and one cache key)
-        object.__setattr__(self, "shift", int(self.shift))
-        object.__setattr__(self, "rotate", float(self.rotate))
-        if self.shift < 0:
-            raise SpecError("augment.shift", self.shift, "must be a number of pixels >= 0")
-        if not 0 <= self.rotate <= 180:
-            raise SpecError("augment.rotate", self.rotate, "must be degrees in [0, 180]")
-
-    @property
-    def active(self) -> bool:
-        return self.shift > 0 or self.rotate > 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +162,7 @@ class ViewSource(Protocol):
     """Augmented views and the teacher's logits for them (:mod:`kdtune.tasks.image.views`): cached or computed inline."""
 
     @property
-    def spec(self) -> Any: ...  # a kdtune.tasks.image.views.ViewSpec: .views and .render(x, index, view)
+    def spec(self) -> Any: ...  # a kdtune.tasks.image.views.ViewSpec: .views, .render(x, index, view), .apply(...)
 
     def teacher_logits(self, index: torch.Tensor, view: torch.Tensor, batch: torch.Tensor, *,
                        temperature: float = 1.0) -> torch.Tensor: ...
@@ -264,37 +245,6 @@ def make_optimizer(config: TrainConfig, params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr, fused=fused)
 
 
-def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator) -> torch.Tensor:
-    """``x`` (B, C, H, W) shifted and rotated per sample, with draws from ``generator`` (CPU) alone.
-
-    One ``affine_grid`` + ``grid_sample`` for the whole batch (:func:`affine_warp`): each sample gets its own
-    shift and angle (torchvision's v2 transforms draw one set of parameters per call, i.e. per batch).
-    """
-    b = x.shape[0]
-    dx = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
-    dy = torch.randint(-augment.shift, augment.shift + 1, (b,), generator=generator).float()
-    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(augment.rotate)
-    return affine_warp(x, dx, dy, angle)
-
-
-def affine_warp(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """``x`` (B, C, H, W), sample b shifted by (dx[b], dy[b]) pixels and rotated by angle[b] radians (CPU float32
-    tensors of shape (B,)); pixels moved in from outside are 0.
-
-    The one resampling of every augmentation (the teacher's random one and the student's reproducible views,
-    :mod:`kdtune.tasks.image.views`). Integer shifts without rotation land exactly on pixel centres, so they move pixels
-    without blurring them.
-    """
-    _, _, h, w = x.shape
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    # theta maps output to input coordinates in [-1, 1]; a shift of d pixels is 2d / size there.
-    theta = torch.stack([torch.stack([cos, -sin, -2 * dx / w], 1), torch.stack([sin, cos, -2 * dy / h], 1)], 1)
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) \
-        else out
-
-
 class Trainer:
     """Trains ``model`` on ``data.train`` with the config's recipe, one epoch per :meth:`step`.
 
@@ -343,11 +293,13 @@ class Trainer:
             *(t.to(self.device) for t in (teacher.train, teacher.val, teacher.test)))
         augment = config.augment
         if augment is not None and augment.active and data.train.x.dim() != 4:
-            raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}", "needs image inputs (C, H, W); "
+            raise SpecError("augment", augment.to_dict(), "needs image inputs (C, H, W); "
                             f"dataset {data.name!r} has inputs of shape {tuple(data.input_shape)}")
         self.augment = augment if augment is not None and augment.active else None
+        if self.augment is not None:
+            check_fits(self.augment, data.input_shape[1], data.input_shape[2], field="augment")
         if views is not None and self.augment is not None:
-            raise SpecError("augment", f"shift {augment.shift}, rotate {augment.rotate}",  # type: ignore[union-attr]
+            raise SpecError("augment", augment.to_dict(),  # type: ignore[union-attr]
                             "cannot be combined with student views (they carry their own augmentation)")
         if views is not None and data.train.x.dim() != 4:
             raise SpecError("student.augment", views.spec.augment, "needs image inputs (C, H, W); dataset "
@@ -386,22 +338,20 @@ class Trainer:
 
     def _train_batches(self) -> float:
         self.model.train()
-        x, y = self.train_split.x, self.train_split.y
+        y = self.train_split.y
         order = torch.randperm(len(y), generator=self.generator).to(self.device)  # (N,)
+        view = None
         if self.views is not None:  # this epoch's view of every image
             view = torch.randint(self.views.spec.views, (len(y),), generator=self.view_generator).to(self.device)
         total, count = torch.zeros((), device=self.device), 0
-        for i, start in enumerate(range(0, len(order), self.config.batch_size)):
-            idx = order[start : start + self.config.batch_size]
+        for i, (idx, batch) in enumerate(self._batches(order, view)):
             factor = lr_factor(self.config, self.epoch * self.steps_per_epoch + i, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr * factor
-            if self.views is not None:
-                batch = self.views.spec.render(x, idx, view[idx])
-            else:
-                batch = x[idx] if self.augment is None else augment_batch(x[idx], self.augment, self.augment_generator)
+            if self.augment is not None:
+                batch = augment_batch(batch, self.augment, self.augment_generator)
             logits = self._logits(batch)  # (B, K) float32
-            if self.views is not None and self.config.alpha < 1:  # at alpha = 1 no teacher logits are needed
+            if self.views is not None and view is not None and self.config.alpha < 1:  # alpha = 1 needs no teacher
                 target = self.views.teacher_logits(idx, view[idx], batch, temperature=self.config.temperature)
                 loss = kd_loss(logits, target, y[idx],
                                alpha=self.config.alpha, temperature=self.config.temperature)
@@ -422,6 +372,20 @@ class Trainer:
             count += len(idx)
         return float(total) / count
 
+    def _batches(self, order: torch.Tensor, view: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(positions, pixels) of each training batch in ``order``, with this epoch's ``view`` of each image rendered:
+        sliced from the pre-loaded tensors, or decoded and rendered in loader workers for images on disk (the same
+        batches either way)."""
+        x, size = self.train_split.x, self.config.batch_size
+        if isinstance(x, DiskImages):
+            render = None if self.views is None else self.views.spec.apply
+            for idx, batch in x.batches(order, size, views=None if view is None else view[order], render=render):
+                yield idx.to(self.device), _on_device(batch, self.device)
+            return
+        for start in range(0, len(order), size):
+            idx = order[start : start + size]
+            yield idx, x[idx] if self.views is None or view is None else self.views.spec.render(x, idx, view[idx])
+
     @torch.no_grad()
     def evaluate(self, *, train_loss: float = float("nan"), val_only: bool = False) -> EpochMetrics:
         """The metrics of the model as it is now; with ``val_only`` the test and training-split ones are NaN (or
@@ -437,7 +401,7 @@ class Trainer:
                                 teacher_agreement=None, correction_rate=None, memorisation_rate=None, seconds=0.0)
         test_logits = predict(self.model, self.test_split.x)
         flipped = self.train_split.flipped
-        flipped_pred = predict(self.model, self.train_split.x[flipped]).argmax(1) if bool(flipped.any()) else None
+        flipped_pred = predict(self.model, take(self.train_split.x, flipped)).argmax(1) if bool(flipped.any()) else None
         agreement = None
         if self.teacher is not None:
             agreement = float((test_logits.argmax(1) == self.teacher.test.argmax(1)).float().mean())
@@ -506,14 +470,19 @@ def train_student(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, in batches; returned on ``x``'s device as float32."""
+def predict(model: nn.Module, x: Images, *, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode, in batches; returned on ``x``'s device (the CPU for images on
+    disk, decoded in loader workers) as float32."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = [model(x[i : i + batch_size].to(device, non_blocking=True)).float() for i in range(0, len(x), batch_size)]
+    if isinstance(x, DiskImages):
+        out = [model(_on_device(batch, device)).float().cpu() for _, batch in x.batches(torch.arange(len(x)), batch_size)]
+    else:
+        out = [model(x[i : i + batch_size].to(device, non_blocking=True)).float() for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    return torch.cat(out).to(x.device) if out else torch.empty(0)
+    home = torch.device("cpu") if isinstance(x, DiskImages) else x.device
+    return torch.cat(out).to(home) if out else torch.empty(0)
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -533,7 +502,11 @@ def _seeded_rng_state(seed: int, device: torch.device) -> dict[str, torch.Tensor
 
 
 def _to_device(split: Split, device: torch.device) -> Split:
-    x = split.x.to(device)
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+    """The split's tensors on ``device`` (images channels_last); images on disk stay there, read batch by batch."""
+    x = split.x if isinstance(split.x, DiskImages) else _on_device(split.x, device)
     return Split(x=x, y=split.y.to(device), clean=split.clean.to(device), flipped=split.flipped.to(device))
+
+
+def _on_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x

@@ -33,6 +33,11 @@ def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) or value is None else [value]
 
 
+def _square(value: Any) -> Any:
+    """``image_size: 32`` is 32 x 32 pixels."""
+    return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def as_tracking(value: Any) -> Any:
     """``tracking: none`` switches tracking off; otherwise a mapping."""
     return {"wandb": None} if value in ("none", None) else value
@@ -101,6 +106,16 @@ class DatasetSpec(SpecModel):
     # (`name: text`: a .txt, .jsonl or Parquet file, or a folder of .txt files), the key or column holding each
     # document, the tokenizer (byte | hf:<name> | PATH/tokenizer.json), the tokens per block, the share of
     # documents held out for testing, and the training blocks an epoch visits (None: all; else a seeded sample).
+    # Images from disk (image_folder: `root` in torchvision's ImageFolder layout, `test_root` the same or 20% of root
+    # held out; torchvision:<Class>: on disk under data_root): every image resized to `image_size` (pixels, or
+    # [height, width]) when set; decoded into memory when they fit (`in_memory: auto`) or as asked, else read in
+    # `workers` loader processes per data loader; `num_classes`, when given, must match the folders.
+    root: str | None = None
+    test_root: str | None = None
+    image_size: Annotated[tuple[int, int] | None, BeforeValidator(_square)] = None
+    in_memory: Literal["auto"] | bool = "auto"
+    workers: int = Field(2, ge=0)
+    num_classes: int | None = Field(None, ge=2)
     corpus: str | None = None
     text_field: str | None = None
     tokenizer: str | None = None
@@ -108,10 +123,23 @@ class DatasetSpec(SpecModel):
     test_fraction: float | None = Field(None, gt=0, lt=1)
     epoch_blocks: int | None = Field(None, ge=1)
 
-    @field_validator("corpus")
+    @field_validator("corpus", "root", "test_root")
     @classmethod
     def _check_corpus(cls, path: str | None) -> str | None:
         return None if path is None else _absolute(path)
+
+    @field_validator("image_size")
+    @classmethod
+    def _check_image_size(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        if size is not None and min(size) < 1:
+            raise SpecError("dataset.image_size", list(size), "must be a positive number of pixels, or [height, width]")
+        return size
+
+    def images(self) -> dict[str, Any]:
+        """The fields of images read from disk, as :class:`~kdtune.tasks.image.folder.ImageOptions` takes them."""
+        return {"root": self.root, "test_root": self.test_root, "image_size": self.image_size,
+                "in_memory": None if self.in_memory == "auto" else self.in_memory, "workers": self.workers,
+                "num_classes": self.num_classes}
 
     @model_validator(mode="before")
     @classmethod
@@ -145,10 +173,27 @@ class DatasetSpec(SpecModel):
 
 
 class AugmentSpec(SpecModel):
-    """Random per-sample shifts and rotations of the teacher's training images (images only)."""
+    """Random per-sample augmentation of training images (images only; ``kdtune.core.augment.Augment`` checks how
+    the fields combine): shifts and rotations, a padded random crop or a random-resized crop, a horizontal flip."""
 
     shift: int = Field(0, ge=0)  # pixels, each axis, uniform integers in [-shift, shift]
     rotate: float = Field(0.0, ge=0, le=180)  # degrees, uniform in [-rotate, rotate]
+    crop: int = Field(0, ge=0)  # side of a random square crop of the image padded by `padding`, resized back
+    padding: int = Field(0, ge=0)  # zero pixels around the image before the crop (CIFAR: crop 32, padding 4)
+    scale: tuple[float, float] | None = None  # a random-resized crop: the share of the area, [low, high] in (0, 1]
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # its aspect ratio range (width / height), with scale
+    flip: bool = False  # horizontal flip with probability 1/2
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> AugmentSpec:
+        from kdtune.core.augment import Augment
+
+        Augment(**self.model_dump())  # raises the one-line SpecError of a combination that does not go together
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.shift or self.rotate or self.crop or self.scale is not None or self.flip)
 
 
 def _check_warmup(section: str, warmup_epochs: int, epochs: int) -> None:
@@ -262,13 +307,13 @@ class StudentSection(SpecModel):
     def _check_recipe(self) -> StudentSection:
         _check_warmup("student", self.warmup_epochs, self.epochs)
         if self.views != DEFAULT_VIEWS and not self.augmented:  # the default: a resolved spec states it
-            raise SpecError("student.views", self.views, "needs student.augment (shift > 0 or rotate > 0): without "
+            raise SpecError("student.views", self.views, "needs student.augment (a shift, rotation, crop or flip): without "
                             "augmentation every view would be the same image")
         return self
 
     @property
     def augmented(self) -> bool:
-        return bool(self.augment.shift or self.augment.rotate)
+        return self.augment.active
 
     def recipe(self) -> dict[str, Any]:
         """The recipe fields, as :class:`~kdtune.core.train.TrainConfig` takes them."""
