@@ -169,6 +169,11 @@ LANGUAGE_FIELDS = {"dataset.corpus", "dataset.text_field", "dataset.tokenizer", 
                    "dataset.test_fraction", "dataset.epoch_blocks", "cache.samples", "conditions.top_k"}
 
 
+#: A crop is either padded (crop, padding) or random-resized (scale, ratio): v1_full's teacher sets one, its student
+#: the other (tests/test_crop_flip_views.py renders both).
+CROP_FIELDS = {"teacher.augment.crop", "teacher.augment.padding", "student.augment.scale", "student.augment.ratio"}
+
+
 def test_v1_full_sets_every_field_of_every_section() -> None:
     raw = yaml.safe_load((SPECS / "v1_full.yaml").read_text())
     for path, model in _models(StudySpec).items():
@@ -179,7 +184,7 @@ def test_v1_full_sets_every_field_of_every_section() -> None:
         node = raw
         for part in filter(None, path.split(".")):
             node = node[part]
-        expected = {name for name in model.model_fields if f"{path}.{name}" not in BYO_FIELDS | LANGUAGE_FIELDS}
+        expected = {name for name in model.model_fields if f"{path}.{name}" not in BYO_FIELDS | LANGUAGE_FIELDS | CROP_FIELDS}
         assert set(node) == expected, path
 
 
@@ -210,7 +215,7 @@ def test_v1_full_loads_with_its_values() -> None:
                 same.add(f"{path}.{name}".lstrip("."))
     # the only version; asha, so that its two settings matter; negative alpha is for the linear task only (this
     # spec is classification); the bring-your-own fields (v1_byo*.yaml)
-    assert same == {"version", "scheduler.type", "allow_negative_alpha"} | BYO_FIELDS | LANGUAGE_FIELDS
+    assert same == {"version", "scheduler.type", "allow_negative_alpha"} | BYO_FIELDS | LANGUAGE_FIELDS | CROP_FIELDS
 
 
 def test_language_fields_load(tmp_path: Path) -> None:
