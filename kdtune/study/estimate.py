@@ -36,6 +36,7 @@ CALIBRATION_STEPS = 20
 #: ... and at least this long: a small model's 20 steps take a few milliseconds, too few to time on a busy CPU.
 CALIBRATION_SECONDS = 1.0
 WARMUP_STEPS = 3
+CALIBRATION_IMAGES = 1024  # of a dataset on disk, decoded for the calibration
 #: The plan's three figures: each verdict clear after the first confirmation round, every round run (both with
 #: ASHA's expected stopping), and the worst case (ASHA stops nothing, every round runs).
 SCENARIOS = ("expected", "all_rounds", "worst")
@@ -274,6 +275,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
     from kdtune.cache.teacher import build_checked
     from kdtune.core.distill import kd_loss
+    from kdtune.core.images import head
     from kdtune.core.train import TrainConfig
     from kdtune.core.train import make_optimizer
     from kdtune.core.train import predict
@@ -283,7 +285,9 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
     try:
         model = build_checked(arch, data, kwargs=kwargs, field=field, seed=0)
         optimizer = make_optimizer(TrainConfig(lr=1e-3), model.parameters())  # the Adam the study trains with
-        x, y = data.train.x, data.train.y
+        # images on disk: a sample decoded once (the plan times the model's steps, not the loader's decoding)
+        x = data.train.x if isinstance(data.train.x, torch.Tensor) else head(data.train.x, CALIBRATION_IMAGES)
+        y = data.train.y[: len(x)]
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(0)
@@ -312,7 +316,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
             step(steps)
             steps += 1
         step_s = (time.perf_counter() - start) / steps
-        sample = torch.cat([data.val.x, data.test.x])[:4096]
+        sample = torch.cat([head(data.val.x, 4096), head(data.test.x, 4096)])[:4096]
         predict(model, sample[:64])  # warm-up
         start = time.perf_counter()
         predict(model, sample)
