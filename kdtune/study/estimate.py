@@ -176,7 +176,7 @@ def _shared_plan(spec: Any, task: Any, cond: Any, row: dict[str, Any], cache: An
                           "logits_key": None, "teacher_cached": None, "logits_cached": None}
         return 0.01, 0.0, load_s  # a least-squares solve per seed
     teacher_spec = cond.teacher_spec(spec)
-    row["teacher"] = cache.plan(teacher_spec, data)
+    row["teacher"] = cache.plan(teacher_spec, data, dtype=spec.cache.logits_dtype)
     student = _calibrate(calibrations, "student", cond.student_arch, cond.student_kwargs(spec), data,
                          batch_size, distil=True, threads=max(1, int(spec.resources.cpu)))
     run_s = epochs * _epoch_seconds(student, data, batch_size)
