@@ -561,6 +561,28 @@ def test_cli_table_shows_verdicts(confirmed_cases: Cases, capsys: pytest.Capture
     assert "recommendation.json" in out
 
 
+def test_in_a_log_the_table_keeps_each_condition_on_one_line(confirmed_cases: Cases,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
+    from kdtune.analysis.recommendation_output import print_recommendation
+    from kdtune.log_output import LINE_WIDTH
+    from kdtune.log_output import stamped_output
+
+    folder, report = confirmed_cases
+    with stamped_output():  # as `kdtune run > log` prints it: 120 characters a line, time stamps first
+        print_recommendation(report, folder / "recommendation.json")
+    lines = capfd.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= LINE_WIDTH
+    for c in report["conditions"]:  # its verdict, gain and seeds on its own line, no cell wrapped onto the next
+        row = next(line for line in lines if f" {c['key']} " in f"{line} ")
+        gain = c["gain"]
+        assert c["verdict"]["kind"] in row and f"{100 * gain['mean']:+.1f} ({100 * gain['low']:+.1f} to " in row
+        assert f"{c['recommended']['alpha']['value']:.3g}" in row.split(f"{100 * gain['high']:+.1f})")[1]
+    assert not any("test accuracy: distilled" in line for line in lines)  # the results are in the lines below
+    assert any("the student alone" in line for line in lines)
+    print_recommendation(report, folder / "recommendation.json")  # a file or pipe: no width, the whole table
+    assert "test accuracy: distilled" in capfd.readouterr().out
+
+
 @pytest.mark.parametrize(("margin", "message"), [
     ("-1", "--margin = -1.0: must be a number of points of test accuracy in (0, 100]"),
     ("nan", "--margin = nan: must be a number of points of test accuracy in (0, 100]"),

@@ -42,12 +42,17 @@ def finish_run(study_dir: Path) -> None:
 def print_recommendation(report: dict[str, Any], path: Path | str) -> None:
     """The table and per-condition verdicts, and where the JSON was written."""
     from rich.markup import escape
+    from rich.measure import Measurement
 
     from kdtune.tables import console as make_console
     from kdtune.tables import fold
 
     console = make_console()
-    table = fold(_table(report))  # a cell too wide for a terminal or a log wraps, never cut
+    table = _table(report, compact=False)
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural > console.width:  # a log (120 wide) or a narrow terminal
+        table = _table(report, compact=True)
+    table = fold(table)  # a cell too wide for a terminal or a log wraps, never cut
     names = [c["key"] for c in report["conditions"]]
     table.columns[0].no_wrap, table.columns[0].min_width = True, max(len(n) for n in ["condition", *names])
     console.print(table)
@@ -63,7 +68,11 @@ def print_recommendation(report: dict[str, Any], path: Path | str) -> None:
     console.print(f"written to {escape(str(path))}")
 
 
-def _table(report: dict[str, Any]) -> Any:
+def _table(report: dict[str, Any], *, compact: bool) -> Any:
+    """The answer per condition. ``compact``: where the whole table would not fit (a log is 120 characters wide),
+    the test results' columns are left to each condition's lines under the table, and columns are set apart by
+    spaces instead of rules."""
+    from rich import box
     from rich.table import Table
 
     from kdtune.tasks import TASKS
@@ -72,21 +81,32 @@ def _table(report: dict[str, Any]) -> Any:
     percent = objective.margin_scale == 0.01  # accuracies print as percentages, gains in points
     closed_form = any(c.get("closed_form") for c in report["conditions"])
     test = objective.test_label
+    results = ("the test results are in each condition's lines below" if compact else
+               f"{test}: the distilled configuration the gain is measured on, on its confirmation seeds (its search "
+               "seeds where seeds says search), and alpha = 1 on the same seeds (95% t-intervals)")
     table = Table(
         title="recommendation per condition (alpha = weight on the true labels; 1 = no distillation)",
         caption="alpha, T: the recommended configuration (the line under each verdict says which and why), with the "
         "alphas and T that may be best (95%); near-opt alpha: the alphas within the margin of the best (on the "
-        f"fitted curve; without a fit, among the search configurations); {test}: the distilled configuration the "
-        "gain is measured on, on its confirmation seeds (its search seeds where seeds says search), and alpha = 1 "
-        f"on the same seeds (95% t-intervals); gain: that configuration - no distillation, paired by seed"
-        f"{', in points' if percent else ''}, repeated CI (Bonferroni over conditions) when confirmed",
+        f"fitted curve; without a fit, among the search configurations); {results}; gain: the measured "
+        f"configuration - no distillation, paired by seed{', in points' if percent else ''}, repeated CI "
+        "(Bonferroni over conditions) when confirmed",
+        box=None if compact else box.HEAVY_HEAD,
+        pad_edge=not compact,
     )
-    for header in ("condition", "alpha", "T", "near-opt alpha", f"{test}: distilled", "alpha = 1",
-                   "α*" if closed_form else "teacher", "gain", "seeds", "verdict"):
-        table.add_column(header, justify="left" if header in ("condition", "verdict") else "right")
+    columns = COMPACT_COLUMNS if compact else COLUMNS
+    for header in columns:
+        shown = {"test": f"{test}: distilled", "teacher": "α*" if closed_form else "teacher"}.get(header, header)
+        table.add_column(shown, justify="left" if header in ("condition", "verdict") else "right",
+                         no_wrap=compact and header == "gain")
     for c in report["conditions"]:
-        table.add_row(*_row(c, objective.test_column, percent))
+        cells = dict(zip(COLUMNS, _row(c, objective.test_column, percent)))
+        table.add_row(*(cells[header] for header in columns))
     return table
+
+
+COLUMNS = ("condition", "alpha", "T", "near-opt alpha", "test", "alpha = 1", "teacher", "gain", "seeds", "verdict")
+COMPACT_COLUMNS = ("condition", "verdict", "gain", "seeds", "alpha", "T", "near-opt alpha")
 
 
 def _row(c: dict[str, Any], test_column: str, percent: bool) -> list[str]:

@@ -9,14 +9,20 @@ threads its preparation will have (an equal share of the CPUs among the conditio
 and estimates compute (CPU seconds) and wall time for the spec's resources:
 
   student epoch = steps per epoch x step time + evaluation (validation, test, flipped training samples)
-  trial         = repeats x epochs x student epoch + Tune's overhead (0.3 s per trial + 25 ms per epoch: trial
-                  actors are reused, and a trial waits for the driver after each epoch's report)
+  seed-epochs   = per condition: proposals x repeats x their expected epochs under ASHA (Ray's rule, simulated)
+                  + baselines x repeats x epochs + each confirmation round's (candidates + alpha = 1) x its
+                  fresh seeds x epochs
+  trials        = seed-epochs x student epoch + Tune's overhead (0.3 s per trial + 25 ms per reported epoch:
+                  trial actors are reused, and a trial waits for the driver after each epoch's report)
   concurrency   = CPUs // resources.cpu (or --max-concurrent / resources.max_concurrent)
   wall          = start-up + teacher preparation (conditions in parallel, each on its share) + trials / concurrency
 
-The estimate is a worst case: ASHA is assumed to stop nothing (every trial runs all its epochs), teacher
-patience to stop nothing, and searched epochs / batch sizes sit at their most expensive values. Costs are for
-CPU training (a GPU study is usually faster).
+The wall time is given as "about A-B (at most C)": A if each verdict is clear after the first confirmation
+round, B if every round runs, both with ASHA's expected stopping; C if ASHA stops nothing as well. Teacher
+patience is assumed to stop nothing, and searched epochs / batch sizes sit at their most expensive values. A
+sampler that learns proposes better configurations, which ASHA stops less often than the simulation's. Costs
+are for CPU training (a GPU study is usually faster). While a study runs, its time left (the live table, the
+log's progress lines, `kdtune status`) counts the same seed-epochs at the pace measured so far.
 
 examples:
   kdtune plan search_spaces/quickstart.yaml
