@@ -207,7 +207,7 @@ def test_asha_stops_weak_search_trials_but_never_baselines_or_confirmations() ->
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
-    from kdtune.study.search import StratifiedASHA
+    from kdtune.study.asha import StratifiedASHA
 
     scheduler = StratifiedASHA(mode="max", max_t=8, grace_period=1, reduction_factor=2)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 PHASES = ("search", "baseline", "confirm")
-UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see search.StratifiedASHA)
+UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see study.asha.StratifiedASHA)
 #: The spawn key of the confirmation's seed stream (see the module docstring).
 CONFIRM_STREAM = 1
 _SEED_SPACE = 2**32  # student seeds are 32-bit (kdtune.spec.sections.MAX_SEED)

@@ -412,7 +412,7 @@ def trial_dirname(trial: Any) -> str:
 def _scheduler(spec: StudySpec) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
-    from kdtune.study.search import StratifiedASHA
+    from kdtune.study.asha import StratifiedASHA
     from kdtune.tasks import task_for
 
     if spec.scheduler.type == "fifo" or not task_for(spec).by_epochs:  # a closed-form run has no epoch to stop at

@@ -1,4 +1,5 @@
-"""Ray Tune plugins that keep conditions apart: one Optuna study per condition, one ASHA per condition.
+"""The Ray Tune searcher that keeps conditions apart: one Optuna study per condition (ASHA per condition is
+:mod:`kdtune.study.asha`).
 
 :class:`ConditionSearcher` hands out trials across conditions fairly (the condition with the fewest trials
 so far goes next) and asks the condition's own Optuna study for each configuration, so that TPE never
@@ -10,9 +11,6 @@ clear verdict or ``budget.confirm_max_repeats`` seeds are spent (the rule ``kdtu
 same runs). Its state is the Optuna storage plus counters and the completed trials' per-seed scores (JSON), so
 it resumes after a driver crash; a resume that raised ``budget.confirm_max_repeats`` (``kdtune resume
 --confirm-max-repeats``) continues the conditions that ended inconclusive (:meth:`ConditionSearcher.follow_budget`).
-
-:class:`StratifiedASHA` runs one ASHA bracket state per condition inside one Tune scheduler: a global ASHA
-would compare trials whose metrics sit on different scales (noise 0 vs noise 0.2) and cut whole conditions.
 """
 
 from __future__ import annotations
@@ -29,9 +27,6 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.schedulers import AsyncHyperBandScheduler
-from ray.tune.schedulers import FIFOScheduler
-from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search import Searcher
 from ray.tune.search import SearchGenerator
@@ -42,7 +37,6 @@ from kdtune.records.optuna_storage import full_storage_url
 from kdtune.records.optuna_storage import make_storage
 from kdtune.records.optuna_storage import remember_storage
 from kdtune.records.optuna_storage import retrying
-from kdtune.spec.rules import UNPRUNED_PHASES
 from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import optuna_study_name
 from kdtune.spec.rules import search_seeds
@@ -54,7 +48,6 @@ from kdtune.trial_io import TrialResult
 
 
 if TYPE_CHECKING:
-    from ray.tune.experiment import Trial
 
     from kdtune.spec.schema import StudySpec
 
@@ -509,45 +502,3 @@ def _key(params: dict[str, Any]) -> str:
     from kdtune.analysis.scoring import clean
 
     return json.dumps({k: clean(v) for k, v in params.items()}, sort_keys=True)
-
-
-class StratifiedASHA(FIFOScheduler):
-    """One :class:`AsyncHyperBandScheduler` per condition, selected by ``trial.config["condition"]``.
-
-    Baselines and confirmation runs are never stopped early: they are what the searched configurations are
-    compared with (a pruned alpha = 1 baseline leaves no gain to measure), and confirmation runs exist to give
-    full, unbiased numbers. Their results still enter their condition's rungs.
-    """
-
-    def __init__(self, *, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
-        super().__init__()
-        self._kwargs: dict[str, Any] = {"metric": METRIC, "mode": mode, "time_attr": "epoch", "max_t": max_t,
-                        "grace_period": grace_period, "reduction_factor": reduction_factor}
-        self._by_condition: dict[str, AsyncHyperBandScheduler] = {}
-
-    def _for(self, trial: Trial) -> AsyncHyperBandScheduler:
-        condition = trial.config["condition"]
-        if condition not in self._by_condition:
-            self._by_condition[condition] = AsyncHyperBandScheduler(**self._kwargs)
-        return self._by_condition[condition]
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        return True
-
-    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        self._for(trial).on_trial_add(tune_controller, trial)
-
-    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
-        if result.get("nan"):
-            return TrialScheduler.STOP
-        decision = self._for(trial).on_trial_result(tune_controller, trial, result)  # also records the rung value
-        return TrialScheduler.CONTINUE if trial.config.get("phase") in UNPRUNED_PHASES else decision
-
-    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
-        self._for(trial).on_trial_complete(tune_controller, trial, result)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        self._for(trial).on_trial_remove(tune_controller, trial)
-
-    def debug_string(self) -> str:
-        return "; ".join(f"{c}: {s.debug_string()}" for c, s in self._by_condition.items())
