@@ -36,10 +36,11 @@ def _load(name: str) -> StudySpec:
     return load_spec(SPACES / name)
 
 
-def test_the_nine_specs_are_shipped() -> None:
+def test_the_ten_specs_are_shipped() -> None:
     assert set(SHIPPED) == {"quickstart.yaml", "mnist_noise.yaml", "seed_alpha_grid.yaml",
                             "fashion_mnist.yaml", "teacher_quality.yaml", "linear_closed_form.yaml",
-                            "mnist_strong_teacher.yaml", "hinton_mnist.yaml", "lm_python_docs.yaml"}
+                            "mnist_strong_teacher.yaml", "hinton_mnist.yaml", "lm_python_docs.yaml",
+                            "cifar100_resnet.yaml"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)

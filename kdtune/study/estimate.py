@@ -63,7 +63,7 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     the data they loaded are reused); else the inputs are checked here. ``worker_start_s``: seconds a Ray worker
     takes to start, if known; else measured in a fresh process.
     """
-    checked = checked or check_inputs(spec, expand(spec))
+    checked = checked or check_inputs(spec, expand(spec), stand_in=True)  # missing data: planned on stand-ins
     conditions, task = checked.conditions, checked.task
     cache = LogitCache(cache_dir)
     budget = trial_budget(spec)
@@ -97,6 +97,7 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
         else:
             run_s, teacher_s, load_s = _shared_plan(spec, task, cond, row, cache, calibrations, loaded, epochs,
                                                     batch_size, teacher_threads)
+            _mark_missing(row, checked.missing.get((cond.dataset, cond.noise_level, cond.noise_type)))
         trials_s = _trial_seconds(work, run_s / work.epochs, spec.budget.repeats)
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s,
                            "trial_s": spec.budget.repeats * run_s + _overhead_s(work.epochs),
@@ -134,7 +135,8 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
                       "concurrency": concurrency, "teacher_threads": teacher_threads},
         "calibration": calibrations,
         "assumptions": ASSUMPTIONS + (["the calibration ran on this machine's CPU; a GPU study is usually faster"]
-                                      if spec.resources.gpu > 0 else []),
+                                      if spec.resources.gpu > 0 else [])
+                       + ([STAND_IN_ASSUMPTION] if checked.missing else []),
     }
 
 
@@ -188,6 +190,23 @@ def _shared_plan(spec: Any, task: Any, cond: Any, row: dict[str, Any], cache: An
                              teacher_spec.batch_size, distil=False, threads=teacher_threads)
             teacher_s += row["views"]["views"] * len(data.train) * cal["predict_per_sample_s"]
     return run_s, teacher_s, load_s
+
+
+STAND_IN_ASSUMPTION = ("data missing on this machine: planned on random stand-in images of the dataset's published "
+                       "size and shape (kdtune.tasks.image.standin), with its teacher to be trained")
+
+
+def _mark_missing(row: dict[str, Any], problem: str | None) -> None:
+    """A condition planned on stand-in images: the row says its data are missing, and nothing about the cache (the
+    stand-in's keys are no real entry's)."""
+    if problem is None:
+        return
+    row["data"] = {"missing": problem, "stand_in": True}
+    row["teacher"] = {"source": row["teacher"]["source"], "action": "train teacher", "teacher_key": None,
+                      "teacher_cached": None, "logits_key": None, "logits_cached": None,
+                      "problem": f"data missing here, planned on stand-in images of its shape: {problem}"}
+    if "views" in row:
+        row["views"].update(key=None, cached=False)
 
 
 def _views(spec: Any, cache: Any, teacher: dict[str, Any], data: Any) -> dict[str, Any]:

@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
 
+from kdtune.errors import DataError
 from kdtune.errors import SpecError
 from kdtune.errors import SpecErrors
 from kdtune.errors import UsageError
+from kdtune.errors import one_line
 from kdtune.errors import raise_all
 
 
@@ -62,6 +64,10 @@ class CheckedInputs:
     conditions: list[Condition]
     task: Task
     loaded: dict[tuple[str, float, str], tuple[DataBundle, float]] = field(default_factory=dict)
+    # kdtune plan: a dataset missing on this machine whose shape is known is planned on stand-in images
+    # (kdtune.tasks.image.standin) instead of refused; `missing` holds why its data did not load, by the same key.
+    stand_in: bool = False
+    missing: dict[tuple[str, float, str], str] = field(default_factory=dict)
 
 
 class Findings:
@@ -110,15 +116,18 @@ def check_study(spec: StudySpec, conditions: list[Condition], *, out: Path, stor
     return checked
 
 
-def check_inputs(spec: StudySpec, conditions: list[Condition]) -> CheckedInputs:
-    """Datasets, files, data roots and models of every condition (see the module docstring)."""
+def check_inputs(spec: StudySpec, conditions: list[Condition], *, stand_in: bool = False) -> CheckedInputs:
+    """Datasets, files, data roots and models of every condition (see the module docstring). With ``stand_in``
+    (``kdtune plan``), a well-known dataset that is missing here is checked and planned on stand-in images of its
+    shape (:attr:`CheckedInputs.missing` says why), not refused."""
     from kdtune.tasks import task_for
     from kdtune.tasks.datasets import check_data_args
     from kdtune.tasks.image.datasets import check_data_root
     from kdtune.tasks.image.names import IMAGE_DATASETS
+    from kdtune.tasks.image.standin import has_stand_in
 
     task = task_for(spec)
-    checked = CheckedInputs(spec, conditions, task)
+    checked = CheckedInputs(spec, conditions, task, stand_in=stand_in)
     if task.check_inputs(spec, conditions):  # the task checked its own inputs (the language task)
         return checked
     found = Findings()
@@ -132,7 +141,10 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> CheckedInputs:
     for c in conditions:
         data_ok = found.check(check_data_args, c.dataset, spec.dataset.val_fraction, c.noise_level, c.noise_type,
                               spec.dataset.train_size, files=c.files(spec))
-        root_ok = found.check(check_data_root, c.dataset, spec.dataset.data_root, spec.dataset.download)
+        if stand_in and data_ok and has_stand_in(c.dataset):
+            found.check(_load, checked, c)  # the real data, or a stand-in where they are missing
+        root_ok = _key(c) in checked.missing or found.check(check_data_root, c.dataset, spec.dataset.data_root,
+                                                            spec.dataset.download)
         if data_ok and root_ok and not unreadable:
             loadable.append(c)
         data_ok = data_ok and (root_ok or c.dataset in IMAGE_DATASETS)  # their models are checked without files
@@ -148,13 +160,31 @@ def check_inputs(spec: StudySpec, conditions: list[Condition]) -> CheckedInputs:
 
 
 def _load(checked: CheckedInputs, condition: Condition) -> DataBundle:
-    """The condition's real data, loaded once for every check (and for the estimate: :class:`CheckedInputs`)."""
-    key = (condition.dataset, condition.noise_level, condition.noise_type)
+    """The condition's real data, loaded once for every check (and for the estimate: :class:`CheckedInputs`); for
+    ``kdtune plan``, stand-in images where a well-known dataset is missing here (:attr:`CheckedInputs.stand_in`)."""
+    from kdtune.tasks.image.standin import has_stand_in
+    from kdtune.tasks.image.standin import stand_in_bundle
+
+    key = _key(condition)
     if key not in checked.loaded:
         start = time.perf_counter()
-        data = condition.load_data(checked.spec)
+        try:
+            data = condition.load_data(checked.spec)
+        except DataError as exc:
+            if not (checked.stand_in and has_stand_in(condition.dataset)):
+                raise
+            d = checked.spec.dataset
+            data = stand_in_bundle(condition.dataset, train_size=d.train_size, val_fraction=d.val_fraction,
+                                   noise_level=condition.noise_level, noise_type=condition.noise_type, seed=d.seed,
+                                   image_size=d.image_size)
+            checked.missing[key] = one_line(exc)
         checked.loaded[key] = (data, time.perf_counter() - start)
     return checked.loaded[key][0]
+
+
+def _key(condition: Condition) -> tuple[str, float, str]:
+    """What identifies a condition's data: its dataset, noise level and noise type."""
+    return condition.dataset, condition.noise_level, condition.noise_type
 
 
 def _check_views(checked: CheckedInputs, conditions: list[Condition]) -> None:
