@@ -112,13 +112,17 @@ def nominal_level(looks: tuple[int, ...], alpha: float) -> float:
         return alpha
     rng = np.random.default_rng(SIMULATION_SEED)
     n = np.array(looks)
+    blocks = np.diff(n, prepend=0)  # the differences added at each look
     smallest = []
     for start in range(0, SIMULATIONS, _CHUNK):
-        x = rng.standard_normal((min(_CHUNK, SIMULATIONS - start), looks[-1]))
-        total = np.cumsum(x, axis=1)[:, n - 1]
-        squares = np.cumsum(x * x, axis=1)[:, n - 1]
+        size = min(_CHUNK, SIMULATIONS - start)
+        # A block of k standard normals enters the t statistic only through its sum S ~ N(0, k) and its sum of
+        # squares S^2 / k + chi2(k - 1), the chi-square independent of S: two draws a look instead of k.
+        sums = rng.standard_normal((size, len(n))) * np.sqrt(blocks)
+        squares = sums * sums / blocks + rng.chisquare(np.maximum(blocks - 1, 1), (size, len(n))) * (blocks > 1)
+        total, sum_squares = np.cumsum(sums, axis=1), np.cumsum(squares, axis=1)
         mean = total / n
-        sd = np.sqrt(np.maximum(squares - n * mean * mean, 0.0) / (n - 1))
+        sd = np.sqrt(np.maximum(sum_squares - n * mean * mean, 0.0) / (n - 1))
         t = np.abs(mean) * np.sqrt(n) / sd
         smallest.append(np.min(2 * stdtr(n - 1, -t), axis=1))
     return float(np.quantile(np.concatenate(smallest), alpha, method="inverted_cdf"))
