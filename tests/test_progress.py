@@ -73,6 +73,9 @@ def test_asha_expected_epochs_follows_rays_rule() -> None:
     assert 8.5 < asha_expected_epochs(24, 2, 20, 4, 2) < 11.0
     assert asha_expected_epochs(8, 2, 20, 20, 2) == 20.0  # no rung below max_t: nothing stops
     assert asha_expected_epochs(30, 2, 27, 1, 3) < asha_expected_epochs(30, 2, 27, 3, 3)  # an earlier rung stops sooner
+    # a learning sampler's proposals after its random start sit in the better half: ASHA stops fewer of them
+    learned = asha_expected_epochs(24, 2, 20, 4, 2, random_start=6)
+    assert asha_expected_epochs(24, 2, 20, 4, 2) + 1.5 < learned < 20.0
 
 
 def test_one_plain_line_per_trial_and_per_summary() -> None:

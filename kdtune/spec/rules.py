@@ -79,6 +79,11 @@ def trials_per_condition(spec: StudySpec) -> int:
     return grid_size(spec.search) + extra
 
 
+def tpe_startup_trials(spec: StudySpec) -> int:
+    """The TPE sampler's random proposals per condition before it models what it has seen."""
+    return max(4, spec.budget.trials_per_condition // 4)
+
+
 def confirmation_looks(round_size: int, planned: int, max_n: int) -> tuple[int, ...]:
     """Paired seeds at each look of a condition's confirmation: ``round_size`` more per round up to the ``planned``
     maximum (the last planned round may be short), then ``round_size`` more per round up to ``max_n`` where

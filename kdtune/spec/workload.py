@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdtune.spec.rules import budget_looks
+from kdtune.spec.rules import tpe_startup_trials
 from kdtune.spec.rules import trials_per_condition
 
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 #: Simulated searches behind :func:`asha_expected_epochs` (fixed seed: the plan is deterministic).
 ASHA_SIMULATIONS = 2000
 ASHA_SIMULATED_PROPOSALS = 100
+#: A learning sampler's proposals after its random start: as good as the better half of random ones.
+LEARNED = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
     unpruned = min(trials, len(baselines(spec)))
     proposals = trials - unpruned
     if asha and spec.scheduler.type == "asha" and proposals:
+        random_start = tpe_startup_trials(spec) if spec.sampler == "tpe" else proposals
         proposal_epochs = asha_expected_epochs(proposals, unpruned, epochs, spec.scheduler.grace_period,
-                                               spec.scheduler.reduction_factor)
+                                               spec.scheduler.reduction_factor, random_start=random_start)
     else:
         proposal_epochs = float(epochs)
     search_units = repeats * (unpruned * epochs + proposals * proposal_epochs)
@@ -90,15 +94,18 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
 
 
 def asha_expected_epochs(proposals: int, unpruned: int, max_t: int, grace_period: int, reduction_factor: float,
-                         *, simulations: int = ASHA_SIMULATIONS) -> float:
+                         *, random_start: int | None = None, simulations: int = ASHA_SIMULATIONS) -> float:
     """Expected epochs of a proposal under Ray Tune's asynchronous successive halving, by simulation.
 
     Ray's rule (``AsyncHyperBandScheduler``, one bracket): rungs at ``grace_period * reduction_factor**k`` below
     ``max_t``; a trial reaching a rung stops if its objective is below the ``1 - 1/reduction_factor`` quantile of
     the values recorded there before it (the first to arrive always continues), and its value is recorded either
     way. Here ``unpruned`` trials (the baselines, which kdtune never stops) arrive first, then the proposals; each
-    trial keeps one exchangeable quality at every rung. The sampler's proposals usually improve as it learns, so
-    real studies stop somewhat fewer than this. Beyond :data:`ASHA_SIMULATED_PROPOSALS` proposals the share
+    trial keeps one quality at every rung: uniform for the baselines and the sampler's first ``random_start``
+    proposals (all of them when None), and uniform over the better half for the rest, which a learning sampler
+    (TPE) draws near the best so far. That half is calibrated on two measured studies: the quickstart's proposals
+    ran 16.6 epochs of 20 on average (this model: 16.4; all exchangeable: 15.0) and mnist_noise's 13.4 (model
+    12.0; exchangeable 9.7). Beyond :data:`ASHA_SIMULATED_PROPOSALS` proposals the share
     stopped has settled, so the first that many stand for all.
     """
     rungs = []
@@ -109,12 +116,14 @@ def asha_expected_epochs(proposals: int, unpruned: int, max_t: int, grace_period
     if not rungs or proposals <= 0:
         return float(max_t)
     proposals = min(proposals, ASHA_SIMULATED_PROPOSALS)
+    start = proposals if random_start is None else min(random_start, proposals)
     simulations = max(200, min(simulations, 50_000 // (unpruned + proposals)))
     rng = random.Random(0)
     share = 1.0 - 1.0 / reduction_factor  # numpy's default (linear) percentile, as Ray computes its cutoff
     total = 0.0
     for _ in range(simulations):
-        quality = [rng.random() for _ in range(unpruned + proposals)]
+        quality = [rng.random() if i < unpruned + start else LEARNED + (1 - LEARNED) * rng.random()
+                   for i in range(unpruned + proposals)]
         running = list(range(unpruned + proposals))  # in order of arrival at the rung
         length = {i: float(max_t) for i in range(unpruned, unpruned + proposals)}
         for milestone in rungs:

@@ -40,6 +40,7 @@ from kdtune.records.optuna_storage import retrying
 from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import optuna_study_name
 from kdtune.spec.rules import search_seeds
+from kdtune.spec.rules import tpe_startup_trials
 from kdtune.spec.rules import trial_outcome
 from kdtune.spec.rules import trials_per_condition
 from kdtune.trial_io import METRIC
@@ -63,7 +64,7 @@ def make_sampler(spec: StudySpec, index: int) -> optuna.samplers.BaseSampler:
         return UnstoppedGridSampler(grid(spec.search), seed=seed)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, spec.budget.trials_per_condition // 4))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(spec))
 
 
 class UnstoppedGridSampler(optuna.samplers.GridSampler):
