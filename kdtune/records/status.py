@@ -138,7 +138,8 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     if not finished:
         views += [view(t, r["condition"], r["phase"], "RUNNING", None, epochs[t]) for t, r in running.items()]
     end = meta.get("finished_at") or time.time()
-    work = workload(spec, asha=task_for(spec).by_epochs)
+    task = task_for(spec)
+    work = workload(spec, epochs=task.epochs(spec), asha=task.by_epochs)
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]], budget=trial_budget(spec),
                         confirm_rounds=confirmation_rounds(spec), mode=spec.mode,
                         elapsed=end - meta.get("trials_started_at", meta["created_at"]), finished=finished,

@@ -55,7 +55,6 @@ class ResultsRecorder(Callback):
         self.study_dir = Path(study_dir)
         self.study_name = spec.name
         self.epochs = task_for(spec).epochs(spec)
-        self.work = workload(spec, asha=task_for(spec).by_epochs)
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.restarts: dict[str, int] = {}
         self._buffer: list[dict[str, Any]] = []
@@ -149,7 +148,7 @@ class Progress(Callback):
         self.max_wall_s = None if spec.budget.max_wall_minutes is None else 60.0 * spec.budget.max_wall_minutes
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
-        self.work = workload(spec, asha=task_for(spec).by_epochs)
+        self.work = workload(spec, epochs=self.epochs, asha=task_for(spec).by_epochs)
         self.repeats = spec.budget.repeats
         self.searched = list(spec.search)
         self.title = spec.name
