@@ -29,6 +29,7 @@ PACKAGE = ROOT / "kdtune"
 
 #: Every shipped spec and the task it is. A spec added to search_spaces/ must be added here.
 SHIPPED = {
+    "cifar100_resnet.yaml": "image",
     "fashion_mnist.yaml": "image",
     "hinton_mnist.yaml": "image",
     "linear_closed_form.yaml": "linear",
