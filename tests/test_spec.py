@@ -284,6 +284,12 @@ def test_overrides_are_validated_like_the_file() -> None:
         load_spec(REPO / "search_spaces" / "mnist_noise.yaml", overrides=["budget.repeats=0"])
 
 
+def test_a_bad_in_memory_is_one_message_not_one_per_allowed_type() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(REPO / "search_spaces" / "quickstart.yaml", overrides=["dataset.in_memory=maybe"])
+    assert str(info.value) == "dataset.in_memory = 'maybe': must be auto, true or false"
+
+
 @pytest.mark.parametrize(("item", "message"), [
     ("budget.repeats",
      r"^--set = 'budget\.repeats': must look like key\.path=value, e\.g\. budget\.repeats=3$"),

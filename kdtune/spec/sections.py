@@ -128,6 +128,13 @@ class DatasetSpec(SpecModel):
     def _check_corpus(cls, path: str | None) -> str | None:
         return None if path is None else _absolute(path)
 
+    @field_validator("in_memory", mode="before")
+    @classmethod
+    def _check_in_memory(cls, value: Any) -> Any:
+        if value != "auto" and not isinstance(value, bool):  # one line, not one per member of the union
+            raise SpecError("dataset.in_memory", value, "must be auto, true or false")
+        return value
+
     @field_validator("image_size")
     @classmethod
     def _check_image_size(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
