@@ -130,6 +130,10 @@ CASES = [
     # -- booleans are not numbers ---------------------------------------------------------------------------
     Case("epochs-true", run(**with_("student", epochs=True)), 1, "student.epochs = True"),
     Case("repeats-false", run(budget={"repeats": False}), 1, "budget.repeats"),
+    Case("confirmation-too-short-for-a-verdict", run(budget={"confirm_repeats": 8, "confirm_max_repeats": 16}), 1,
+         "budget.confirm_max_repeats = 16: must be at least 29: a distil or hurts verdict rests on 29 paired seeds"),
+    Case("confirm-failure-rate-above-a-half", run(budget={"confirm_failure_rate": 0.9}), 1,
+         "budget.confirm_failure_rate"),
     Case("noise-level-true", run(conditions={"noise_level": [True]}), 1, "not numbers"),
     Case("set-epochs-true", run("--set", "teacher.epochs=true"), 1, "teacher.epochs"),
     # -- several mistakes: one line each ------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_seeds_to_resolve_is_a_look_the_raised_budget_can_reach() -> None:
 def _spec(**budget: Any):  # type: ignore[no-untyped-def]
     return parse_spec({"name": "ext", "conditions": {"noise_level": [0.1]}, "student": {"epochs": 4},
                        "budget": {"trials_per_condition": 2, "repeats": 2, "confirm_top_k": 1, "confirm_repeats": 3,
-                                  "confirm_max_repeats": 6, **budget}})
+                                  "confirm_max_repeats": 6, "confirm_failure_rate": 0, **budget}})
 
 
 def _all_confirmation_seeds(spec) -> list[int]:  # type: ignore[no-untyped-def]
@@ -280,7 +280,8 @@ def test_a_grid_point_at_alpha_1_is_the_baseline_and_the_grid_confirms(short_tmp
                        "sampler": "grid", "default_temperature": 10.0,
                        "search": {"alpha": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25},
                                   "temperature": {"type": "categorical", "choices": [10.0]}},
-                       "budget": {"repeats": 2, "confirm_top_k": 1, "confirm_repeats": 3, "confirm_max_repeats": 6}})
+                       "budget": {"repeats": 2, "confirm_top_k": 1, "confirm_repeats": 3, "confirm_max_repeats": 6,
+                                  "confirm_failure_rate": 0}})
     searcher = _searcher(spec, short_tmp)
     configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}
     phases = {c["params"]["alpha"]: c["phase"] for c in configs.values()}  # type: ignore[index]

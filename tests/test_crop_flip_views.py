@@ -197,7 +197,7 @@ def test_a_study_on_an_image_folder_with_crop_and_flip_views_ends_in_a_verdict(r
                  "augment": {"crop": 12, "padding": 2, "flip": True}, "views": 2},
         conditions={"noise_level": [0.0]}, scheduler={"type": "fifo"},
         budget={"trials_per_condition": 2, "repeats": 2, "confirm_top_k": 1, "confirm_repeats": 2,
-                "confirm_max_repeats": 2})
+                "confirm_max_repeats": 2, "confirm_failure_rate": 0})
     cache_dir = short_tmp / "cache"
     out = run_study(spec, RunOptions(out=short_tmp / "study", cache_dir=str(cache_dir), progress=False))
     teachers = json.loads((out / "teachers.json").read_text())

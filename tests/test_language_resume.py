@@ -51,7 +51,7 @@ def resumed(sandbox: Path) -> dict[str, Any]:
                 student={"arch": "transformer", "kwargs": {"n_layers": 1, "d_model": 16, "n_heads": 2},
                          "epochs": STUDENT_EPOCHS, "lr": 3e-3, "batch_size": 16},
                 budget={"trials_per_condition": 4, "repeats": REPEATS, "confirm_top_k": 1, "confirm_repeats": 2,
-                        "confirm_max_repeats": 2})
+                        "confirm_max_repeats": 2, "confirm_failure_rate": 0})
     spec_path = tmp / "lm.yaml"
     spec_path.write_text(yaml.safe_dump(raw))
     study, env = tmp / "study", {"KDTUNE_CACHE_DIR": str(tmp / "cache")}

@@ -55,7 +55,7 @@ def _spec(corpus: Path, name: str, **sections: Any) -> dict[str, Any]:
                    "temperature": {"type": "categorical", "choices": [1.0, 2.0]}},
         "default_temperature": 1.0,
         "budget": {"trials_per_condition": 3, "repeats": 2, "confirm_top_k": 1, "confirm_repeats": 2,
-                   "confirm_max_repeats": 2},
+                   "confirm_max_repeats": 2, "confirm_failure_rate": 0},
         "scheduler": {"type": "asha", "grace_period": 1},
         "resources": {"cpu": 1},
         "tracking": "none",

@@ -34,7 +34,8 @@ def test_plan_counts_trials_and_runs_and_writes_nothing(short_tmp: Path, capsys:
     spec_file = _write(tiny_study_spec("plan-count"), short_tmp / "spec.yaml")
     cache = short_tmp / "cache"
     assert main(["plan", str(spec_file), "--set", "budget.confirm_top_k=2", "--set", "budget.confirm_repeats=3",
-                 "--set", "budget.confirm_max_repeats=6", "--cache-dir", str(cache), "--cpus", "4",
+                 "--set", "budget.confirm_max_repeats=6", "--set", "budget.confirm_failure_rate=0",
+                 "--cache-dir", str(cache), "--cpus", "4",
                  "--format", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     per_condition = trials_per_condition(tiny_study_spec("plan-count"))  # 2 proposals + 2 baselines

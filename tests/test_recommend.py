@@ -66,7 +66,8 @@ def classification_spec(name: str, noise_levels: list[float], *, repeats: int = 
         "search": {"alpha": {"type": "float", "low": 0.1, "high": 0.9, "step": 0.1},
                    "temperature": {"type": "categorical", "choices": GRID_TEMPERATURES}},
         "sampler": "grid",
-        "budget": {"repeats": repeats, "seed": seed, "confirm_repeats": 8, "confirm_max_repeats": 24},
+        "budget": {"repeats": repeats, "seed": seed, "confirm_repeats": 8, "confirm_max_repeats": 24,
+                   "confirm_failure_rate": 0},
     }
     for path, value in overrides.items():
         node: dict[str, Any] = raw
@@ -531,7 +532,7 @@ def test_schema_is_pinned(confirmed_cases: Cases) -> None:
         for arm in (c["best_observed"], c["confirmed"], c["no_distillation"], c["pure_distillation"]):
             assert set(arm) == ARM_KEYS and set(arm["validation"]) == set(arm["test"]) == ESTIMATE_KEYS
         assert set(c["gain"]) == {"params", "source", "family_level", "mean", "low", "high", "n_pairs", "sd",
-                                  "nominal_level", "confidence", "seeds_to_resolve"}
+                                  "skewness", "nominal_level", "confidence", "seeds_to_resolve"}
         assert set(c["verdict"]) == {"kind", "text", "margin_chosen_after_study"} and c["verdict"]["kind"] in (
             "distil", "hurts", "no_gain", "inconclusive", "unconfirmed", "undetermined")
     assert json.loads(json.dumps(report)) == report  # plain JSON types only

@@ -81,7 +81,8 @@ def test_a_study_confirms_adaptively_and_recommend_gives_confirmed_verdicts(ray_
     from kdtune.spec.rules import confirmation_seeds
 
     spec = tiny_study_spec("confirming", budget={"trials_per_condition": 3, "repeats": 2, "confirm_top_k": 1,
-                                                 "confirm_repeats": 2, "confirm_max_repeats": 6})
+                                                 "confirm_repeats": 2, "confirm_max_repeats": 6,
+                                                 "confirm_failure_rate": 0})
     study_dir = run_study(spec, RunOptions(out=short_tmp / "study", progress=False))
     trials = read_trials(study_dir).to_pylist()
     report = recommend([study_dir])

@@ -132,7 +132,7 @@ def _confirming_searcher(tmp: Path) -> tuple[ConditionSearcher, dict[str, Any]]:
     """One condition, 2 proposals + 2 baselines on seeds 0, 1; confirmation in rounds of 3 up to 6 seeds."""
     spec = _spec(conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 2, "repeats": 2,
                                                             "confirm_top_k": 1, "confirm_repeats": 3,
-                                                            "confirm_max_repeats": 6})
+                                                            "confirm_max_repeats": 6, "confirm_failure_rate": 0})
     searcher = _searcher(spec, tmp)
     configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}
     assert searcher.suggest("wait") is None  # search trials still running: confirmation not decided yet

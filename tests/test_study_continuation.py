@@ -48,7 +48,7 @@ def test_a_larger_budget_continues_an_inconclusive_confirmation_on_new_seeds(ray
     the planned look left for it."""
     spec = tiny_study_spec("extend", conditions={"noise_level": [0.2]},
                            budget={"trials_per_condition": 2, "repeats": 2, "confirm_top_k": 1, "confirm_repeats": 2,
-                                   "confirm_max_repeats": 2})
+                                   "confirm_max_repeats": 2, "confirm_failure_rate": 0})
     study = run_study(spec, RunOptions(out=short_tmp / "extend", progress=False))
     condition = kdtune.recommend(study)["conditions"][0]
     assert condition["verdict"]["kind"] == "inconclusive" and condition["gain"]["n_pairs"] == 2

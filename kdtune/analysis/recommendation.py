@@ -165,7 +165,8 @@ def _design(studies: list[Study]) -> Design:
     if len(budgets) == 1:
         return Design.of(budgets[0])
     return Design(round_size=sum(b.confirm_repeats for b in budgets), max_n=sum(b.confirm_max_repeats for b in budgets),
-                  planned_n=sum(b.planned_confirm_repeats for b in budgets))
+                  planned_n=sum(b.planned_confirm_repeats for b in budgets),
+                  failure_rate=max(b.confirm_failure_rate for b in budgets))
 
 
 # ------------------------------------------------------------------------------------------ one condition

@@ -6,8 +6,11 @@ of the search's selection bias (the winner's curse: Cawley & Talbot 2010, JMLR 1
 paired test-metric difference per seed, positive when better than no distillation, with a repeated
 confidence interval (:mod:`kdtune.analysis.sequential`) that stays valid however many rounds were run.
 
-* ``distil``: the interval lies above 0;
-* ``hurts``: the interval lies below 0;
+* ``distil``: the interval lies above 0, on enough pairs (below);
+* ``hurts``: the interval lies below 0, on enough pairs: a directional verdict waits for
+  :func:`~kdtune.spec.rules.min_directional_pairs` paired seeds, so that a failure hitting
+  ``budget.confirm_failure_rate`` of the distilled runs would have shown (:mod:`kdtune.analysis.sequential`,
+  "Skewed differences");
 * ``no_gain``: the interval lies inside +-margin: any gain or loss is smaller than the margin (equivalence by
   the interval-inclusion form of two one-sided tests, Schuirmann 1987);
 * ``inconclusive``: none of these (the interval crosses 0 and reaches past the margin): more seeds needed;
@@ -28,9 +31,13 @@ from typing import Any
 from kdtune.analysis.sequential import Design
 from kdtune.analysis.sequential import Interval
 from kdtune.analysis.sequential import repeated_interval
+from kdtune.spec.rules import FAMILY_CONFIDENCE
+from kdtune.spec.rules import family_level
+from kdtune.spec.rules import min_directional_pairs
 
 
-FAMILY_CONFIDENCE = 0.95
+__all__ = ["DECISIVE", "FAMILY_CONFIDENCE", "Confirmation", "ConfirmedArm", "classify", "confirm", "family_level"]
+
 DECISIVE = ("distil", "hurts", "no_gain")
 
 
@@ -56,18 +63,13 @@ class Confirmation:
     level: float  # the error rate this condition's interval was given (after Bonferroni)
 
 
-def family_level(conditions: int, candidates: int) -> float:
-    """The error rate of one interval: the family's 5% shared by the conditions and their candidates."""
-    return (1 - FAMILY_CONFIDENCE) / (max(1, conditions) * max(1, candidates))
-
-
-def classify(interval: Interval | None, margin: float | None) -> str:
+def classify(interval: Interval | None, margin: float | None, min_pairs: int) -> str:
     """The verdict an interval supports (see the module docstring)."""
     if interval is None:
         return "inconclusive"
-    if interval.low > 0:
+    if interval.low > 0 and interval.n >= min_pairs:
         return "distil"
-    if interval.high < 0:
+    if interval.high < 0 and interval.n >= min_pairs:
         return "hurts"
     if margin is not None and -margin < interval.low and interval.high < margin:
         return "no_gain"
@@ -87,4 +89,5 @@ def confirm(candidates: list[ConfirmedArm], baseline: ConfirmedArm, *, sign: flo
     common = sorted(set(chosen.runs) & set(baseline.runs), key=str)
     differences = [sign * (chosen.runs[s][1] - baseline.runs[s][1]) for s in common]
     interval = repeated_interval(differences, design, level)
-    return Confirmation(kind=classify(interval, margin), chosen=chosen, interval=interval, level=level)
+    kind = classify(interval, margin, min_directional_pairs(level, design.failure_rate))
+    return Confirmation(kind=kind, chosen=chosen, interval=interval, level=level)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from kdtune.analysis.verdicts import FAMILY_CONFIDENCE
+from kdtune.spec.rules import min_directional_pairs
 
 
 if TYPE_CHECKING:
@@ -76,8 +77,15 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
                     f"{_gain_words(gain, test)}; alpha = 1 does as well{star}")
         else:
             margin = "" if context.margin is None else f" and reaches beyond the ±{_margin(context)} margin"
+            why = f"the interval crosses 0{margin}"
+            low, high = gain.get("low"), gain.get("high")
+            if low is not None and high is not None and (low > 0 or high < 0):
+                fewest = min_directional_pairs(gain["family_level"], context.design.failure_rate)
+                why = (f"the interval lies {'above' if low > 0 else 'below'} 0, but a verdict here rests on at "
+                       f"least {fewest} paired seeds, so that a failure in {context.design.failure_rate:g} of "
+                       "distilled runs would show (budget.confirm_failure_rate)")
             text = (f"{where}: inconclusive (can't tell yet, which is not the same as no effect): {confirmed}: "
-                    f"{_gain_words(gain, test)}: the interval crosses 0{margin}{_continue_words(gain, context)}; "
+                    f"{_gain_words(gain, test)}: {why}{_continue_words(gain, context)}; "
                     f"recommended until more seeds settle it: {words}")
     if context.margin_after_study:
         text += (f"; margin chosen after the study (±{_margin(context, amount=True)}; the study fixed "

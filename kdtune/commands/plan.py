@@ -17,8 +17,9 @@ and estimates compute (CPU seconds) and wall time for the spec's resources:
   concurrency   = CPUs // resources.cpu (or --max-concurrent / resources.max_concurrent)
   wall          = start-up + teacher preparation (conditions in parallel, each on its share) + trials / concurrency
 
-The wall time is given as "about A-B (at most C)": A if each verdict is clear after the first confirmation
-round, B if every round runs, both with ASHA's expected stopping; C if ASHA stops nothing as well. Teacher
+The wall time is given as "about A-B (at most C)": A if each verdict is clear at the first look that can give
+it (a distil or hurts verdict waits for enough paired seeds that budget.confirm_failure_rate would show), B if
+every round runs, both with ASHA's expected stopping; C if ASHA stops nothing as well. Teacher
 patience is assumed to stop nothing, and searched epochs / batch sizes sit at their most expensive values. A
 sampler that learns proposes better configurations, which ASHA stops less often than the simulation's. Costs
 are for CPU training (a GPU study is usually faster). While a study runs, its time left (the live table, the

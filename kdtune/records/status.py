@@ -65,8 +65,9 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
     Trials differ in length (ASHA stops proposals early; a confirmation trial runs a round's fresh seeds at full
     length, several times a search trial's work), so the pace is per seed-epoch, not per trial. Still to run, per
     condition (:mod:`kdtune.spec.workload`): its search trials not yet begun at their expected length under ASHA,
-    its begun trials to their full length, and its confirmation round under way (before any, the first) at full
-    length. A later round is counted once it begins, and the log says so when it does; so the time left grows
+    its begun trials to their full length, and its confirmation rounds at full length: those up to the first look
+    that can end in "distil" (``kdtune.spec.rules.min_directional_pairs``), or the one under way if later. A later round is
+    counted once it begins, and the log says so when it does; so the time left grows
     only with a line that says why. None before any seed-epoch ran.
     """
     done = sum(t.epoch * (t.runs or repeats) for t in trials)
@@ -80,7 +81,7 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
         left += max(0, work.search_trials - sum(t.phase != "confirm" for t in mine)) * work.search_trial_units
         confirm = [t for t in mine if t.phase == "confirm"]
         if work.round_trials and work.round_units:
-            rounds = max(1, len({t.seeds[0] for t in confirm if t.seeds}))
+            rounds = max(work.deciding_rounds, len({t.seeds[0] for t in confirm if t.seeds}))
             per_trial = work.round_units[min(rounds, len(work.round_units)) - 1] / work.round_trials
             left += max(0, rounds * work.round_trials - len(confirm)) * per_trial
     return left * elapsed / done

@@ -35,6 +35,8 @@ PHASES = ("search", "baseline", "confirm")
 UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see study.asha.StratifiedASHA)
 #: The spawn key of the confirmation's seed stream (see the module docstring).
 CONFIRM_STREAM = 1
+#: The confidence that every interval of a recommendation covers its true gain, all conditions and looks together.
+FAMILY_CONFIDENCE = 0.95
 _SEED_SPACE = 2**32  # student seeds are 32-bit (kdtune.spec.sections.MAX_SEED)
 
 
@@ -98,6 +100,39 @@ def confirmation_looks(round_size: int, planned: int, max_n: int) -> tuple[int, 
 def budget_looks(budget: BudgetSpec) -> tuple[int, ...]:
     """:func:`confirmation_looks` of a spec's budget."""
     return confirmation_looks(budget.confirm_repeats, budget.planned_confirm_repeats, budget.confirm_max_repeats)
+
+
+def family_level(conditions: int, candidates: int) -> float:
+    """The error rate of one condition's interval: the family's 5% shared (Bonferroni) by the conditions and
+    their confirmed candidates (:mod:`kdtune.analysis.verdicts`)."""
+    return (1 - FAMILY_CONFIDENCE) / (max(1, conditions) * max(1, candidates))
+
+
+def min_directional_pairs(level: float, failure_rate: float) -> int:
+    """The fewest paired seeds a "distil" or "hurts" verdict at error rate ``level`` rests on: enough that a
+    failure hitting ``failure_rate`` of the distilled runs is missed by all of them with probability at most
+    ``level``, ``(1 - failure_rate)^n <= level``. No interval can see a failure that no run showed; once one
+    shows, the skewness-corrected interval accounts for it (:mod:`kdtune.analysis.sequential`). 2 when
+    ``failure_rate`` is 0."""
+    if failure_rate <= 0:
+        return 2
+    return max(2, math.ceil(math.log(level) / math.log1p(-failure_rate) - 1e-9))
+
+
+def check_confirmation_budget(budget: BudgetSpec, conditions: int) -> None:
+    """Refuse a new study whose confirmation could never end in "distil" or "hurts": fewer seeds than
+    :func:`min_directional_pairs`. A study already run is re-read with its own budget, whatever it is."""
+    if not budget.confirm_top_k:
+        return
+    need = min_directional_pairs(family_level(conditions, budget.confirm_top_k), budget.confirm_failure_rate)
+    if budget.confirm_max_repeats < need:
+        start = budget.confirm_planned_repeats or 0  # whole rounds from the planned looks on
+        rounds = start + -(-(need - start) // budget.confirm_repeats) * budget.confirm_repeats
+        raise SpecError("budget.confirm_max_repeats", budget.confirm_max_repeats,
+                        f"must be at least {need}: a distil or hurts verdict rests on {need} paired seeds here, so "
+                        f"that a failure in {budget.confirm_failure_rate:g} of distilled runs shows ({conditions} "
+                        f"condition(s) x {budget.confirm_top_k} candidate(s) share a 5% error rate); raise it "
+                        f"(e.g. to {rounds}: whole rounds of {budget.confirm_repeats}) or lower budget.confirm_failure_rate")
 
 
 def confirmation_rounds(spec: StudySpec) -> int:

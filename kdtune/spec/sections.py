@@ -421,8 +421,12 @@ class BudgetSpec(SpecModel):
     # to confirm_top_k) and alpha = 1 re-run on fresh seeds, confirm_repeats per round, until the verdict is
     # clear or confirm_max_repeats seeds are spent. Verdicts come from these runs only; 0 switches it off.
     confirm_top_k: int = Field(1, ge=0, le=8)
-    confirm_repeats: int = Field(4, ge=2, le=100)
-    confirm_max_repeats: int = Field(16, ge=2, le=MAX_CONFIRM_REPEATS)
+    confirm_repeats: int = Field(16, ge=2, le=100)
+    confirm_max_repeats: int = Field(48, ge=2, le=MAX_CONFIRM_REPEATS)  # enough for 5 conditions' verdicts (below)
+    # The rarest failure a "distil" or "hurts" verdict guards against, as a share of distilled runs: such a verdict
+    # waits for enough paired seeds that a failure this common shows with probability above the condition's
+    # confidence (42 pairs at 0.1 for 4 conditions; kdtune.spec.rules.min_directional_pairs). 0: no such wait.
+    confirm_failure_rate: float = Field(0.1, ge=0.0, le=0.5)
     # The confirm_max_repeats the study started with, where `kdtune resume --confirm-max-repeats` raised it since:
     # the sequential design's planned looks (kdtune.analysis.sequential). Unset: confirm_max_repeats is the plan.
     confirm_planned_repeats: int | None = Field(None, ge=2, le=MAX_CONFIRM_REPEATS)

@@ -7,8 +7,10 @@ the plan and the ETA tell the same story:
 - **search**: the sampler's proposals at ASHA's *expected* length (:func:`asha_expected_epochs`), the alpha = 1
   and alpha = 0 baselines at full length (ASHA never stops them), ``budget.repeats`` seeds each;
 - **confirmation**, round by round: the ``confirm_top_k`` candidates and alpha = 1 on the round's fresh seeds, at
-  full length. The first round always runs; later rounds run only while the verdict is unclear, so the plan gives
-  a range (first round only .. every round) and the ETA counts a round once it has begun (the log says so).
+  full length. The rounds up to the first look with the pairs a "distil" or "hurts" verdict waits for always run
+  (:func:`~kdtune.spec.rules.min_directional_pairs`; only "no gain" may end sooner); later rounds run only while the verdict is
+  unclear, so the plan gives a range (the deciding rounds .. every round) and the ETA counts a later round once it
+  has begun (the log says so).
 
 The worst case (ASHA stops nothing, every round runs) is :attr:`Workload.worst`.
 """
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdtune.spec.rules import budget_looks
+from kdtune.spec.rules import family_level
+from kdtune.spec.rules import min_directional_pairs
 from kdtune.spec.rules import tpe_startup_trials
 from kdtune.spec.rules import trials_per_condition
 
@@ -45,11 +49,12 @@ class Workload:
     search_units_worst: float  # every search trial at full length
     round_trials: int  # confirm_top_k + 1 (alpha = 1) per round; 0 without confirmation
     round_units: tuple[float, ...]  # each confirmation round's seed-epochs, at full length
+    deciding_rounds: int = 1  # the rounds up to the first look that can end in "distil" (module docstring)
 
     @property
     def expected(self) -> float:
-        """Seed-epochs when each verdict is clear after the first confirmation round."""
-        return self.search_units + (self.round_units[0] if self.round_units else 0.0)
+        """Seed-epochs when each verdict is clear at the first look that can give it."""
+        return self.search_units + sum(self.round_units[:self.deciding_rounds])
 
     @property
     def all_rounds(self) -> float:
@@ -71,6 +76,7 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
     """A condition's :class:`Workload` under ``spec`` (every condition of a spec has the same budget);
     ``epochs``: a run's length if not ``student.epochs`` (the plan's worst case over a searched ``epochs``);
     ``asha``: False for a task that has no epochs to stop at (the study runs it without ASHA)."""
+    from kdtune.spec.conditions import expand
     from kdtune.spec.space import baselines
 
     epochs = int(epochs or spec.student.epochs)
@@ -88,9 +94,12 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
     round_trials = spec.budget.confirm_top_k + 1 if spec.budget.confirm_top_k else 0
     looks = budget_looks(spec.budget) if round_trials else ()
     sizes = [b - a for a, b in zip((0, *looks), looks)]
+    fewest = min_directional_pairs(family_level(len(expand(spec)), spec.budget.confirm_top_k),
+                                   spec.budget.confirm_failure_rate)
+    deciding = next((i + 1 for i, n in enumerate(looks) if n >= fewest), len(looks))
     return Workload(epochs=epochs, search_trials=trials, search_units=search_units,
                     search_units_worst=float(repeats * trials * epochs), round_trials=round_trials,
-                    round_units=tuple(float(round_trials * n * epochs) for n in sizes))
+                    round_units=tuple(float(round_trials * n * epochs) for n in sizes), deciding_rounds=max(1, deciding))
 
 
 def asha_expected_epochs(proposals: int, unpruned: int, max_t: int, grace_period: int, reduction_factor: float,

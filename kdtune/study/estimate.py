@@ -37,12 +37,12 @@ CALIBRATION_STEPS = 20
 CALIBRATION_SECONDS = 1.0
 WARMUP_STEPS = 3
 CALIBRATION_IMAGES = 1024  # of a dataset on disk, decoded for the calibration
-#: The plan's three figures: each verdict clear after the first confirmation round, every round run (both with
-#: ASHA's expected stopping), and the worst case (ASHA stops nothing, every round runs).
+#: The plan's three figures: each verdict clear at the first look that can give it (min_directional_pairs),
+#: every round run (both with ASHA's expected stopping), and the worst case (ASHA stops nothing, every round runs).
 SCENARIOS = ("expected", "all_rounds", "worst")
 ASSUMPTIONS = [
     "about: ASHA stops proposals as Ray's rule does for proposals of exchangeable quality (simulated); a sampler "
-    "that improves stops fewer; the range: each verdict clear after the first confirmation round .. every round run",
+    "that improves stops fewer; the range: each verdict clear at the first look that can give it .. every round run",
     "at most: ASHA stops no trial early and every confirmation round runs; teacher patience stops nothing",
     f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
     f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + two worker starts, measured as python -c 'import torch, "
@@ -157,7 +157,7 @@ def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tup
     for name in SCENARIOS:
         units = search_s["worst" if name == "worst" else "expected"]
         cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S + units / repeats * TUNE_REPORT_S
-        cpu += round_s[0] if name == "expected" and round_s else sum(round_s)
+        cpu += sum(round_s[:work.deciding_rounds]) if name == "expected" else sum(round_s)
         out[name] = (cpu, longest)
     return out
 
@@ -347,7 +347,7 @@ def _measure(arch: str, kwargs: dict[str, Any], data: Any, batch_size: int, *, d
 
 def estimate_line(result: dict[str, Any]) -> str:
     """The plan's wall-time estimate in one line (``kdtune plan``'s summary; ``kdtune run`` prints it first): the
-    expected range (first confirmation round only .. every round) and the worst case."""
+    expected range (the deciding confirmation rounds only .. every round) and the worst case."""
     total, res = result["total"], result["resources"]
     parts = total["wall_parts_s"]
     return (f"wall time: about {_span(total['wall_s'], total['wall_s_all_rounds'])} "

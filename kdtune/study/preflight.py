@@ -120,6 +120,7 @@ def check_inputs(spec: StudySpec, conditions: list[Condition], *, stand_in: bool
     """Datasets, files, data roots and models of every condition (see the module docstring). With ``stand_in``
     (``kdtune plan``), a well-known dataset that is missing here is checked and planned on stand-in images of its
     shape (:attr:`CheckedInputs.missing` says why), not refused."""
+    from kdtune.spec.rules import check_confirmation_budget
     from kdtune.tasks import task_for
     from kdtune.tasks.datasets import check_data_args
     from kdtune.tasks.image.datasets import check_data_root
@@ -128,9 +129,16 @@ def check_inputs(spec: StudySpec, conditions: list[Condition], *, stand_in: bool
 
     task = task_for(spec)
     checked = CheckedInputs(spec, conditions, task, stand_in=stand_in)
-    if task.check_inputs(spec, conditions):  # the task checked its own inputs (the language task)
-        return checked
     found = Findings()
+    found.check(check_confirmation_budget, spec.budget, len(conditions))  # new studies; a stored one keeps its own
+    try:
+        own = task.check_inputs(spec, conditions)  # the task checked its own inputs (the language task)
+    except UsageError as exc:
+        found.add(exc)
+        own = True
+    if own:
+        found.raise_all()
+        return checked
     files = [(f"dataset.files[{i}]", f) for i, f in enumerate(spec.dataset.files or [])]
     if spec.teacher.checkpoint is not None:
         files.append(("teacher.checkpoint", spec.teacher.checkpoint))
