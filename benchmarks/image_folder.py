@@ -10,9 +10,14 @@ loads it twice, ``in_memory: true`` (decoded once into tensors: today's fast pat
   4 views, the per-view teacher logits a fixed random array: the teacher is not what is measured), one torch
   thread, the two paths interleaved epoch by epoch; training samples per second (each epoch's wall time, its
   evaluation included).
-* Memory: a fresh process per size loads the folder of 1x and 4x the images on disk and trains one epoch; its peak
-  resident memory (``VmHWM``; its loader workers' ``ru_maxrss`` beside it) against the same with the images in
-  memory. The target is a flat disk path.
+* Memory: a fresh process per size loads the folder of 1x and 4x the images and trains two epochs (each
+  evaluated), on disk and in memory; its peak resident memory (``VmHWM``; the loader workers' ``ru_maxrss`` apart),
+  and what it still holds once freed memory is handed back (``malloc_trim``). Each twice: with glibc's defaults (a
+  plain process: dynamic mmap threshold) and with the fixed thresholds kdtune's Ray trial workers run with
+  (``WORKER_MALLOC_ENV``). With the defaults, freed batch activations stay in glibc's heap and its peak grows with the
+  number of batches run (+106 MiB at 4x was measured so, untraced), while what the process holds is flat. Also
+  printed: the disk path's per-image state in bytes (file names, positions, labels: what grows with the folder by
+  design). The target is a flat disk path.
 
 usage:
   python benchmarks/image_folder.py --data-root ROOT --images 4000 --side 56   # ROOT/MNIST/raw/*.gz; about 2 minutes
@@ -37,6 +42,10 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from machine import cpu_idle  # noqa: E402
+from machine import load_average  # noqa: E402
+
+from kdtune.study.ray_runtime import WORKER_MALLOC_ENV  # noqa: E402
 
 
 def write_folder(root: Path, images: int, data_root: str | None, side: int) -> None:
@@ -106,17 +115,56 @@ def throughput(root: Path, epochs: int, workers: int) -> dict[str, Any]:
     return out
 
 
-def peak_memory(root: Path, in_memory: bool, workers: int) -> dict[str, float]:
-    """In a fresh process: load, train one epoch; the process's peak resident memory (``VmHWM``, MiB: Linux keeps
-    ``ru_maxrss`` across exec, so a child would report its parent's) and its loader workers' largest ``ru_maxrss``
-    (MiB; a forked worker starts from its parent's resident pages, shared copy-on-write)."""
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import image_folder as b, resource, json;"
-            f"d = b._load(__import__('pathlib').Path({str(root)!r}), {in_memory}, {workers}); b._trainer(d, 0).step();"
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"
-            "print(json.dumps({'self': int(hwm) / 1024,"
-            "'workers': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+#: glibc's malloc as a plain process has it (dynamic thresholds) and as kdtune's Ray trial workers run it (fixed).
+MALLOC_ENVS = {"glibc defaults": {}, "trial workers' thresholds": dict(WORKER_MALLOC_ENV)}
+
+
+def _measure_memory(root: Path, in_memory: bool, workers: int) -> dict[str, float]:
+    """Runs in the fresh process :func:`peak_memory` starts: load the folder, train two epochs (each evaluated),
+    read the memory at every phase (MiB), then what stays resident once freed memory is handed back
+    (``gc.collect`` and glibc's ``malloc_trim(0)``: what the process still holds, not what its allocator kept)."""
+    import ctypes
+    import gc
+
+    def status(field: str) -> float:
+        line = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+
+    out: dict[str, float] = {}
+    data = _load(root, in_memory, workers)
+    out["after load"] = status("VmRSS")
+    trainer = _trainer(data, 0)
+    for epoch in (1, 2):
+        trainer.step()
+        out[f"after epoch {epoch}"] = status("VmRSS")
+    out["peak"] = status("VmHWM")  # Linux keeps ru_maxrss across exec: a child would report its parent's
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    out["held (trimmed)"] = status("VmRSS")
+    out["workers"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return out
+
+
+def peak_memory(root: Path, in_memory: bool, workers: int, env: dict[str, str]) -> dict[str, float]:
+    """:func:`_measure_memory` in a fresh process with ``env`` added to its environment: one process per
+    measurement, so nothing an earlier one allocated counts (loader workers, forked, report apart)."""
+    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import image_folder as b;"
+            f"print(json.dumps(b._measure_memory(__import__('pathlib').Path({str(root)!r}), {in_memory}, {workers})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, **env})
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def metadata_bytes(root: Path) -> dict[str, float]:
+    """What the disk path keeps per image, in bytes: the file names (Python strings and the list's pointers), the
+    positions of each split and the labels (int64 each). What grows with the folder by design."""
+    data = _load(root, False, 0)
+    reader = data.train.x.reader
+    names = sys.getsizeof(reader.files) + sum(sys.getsizeof(f) for f in reader.files)
+    positions = sum(split.x.index.nbytes for split in (data.train, data.val, data.test))
+    labels = sum(t.nbytes for split in (data.train, data.val, data.test) for t in (split.y, split.clean, split.flipped))
+    return {"images": len(reader), "names": names / len(reader), "positions": positions / len(reader),
+            "labels": labels / len(reader)}
 
 
 def main() -> None:
@@ -126,29 +174,61 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per path (default: 3)")
     parser.add_argument("--workers", type=int, default=2, help="loader processes of the disk path (default: 2)")
     parser.add_argument("--side", type=int, default=28, help="pixels of each (square, grey) image (default: 28)")
+    parser.add_argument("--only", choices=("throughput", "memory"), default=None, help="one of the two measurements")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     result: dict[str, Any] = {"images": args.images, "side": args.side, "workers": args.workers, "cpus": os.cpu_count()}
+    print(f"load before: {load_average()} (1, 5, 15 min); CPUs idle {cpu_idle(5.0):.0%} over 5 s; "
+          f"{os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         roots = {scale: Path(tmp) / f"x{scale}" for scale in (1, 4)}
         for scale, root in roots.items():
             start = time.perf_counter()
             write_folder(root, args.images * scale, args.data_root, args.side)
             print(f"wrote {args.images * scale} PNG files in {time.perf_counter() - start:.1f} s", flush=True)
-        result["throughput"] = throughput(roots[1], args.epochs, args.workers)
-        t = result["throughput"]
-        print(f"samples/s: memory {t['memory']['samples_per_s']:,.0f}, disk {t['disk']['samples_per_s']:,.0f} "
-              f"({t['disk_over_memory']:.2f}x)", flush=True)
-        result["peak_rss_mib"] = {}
-        for scale, root in roots.items():
-            for in_memory in (False, True):
-                name = f"{'memory' if in_memory else 'disk'} {scale}x"
-                result["peak_rss_mib"][name] = peak_memory(root, in_memory, args.workers)
-                print(f"peak RSS, {name} ({args.images * scale} images): {result['peak_rss_mib'][name]}", flush=True)
-    result["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if args.only != "memory":
+            result["throughput"] = throughput(roots[1], args.epochs, args.workers)
+            t = result["throughput"]
+            print(f"samples/s: memory {t['memory']['samples_per_s']:,.0f}, disk {t['disk']['samples_per_s']:,.0f} "
+                  f"({t['disk_over_memory']:.2f}x)", flush=True)
+        if args.only != "throughput":
+            memory(roots, args.workers, result)
+    print(f"load after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    if "memory_mib" in result:
+        m = result["memory_mib"]
+        print("| path, malloc | 1x: peak / held | 4x: peak / held | 4x - 1x: peak / held |")
+        print("| --- | --- | --- | --- |")
+        for malloc in MALLOC_ENVS:
+            for side in ("disk", "memory"):
+                one, four = m[f"{side} 1x, {malloc}"], m[f"{side} 4x, {malloc}"]
+                print(f"| {side}, {malloc} | {one['peak']:,.0f} / {one['held (trimmed)']:,.0f} | {four['peak']:,.0f} / "
+                      f"{four['held (trimmed)']:,.0f} | {four['peak'] - one['peak']:+,.0f} / "
+                      f"{four['held (trimmed)'] - one['held (trimmed)']:+,.0f} |")
+        growth = {malloc: {k: m[f"disk 4x, {malloc}"][k] - m[f"disk 1x, {malloc}"][k] for k in ("peak", "held (trimmed)")}
+                  for malloc in MALLOC_ENVS}
+        print(f"disk path, {4 * args.images} images against {args.images}: " + "; ".join(
+            f"{malloc}: peak RSS {g['peak']:+,.0f} MiB, held {g['held (trimmed)']:+,.0f} MiB" for malloc, g in growth.items()))
+    if "throughput" in result:
+        t = result["throughput"]
+        print(f"training loop, disk / memory: {t['disk_over_memory']:.2f}x ({t['disk']['samples_per_s']:,.0f} vs "
+              f"{t['memory']['samples_per_s']:,.0f} samples/s)")
+
+
+def memory(roots: dict[int, Path], workers: int, result: dict[str, Any]) -> None:
+    """The disk path's per-image state, then every path's memory at 1x and 4x under each malloc setting."""
+    result["metadata_bytes_per_image"] = metadata_bytes(roots[4])
+    print("disk path's per-image state (bytes): " + ", ".join(f"{k} {v:,.0f}" for k, v in
+                                                          result["metadata_bytes_per_image"].items()), flush=True)
+    result["memory_mib"] = {}
+    for malloc, env in MALLOC_ENVS.items():
+        for in_memory in (False, True):
+            for scale, root in roots.items():
+                name = f"{'memory' if in_memory else 'disk'} {scale}x, {malloc}"
+                result["memory_mib"][name] = peak_memory(root, in_memory, workers, env)
+                print(f"{name}: " + ", ".join(f"{k} {v:,.0f}" for k, v in result["memory_mib"][name].items()),
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,21 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def cpu_idle(seconds: float = 5.0) -> float:
+    """The share of every CPU's time spent idle over the next ``seconds`` (``/proc/stat``): the load average counts
+    processes waiting on I/O too and can read high on a machine whose CPUs are idle, so a timing records both."""
+    import time
+
+    def counters() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all but guest time (counted in user)
+
+    idle0, total0 = counters()
+    time.sleep(seconds)
+    idle1, total1 = counters()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
 def process_tree(root: int) -> list[int]:
     """``root`` and every process below it."""
     children: dict[int, list[int]] = {}

@@ -1,8 +1,9 @@
 """What per-view cached teacher logits cost and save, against the teacher run inline and today's un-augmented cache.
 
 One process, real MNIST (a subset), the reference teacher (trained with the same augmentation, through the real
-cache) and the reference student, every student trained with reproducible views (shift 2, rotate 10 degrees,
-V views per image, drawn by the student seed) by :class:`kdtune.core.train.Trainer`. Three ways to get the teacher's
+cache) and the reference student, every student trained with reproducible views (shift 2, rotate 10 degrees; or with
+``--augment crop-flip`` a random 28-pixel crop of the image padded by 2 and a horizontal flip, CIFAR's recipe; V views
+per image, drawn by the student seed) by :class:`kdtune.core.train.Trainer`. Three ways to get the teacher's
 logits for the student's batch:
 
 * ``per-view cached``: :meth:`LogitCache.prepare_views` (V teacher passes over the training split, once);
@@ -20,6 +21,7 @@ the speed ratio and the accuracy difference of per-view cached against inline.
 usage:
   python benchmarks/views_mnist.py --data-root ROOT                  # ROOT/MNIST/raw/*.gz; a few minutes
   python benchmarks/views_mnist.py --data-root ROOT --seeds 5 --epochs 5
+  python benchmarks/views_mnist.py --data-root ROOT --augment crop-flip    # crop + flip views
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
+from machine import cpu_idle  # noqa: E402
+from machine import load_average  # noqa: E402
 from machine import with_interval  # noqa: E402
 
 from kdtune.analysis.scoring import t_estimate  # noqa: E402
@@ -47,6 +51,10 @@ from kdtune.tasks.datasets import load_dataset  # noqa: E402
 from kdtune.tasks.image.models import build_model  # noqa: E402
 from kdtune.tasks.image.views import InlineTeacher  # noqa: E402
 from kdtune.tasks.image.views import ViewSpec  # noqa: E402
+
+
+#: The views' augmentation: MNIST's shifts and rotations, or CIFAR's padded crop and flip (28 pixels: MNIST's side).
+AUGMENTS = {"shift-rotate": Augment(shift=2, rotate=10.0), "crop-flip": Augment(crop=28, padding=2, flip=True)}
 
 
 class UnaugmentedLogits:
@@ -68,12 +76,13 @@ def main() -> None:
     args = _parse()
     torch.set_num_threads(1)
     data = load_dataset("mnist", data_root=args.data_root, train_size=args.train_size, val_fraction=0.1, seed=0)
-    augment = Augment(shift=2, rotate=10.0)
+    augment = AUGMENTS[args.augment]
     spec = ViewSpec(augment, args.views, 0)
     cache = LogitCache(args.cache_dir or tempfile.mkdtemp(prefix="kdtune-views-"))
     start = time.perf_counter()
     prepared = cache.prepare(TeacherSpec(arch="reference_teacher", epochs=args.teacher_epochs, augment=augment),
                              data, threads=1)
+    print(f"load {load_average()} (1, 5, 15 min); CPUs idle {cpu_idle(5.0):.0%} over 5 s; views: {augment.to_dict()}")
     print(f"MNIST {len(data.train)} training images; teacher test accuracy {prepared.diagnostics['test_accuracy']:.4f} "
           f"({'cached' if prepared.hit else f'{time.perf_counter() - start:.0f} s'})")
     start = time.perf_counter()
@@ -101,7 +110,7 @@ def main() -> None:
     speed = t_estimate([a / b for a, b in zip(rates["per-view cached"], rates["inline"])])
     diff = t_estimate([a - b for a, b in zip(acc["per-view cached"], acc["inline"])])
     print(f"per-view cached vs inline: {with_interval(speed, '{:.1f}')}x the samples/s; test accuracy "
-          f"{with_interval(diff, '{:+.4f}')} over {args.seeds} seeds")
+          f"{with_interval(diff, '{:+.4f}')} over {args.seeds} seeds ({args.augment} views; load {load_average()})")
 
 
 def _train(data: Any, logits: Any, source: Any, seed: int, args: argparse.Namespace) -> tuple[float, float]:
@@ -126,6 +135,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=None, help="teacher-logit cache (default: a fresh temporary folder)")
     parser.add_argument("--train-size", type=int, default=10000, help="MNIST images, validation included")
     parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--augment", choices=sorted(AUGMENTS), default="shift-rotate", help="the views (and teacher's)")
     parser.add_argument("--teacher-epochs", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3)
