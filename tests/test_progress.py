@@ -66,6 +66,37 @@ def test_eta_counts_seed_epochs_left_and_the_confirmation_round_at_its_cost() ->
     assert time_left([TrialView("a", "search", "RUNNING", None)], ["a"], work, repeats=8, elapsed=5.0) is None
 
 
+def test_eta_counts_every_round_a_verdict_must_wait_for() -> None:
+    """When a distil verdict needs both rounds' pairs (Workload.deciding_rounds), both count from the start."""
+    work = Workload(epochs=20, search_trials=4, search_units=4 * 8 * 15.0, search_units_worst=4 * 8 * 20.0,
+                    round_trials=2, round_units=(2 * 18 * 20.0, 2 * 18 * 20.0), deciding_rounds=2)
+    views = [TrialView("a", "search", "COMPLETE", 0.9, epoch=20) for _ in range(4)]
+    done = 4 * 8 * 20
+    assert time_left(views, ["a"], work, repeats=8, elapsed=100.0) == pytest.approx(2 * 2 * 18 * 20 * 100.0 / done)
+
+
+def test_eta_starts_from_the_plans_pace_and_moves_to_the_measured_one() -> None:
+    """The pace is the measured one shrunk towards the plan's, with a quarter of the expected work as the plan's
+    weight: early on the ETA lies between the plan's and the measured pace's, and once the work done dwarfs that
+    weight it follows the measured pace."""
+    work = Workload(epochs=20, search_trials=4, search_units=4 * 8 * 15.0, search_units_worst=4 * 8 * 20.0,
+                    round_trials=2, round_units=(2 * 16 * 20.0,))
+    early = [TrialView("a", "search", "RUNNING", None, epoch=2)]
+    measured = time_left(early, ["a"], work, repeats=8, elapsed=10.0)  # 16 seed-epochs in 10 s
+    planned = time_left(early, ["a"], work, repeats=8, elapsed=10.0, planned_pace_s=0.1)
+    assert measured is not None and planned is not None
+    left = measured * 16 / 10.0  # seed-epochs left
+    assert left * 0.1 < planned < measured
+    prior = 0.25 * work.expected
+    assert planned == pytest.approx(left * (10.0 + prior * 0.1) / (16 + prior))
+    late = [TrialView("a", "search", "COMPLETE", 0.9, epoch=20) for _ in range(4)]
+    late += [TrialView("a", "confirm", "COMPLETE", 0.9, (7, 8), epoch=20, runs=16),
+             TrialView("a", "confirm", "RUNNING", None, (7, 8), epoch=10, runs=16)]
+    measured = time_left(late, ["a"], work, repeats=8, elapsed=300.0)
+    planned = time_left(late, ["a"], work, repeats=8, elapsed=300.0, planned_pace_s=0.1)
+    assert measured is not None and planned is not None and planned == pytest.approx(measured, rel=0.2)
+
+
 def test_asha_expected_epochs_follows_rays_rule() -> None:
     # reduction factor 2: past the first arrivals, half of the proposals stop at each rung
     assert asha_expected_epochs(16, 2, 20, 10, 2) == pytest.approx(15.0, abs=0.2)

@@ -13,7 +13,8 @@ and estimates compute (CPU seconds) and wall time for the spec's resources:
                   + baselines x repeats x epochs + each confirmation round's (candidates + alpha = 1) x its
                   fresh seeds x epochs
   trials        = seed-epochs x student epoch + Tune's overhead (0.3 s per trial + 25 ms per reported epoch:
-                  trial actors are reused, and a trial waits for the driver after each epoch's report)
+                  trial actors are reused, and a trial waits for the driver after each epoch's report) + the
+                  driver's CPU, 70 ms per reported epoch, taken from the trials' cores
   concurrency   = CPUs // resources.cpu (or --max-concurrent / resources.max_concurrent)
   wall          = start-up + teacher preparation (conditions in parallel, each on its share) + trials / concurrency
 

@@ -37,14 +37,17 @@ class TrialView:
 ROW_PHASES = ("search", "confirm")
 #: The counted states, by their key in a summary.
 STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "running": "RUNNING"}
+#: How much the plan's pace weighs in the time left, as a share of the study's expected seed-epochs.
+PLAN_WEIGHT = 0.25
 
 
 def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBudget, confirm_rounds: int,
               mode: str, elapsed: float, finished: bool = False, work: Workload | None = None,
-              repeats: int = 1) -> dict[str, Any]:
+              repeats: int = 1, planned_pace_s: float | None = None) -> dict[str, Any]:
     """Per condition and phase: trials planned (at most: confirmation stops once a verdict is clear), ended, and
     complete / pruned / failed / running, the best objective; totals and, given the conditions' ``work``
-    (:func:`kdtune.spec.workload.workload`), the time left (:func:`time_left`; None before any seed-epoch ran). A
+    (:func:`kdtune.spec.workload.workload`), the time left (:func:`time_left`, from ``planned_pace_s`` too when the
+    plan had one; None before any seed-epoch ran). A
     finished study's trials have all ended, however few of the planned ones ran."""
     rows: list[dict[str, Any]] = []
     for condition in conditions:
@@ -53,14 +56,22 @@ def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBu
                   for phase, planned in zip(ROW_PHASES, (budget.search, budget.confirm))}
         rows.append({"condition": condition, **_totals(phases.values()), "phases": phases})
     totals = _totals(rows)
-    eta = None if finished or work is None else time_left(trials, conditions, work, repeats=repeats, elapsed=elapsed)
+    eta = None if finished or work is None else time_left(trials, conditions, work, repeats=repeats, elapsed=elapsed,
+                                                          planned_pace_s=planned_pace_s)
     return {"conditions": rows, **totals, "confirm_rounds": confirm_rounds, "finished": finished,
             "elapsed_seconds": elapsed, "eta_seconds": eta}
 
 
 def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *, repeats: int,
-              elapsed: float) -> float | None:
+              elapsed: float, planned_pace_s: float | None = None) -> float | None:
     """Seconds left: the seed-epochs still to run (one seed trained for one epoch) at the pace so far.
+
+    The pace is the measured one (wall seconds of the trial phase per seed-epoch done), shrunk towards the plan's
+    (``planned_pace_s``: ``kdtune plan``'s trial-phase wall time over its seed-epochs, which ``kdtune run`` keeps in
+    the study) with the weight of :data:`PLAN_WEIGHT` of the study's expected seed-epochs: the first trials pay for
+    worker starts and warm-up, so the measured pace alone reads slow early on (34-55% high at the quickstart's
+    first progress line), while the plan's misses what this run's machine is doing; once the work done is several
+    times that weight, the measured pace dominates.
 
     Trials differ in length (ASHA stops proposals early; a confirmation trial runs a round's fresh seeds at full
     length, several times a search trial's work), so the pace is per seed-epoch, not per trial. Still to run, per
@@ -73,6 +84,7 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
     done = sum(t.epoch * (t.runs or repeats) for t in trials)
     if done <= 0 or elapsed <= 0:
         return None
+    prior = PLAN_WEIGHT * work.expected * len(conditions) if planned_pace_s else 0.0
     left = 0.0
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
@@ -84,7 +96,7 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
             rounds = max(work.deciding_rounds, len({t.seeds[0] for t in confirm if t.seeds}))
             per_trial = work.round_units[min(rounds, len(work.round_units)) - 1] / work.round_trials
             left += max(0, rounds * work.round_trials - len(confirm)) * per_trial
-    return left * elapsed / done
+    return left * (elapsed + prior * (planned_pace_s or 0.0)) / (done + prior)
 
 
 def _phase(trials: list[TrialView], phase: str, planned: int, mode: str) -> dict[str, Any]:
@@ -144,7 +156,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]], budget=trial_budget(spec),
                         confirm_rounds=confirmation_rounds(spec), mode=spec.mode,
                         elapsed=end - meta.get("trials_started_at", meta["created_at"]), finished=finished,
-                        work=work, repeats=spec.budget.repeats)
+                        work=work, repeats=spec.budget.repeats, planned_pace_s=meta.get("planned_pace_s"))
     summary.update(study=spec.name, cut_short=meta.get("cut_short", False), objective=spec.objective_name)
     summary["notes"] = shortfall_lines(summary)
     teachers = teacher_summaries(folder.teachers())

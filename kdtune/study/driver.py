@@ -88,7 +88,9 @@ def run_study(spec: StudySpec, options: RunOptions, *,
         try:
             storage = options.storage or folder.default_storage_url()
             _write_study_json(study_dir, spec, conditions, options)  # from here on, Ctrl-C leaves a study to resume
-            _check(spec, conditions, options, announce)
+            pace = _check(spec, conditions, options, announce)
+            if pace is not None:
+                folder.update(planned_pace_s=pace)  # the time left starts from the plan's pace
             with ray_session(options.address, extra_env=_worker_env(options)):
                 check_shared_storage(storage, options)
                 check_resources(spec, options)  # a refusal leaves no study folder behind
@@ -102,16 +104,22 @@ def run_study(spec: StudySpec, options: RunOptions, *,
 
 
 def _check(spec: StudySpec, conditions: list[Condition], options: RunOptions,
-           announce: Callable[[dict[str, Any] | None], None] | None) -> None:
+           announce: Callable[[dict[str, Any] | None], None] | None) -> float | None:
     """The study's checks, once; the estimate (for ``announce``) reuses what they found, data included, which is
-    let go when this returns."""
+    let go when this returns. Returns the estimate's trial-phase wall seconds per seed-epoch, the time left's
+    starting pace (:func:`kdtune.records.status.time_left`), when there is an estimate."""
     from kdtune.study.preflight import check_study
 
     checked = check_study(spec, conditions, out=options.out, storage=options.storage,
                           cache_dir=options.cache_dir or os.environ.get("KDTUNE_CACHE_DIR"),
                           tune_storage=options.tune_storage)
-    if announce is not None:
-        announce(_estimate(checked, options))
+    if announce is None:
+        return None
+    plan = _estimate(checked, options)
+    announce(plan)
+    if plan is None or not plan["total"]["seed_epochs"]["expected"]:
+        return None
+    return float(plan["total"]["wall_parts_s"]["trials"] / plan["total"]["seed_epochs"]["expected"])
 
 
 def _estimate(checked: CheckedInputs, options: RunOptions) -> dict[str, Any] | None:
@@ -225,7 +233,8 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     callbacks: list[Callback] = [ResultsRecorder(study_dir, spec, conditions)]
     callbacks += tracking_callbacks(spec, study_dir, conditions, teachers)  # W&B runs; [] if tracking: none
     if options.progress:
-        callbacks.append(Progress(spec, [c.key for c in conditions], teachers))
+        callbacks.append(Progress(spec, [c.key for c in conditions], teachers,
+                                  planned_pace_s=folder.meta().get("planned_pace_s")))
     tune_dir = options.tune_storage or str(folder.tune_dir.resolve())
     if "://" not in tune_dir:  # Tune's state (tuner.pkl, the searcher's) is the user's alone
         Path(tune_dir).mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -30,6 +30,11 @@ from kdtune.study.preflight import check_inputs
 #: (a trial waits for the driver to process each report): measured with benchmarks/study_throughput.py.
 TUNE_TRIAL_OVERHEAD_S = 0.3
 TUNE_REPORT_S = 0.025
+#: CPU the driver's side spends per reported epoch (Tune's loop, the results recorder, the progress, ASHA, W&B and
+#: Ray's own processes), taken from the trials' cores: 55 s over the quickstart's 770 reports on 2 cores (the
+#: driver 42-43 s, Ray 6-7 s, W&B 6 s; benchmarks/quickstart_time.py, three runs), where the plan without it
+#: read the trial phase 20-25% short.
+DRIVER_CPU_PER_REPORT_S = 0.07
 #: Tune and Optuna set-up before the first trial (storage, searcher, scheduler), on top of one worker start.
 TUNE_SETUP_S = 3.0
 CALIBRATION_STEPS = 20
@@ -44,7 +49,8 @@ ASSUMPTIONS = [
     "about: ASHA stops proposals as Ray's rule does for proposals of exchangeable quality (simulated); a sampler "
     "that improves stops fewer; the range: each verdict clear at the first look that can give it .. every round run",
     "at most: ASHA stops no trial early and every confirmation round runs; teacher patience stops nothing",
-    f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused)",
+    f"Tune overhead: {TUNE_TRIAL_OVERHEAD_S} s per trial + {TUNE_REPORT_S * 1000:g} ms per epoch (trial actors are reused), "
+    f"and {DRIVER_CPU_PER_REPORT_S * 1000:g} ms of the driver's CPU per reported epoch, taken from the trials' cores",
     f"start-up: {TUNE_SETUP_S} s of Tune/Optuna set-up + two worker starts, measured as python -c 'import torch, "
     "ray.tune' (+ two more to start a local Ray)",
     f"step times from {CALIBRATION_STEPS} timed steps (at least {CALIBRATION_SECONDS:g} s of them) after "
@@ -142,7 +148,7 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
 
 def _overhead_s(trial_epochs: float) -> float:
     """Tune's cost of a trial of ``trial_epochs`` reported epochs."""
-    return TUNE_TRIAL_OVERHEAD_S + TUNE_REPORT_S * trial_epochs
+    return TUNE_TRIAL_OVERHEAD_S + (TUNE_REPORT_S + DRIVER_CPU_PER_REPORT_S) * trial_epochs
 
 
 def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tuple[float, float]]:
@@ -156,7 +162,8 @@ def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tup
     out = {}
     for name in SCENARIOS:
         units = search_s["worst" if name == "worst" else "expected"]
-        cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S + units / repeats * TUNE_REPORT_S
+        cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S
+        cpu += units / repeats * (TUNE_REPORT_S + DRIVER_CPU_PER_REPORT_S)  # a report per trial-epoch
         cpu += sum(round_s[:work.deciding_rounds]) if name == "expected" else sum(round_s)
         out[name] = (cpu, longest)
     return out
