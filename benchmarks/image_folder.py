@@ -14,8 +14,10 @@ loads it twice, ``in_memory: true`` (decoded once into tensors: today's fast pat
   evaluated), on disk and in memory; its peak resident memory (``VmHWM``; the loader workers' ``ru_maxrss`` apart),
   and what it still holds once freed memory is handed back (``malloc_trim``). Each twice: with glibc's defaults (a
   plain process: dynamic mmap threshold) and with the fixed thresholds kdtune's Ray trial workers run with
-  (``WORKER_MALLOC_ENV``). With the defaults, freed batch activations stay in glibc's heap and its peak grows with the
-  number of batches run (+106 MiB at 4x was measured so, untraced), while what the process holds is flat. Also
+  (``WORKER_MALLOC_ENV``), and once with every buffer over 128 KiB mapped on its own (a diagnostic). Freed buffers
+  (batch activations, evaluation batches of 256) stay in glibc's heap between small arrays of the epoch, so the
+  peak grows with the batches run (+106 MiB at 4x was first measured so, untraced), while what the process holds
+  after ``malloc_trim``, and the peak with the diagnostic setting, are flat. Also
   printed: the disk path's per-image state in bytes (file names, positions, labels: what grows with the folder by
   design). The target is a flat disk path.
 
@@ -115,8 +117,11 @@ def throughput(root: Path, epochs: int, workers: int) -> dict[str, Any]:
     return out
 
 
-#: glibc's malloc as a plain process has it (dynamic thresholds) and as kdtune's Ray trial workers run it (fixed).
-MALLOC_ENVS = {"glibc defaults": {}, "trial workers' thresholds": dict(WORKER_MALLOC_ENV)}
+#: glibc's malloc as a plain process has it (dynamic thresholds), as kdtune's Ray trial workers run it (fixed, high:
+#: freed buffers stay for the next batch), and a diagnostic (every buffer over 128 KiB mapped alone and unmapped when
+#: freed, so the peak counts only what was live at once).
+MALLOC_ENVS = {"glibc defaults": {}, "trial workers' thresholds": dict(WORKER_MALLOC_ENV),
+               "mmap above 128 KiB": {"MALLOC_MMAP_THRESHOLD_": str(128 << 10)}}
 
 
 def _measure_memory(root: Path, in_memory: bool, workers: int) -> dict[str, float]:
