@@ -22,7 +22,7 @@ loads it twice, ``in_memory: true`` (decoded once into tensors: today's fast pat
   design). The target is a flat disk path.
 
 usage:
-  python benchmarks/image_folder.py --data-root ROOT --images 4000 --side 56   # ROOT/MNIST/raw/*.gz; about 2 minutes
+  python benchmarks/image_folder.py --data-root ROOT --images 4000 --side 56   # ROOT/MNIST/raw/*.gz; about 8 minutes
   python benchmarks/image_folder.py                                   # digits scaled to 28x28
 """
 
