@@ -500,7 +500,14 @@ def test_linear_study_recommends_near_alpha_star_and_confirms_the_gain(tmp_path:
     for alpha in (best, 1.0):
         add(alpha, list(range(1000, 1008)), "confirm")
     c = recommend([tmp_path / "linear"])["conditions"][0]
+    # 8 pairs exclude 0, but a one-condition verdict waits for 29: a failure in one run in ten would show by then
+    assert c["verdict"]["kind"] == "inconclusive" and c["gain"]["low"] > 0 and c["gain"]["n_pairs"] == 8
+    assert "the interval lies above 0, but a verdict here rests on at least 29 paired seeds" in c["verdict"]["text"]
+    for alpha in (best, 1.0):
+        add(alpha, list(range(1008, 1029)), "confirm")
+    c = recommend([tmp_path / "linear"])["conditions"][0]
     assert c["verdict"]["kind"] == "distil" and c["gain"]["low"] > 0 and c["gain"]["source"] == "confirm"
+    assert c["gain"]["n_pairs"] == 29
     assert f"closed-form α* = {form['alpha_star']:.3g}" in c["verdict"]["text"]
     assert "reduction of test_excess_mse vs no distillation" in c["verdict"]["text"]
 
