@@ -75,26 +75,41 @@ def test_eta_counts_every_round_a_verdict_must_wait_for() -> None:
     assert time_left(views, ["a"], work, repeats=8, elapsed=100.0) == pytest.approx(2 * 2 * 18 * 20 * 100.0 / done)
 
 
-def test_eta_starts_from_the_plans_pace_and_moves_to_the_measured_one() -> None:
-    """The pace is the measured one shrunk towards the plan's, with a quarter of the expected work as the plan's
-    weight: early on the ETA lies between the plan's and the measured pace's, and once the work done dwarfs that
-    weight it follows the measured pace."""
+def test_eta_starts_from_the_plans_costs_and_moves_to_the_measured_pace() -> None:
+    """With the plan's costs (wall seconds per seed-epoch and per report), the measured pace scales them, shrunk
+    towards 1 with a quarter of the expected work as the plan's weight: early on the ETA lies between the plan's
+    and the measured pace's, and once the work done dwarfs that weight it follows the measured pace."""
     work = Workload(epochs=20, search_trials=4, search_units=4 * 8 * 15.0, search_units_worst=4 * 8 * 20.0,
                     round_trials=2, round_units=(2 * 16 * 20.0,))
+    planned = (0.1, 0.0)  # seed-epochs only: the plan and the measurement count the same units
     early = [TrialView("a", "search", "RUNNING", None, epoch=2)]
     measured = time_left(early, ["a"], work, repeats=8, elapsed=10.0)  # 16 seed-epochs in 10 s
-    planned = time_left(early, ["a"], work, repeats=8, elapsed=10.0, planned_pace_s=0.1)
-    assert measured is not None and planned is not None
+    blended = time_left(early, ["a"], work, repeats=8, elapsed=10.0, planned=planned)
+    assert measured is not None and blended is not None
     left = measured * 16 / 10.0  # seed-epochs left
-    assert left * 0.1 < planned < measured
-    prior = 0.25 * work.expected
-    assert planned == pytest.approx(left * (10.0 + prior * 0.1) / (16 + prior))
+    assert left * 0.1 < blended < measured
+    prior = 0.25 * work.expected * 0.1
+    assert blended == pytest.approx(left * 0.1 * (10.0 + prior) / (16 * 0.1 + prior))
     late = [TrialView("a", "search", "COMPLETE", 0.9, epoch=20) for _ in range(4)]
     late += [TrialView("a", "confirm", "COMPLETE", 0.9, (7, 8), epoch=20, runs=16),
              TrialView("a", "confirm", "RUNNING", None, (7, 8), epoch=10, runs=16)]
     measured = time_left(late, ["a"], work, repeats=8, elapsed=300.0)
-    planned = time_left(late, ["a"], work, repeats=8, elapsed=300.0, planned_pace_s=0.1)
-    assert measured is not None and planned is not None and planned == pytest.approx(measured, rel=0.2)
+    blended = time_left(late, ["a"], work, repeats=8, elapsed=300.0, planned=planned)
+    assert measured is not None and blended is not None and blended == pytest.approx(measured, rel=0.2)
+
+
+def test_eta_counts_reports_so_long_confirmation_trials_go_faster_per_seed_epoch() -> None:
+    """A report costs the same whatever a trial's seeds: with the plan's report cost, the seed-epochs of a
+    confirmation trial of 16 seeds are cheaper than a search trial's of 2, and the time left for a confirmation
+    round is less than the search's pace per seed-epoch says."""
+    work = Workload(epochs=10, search_trials=2, search_units=2 * 2 * 10.0, search_units_worst=2 * 2 * 10.0,
+                    round_trials=2, round_units=(2 * 16 * 10.0,))
+    ended = [TrialView("a", "search", "COMPLETE", 0.9, epoch=10) for _ in range(2)]  # 40 seed-epochs, 20 reports
+    per_seed_epoch = time_left(ended, ["a"], work, repeats=2, elapsed=40.0)
+    with_reports = time_left(ended, ["a"], work, repeats=2, elapsed=40.0, planned=(0.5, 1.0))
+    assert per_seed_epoch == pytest.approx(320 * 40.0 / 40)  # the round's 320 seed-epochs at 1 s each
+    # done cost 40 x 0.5 + 20 x 1 = 40 (the plan was right); left 320 x 0.5 + 20 x 1 = 180 s
+    assert with_reports == pytest.approx(180.0)
 
 
 def test_asha_expected_epochs_follows_rays_rule() -> None:

@@ -37,17 +37,23 @@ class TrialView:
 ROW_PHASES = ("search", "confirm")
 #: The counted states, by their key in a summary.
 STATES = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "running": "RUNNING"}
-#: How much the plan's pace weighs in the time left, as a share of the study's expected seed-epochs.
+#: How much the plan's pace weighs in the time left, as a share of the study's expected work.
 PLAN_WEIGHT = 0.25
+
+
+def planned_costs(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The plan's wall seconds per seed-epoch and per report that ``kdtune run`` kept in ``study.json``."""
+    costs = meta.get("planned_costs_s")
+    return (float(costs["seed_epoch"]), float(costs["report"])) if costs else None
 
 
 def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBudget, confirm_rounds: int,
               mode: str, elapsed: float, finished: bool = False, work: Workload | None = None,
-              repeats: int = 1, planned_pace_s: float | None = None) -> dict[str, Any]:
+              repeats: int = 1, planned: tuple[float, float] | None = None) -> dict[str, Any]:
     """Per condition and phase: trials planned (at most: confirmation stops once a verdict is clear), ended, and
     complete / pruned / failed / running, the best objective; totals and, given the conditions' ``work``
-    (:func:`kdtune.spec.workload.workload`), the time left (:func:`time_left`, from ``planned_pace_s`` too when the
-    plan had one; None before any seed-epoch ran). A
+    (:func:`kdtune.spec.workload.workload`), the time left (:func:`time_left`, from the ``planned`` costs too when
+    the plan had them; None before any seed-epoch ran). A
     finished study's trials have all ended, however few of the planned ones ran."""
     rows: list[dict[str, Any]] = []
     for condition in conditions:
@@ -57,46 +63,54 @@ def summarise(trials: list[TrialView], *, conditions: list[str], budget: TrialBu
         rows.append({"condition": condition, **_totals(phases.values()), "phases": phases})
     totals = _totals(rows)
     eta = None if finished or work is None else time_left(trials, conditions, work, repeats=repeats, elapsed=elapsed,
-                                                          planned_pace_s=planned_pace_s)
+                                                          planned=planned)
     return {"conditions": rows, **totals, "confirm_rounds": confirm_rounds, "finished": finished,
             "elapsed_seconds": elapsed, "eta_seconds": eta}
 
 
 def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *, repeats: int,
-              elapsed: float, planned_pace_s: float | None = None) -> float | None:
-    """Seconds left: the seed-epochs still to run (one seed trained for one epoch) at the pace so far.
+              elapsed: float, planned: tuple[float, float] | None = None) -> float | None:
+    """Seconds left: the training still to run at the pace so far.
 
-    The pace is the measured one (wall seconds of the trial phase per seed-epoch done), shrunk towards the plan's
-    (``planned_pace_s``: ``kdtune plan``'s trial-phase wall time over its seed-epochs, which ``kdtune run`` keeps in
-    the study) with the weight of :data:`PLAN_WEIGHT` of the study's expected seed-epochs: the first trials pay for
-    worker starts and warm-up, so the measured pace alone reads slow early on (34-55% high at the quickstart's
-    first progress line), while the plan's misses what this run's machine is doing; once the work done is several
-    times that weight, the measured pace dominates.
-
-    Trials differ in length (ASHA stops proposals early; a confirmation trial runs a round's fresh seeds at full
-    length, several times a search trial's work), so the pace is per seed-epoch, not per trial. Still to run, per
-    condition (:mod:`kdtune.spec.workload`): its search trials not yet begun at their expected length under ASHA,
-    its begun trials to their full length, and its confirmation rounds at full length: those up to the first look
-    that can end in "distil" (``kdtune.spec.rules.min_directional_pairs``), or the one under way if later. A later round is
-    counted once it begins, and the log says so when it does; so the time left grows
+    What is left, per condition (:mod:`kdtune.spec.workload`): its search trials not yet begun at their expected
+    length under ASHA, its begun trials to their full length, and its confirmation rounds at full length: those up
+    to the first look that can end in "distil" (``kdtune.spec.rules.min_directional_pairs``), or the one under way
+    if later. A later round is counted once it begins, and the log says so when it does; so the time left grows
     only with a line that says why. None before any seed-epoch ran.
+
+    How fast it goes: training is counted in seed-epochs (one seed trained for one epoch) and reports (one per
+    trial-epoch, which the driver processes), at the plan's wall seconds of each (``planned``: ``kdtune plan``'s,
+    which ``kdtune run`` keeps in the study). A search trial of 5 seeds pays a report for every 5 seed-epochs, a
+    confirmation trial of 18 seeds one for every 18, so the work left is not the work done over again: counting
+    seed-epochs alone read the quickstart's confirmation 40% slow. The run's measured pace scales the plan's
+    costs: elapsed over the plan's cost of the work done, shrunk towards 1 (the plan as it is) with the weight of
+    :data:`PLAN_WEIGHT` of the study's expected work, since the first trials pay for worker starts and warm-up.
+    Without a plan, seed-epochs alone at the measured pace.
     """
-    done = sum(t.epoch * (t.runs or repeats) for t in trials)
+    seed_epoch_s, report_s = planned or (1.0, 0.0)
+
+    def cost(seed_epochs: float, runs: float) -> float:
+        return seed_epochs * seed_epoch_s + seed_epochs / max(runs, 1.0) * report_s
+
+    done = sum(cost(t.epoch * (t.runs or repeats), t.runs or repeats) for t in trials)
     if done <= 0 or elapsed <= 0:
         return None
-    prior = PLAN_WEIGHT * work.expected * len(conditions) if planned_pace_s else 0.0
     left = 0.0
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
-        left += sum((t.runs or repeats) * max(0, work.epochs - t.epoch) for t in mine
+        left += sum(cost((t.runs or repeats) * max(0, work.epochs - t.epoch), t.runs or repeats) for t in mine
                     if t.state in ("RUNNING", "PENDING"))
-        left += max(0, work.search_trials - sum(t.phase != "confirm" for t in mine)) * work.search_trial_units
+        unbegun = max(0, work.search_trials - sum(t.phase != "confirm" for t in mine))
+        left += unbegun * cost(work.search_trial_units, repeats)
         confirm = [t for t in mine if t.phase == "confirm"]
         if work.round_trials and work.round_units:
             rounds = max(work.deciding_rounds, len({t.seeds[0] for t in confirm if t.seeds}))
             per_trial = work.round_units[min(rounds, len(work.round_units)) - 1] / work.round_trials
-            left += max(0, rounds * work.round_trials - len(confirm)) * per_trial
-    return left * (elapsed + prior * (planned_pace_s or 0.0)) / (done + prior)
+            left += max(0, rounds * work.round_trials - len(confirm)) * cost(per_trial, per_trial / work.epochs)
+    if planned is None:
+        return left * elapsed / done
+    prior = PLAN_WEIGHT * cost(work.expected * len(conditions), repeats)
+    return left * (elapsed + prior) / (done + prior)
 
 
 def _phase(trials: list[TrialView], phase: str, planned: int, mode: str) -> dict[str, Any]:
@@ -156,7 +170,7 @@ def from_files(study_dir: Path) -> dict[str, Any]:
     summary = summarise(views, conditions=[c["key"] for c in meta["conditions"]], budget=trial_budget(spec),
                         confirm_rounds=confirmation_rounds(spec), mode=spec.mode,
                         elapsed=end - meta.get("trials_started_at", meta["created_at"]), finished=finished,
-                        work=work, repeats=spec.budget.repeats, planned_pace_s=meta.get("planned_pace_s"))
+                        work=work, repeats=spec.budget.repeats, planned=planned_costs(meta))
     summary.update(study=spec.name, cut_short=meta.get("cut_short", False), objective=spec.objective_name)
     summary["notes"] = shortfall_lines(summary)
     teachers = teacher_summaries(folder.teachers())

@@ -139,9 +139,9 @@ class Progress(Callback):
     confirmation round begun is said in a line: it adds trials the search did not announce."""
 
     def __init__(self, spec: StudySpec, conditions: list[str], teachers: dict[str, Any], *,
-                 planned_pace_s: float | None = None) -> None:
+                 planned: tuple[float, float] | None = None) -> None:
         self.conditions = conditions
-        self.planned_pace_s = planned_pace_s  # the plan's trial-phase seconds per seed-epoch (time_left's start)
+        self.planned = planned  # the plan's wall seconds per seed-epoch and per report (time_left's start)
         self.teachers = teacher_summaries(teachers)
         self.budget = trial_budget(spec)
         self.confirm_rounds = confirmation_rounds(spec)
@@ -245,7 +245,7 @@ class Progress(Callback):
         elapsed = time.time() - self._start
         summary = summarise(views, conditions=self.conditions, budget=self.budget, confirm_rounds=self.confirm_rounds,
                             mode=self.mode, elapsed=elapsed, finished=finished, work=self.work, repeats=self.repeats,
-                            planned_pace_s=self.planned_pace_s)
+                            planned=self.planned)
         summary.update(study=self.title, objective=self.objective,
                        cut_short=self.max_wall_s is not None and elapsed >= self.max_wall_s)
         for row in summary["conditions"]:

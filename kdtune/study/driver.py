@@ -88,9 +88,9 @@ def run_study(spec: StudySpec, options: RunOptions, *,
         try:
             storage = options.storage or folder.default_storage_url()
             _write_study_json(study_dir, spec, conditions, options)  # from here on, Ctrl-C leaves a study to resume
-            pace = _check(spec, conditions, options, announce)
-            if pace is not None:
-                folder.update(planned_pace_s=pace)  # the time left starts from the plan's pace
+            costs = _check(spec, conditions, options, announce)
+            if costs is not None:
+                folder.update(planned_costs_s=costs)  # the time left starts from the plan's pace
             with ray_session(options.address, extra_env=_worker_env(options)):
                 check_shared_storage(storage, options)
                 check_resources(spec, options)  # a refusal leaves no study folder behind
@@ -104,10 +104,10 @@ def run_study(spec: StudySpec, options: RunOptions, *,
 
 
 def _check(spec: StudySpec, conditions: list[Condition], options: RunOptions,
-           announce: Callable[[dict[str, Any] | None], None] | None) -> float | None:
+           announce: Callable[[dict[str, Any] | None], None] | None) -> dict[str, float] | None:
     """The study's checks, once; the estimate (for ``announce``) reuses what they found, data included, which is
-    let go when this returns. Returns the estimate's trial-phase wall seconds per seed-epoch, the time left's
-    starting pace (:func:`kdtune.records.status.time_left`), when there is an estimate."""
+    let go when this returns. Returns the estimate's wall seconds per seed-epoch and per report (a trial-epoch),
+    the time left's starting pace (:func:`kdtune.records.status.time_left`), when there is an estimate."""
     from kdtune.study.preflight import check_study
 
     checked = check_study(spec, conditions, out=options.out, storage=options.storage,
@@ -115,11 +115,16 @@ def _check(spec: StudySpec, conditions: list[Condition], options: RunOptions,
                           tune_storage=options.tune_storage)
     if announce is None:
         return None
+    from kdtune.study.estimate import REPORT_COST_S
+
     plan = _estimate(checked, options)
     announce(plan)
-    if plan is None or not plan["total"]["seed_epochs"]["expected"]:
+    epochs = plan["total"]["epochs_per_run"] if plan is not None else None
+    if plan is None or not epochs:
         return None
-    return float(plan["total"]["wall_parts_s"]["trials"] / plan["total"]["seed_epochs"]["expected"])
+    concurrency = plan["resources"]["concurrency"]
+    runs = [row["estimate"]["run_s"] for row in plan["conditions"]]
+    return {"seed_epoch": sum(runs) / len(runs) / epochs / concurrency, "report": REPORT_COST_S / concurrency}
 
 
 def _estimate(checked: CheckedInputs, options: RunOptions) -> dict[str, Any] | None:
@@ -209,6 +214,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
 
     from kdtune.records.optuna_storage import make_storage
     from kdtune.records.optuna_storage import remember_storage
+    from kdtune.records.status import planned_costs
     from kdtune.study.callbacks import Progress
     from kdtune.study.callbacks import ResultsRecorder
     from kdtune.study.interrupts import tune_loop
@@ -234,7 +240,7 @@ def _execute(spec: StudySpec, conditions: list[Condition], study_dir: Path, stor
     callbacks += tracking_callbacks(spec, study_dir, conditions, teachers)  # W&B runs; [] if tracking: none
     if options.progress:
         callbacks.append(Progress(spec, [c.key for c in conditions], teachers,
-                                  planned_pace_s=folder.meta().get("planned_pace_s")))
+                                  planned=planned_costs(folder.meta())))
     tune_dir = options.tune_storage or str(folder.tune_dir.resolve())
     if "://" not in tune_dir:  # Tune's state (tuner.pkl, the searcher's) is the user's alone
         Path(tune_dir).mkdir(parents=True, exist_ok=True, mode=0o700)

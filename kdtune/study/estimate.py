@@ -35,6 +35,8 @@ TUNE_REPORT_S = 0.025
 #: driver 42-43 s, Ray 6-7 s, W&B 6 s; benchmarks/quickstart_time.py, three runs), where the plan without it
 #: read the trial phase 20-25% short.
 DRIVER_CPU_PER_REPORT_S = 0.07
+#: What one reported epoch costs in all, on the trial's core and the driver's side.
+REPORT_COST_S = TUNE_REPORT_S + DRIVER_CPU_PER_REPORT_S
 #: Tune and Optuna set-up before the first trial (storage, searcher, scheduler), on top of one worker start.
 TUNE_SETUP_S = 3.0
 CALIBRATION_STEPS = 20
@@ -148,7 +150,7 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
 
 def _overhead_s(trial_epochs: float) -> float:
     """Tune's cost of a trial of ``trial_epochs`` reported epochs."""
-    return TUNE_TRIAL_OVERHEAD_S + (TUNE_REPORT_S + DRIVER_CPU_PER_REPORT_S) * trial_epochs
+    return TUNE_TRIAL_OVERHEAD_S + REPORT_COST_S * trial_epochs
 
 
 def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tuple[float, float]]:
@@ -163,7 +165,7 @@ def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tup
     for name in SCENARIOS:
         units = search_s["worst" if name == "worst" else "expected"]
         cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S
-        cpu += units / repeats * (TUNE_REPORT_S + DRIVER_CPU_PER_REPORT_S)  # a report per trial-epoch
+        cpu += units / repeats * REPORT_COST_S  # a report per trial-epoch
         cpu += sum(round_s[:work.deciding_rounds]) if name == "expected" else sum(round_s)
         out[name] = (cpu, longest)
     return out
