@@ -183,7 +183,10 @@ def alpha_figures(conditions: list[sim.ConditionResult]) -> dict[str, Any]:
         covered += interval["low"] - 1e-9 <= star <= interval["high"] + 1e-9
         widths.append(interval["high"] - interval["low"])
         whole += interval["low"] <= 0.0 and interval["high"] >= 1.0
-        if (rec.get("fitted") or {}).get("alpha") is not None:  # null where too few configurations to fit
+        located = rec.get("located")  # the locate stage's optimum, where it ran; else the search's fitted one
+        if located is not None:
+            fitted.append(abs(located["alpha"] - star))
+        elif (rec.get("fitted") or {}).get("alpha") is not None:  # null where too few configurations to fit
             fitted.append(abs(rec["fitted"]["alpha"] - star))
         reported.append(abs(interval["value"] - star))
     n = len(widths)

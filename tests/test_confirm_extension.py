@@ -125,7 +125,8 @@ def test_seeds_to_resolve_is_a_look_the_raised_budget_can_reach() -> None:
 def _spec(**budget: Any):  # type: ignore[no-untyped-def]
     return parse_spec({"name": "ext", "conditions": {"noise_level": [0.1]}, "student": {"epochs": 4},
                        "budget": {"trials_per_condition": 2, "repeats": 2, "confirm_top_k": 1, "confirm_repeats": 3,
-                                  "confirm_max_repeats": 6, "confirm_failure_rate": 0, **budget}})
+                                  "confirm_max_repeats": 6, "confirm_failure_rate": 0, "locate_alphas": 0,
+                                  **budget}})
 
 
 def _all_confirmation_seeds(spec) -> list[int]:  # type: ignore[no-untyped-def]

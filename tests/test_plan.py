@@ -41,11 +41,14 @@ def test_plan_counts_trials_and_runs_and_writes_nothing(short_tmp: Path, capsys:
     per_condition = trials_per_condition(tiny_study_spec("plan-count"))  # 2 proposals + 2 baselines
     assert [c["key"] for c in plan["conditions"]] == ["noise_level=0.0", "noise_level=0.2"]
     for row in plan["conditions"]:
-        # confirmation at its most: 2 rounds of 3 seeds, each for the 2 candidates and alpha = 1
-        assert (row["trials"], row["confirm_trials"], row["runs"]) == (per_condition, 6, per_condition * 2 + 3 * 6)
+        # confirmation at its most: 2 rounds of 3 seeds, each for the 2 candidates and alpha = 1; then the locate
+        # stage's 5 alphas on 3 seeds (the first round's)
+        assert (row["trials"], row["confirm_trials"], row["runs"]) == (per_condition, 6 + 5,
+                                                                       per_condition * 2 + 3 * 6 + 5 * 3)
         assert row["teacher"]["action"] == "train teacher" and row["teacher"]["teacher_cached"] is False
         assert row["estimate"]["teacher_s"] > 0 and row["estimate"]["cpu_s"] > row["estimate"]["teacher_s"]
-    assert plan["total"]["trials"] == 2 * (per_condition + 6) and plan["total"]["runs"] == 2 * (per_condition * 2 + 18)
+    assert plan["total"]["trials"] == 2 * (per_condition + 11)
+    assert plan["total"]["runs"] == 2 * (per_condition * 2 + 18 + 15)
     assert plan["total"]["teachers_to_train"] == 2 and plan["resources"]["concurrency"] == 4
     # two conditions on 4 CPUs: each teacher is timed on the 2 threads its preparation will have
     assert plan["resources"]["teacher_threads"] == 2

@@ -150,7 +150,7 @@ def _study_folder(folder: Path, *, finished: bool) -> dict[str, Any]:
     (2 trials), so 8 of at most 12 planned trials ran. Returns the spec's budget and the seeds of round 1."""
     spec = tiny_study_spec("statused", conditions={"noise_level": [0.1]},
                            budget={"trials_per_condition": 4, "repeats": 2, "confirm_top_k": 1, "confirm_repeats": 2,
-                                   "confirm_max_repeats": 6, "confirm_failure_rate": 0})
+                                   "confirm_max_repeats": 6, "confirm_failure_rate": 0, "locate_alphas": 0})
     (condition,) = expand(spec)
     folder.mkdir()
     (folder / "study.json").write_text(json.dumps({

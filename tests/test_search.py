@@ -165,13 +165,27 @@ def test_confirmation_reruns_the_best_distilled_and_no_kd_in_rounds_until_clear(
     assert searcher.suggest("c0") == "FINISHED"  # confirm_max_repeats (6) spent
 
 
-def test_confirmation_stops_after_a_round_that_makes_the_verdict_clear(short_tmp: Path) -> None:
-    searcher, _ = _confirming_searcher(short_tmp)
+def test_confirmation_stops_after_a_round_that_makes_the_verdict_clear_then_locates_alpha(short_tmp: Path) -> None:
+    searcher, configs = _confirming_searcher(short_tmp)
     fresh = _round(searcher, "a")[0]["seeds"]
     _complete(searcher, "a0", 0.95, tests=[0.950, 0.951, 0.952], seeds=fresh)  # +5 points each
     _complete(searcher, "a1", 0.90, tests=[0.900, 0.901, 0.902], seeds=fresh)
+    # "distil": no second round; the locate stage runs the alphas 0, 0.2, ..., 0.8 (budget.locate_alphas = 5) at
+    # the confirmed configuration's other parameters, on the first round's seeds (paired with its runs).
+    confirmed = configs["t2"]["params"]
+    located = [searcher.suggest(f"l{i}") for i in range(5)]
+    expected = [a for a in (0.0, 0.2, 0.4, 0.6, 0.8) if a != confirmed["alpha"]]
+    assert [c["phase"] for c in located[:len(expected)]] == ["locate"] * len(expected)
+    assert [c["params"]["alpha"] for c in located[:len(expected)]] == expected
+    assert all({**c["params"], "alpha": confirmed["alpha"]} == confirmed for c in located[:len(expected)])
+    assert all(c["seeds"] == fresh for c in located[:len(expected)])
+    assert searcher.suggest("wait") is None  # not finished while a locate trial runs
+    restored = pickle.loads(pickle.dumps(searcher))  # the stage's state survives a driver restart
+    assert restored.locate_pending == searcher.locate_pending == {"all": len(expected)}  # one condition
+    for i, config in enumerate(located[:len(expected)]):
+        _complete(searcher, f"l{i}", 0.93, tests=[0.93] * 3, seeds=config["seeds"])
     assert searcher.suggest("b0") == "FINISHED"
-    restored = pickle.loads(pickle.dumps(searcher))  # the confirmation's state survives a driver restart
+    restored = pickle.loads(pickle.dumps(searcher))
     assert restored.confirm_done == searcher.confirm_done and restored.scores == searcher.scores
 
 

@@ -206,6 +206,7 @@ def test_v1_full_loads_with_its_values() -> None:
     assert not spec.allow_negative_alpha and spec.search["alpha"].low == 0.0
     assert spec.budget.max_wall_minutes == 90.5 and spec.budget.confirm_top_k == 2
     assert spec.budget.confirm_max_repeats == 15 and spec.recommend.margin == 1.0 and spec.margin == 0.01
+    assert spec.budget.locate_alphas == 4 and spec.budget.locate_seeds == 3
     assert spec.resources.gpu == 0.5 and spec.resources.max_concurrent == 3
     assert spec.tracking.wandb is not None and spec.tracking.wandb.entity == "my-team"
     same = set()  # fields left at their default: only where no other value makes sense

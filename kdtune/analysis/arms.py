@@ -55,6 +55,7 @@ class Arm:
     phases: set[str] = field(default_factory=set)
     search: dict[tuple[str, int], Run] = field(default_factory=dict)  # phases search and baseline
     confirm: dict[tuple[str, int], Run] = field(default_factory=dict)
+    locate: dict[tuple[str, int], Run] = field(default_factory=dict)  # the locate stage (kdtune.analysis.locate)
 
     @property
     def alpha(self) -> float:
@@ -127,7 +128,12 @@ def add_run(arms: dict[tuple[Any, ...], Arm], run: ScoredRun, label: str) -> Non
         arm.trial_ids.append(run.trial_id)
     arm.phases.add(run.phase)
     scored = Run(trial_id=run.trial_id, phase=run.phase, seed=(label, run.seed), objective=run.objective, test=run.test)
-    (arm.confirm if run.phase == "confirm" else arm.search)[scored.seed] = scored
+    runs_of(arm, run.phase)[scored.seed] = scored
+
+
+def runs_of(arm: Arm, phase: str) -> dict[tuple[str, int], Run]:
+    """Where an arm keeps its runs of ``phase``: confirmation and locate runs apart, search and baselines together."""
+    return arm.confirm if phase == "confirm" else arm.locate if phase == "locate" else arm.search
 
 
 def _trial_states(path: Path, table: list[dict[str, Any]], by_key: dict[str, str]) -> dict[str, Counter[str]]:
@@ -196,7 +202,7 @@ def _first_difference(a: Any, b: Any, where: str) -> tuple[str, Any, Any] | None
 
 def _student_seeds(study: Study) -> set[int]:
     return {seed for arms in study.arms.values() for arm in arms.values()
-            for _, seed in (*arm.search, *arm.confirm)}
+            for _, seed in (*arm.search, *arm.confirm, *arm.locate)}
 
 
 def pooled_arms(identity: str, studies: list[Study]) -> dict[tuple[Any, ...], Arm]:
@@ -210,6 +216,7 @@ def pooled_arms(identity: str, studies: list[Study]) -> dict[tuple[Any, ...], Ar
             into.phases |= arm.phases
             into.search.update(arm.search)
             into.confirm.update(arm.confirm)
+            into.locate.update(arm.locate)
     return merged
 
 

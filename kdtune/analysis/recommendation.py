@@ -9,6 +9,8 @@ No Ray, no Optuna, no W&B, no torch. The method, in short (the schema document h
 * runs are scored at their best validation epoch (:mod:`kdtune.analysis.scoring`); only COMPLETE trials count;
 * the recommended alpha and T come from a smooth surface fitted to the search's configurations, with a
   parametric-bootstrap interval and the near-optimal range (:mod:`kdtune.analysis.alpha_fit`);
+* after a "distil" verdict, the alpha interval is where the locate stage's runs put the optimum: more alphas at
+  the confirmed temperature on the confirmation's first seeds (:mod:`kdtune.analysis.locate`);
 * verdicts (distil / hurts / no gain / inconclusive) come from confirmation runs only: the recommended
   configuration and alpha = 1 re-run on fresh paired seeds, judged with a repeated confidence interval that
   stays valid under adaptive confirmation and is Bonferroni-adjusted over the conditions
@@ -44,6 +46,8 @@ from kdtune.analysis.arms import pooled_arms
 from kdtune.analysis.arms import read_spec
 from kdtune.analysis.arms import read_study
 from kdtune.analysis.arms import study_label
+from kdtune.analysis.locate import Located
+from kdtune.analysis.locate import locate
 from kdtune.analysis.scoring import CONFIDENCE
 from kdtune.analysis.scoring import Metric
 from kdtune.analysis.scoring import finite
@@ -61,7 +65,7 @@ from kdtune.records.folder import atomic_write
 from kdtune.tasks import objective_of
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Near-optimal tolerance on the validation objective where no margin applies (the linear task): 1% of it.
 RELATIVE_TOLERANCE = 0.01
 SEARCH_PHASES = ("search", "baseline")
@@ -207,7 +211,9 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
         if no_kd is not None and distilled:
             entry["gain"] = _search_gain(best_observed(distilled, sign), no_kd, sign)
         kind = "unconfirmed" if entry["gain"] and entry["gain"]["low"] is not None else "undetermined"
-    entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign))
+    located = _located(arms, chosen, no_kd, context) if chosen is not None and no_kd is not None else None
+    entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign),
+                                        located)
     entry["recommended"]["why"] = why_recommended(entry, kind)
     entry["notes"] = notes(entry, info, fit)
     entry["verdict"] = {"kind": kind, "text": verdict_text(kind, entry, info, context),
@@ -222,18 +228,14 @@ def fit_search(searched: list[Arm], context: Context) -> Fit:
     means = _seed_adjusted_means(searched)
     points = [Point(alpha=a.alpha, temperature=_float(a.params.get("temperature")), objective=m)
               for a, m in zip(searched, means)]
-    alpha_bounds = _bounds(spec.search["alpha"])
+    alpha_bounds = search_bounds(spec.search["alpha"])
     t_space = spec.search.get("temperature")
     log_t: tuple[float, float] | None = None
     if t_space is not None:
-        t_low, t_high = _bounds(t_space)
+        t_low, t_high = search_bounds(t_space)
         log_t = (math.log(t_low), math.log(t_high))
-    if context.margin is not None:
-        tolerance = context.margin
-    else:
-        tolerance = RELATIVE_TOLERANCE * abs(float(np.mean(means)))
     return fit_alpha(points, sign=context.metric.sign, alpha_bounds=alpha_bounds, log_t_bounds=log_t,
-                     tolerance=tolerance)
+                     tolerance=_tolerance(context, means))
 
 
 def confirmation_candidates(searched: list[Arm], context: Context, k: int) -> list[dict[str, Any]]:
@@ -283,7 +285,7 @@ def _seed_adjusted_means(arms: list[Arm]) -> list[float]:
     return [float(v) for v in config]
 
 
-def _bounds(distribution: Any) -> tuple[float, float]:
+def search_bounds(distribution: Any) -> tuple[float, float]:
     if distribution.type == "categorical":
         values = [float(v) for v in distribution.choices]
         return min(values), max(values)
@@ -325,12 +327,38 @@ def _answer(kind: str, confirmed: Arm | None, no_kd: Arm | None) -> tuple[Arm, s
     return None
 
 
-def _recommended(fit: Fit, best: Arm, answer: tuple[Arm, str] | None, best_set: list[Arm]) -> dict[str, Any]:
+def _located(arms: dict[tuple[Any, ...], Arm], chosen: Arm, no_kd: Arm, context: Context) -> Located | None:
+    """Where the optimum lies, from the locate stage's runs (:mod:`kdtune.analysis.locate`): the alphas that ran
+    at the confirmed configuration's other parameters, with the confirmed configuration and alpha = 1 on the same
+    seeds. None without a locate stage."""
+    others = {k: v for k, v in chosen.params.items() if k != "alpha"}
+    runs = {arm.alpha: {s: r.objective for s, r in arm.locate.items() if finite(r.objective)}
+            for arm in arms.values() if arm.locate and {k: v for k, v in arm.params.items() if k != "alpha"} == others}
+    if not runs:
+        return None
+    seeds = set().union(*runs.values())
+    for arm in (chosen, no_kd):
+        runs[arm.alpha] = {s: r.objective for s, r in arm.confirm.items() if s in seeds and finite(r.objective)}
+    return locate(runs, sign=context.metric.sign, tolerance=_tolerance(context, [r.objective for r in chosen.confirm.values()]),
+                  params=others)
+
+
+def _tolerance(context: Context, values: list[float]) -> float:
+    """How far below the best an alpha may fall and still count as near-optimal: the margin, else (the linear
+    task) :data:`RELATIVE_TOLERANCE` of the objective's size."""
+    if context.margin is not None:
+        return context.margin
+    return RELATIVE_TOLERANCE * abs(float(np.mean(values)))
+
+
+def _recommended(fit: Fit, best: Arm, answer: tuple[Arm, str] | None, best_set: list[Arm],
+                 located: Located | None = None) -> dict[str, Any]:
     """The configuration to use: the verdict's (:func:`_answer`), else the fit's optimum (other searched
     parameters from the best observed configuration), else, with too few configurations to fit, the best
-    observed one. The alpha interval joins the fit's bootstrap interval and the alphas of the configurations
-    the search cannot tell from its best (:func:`_best_set`): the fit alone undercovers where the curve is not
-    polynomial (measured by benchmarks/recommend_calibration.py)."""
+    observed one. After a locate stage the alpha interval is the located optimum's (``located``); else it joins
+    the fit's bootstrap interval and the alphas of the configurations the search cannot tell from its best
+    (:func:`_best_set`): the fit alone undercovers where the curve is not polynomial (measured by
+    benchmarks/recommend_calibration.py)."""
     fitted = fit.method == "polynomial surface"
     if answer is not None:
         params, source = dict(answer[0].params), answer[1]
@@ -347,9 +375,12 @@ def _recommended(fit: Fit, best: Arm, answer: tuple[Arm, str] | None, best_set: 
         temperature = {"value": value, "low": low_t, "high": high_t}
     alphas = [a.alpha for a in best_set]
     low, high = min([fit.alpha_low, params["alpha"], *alphas]), max([fit.alpha_high, params["alpha"], *alphas])
+    if located is not None:
+        low, high = located.low, located.high
     return {"params": params, "source": source,
             "fitted": {"alpha": fit.alpha if fitted else None, "temperature": fit.temperature if fitted else None},
             "alpha": {"value": params["alpha"], "low": low, "high": high},
+            "located": None if located is None else located.as_dict(),
             "indistinguishable_from_best": len(best_set),
             "temperature": temperature, **fit.as_dict()}
 

@@ -70,6 +70,7 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
             text = f"{where}: distil: {confirmed}: {_gain_words(gain, test)}; {recommended}"
             if context.margin is not None and gain["high"] < context.margin:
                 text += f" (the gain is real but smaller than the {_margin(context)} margin)"
+            text += located_words(entry["recommended"], context)
         elif kind == "hurts":
             text = f"{where}: distillation hurts here: {confirmed}: {_gain_words(gain, test)}; use alpha = 1{star}"
         elif kind == "no_gain":
@@ -91,6 +92,36 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
         text += (f"; margin chosen after the study (±{_margin(context, amount=True)}; the study fixed "
                  f"±{_margin(context, amount=True, value=context.study_margin)} before its data)")
     return _status_words(entry, text + _teacher_words(entry, info, context.metric))
+
+
+def located_words(recommended: dict[str, Any], context: Context) -> str:
+    """The locate stage's answer (:mod:`kdtune.analysis.locate`), e.g. ``; located on 21 paired seeds at 7 alphas
+    (T 4): the best alpha lies in 0.45–0.72 (95%), and any alpha in 0.3–0.8 is within 0.5 points of the best on
+    validation``; where the confirmed alpha lies outside that interval, it says that the located optimum was not
+    itself confirmed. Empty without a locate stage."""
+    located = recommended.get("located")
+    if not located:
+        return ""
+    at = config_words({**located["params"], "alpha": located["alpha"]}).split(", ", 1)  # "alpha a, T t, ..."
+    where = f" ({at[1]})" if len(at) > 1 else ""
+    words = (f"; located on {located['seeds']} paired seeds at {len(located['alphas'])} alphas{where}: the best alpha "
+             f"lies in {_fmt(located['low'])}–{_fmt(located['high'])} ({located['confidence']:.0%}, fitted "
+             f"{_fmt(located['alpha'])})")
+    near = located["near_optimal"]
+    amount = (_margin(context, amount=True, value=located["tolerance"]) if context.margin is not None
+              else f"{located['tolerance']:.3g}")
+    if near is None:
+        words += f", and no alpha is shown within {amount} of the best on validation at these seeds"
+    elif near["alpha_low"] == near["alpha_high"]:
+        words += f", and only alpha {_fmt(near['alpha_low'])} is shown within {amount} of the best on validation"
+    else:
+        words += (f", and any alpha in {_fmt(near['alpha_low'])}–{_fmt(near['alpha_high'])} is within {amount} of "
+                  "the best on validation")
+    value = recommended["params"]["alpha"]
+    if not located["low"] <= value <= located["high"]:
+        words += (f"; the confirmed alpha {_fmt(value)} lies outside that interval: the located optimum was not "
+                  "itself confirmed on its own")
+    return words
 
 
 def _continue_words(gain: dict[str, Any], context: Context) -> str:
@@ -291,6 +322,9 @@ def method(context: Context) -> dict[str, Any]:
         "recommended": "maximum of a surface fitted to the search configurations' mean validation objectives "
                        "(quadratic in 1 - alpha, with log T terms inside the distillation term); interval: "
                        "parametric bootstrap of the fit",
+        "located": "after a distil verdict, more alphas at the confirmed temperature on the first confirmation "
+                   "round's paired seeds; a split parabola's maximum, with a percentile bootstrap over seeds "
+                   "(Efron & Tibshirani 1993) for its interval and the near-optimal alphas",
         "verdict": "confirmation runs only: the chosen confirmed configuration vs alpha = 1 on fresh paired "
                    "seeds; repeated confidence interval (Jennison & Turnbull 1989) with a Pocock-type constant "
                    "nominal level, valid under adaptive confirmation",

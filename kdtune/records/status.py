@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 
+from kdtune.spec.rules import AFTER_SEARCH
+
 
 if TYPE_CHECKING:
     from kdtune.spec.rules import TrialBudget
@@ -100,8 +102,12 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
         mine = [t for t in trials if t.condition == condition]
         left += sum(cost((t.runs or repeats) * max(0, work.epochs - t.epoch), t.runs or repeats) for t in mine
                     if t.state in ("RUNNING", "PENDING"))
-        unbegun = max(0, work.search_trials - sum(t.phase != "confirm" for t in mine))
+        unbegun = max(0, work.search_trials - sum(t.phase not in AFTER_SEARCH for t in mine))
         left += unbegun * cost(work.search_trial_units, repeats)
+        if work.locate_trials:  # counted as if the condition ends in "distil" (kdtune.spec.workload)
+            per_locate = work.locate_units / work.locate_trials
+            begun = sum(t.phase == "locate" for t in mine)
+            left += max(0, work.locate_trials - begun) * cost(per_locate, per_locate / work.epochs)
         confirm = [t for t in mine if t.phase == "confirm"]
         if work.round_trials and work.round_units:
             rounds = max(work.deciding_rounds, len({t.seeds[0] for t in confirm if t.seeds}))
@@ -114,12 +120,12 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
 
 
 def _phase(trials: list[TrialView], phase: str, planned: int, mode: str) -> dict[str, Any]:
-    mine = [t for t in trials if (t.phase == "confirm") == (phase == "confirm")]
+    mine = [t for t in trials if (t.phase in AFTER_SEARCH) == (phase == "confirm")]  # the row counts locate too
     counts = {key: sum(t.state == state for t in mine) for key, state in STATES.items()}
     values = [t.objective for t in mine if t.state == "COMPLETE" and t.objective is not None
               and math.isfinite(t.objective)]
     best = (max(values) if mode == "max" else min(values)) if values else None
-    rounds = len({t.seeds[0] for t in mine if t.seeds}) if phase == "confirm" else None
+    rounds = len({t.seeds[0] for t in mine if t.seeds and t.phase == "confirm"}) if phase == "confirm" else None
     return {"planned": planned, "ended": counts["complete"] + counts["pruned"] + counts["failed"], **counts,
             "best": best, "rounds": rounds}
 

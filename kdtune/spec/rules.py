@@ -4,8 +4,10 @@ They are shared by the Ray Tune plugin (:mod:`kdtune.study.search`), the results
 ``kdtune plan``, and need neither Ray nor torch, so the read-only commands stay light.
 
 Phases: ``search`` (proposed by the condition's sampler), ``baseline`` (alpha = 1, no distillation, and
-alpha = 0, pure distillation, enqueued in every condition) and ``confirm`` (the recommended configuration and
-alpha = 1 re-run on fresh student seeds, in rounds, until the verdict is clear or the budget is spent).
+alpha = 0, pure distillation, enqueued in every condition), ``confirm`` (the recommended configuration and
+alpha = 1 re-run on fresh student seeds, in rounds, until the verdict is clear or the budget is spent) and
+``locate`` (after a "distil" verdict, ``budget.locate_alphas`` more alphas at the confirmed temperature on the first
+round's seeds: :mod:`kdtune.analysis.locate`).
 
 Student seeds come from two streams that cannot meet: the search's are ``budget.seed``, ``budget.seed + 1``, ...
 (``budget.repeats`` of them); the confirmation's are drawn from numpy's ``SeedSequence(budget.seed,
@@ -31,8 +33,10 @@ if TYPE_CHECKING:
     from kdtune.trial_io import TrialResult
 
 
-PHASES = ("search", "baseline", "confirm")
-UNPRUNED_PHASES = ("baseline", "confirm")  # trials that ASHA never stops (see study.asha.StratifiedASHA)
+PHASES = ("search", "baseline", "confirm", "locate")
+UNPRUNED_PHASES = ("baseline", "confirm", "locate")  # trials that ASHA never stops (see study.asha.StratifiedASHA)
+#: The phases after a condition's search: its confirmation rounds, then, after a "distil" verdict, its locate stage.
+AFTER_SEARCH = ("confirm", "locate")
 #: The spawn key of the confirmation's seed stream (see the module docstring).
 CONFIRM_STREAM = 1
 #: The confidence that every interval of a recommendation covers its true gain, all conditions and looks together.
@@ -181,10 +185,22 @@ def _confirmation_stream(seed: int, repeats: int, count: int) -> tuple[int, ...]
         size *= 2
 
 
+def locate_seeds(spec: StudySpec) -> list[int]:
+    """The student seeds of the locate stage: the first ``budget.locate_seeds`` of confirmation round 0, on which
+    the confirmed configuration and alpha = 1 ran too (paired)."""
+    return confirmation_seeds(spec, 0)[:spec.budget.locate_seeds]
+
+
+def locate_trials(spec: StudySpec) -> int:
+    """The locate stage's trials per condition (one per added alpha; none without confirmation)."""
+    return spec.budget.locate_alphas if spec.budget.confirm_top_k else 0
+
+
 def confirmation_trials(spec: StudySpec) -> int:
-    """At most this many confirmation trials per condition: per round, the ``confirm_top_k`` candidates and
-    the alpha = 1 baseline. Rounds stop early once the verdict is clear, so a study usually runs fewer."""
-    return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1)
+    """At most this many trials per condition after its search: per round, the ``confirm_top_k`` candidates and
+    the alpha = 1 baseline, then the locate stage's. Rounds stop early once the verdict is clear, and the locate
+    stage runs only after "distil", so a study usually runs fewer."""
+    return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1) + locate_trials(spec)
 
 
 @dataclass(frozen=True)

@@ -430,6 +430,13 @@ class BudgetSpec(SpecModel):
     # The confirm_max_repeats the study started with, where `kdtune resume --confirm-max-repeats` raised it since:
     # the sequential design's planned looks (kdtune.analysis.sequential). Unset: confirm_max_repeats is the plan.
     confirm_planned_repeats: int | None = Field(None, ge=2, le=MAX_CONFIRM_REPEATS)
+    # The locate stage (kdtune.analysis.locate): once a condition's confirmation says "distil", locate_alphas alphas
+    # spread over the searched range run at the confirmed configuration's temperature on the first locate_repeats
+    # seeds of the confirmation's first round (unset: all confirm_repeats of them), so that the alpha interval says
+    # where the optimum lies. 0 switches it off; otherwise at least 3 (a curve through them, the confirmed alpha and
+    # alpha = 1 has four parameters).
+    locate_alphas: int = Field(5, ge=0, le=19)
+    locate_repeats: int | None = Field(None, ge=3, le=100)
 
     @model_validator(mode="after")
     def _check_confirmation(self) -> BudgetSpec:
@@ -441,12 +448,23 @@ class BudgetSpec(SpecModel):
         if not self.confirm_repeats <= planned <= self.confirm_max_repeats:
             raise SpecError("budget.confirm_planned_repeats", planned, f"must lie between budget.confirm_repeats "
                             f"({self.confirm_repeats}) and budget.confirm_max_repeats ({self.confirm_max_repeats})")
+        if 0 < self.locate_alphas < 3:
+            raise SpecError("budget.locate_alphas", self.locate_alphas, "must be 0 (no locate stage) or at least 3: "
+                            "a split parabola through them, the confirmed alpha and alpha = 1 has four parameters")
+        if self.locate_repeats is not None and self.locate_repeats > self.confirm_repeats:
+            raise SpecError("budget.locate_repeats", self.locate_repeats, f"must be at most budget.confirm_repeats "
+                            f"({self.confirm_repeats}): the locate stage runs on the confirmation's first round's seeds")
         if (self.confirm_max_repeats - planned) % self.confirm_repeats:
             raise SpecError("budget.confirm_max_repeats", self.confirm_max_repeats,
                             f"must be the planned {planned} plus a whole number of rounds of budget.confirm_repeats "
                             f"({self.confirm_repeats}): {planned + self.confirm_repeats}, "
                             f"{planned + 2 * self.confirm_repeats}, ...")
         return self
+
+    @property
+    def locate_seeds(self) -> int:
+        """Seeds per alpha of the locate stage (``locate_repeats``, else ``confirm_repeats``)."""
+        return self.confirm_repeats if self.locate_repeats is None else self.locate_repeats
 
     @property
     def planned_confirm_repeats(self) -> int:

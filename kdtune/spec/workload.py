@@ -10,7 +10,10 @@ the plan and the ETA tell the same story:
   full length. The rounds up to the first look with the pairs a "distil" or "hurts" verdict waits for always run
   (:func:`~kdtune.spec.rules.min_directional_pairs`; only "no gain" may end sooner); later rounds run only while the verdict is
   unclear, so the plan gives a range (the deciding rounds .. every round) and the ETA counts a later round once it
-  has begun (the log says so).
+  has begun (the log says so);
+- **locate**: after a "distil" verdict, ``budget.locate_alphas`` alphas on ``budget.locate_seeds`` seeds each, at full
+  length (:mod:`kdtune.analysis.locate`). The plan and the ETA count it in every condition, as for a study that
+  ends in "distil"; a condition that ends otherwise skips it.
 
 The worst case (ASHA stops nothing, every round runs) is :attr:`Workload.worst`.
 """
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from kdtune.spec.rules import budget_looks
 from kdtune.spec.rules import family_level
+from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import min_directional_pairs
 from kdtune.spec.rules import tpe_startup_trials
 from kdtune.spec.rules import trials_per_condition
@@ -50,21 +54,23 @@ class Workload:
     round_trials: int  # confirm_top_k + 1 (alpha = 1) per round; 0 without confirmation
     round_units: tuple[float, ...]  # each confirmation round's seed-epochs, at full length
     deciding_rounds: int = 1  # the rounds up to the first look that can end in "distil" (module docstring)
+    locate_trials: int = 0  # the locate stage's trials (one per added alpha)
+    locate_units: float = 0.0  # their seed-epochs, at full length
 
     @property
     def expected(self) -> float:
         """Seed-epochs when each verdict is clear at the first look that can give it."""
-        return self.search_units + sum(self.round_units[:self.deciding_rounds])
+        return self.search_units + sum(self.round_units[:self.deciding_rounds]) + self.locate_units
 
     @property
     def all_rounds(self) -> float:
         """Seed-epochs when every confirmation round runs."""
-        return self.search_units + sum(self.round_units)
+        return self.search_units + sum(self.round_units) + self.locate_units
 
     @property
     def worst(self) -> float:
         """Seed-epochs when ASHA stops nothing and every confirmation round runs."""
-        return self.search_units_worst + sum(self.round_units)
+        return self.search_units_worst + sum(self.round_units) + self.locate_units
 
     @property
     def search_trial_units(self) -> float:
@@ -97,9 +103,11 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
     fewest = min_directional_pairs(family_level(len(expand(spec)), spec.budget.confirm_top_k),
                                    spec.budget.confirm_failure_rate)
     deciding = next((i + 1 for i, n in enumerate(looks) if n >= fewest), len(looks))
+    located = locate_trials(spec)
     return Workload(epochs=epochs, search_trials=trials, search_units=search_units,
                     search_units_worst=float(repeats * trials * epochs), round_trials=round_trials,
-                    round_units=tuple(float(round_trials * n * epochs) for n in sizes), deciding_rounds=max(1, deciding))
+                    round_units=tuple(float(round_trials * n * epochs) for n in sizes), deciding_rounds=max(1, deciding),
+                    locate_trials=located, locate_units=float(located * spec.budget.locate_seeds * epochs))
 
 
 def asha_expected_epochs(proposals: int, unpruned: int, max_t: int, grace_period: int, reduction_factor: float,

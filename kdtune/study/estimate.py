@@ -18,6 +18,7 @@ from kdtune.cache import LogitCache
 from kdtune.errors import SpecError
 from kdtune.errors import one_line
 from kdtune.spec.conditions import expand
+from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import preparation_cpus
 from kdtune.spec.rules import trial_budget
 from kdtune.spec.workload import Workload
@@ -79,6 +80,7 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     # Confirmation at its most: every round run (rounds stop early once the verdict is clear).
     confirm_trials = budget.confirm
     confirm_runs = (spec.budget.confirm_top_k + 1) * spec.budget.confirm_max_repeats if confirm_trials else 0
+    confirm_runs += locate_trials(spec) * spec.budget.locate_seeds  # the locate stage, after a "distil" verdict
     runs = trials * spec.budget.repeats + confirm_runs
     cpus = cpus or os.cpu_count() or 1
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
@@ -167,6 +169,7 @@ def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tup
         cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S
         cpu += units / repeats * REPORT_COST_S  # a report per trial-epoch
         cpu += sum(round_s[:work.deciding_rounds]) if name == "expected" else sum(round_s)
+        cpu += work.locate_units * unit_s + work.locate_trials * _overhead_s(work.epochs)
         out[name] = (cpu, longest)
     return out
 

@@ -8,7 +8,9 @@ PRUNED (with the last value as a user attribute) when ASHA stopped it early, FAI
 or a NaN. Once a condition's search has ended it confirms: its best distilled configuration(s) and
 alpha = 1 re-run on fresh paired seeds, round after round, until :func:`kdtune.analysis.verdicts.confirm` gives a
 clear verdict or ``budget.confirm_max_repeats`` seeds are spent (the rule ``kdtune recommend`` applies to the
-same runs). Its state is the Optuna storage plus counters and the completed trials' per-seed scores (JSON), so
+same runs). After a "distil" verdict it locates alpha: ``budget.locate_alphas`` more alphas at the confirmed
+configuration's temperature, on the first round's seeds (:mod:`kdtune.analysis.locate`). Its state is the Optuna
+storage plus counters and the completed trials' per-seed scores (JSON), so
 it resumes after a driver crash; a resume that raised ``budget.confirm_max_repeats`` (``kdtune resume
 --confirm-max-repeats``) continues the conditions that ended inconclusive (:meth:`ConditionSearcher.follow_budget`).
 """
@@ -38,6 +40,7 @@ from kdtune.records.optuna_storage import make_storage
 from kdtune.records.optuna_storage import remember_storage
 from kdtune.records.optuna_storage import retrying
 from kdtune.spec.rules import confirmation_seeds
+from kdtune.spec.rules import locate_seeds
 from kdtune.spec.rules import optuna_study_name
 from kdtune.spec.rules import search_seeds
 from kdtune.spec.rules import tpe_startup_trials
@@ -181,6 +184,8 @@ class ConditionSearcher(Searcher):
         self.confirm_round = {c: -1 for c in conditions}  # the last round queued
         self.confirm_arms: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # candidates, then alpha = 1
         self.confirm_pending = {c: 0 for c in conditions}  # trials of the current round not ended yet
+        self.locate_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
+        self.locate_pending = {c: 0 for c in conditions}  # locate trials not ended yet
         self.scores: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # completed trials' seeds
         self.live: dict[str, dict[str, Any]] = {}  # tune trial id -> condition, phase, optuna number
         self.cut_short = False
@@ -199,6 +204,9 @@ class ConditionSearcher(Searcher):
         from kdtune.secrets import redact_url
 
         self.__dict__.update(state)
+        for name in ("locate_queue", "locate_pending"):  # saved before the locate stage existed
+            if name not in state:
+                self.__dict__[name] = {c: [] if name == "locate_queue" else 0 for c in state["conditions"]}
         saved = Path(state["study_dir"])
         self.study_dir = running_study(saved)
         if "optuna_prefix" not in state:  # saved before Optuna study names carried the study's id
@@ -300,13 +308,13 @@ class ConditionSearcher(Searcher):
         if open_conditions:
             condition = min(open_conditions, key=lambda c: self.handed_out[c])
             return self._ask(trial_id, condition)
-        for condition, queue in self.confirm_queue.items():
-            if queue:
-                params = queue.pop(0)
-                config = self._config(condition, "confirm", params)
-                self.live[trial_id] = {"condition": condition, "phase": "confirm", "number": None,
-                                       "params": config["params"]}
-                return config
+        for phase, queues in (("confirm", self.confirm_queue), ("locate", self.locate_queue)):
+            for condition, queue in queues.items():
+                if queue:
+                    config = self._config(condition, phase, queue.pop(0))
+                    self.live[trial_id] = {"condition": condition, "phase": phase, "number": None,
+                                           "params": config["params"]}
+                    return config
         return None if not all(self.confirm_done.values()) else Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: TrialResult) -> None:  # type: ignore[override]
@@ -341,6 +349,11 @@ class ConditionSearcher(Searcher):
             self.confirm_pending[condition] -= 1
             if self.confirm_pending[condition] == 0:
                 self._after_round(condition)
+        elif entry["phase"] == "locate":
+            self.locate_pending[condition] -= 1
+            if self.locate_pending[condition] == 0:
+                logger.info("%s: locate stage ended", condition)
+                self.confirm_done[condition] = True
         else:
             self.ended[condition] += 1
             if self.ended[condition] >= self.budget and self.confirm_round[condition] < 0:
@@ -384,6 +397,8 @@ class ConditionSearcher(Searcher):
         params = task_for(s).run_params(s, searched, next(c for c in expand(s) if c.key == condition))
         if phase == "confirm":
             seeds = confirmation_seeds(s, self.confirm_round[condition])
+        elif phase == "locate":
+            seeds = locate_seeds(s)
         else:
             seeds = search_seeds(s)
         return {"condition": condition, "phase": phase, "params": params, "seeds": seeds}
@@ -436,6 +451,7 @@ class ConditionSearcher(Searcher):
         """The condition's completed trials of ``phases`` as :class:`kdtune.analysis.arms.Arm` (seed-level runs)."""
         from kdtune.analysis.arms import Arm
         from kdtune.analysis.arms import Run
+        from kdtune.analysis.arms import runs_of
 
         arms: dict[str, Arm] = {}
         for trial in self.scores[condition]:
@@ -445,7 +461,7 @@ class ConditionSearcher(Searcher):
             arm.phases.add(trial["phase"])
             for seed, objective, test in trial["scores"]:
                 run = Run(trial_id="", phase=trial["phase"], seed=("", int(seed)), objective=objective, test=test)
-                (arm.confirm if trial["phase"] == "confirm" else arm.search)[run.seed] = run
+                runs_of(arm, trial["phase"])[run.seed] = run
         return arms
 
     def _start_confirmation(self, condition: str) -> None:
@@ -477,15 +493,42 @@ class ConditionSearcher(Searcher):
         from kdtune.analysis.verdicts import DECISIVE
         from kdtune.spec.rules import confirmation_rounds
 
-        kind = self._verdict(condition)
+        outcome = self._confirmation(condition)
+        kind = "inconclusive" if outcome is None else outcome.kind
         if kind in DECISIVE or self.confirm_round[condition] + 1 >= confirmation_rounds(self.spec):
             logger.info("%s: confirmation ends after round %d: %s", condition, self.confirm_round[condition] + 1, kind)
+            if kind == "distil" and outcome is not None and self._start_locate(condition, outcome.chosen.params):
+                return
             self.confirm_done[condition] = True
         else:
             self._queue_round(condition)
 
+    def _start_locate(self, condition: str, confirmed: dict[str, Any]) -> bool:
+        """Queue the locate stage after a "distil" verdict: the added alphas at the confirmed configuration's other
+        parameters (:func:`kdtune.analysis.locate.locate_points`; none that the confirmation ran). False when
+        there is none to run."""
+        from kdtune.analysis.locate import locate_points
+        from kdtune.analysis.recommendation import search_bounds
+
+        low, high = search_bounds(self.spec.search["alpha"])
+        taken = {float(confirmed["alpha"]), 1.0}
+        alphas = [a for a in locate_points(low, high, self.spec.budget.locate_alphas) if a not in taken]
+        if not alphas:
+            return False
+        logger.info("%s: locate stage: alpha %s on %d paired seeds", condition,
+                    ", ".join(f"{a:g}" for a in alphas), self.spec.budget.locate_seeds)
+        self.locate_queue[condition] = [{**confirmed, "alpha": a} for a in alphas]
+        self.locate_pending[condition] = len(alphas)
+        return True
+
     def _verdict(self, condition: str) -> str:
         """The verdict of the condition's confirmation runs so far (the rule ``kdtune recommend`` applies)."""
+        outcome = self._confirmation(condition)
+        return "inconclusive" if outcome is None else outcome.kind
+
+    def _confirmation(self, condition: str) -> Any:
+        """The :class:`kdtune.analysis.verdicts.Confirmation` of the condition's confirmation runs so far (None
+        before both arms have runs)."""
         from kdtune.analysis.verdicts import confirm
 
         context = self._context()
@@ -493,9 +536,9 @@ class ConditionSearcher(Searcher):
         *wanted, no_kd = [arms.get(_key(p)) for p in self.confirm_arms[condition]]
         candidates = [a for a in wanted if a is not None]
         if not candidates or no_kd is None:
-            return "inconclusive"
+            return None
         return confirm([a.confirmed() for a in candidates], no_kd.confirmed(), sign=context.metric.sign,
-                       design=context.design, conditions=context.conditions, margin=context.margin).kind
+                       design=context.design, conditions=context.conditions, margin=context.margin)
 
 
 def _key(params: dict[str, Any]) -> str:
