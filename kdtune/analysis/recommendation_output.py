@@ -115,7 +115,7 @@ def _row(c: dict[str, Any], test_column: str, percent: bool) -> list[str]:
     gain = c["gain"] or {}
     closed_form = c.get("closed_form")
     last = _num(closed_form.get("alpha_star")) if closed_form else value((c["teacher"] or {}).get(test_column))
-    near = rec.get("near_optimal")
+    near = rec["located"]["near_optimal"] if rec.get("located") else rec.get("near_optimal")
     shown = c["confirmed"] or _searched(c["best_observed"], gain.get("params"))
     return [
         c["key"],

@@ -218,7 +218,13 @@ def _alpha_answer(ax: Axes, series: Series, view: View) -> None:
         ax.fill_between(alphas, low, high, color=color, alpha=0.15, linewidth=0)
         ys += fitted
     value = rec["alpha"]["value"]
-    ax.axvspan(rec["alpha"]["low"], rec["alpha"]["high"], color=color, alpha=0.08, label="alphas that may be best (95%)")
+    located = rec.get("located")
+    span = ("where the best alpha lies (95%, located on "
+            f"{located['seeds']} fresh seeds)" if located else "alphas that may be best (95%)")
+    ax.axvspan(rec["alpha"]["low"], rec["alpha"]["high"], color=color, alpha=0.08, label=span)
+    if located:
+        ax.axvline(located["alpha"], color="#444444", linestyle="-.", linewidth=1.4,
+                   label=f"located optimum: alpha ≈ {located['alpha']:.3g}")
     source = {"fit": "fitted, not confirmed", "best_observed": "best search configuration, not confirmed"}.get(
         rec["source"], f"verdict: {entry['verdict']['kind']}")
     words = recommended_words(rec).split(" (")[0] if value != 1.0 else "alpha = 1"
