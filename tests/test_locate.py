@@ -114,3 +114,32 @@ def test_the_interval_covers_a_smooth_curve_that_is_no_split_parabola(star: floa
         covered += found.low <= star <= found.high
         widths.append(found.high - found.low)
     assert covered >= 32 and float(np.median(widths)) <= 0.55, (covered, np.median(widths))
+
+
+def _words(located: dict, value: float) -> str:  # type: ignore[type-arg]
+    from kdtune.analysis.recommendation import Context
+    from kdtune.analysis.sequential import Design
+    from kdtune.analysis.wording import located_words
+    from kdtune.spec.schema import parse_spec
+    from kdtune.tasks import objective_of
+
+    spec = parse_spec({"name": "words"})
+    context = Context(spec=spec, metric=objective_of(spec), margin=0.005, design=Design(round_size=4, max_n=8),
+                      conditions=1)
+    return located_words({"params": {"alpha": value, "temperature": 4.0}, "located": located}, context)
+
+
+def test_the_verdict_says_where_the_optimum_lies_and_what_is_near_it() -> None:
+    """The located answer in words: interval, near-optimal alphas in the margin's unit, and a confirmed alpha
+    outside the interval named as such (the located optimum itself was never confirmed)."""
+    located = {"alpha": 0.62, "low": 0.5, "high": 0.71, "confidence": 0.95, "seeds": 21, "tolerance": 0.005,
+               "alphas": [0.0, 0.2, 0.4, 0.6, 0.65, 0.8, 1.0], "params": {"temperature": 4.0},
+               "near_optimal": {"alpha_low": 0.3, "alpha_high": 0.8}}
+    inside = _words(located, 0.65)
+    assert inside == ("; located on 21 paired seeds at 7 alphas (T 4): the best alpha lies in 0.5–0.71 (95%, fitted "
+                      "0.62), and any alpha in 0.3–0.8 is within 0.5 points of the best on validation")
+    outside = _words(located, 0.3)
+    assert outside.endswith("; the confirmed alpha 0.3 lies outside that interval, and the located optimum was not "
+                            "itself confirmed")
+    assert "no alpha is shown within 0.5 points" in _words({**located, "near_optimal": None}, 0.65)
+    assert _words(None, 0.65) == ""  # type: ignore[arg-type]

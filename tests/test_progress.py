@@ -21,6 +21,7 @@ from kdtune.log_output import StampedLines
 from kdtune.log_output import stamped_output
 from kdtune.records.progress_lines import best_line
 from kdtune.records.progress_lines import confirmation_line
+from kdtune.records.progress_lines import locate_line
 from kdtune.records.progress_lines import shortfall_lines
 from kdtune.records.progress_lines import summary_line
 from kdtune.records.progress_lines import teacher_ready_line
@@ -237,6 +238,9 @@ def test_phase_lines_say_what_a_teacher_and_a_round_did() -> None:
         "teacher all: read from the cache (epoch 3 kept), val_loss 1.2500, after 2s")
     assert confirmation_line("noise_level=0.2", 1, 8, [1004, 1005, 1006, 1007]) == (
         "confirmation: noise_level=0.2 round 2 of up to 8: the candidates and alpha = 1 on 4 fresh seeds")
+    assert locate_line("noise_level=0.2", {"alpha": 0.4, "temperature": 4.0}, 21) == (
+        "locate: noise_level=0.2: distil confirmed; more alphas at T 4 on 21 of its fresh seeds, to say where the "
+        "best alpha lies")
 
 
 def test_every_log_line_has_a_time_stamp_and_at_most_120_characters() -> None:

@@ -118,3 +118,34 @@ def read_results_seeds(study_dir: Path) -> set[int]:
 
     table = read_results(study_dir).to_pylist()
     return {r["seed"] for r in table if r["phase"] == "confirm"}
+
+
+def test_a_distil_verdict_locates_alpha_around_the_closed_form_optimum(ray_local: None, short_tmp: Path) -> None:
+    """The linear task, whose excess risk is exactly quadratic in alpha with a known optimum α*: once confirmation
+    says "distil", the study runs the locate stage through real Ray Tune (phase ``locate``: the alphas 0, 0.2, ...,
+    0.8 at the confirmed configuration's other parameters, on the first confirmation round's seeds), and the
+    recommendation's located interval is narrow and holds α*."""
+    from kdtune.records.results import read_results
+    from kdtune.records.results import read_trials
+    from kdtune.spec.rules import confirmation_seeds
+
+    raw = _linear_study("locating", 50, 551, 1.0, [0.1]).to_dict()
+    raw["sampler"] = "tpe"
+    raw["search"] = {"alpha": {"type": "float", "low": 0.0, "high": 1.0}}
+    raw["budget"] = {"trials_per_condition": 6, "repeats": 4, "confirm_top_k": 1, "confirm_repeats": 8,
+                     "confirm_max_repeats": 16, "confirm_failure_rate": 0}
+    spec = parse_spec(raw)
+    study_dir = run_study(spec, RunOptions(out=short_tmp / "study", progress=False))
+    (condition,) = recommend([study_dir])["conditions"]
+    assert condition["verdict"]["kind"] == "distil", condition["verdict"]["text"]
+    confirmed = condition["confirmed"]["params"]
+    locate = [t for t in read_trials(study_dir).to_pylist() if t["phase"] == "locate"]
+    assert sorted(json.loads(t["params"])["alpha"] for t in locate) == [
+        a for a in (0.0, 0.2, 0.4, 0.6, 0.8) if a != confirmed["alpha"]]
+    seeds = {r["seed"] for r in read_results(study_dir).to_pylist() if r["phase"] == "locate"}
+    assert seeds == set(confirmation_seeds(spec, 0)[:8])  # paired with the confirmation's first round
+    located, star = condition["recommended"]["located"], condition["closed_form"]["alpha_star"]
+    assert located["seeds"] == 8 and len(located["alphas"]) >= 6
+    assert located["low"] <= star <= located["high"] and located["high"] - located["low"] <= 0.3, (located, star)
+    assert condition["recommended"]["alpha"]["low"] == located["low"]
+    assert "located on 8 paired seeds at" in condition["verdict"]["text"]

@@ -40,13 +40,15 @@ from typing import Any
 
 import numpy as np
 
+from kdtune.spec.rules import MIN_LOCATE_SEEDS
+
 
 CONFIDENCE = 0.95
 DRAWS = 1000
 DRAW_SEED = 0
 GRID = 101
 MIN_ALPHAS = 4  # a split parabola has four parameters
-MIN_SEEDS = 3
+MIN_SEEDS = MIN_LOCATE_SEEDS
 WINDOW = 4.0  # the fit keeps the alphas within this many tolerances (margins) of the best mean (see _window)
 
 

@@ -119,8 +119,8 @@ def located_words(recommended: dict[str, Any], context: Context) -> str:
                   "the best on validation")
     value = recommended["params"]["alpha"]
     if not located["low"] <= value <= located["high"]:
-        words += (f"; the confirmed alpha {_fmt(value)} lies outside that interval: the located optimum was not "
-                  "itself confirmed on its own")
+        words += (f"; the confirmed alpha {_fmt(value)} lies outside that interval, and the located optimum was "
+                  "not itself confirmed")
     return words
 
 

@@ -82,6 +82,14 @@ def confirmation_line(condition: str, round_index: int, rounds: int, seeds: list
             f"on {len(seeds)} fresh seeds")
 
 
+def locate_line(condition: str, params: dict[str, Any], seeds: int) -> str:
+    """The locate stage starts (its first trial): the confirmation said "distil", and more alphas at the confirmed
+    configuration's temperature now run on the first round's seeds."""
+    at = f" at T {params['temperature']:.3g}" if params.get("temperature") is not None else ""
+    return (f"locate: {condition}: distil confirmed; more alphas{at} on {seeds} of its fresh seeds, to say where "
+            "the best alpha lies")
+
+
 def teacher_started_line(condition: str) -> str:
     return f"teacher {condition}: started (read from the cache if it is there, else trained)"
 

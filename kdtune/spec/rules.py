@@ -191,9 +191,16 @@ def locate_seeds(spec: StudySpec) -> list[int]:
     return confirmation_seeds(spec, 0)[:spec.budget.locate_seeds]
 
 
+#: The fewest seeds a locate stage runs on (kdtune.analysis.locate.MIN_SEEDS: a bootstrap over fewer says nothing).
+MIN_LOCATE_SEEDS = 3
+
+
 def locate_trials(spec: StudySpec) -> int:
-    """The locate stage's trials per condition (one per added alpha; none without confirmation)."""
-    return spec.budget.locate_alphas if spec.budget.confirm_top_k else 0
+    """The locate stage's trials per condition: one per added alpha; none without confirmation, or where the first
+    confirmation round has fewer than :data:`MIN_LOCATE_SEEDS` seeds to run them on."""
+    if not spec.budget.confirm_top_k or spec.budget.locate_seeds < MIN_LOCATE_SEEDS:
+        return 0
+    return spec.budget.locate_alphas
 
 
 def confirmation_trials(spec: StudySpec) -> int:

@@ -434,7 +434,7 @@ class BudgetSpec(SpecModel):
     # spread over the searched range run at the confirmed configuration's temperature on the first locate_repeats
     # seeds of the confirmation's first round (unset: all confirm_repeats of them), so that the alpha interval says
     # where the optimum lies. 0 switches it off; otherwise at least 3 (a curve through them, the confirmed alpha and
-    # alpha = 1 has four parameters).
+    # alpha = 1 has four parameters). A first round of fewer than 3 seeds locates nothing (kdtune.spec.rules).
     locate_alphas: int = Field(5, ge=0, le=19)
     locate_repeats: int | None = Field(None, ge=3, le=100)
 

@@ -17,6 +17,7 @@ from ray.tune import Callback
 
 from kdtune.records.progress_lines import best_line
 from kdtune.records.progress_lines import confirmation_line
+from kdtune.records.progress_lines import locate_line
 from kdtune.records.progress_lines import shortfall_lines
 from kdtune.records.progress_lines import summary_line
 from kdtune.records.progress_lines import trial_line
@@ -147,6 +148,7 @@ class Progress(Callback):
         self.confirm_rounds = confirmation_rounds(spec)
         # each condition's confirmation rounds begun, by their first seed (a round has its own fresh seeds)
         self.rounds_begun: dict[str, list[int]] = {}
+        self.locating: set[str] = set()  # conditions whose locate stage has begun
         self.max_wall_s = None if spec.budget.max_wall_minutes is None else 60.0 * spec.budget.max_wall_minutes
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
@@ -184,9 +186,14 @@ class Progress(Callback):
             _emit(summary_line(self._summary(trials)))
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        """The first trial of a confirmation round (a condition's rounds run one after another) says it begins."""
+        """The first trial of a confirmation round (a condition's rounds run one after another), or of a condition's
+        locate stage, says it begins."""
         config = config_of(trial)
         seeds = list(config.get("seeds", ()))
+        if config["phase"] == "locate" and config["condition"] not in self.locating:
+            self.locating.add(config["condition"])
+            self._say(locate_line(config["condition"], config["params"], len(seeds)))
+            return
         begun = self.rounds_begun.setdefault(config["condition"], [])
         if config["phase"] != "confirm" or not seeds or seeds[0] in begun:
             return

@@ -41,6 +41,7 @@ from kdtune.records.optuna_storage import remember_storage
 from kdtune.records.optuna_storage import retrying
 from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import locate_seeds
+from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import optuna_study_name
 from kdtune.spec.rules import search_seeds
 from kdtune.spec.rules import tpe_startup_trials
@@ -512,7 +513,7 @@ class ConditionSearcher(Searcher):
 
         low, high = search_bounds(self.spec.search["alpha"])
         taken = {float(confirmed["alpha"]), 1.0}
-        alphas = [a for a in locate_points(low, high, self.spec.budget.locate_alphas) if a not in taken]
+        alphas = [a for a in locate_points(low, high, locate_trials(self.spec)) if a not in taken]
         if not alphas:
             return False
         logger.info("%s: locate stage: alpha %s on %d paired seeds", condition,
