@@ -144,7 +144,7 @@ def _fit(x: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     whatever that alpha's value (the fit would drop it), so an optimum there is read as "up to the end alpha"
     (:func:`locate`)."""
     full = np.linspace(x.min(), x.max(), GRID)
-    grid = full[(full >= x[1] - 1e-12) & (full <= x[-2] + 1e-12)]
+    grid = np.unique(np.concatenate([full[(full > x[1]) & (full < x[-2])], x[[1, -2]]]))  # the edges exactly
     d = x[None, :] - grid[:, None]  # (grid, alphas)
     left, right = -(d * d) * (d < 0), -(d * d) * (d >= 0)
     ones = np.ones_like(d)
