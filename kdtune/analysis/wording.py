@@ -181,12 +181,13 @@ def why_recommended(entry: dict[str, Any], kind: str) -> str:
 def recommended_words(recommended: dict[str, Any]) -> str:
     """The recommended configuration with the alphas (and temperatures) that may be best, e.g. ``alpha 0.3
     (may be best: 0.2–0.45; weight on the true labels, 1 = no distillation), T 4 (3–6)``; ``≈`` for a fitted
-    optimum, which is a point of a curve, not a configuration that ran."""
+    optimum, which is a point of a curve, not a configuration that ran. After a locate stage the alpha's range is
+    left to :func:`located_words`, which says what it is."""
     params = recommended["params"]
     if params["alpha"] == 1.0:
         return "alpha = 1 (no distillation)"
     about = "≈ " if recommended["source"] == "fit" else ""
-    spread = _range(recommended["alpha"])
+    spread = "" if recommended.get("located") else _range(recommended["alpha"])  # the located words say where
     inside = "; ".join(filter(None, [f"may be best: {spread}" if spread else "",
                                      "weight on the true labels, 1 = no distillation"]))
     words = f"alpha {about}{_fmt(params['alpha'])} ({inside})"
