@@ -63,14 +63,14 @@ class Located:
     tolerance: float
     alphas: tuple[float, ...]  # the alphas the stage compared (the confirmed one and alpha = 1 included)
     seeds: int  # paired seeds every alpha ran on
-    params: dict[str, Any]  # the other parameters they shared (temperature, ...)
+    params: dict[str, Any]  # the other parameters they shared (temperature, ...), alpha not among them
 
     def as_dict(self) -> dict[str, Any]:
         near = None if self.near_optimal is None else {"alpha_low": self.near_optimal[0],
                                                        "alpha_high": self.near_optimal[1]}
         return {"alpha": self.alpha, "low": self.low, "high": self.high, "confidence": CONFIDENCE,
                 "near_optimal": near, "tolerance": self.tolerance, "alphas": list(self.alphas), "seeds": self.seeds,
-                "params": {k: v for k, v in self.params.items() if k != "alpha"},
+                "params": self.params,
                 "method": "split parabola, percentile bootstrap over seeds"}
 
 

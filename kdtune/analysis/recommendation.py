@@ -331,9 +331,12 @@ def _located(arms: dict[tuple[Any, ...], Arm], chosen: Arm, no_kd: Arm, context:
     """Where the optimum lies, from the locate stage's runs (:mod:`kdtune.analysis.locate`): the alphas that ran
     at the confirmed configuration's other parameters, with the confirmed configuration and alpha = 1 on the same
     seeds. None without a locate stage."""
-    others = {k: v for k, v in chosen.params.items() if k != "alpha"}
+    def without_alpha(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "alpha"}
+
+    others = without_alpha(chosen.params)
     runs = {arm.alpha: {s: r.objective for s, r in arm.locate.items() if finite(r.objective)}
-            for arm in arms.values() if arm.locate and {k: v for k, v in arm.params.items() if k != "alpha"} == others}
+            for arm in arms.values() if arm.locate and without_alpha(arm.params) == others}
     if not runs:
         return None
     seeds = set().union(*runs.values())

@@ -37,6 +37,8 @@ PHASES = ("search", "baseline", "confirm", "locate")
 UNPRUNED_PHASES = ("baseline", "confirm", "locate")  # trials that ASHA never stops (see study.asha.StratifiedASHA)
 #: The phases after a condition's search: its confirmation rounds, then, after a "distil" verdict, its locate stage.
 AFTER_SEARCH = ("confirm", "locate")
+#: The fewest seeds a locate stage runs on (kdtune.analysis.locate.MIN_SEEDS: a bootstrap over fewer says nothing).
+MIN_LOCATE_SEEDS = 3
 #: The spawn key of the confirmation's seed stream (see the module docstring).
 CONFIRM_STREAM = 1
 #: The confidence that every interval of a recommendation covers its true gain, all conditions and looks together.
@@ -189,10 +191,6 @@ def locate_seeds(spec: StudySpec) -> list[int]:
     """The student seeds of the locate stage: the first ``budget.locate_seeds`` of confirmation round 0, on which
     the confirmed configuration and alpha = 1 ran too (paired)."""
     return confirmation_seeds(spec, 0)[:spec.budget.locate_seeds]
-
-
-#: The fewest seeds a locate stage runs on (kdtune.analysis.locate.MIN_SEEDS: a bootstrap over fewer says nothing).
-MIN_LOCATE_SEEDS = 3
 
 
 def locate_trials(spec: StudySpec) -> int:
