@@ -25,6 +25,7 @@ from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
 from kdtune.errors import SpecError
+from kdtune.spec.rules import MIN_LOCATE_SEEDS
 from kdtune.tasks.image.names import DEFAULT_VIEWS
 
 
@@ -436,7 +437,7 @@ class BudgetSpec(SpecModel):
     # where the optimum lies. 0 switches it off; otherwise at least 3 (a curve through them, the confirmed alpha and
     # alpha = 1 has four parameters). A first round of fewer than 3 seeds locates nothing (kdtune.spec.rules).
     locate_alphas: int = Field(5, ge=0, le=19)
-    locate_repeats: int | None = Field(None, ge=3, le=100)
+    locate_repeats: int | None = Field(None, ge=MIN_LOCATE_SEEDS, le=100)
 
     @model_validator(mode="after")
     def _check_confirmation(self) -> BudgetSpec:
