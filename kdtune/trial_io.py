@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 from typing import Final
+from typing import NotRequired
 from typing import TypedDict
 from typing import cast
 
@@ -28,6 +29,9 @@ class TrialConfig(TypedDict):
     phase: str  # one of ``kdtune.spec.rules.PHASES``
     params: dict[str, Any]  # a value for each of SEARCH_PARAMS that applies (no temperature for the linear task)
     seeds: list[int]  # the student seeds, trained in lockstep inside the trial
+    # A cheap trial's settings (``kdtune.spec.fidelity.FidelitySpec.trial``): data_fraction, epochs, width_factor,
+    # student, student_kwargs. Absent or None: full fidelity, ``params`` as they are.
+    fidelity: NotRequired[dict[str, Any] | None]
 
 
 class TrialResult(TypedDict, total=False):

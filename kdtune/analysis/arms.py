@@ -56,6 +56,7 @@ class Arm:
     search: dict[tuple[str, int], Run] = field(default_factory=dict)  # phases search and baseline
     confirm: dict[tuple[str, int], Run] = field(default_factory=dict)
     locate: dict[tuple[str, int], Run] = field(default_factory=dict)  # the locate stage (kdtune.analysis.locate)
+    transfer: dict[tuple[str, int], Run] = field(default_factory=dict)  # full-fidelity reruns (kdtune.analysis.transfer)
 
     @property
     def alpha(self) -> float:
@@ -63,7 +64,7 @@ class Arm:
 
     def summary(self, group: str) -> dict[str, Any]:
         """Params, trial ids, and validation and test t-estimates over the runs of ``group``."""
-        runs = list((self.confirm if group == "confirm" else self.search).values())
+        runs = list(runs_of(self, group).values())
         return {"params": self.params, "trial_ids": sorted(self.trial_ids), "source": group,
                 "validation": t_estimate(r.objective for r in runs), "test": t_estimate(r.test for r in runs)}
 
@@ -132,8 +133,9 @@ def add_run(arms: dict[tuple[Any, ...], Arm], run: ScoredRun, label: str) -> Non
 
 
 def runs_of(arm: Arm, phase: str) -> dict[tuple[str, int], Run]:
-    """Where an arm keeps its runs of ``phase``: confirmation and locate runs apart, search and baselines together."""
-    return arm.confirm if phase == "confirm" else arm.locate if phase == "locate" else arm.search
+    """Where an arm keeps its runs of ``phase``: confirmation, locate and transfer runs apart, search and baselines
+    together."""
+    return {"confirm": arm.confirm, "locate": arm.locate, "transfer": arm.transfer}.get(phase, arm.search)
 
 
 def _trial_states(path: Path, table: list[dict[str, Any]], by_key: dict[str, str]) -> dict[str, Counter[str]]:
@@ -202,7 +204,7 @@ def _first_difference(a: Any, b: Any, where: str) -> tuple[str, Any, Any] | None
 
 def _student_seeds(study: Study) -> set[int]:
     return {seed for arms in study.arms.values() for arm in arms.values()
-            for _, seed in (*arm.search, *arm.confirm, *arm.locate)}
+            for _, seed in (*arm.search, *arm.confirm, *arm.locate, *arm.transfer)}
 
 
 def pooled_arms(identity: str, studies: list[Study]) -> dict[tuple[Any, ...], Arm]:
@@ -217,6 +219,7 @@ def pooled_arms(identity: str, studies: list[Study]) -> dict[tuple[Any, ...], Ar
             into.search.update(arm.search)
             into.confirm.update(arm.confirm)
             into.locate.update(arm.locate)
+            into.transfer.update(arm.transfer)
     return merged
 
 

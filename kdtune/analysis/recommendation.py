@@ -11,6 +11,9 @@ No Ray, no Optuna, no W&B, no torch. The method, in short (the schema document h
   parametric-bootstrap interval and the near-optimal range (:mod:`kdtune.analysis.alpha_fit`);
 * after a "distil" verdict, the alpha interval is where the locate stage's runs put the optimum: more alphas at
   the confirmed temperature on the confirmation's first seeds (:mod:`kdtune.analysis.locate`);
+* with a ``fidelity`` section, the search ran cheap and the transfer check re-ran its best configurations at full
+  fidelity (:mod:`kdtune.analysis.transfer`); where it says the cheap answer fails, the recommendation comes from
+  the full-fidelity runs, and every verdict says the fidelity it holds at;
 * verdicts (distil / hurts / no gain / inconclusive) come from confirmation runs only: the recommended
   configuration and alpha = 1 re-run on fresh paired seeds, judged with a repeated confidence interval that
   stays valid under adaptive confirmation and is Bonferroni-adjusted over the conditions
@@ -54,6 +57,10 @@ from kdtune.analysis.scoring import finite
 from kdtune.analysis.scoring import t_estimate
 from kdtune.analysis.sequential import Design
 from kdtune.analysis.sequential import seeds_to_resolve
+from kdtune.analysis.transfer import Rerun
+from kdtune.analysis.transfer import Transfer
+from kdtune.analysis.transfer import check_transfer
+from kdtune.analysis.transfer import transfer_words
 from kdtune.analysis.verdicts import confirm
 from kdtune.analysis.wording import method
 from kdtune.analysis.wording import notes
@@ -65,7 +72,7 @@ from kdtune.records.folder import atomic_write
 from kdtune.tasks import objective_of
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Near-optimal tolerance on the validation objective where no margin applies (the linear task): 1% of it.
 RELATIVE_TOLERANCE = 0.01
 SEARCH_PHASES = ("search", "baseline")
@@ -181,9 +188,17 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
     entry: dict[str, Any] = {
         **{k: v for k, v in info.items() if k != "unfinished_studies"},
         "recommended": None, "best_observed": None, "confirmed": None, "no_distillation": None,
-        "pure_distillation": None, "gain": None, "verdict": None, "notes": [],
+        "pure_distillation": None, "gain": None, "verdict": None, "notes": [], "fidelity": None, "transfer": None,
     }
     searched = [a for a in arms.values() if a.search]
+    transfer = transfer_check(arms, context)
+    if context.spec.fidelity is not None:
+        entry["fidelity"] = fidelity_block(context.spec)
+    if transfer is not None:
+        words = transfer_words(transfer, context.metric.margin_scale, context.metric.margin_unit, context.metric.label)
+        entry["transfer"] = {**transfer.as_dict(), "text": words}
+        if transfer.verdict == "fails":  # recommend from the full-fidelity runs, never the cheap optimum
+            searched = list(full_fidelity_view(arms).values())
     if not searched:
         entry["verdict"] = {"kind": "undetermined", "text": f"{entry['description']}: no completed trials.",
                             "margin_chosen_after_study": context.margin_after_study}
@@ -207,18 +222,64 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
     else:
         chosen = None
         entry["no_distillation"] = no_kd.summary("search") if no_kd else None
-        distilled = [a for a in searched if a.alpha != 1.0]
-        if no_kd is not None and distilled:
-            entry["gain"] = _search_gain(best_observed(distilled, sign), no_kd, sign)
+        full = full_fidelity_view(arms)  # with a transfer check, the unconfirmed gain is measured at full fidelity
+        pool, no_kd_runs = (list(full.values()), baseline_arm(full, 1.0, context.spec.default_temperature)) \
+            if transfer is not None else (searched, no_kd)
+        distilled = [a for a in pool if a.alpha != 1.0]
+        if no_kd_runs is not None and distilled:
+            entry["gain"] = _search_gain(best_observed(distilled, sign), no_kd_runs, sign)
         kind = "unconfirmed" if entry["gain"] and entry["gain"]["low"] is not None else "undetermined"
     located = _located(arms, chosen, no_kd, context) if chosen is not None and no_kd is not None else None
     entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign),
                                         located)
     entry["recommended"]["why"] = why_recommended(entry, kind)
     entry["notes"] = notes(entry, info, fit)
-    entry["verdict"] = {"kind": kind, "text": verdict_text(kind, entry, info, context),
-                        "margin_chosen_after_study": context.margin_after_study}
+    text = verdict_text(kind, entry, info, context)
+    if entry["fidelity"] is not None:
+        text = f"{text} {entry['fidelity']['text']}"
+        if entry["transfer"] is not None:
+            text = f"{text} {entry['transfer']['text']}."
+    entry["verdict"] = {"kind": kind, "text": text, "margin_chosen_after_study": context.margin_after_study}
     return entry
+
+
+def fidelity_block(spec: Any) -> dict[str, Any]:
+    """What the recommendation says of a study's fidelities: how the search was cheapened, and that verdicts hold
+    at full fidelity (the spec's data, epochs and student)."""
+    from kdtune.tasks import task_for
+
+    full_epochs = task_for(spec).epochs(spec)
+    cheap = spec.fidelity.words(full_epochs)
+    full = f"all of the spec's training data, {full_epochs} epochs, student {spec.student.arch}"
+    return {"search": cheap, "full": full, "verdict_at": "full", **spec.fidelity.trial(full_epochs),
+            "text": f"Verdicts hold at full fidelity ({full}); the search ran cheap ({cheap})."}
+
+
+def transfer_check(arms: Mapping[Any, Arm], context: Context) -> Transfer | None:
+    """The transfer check of one condition (:mod:`kdtune.analysis.transfer`): its re-run configurations' cheap and
+    full-fidelity runs, the cheap search's choice (its best distilled configuration, as the study confirms it) and
+    alpha = 1. None without a fidelity section or transfer runs. Shared with the study's searcher."""
+    if context.spec.fidelity is None:
+        return None
+    rerun = [a for a in arms.values() if a.transfer and a.search]
+    chosen = confirmation_candidates([a for a in arms.values() if a.search], context, 1)
+    choice = next((i for i, a in enumerate(rerun) if chosen and a.params == chosen[0]), None)
+    if len(rerun) < 2 or choice is None:
+        return None
+    no_kd = baseline_arm({i: a for i, a in enumerate(rerun)}, 1.0, context.spec.default_temperature)
+    baseline = None if no_kd is None else rerun.index(no_kd)
+    reruns = [Rerun(params=dict(a.params), cheap={s: r.objective for s, r in a.search.items()},
+                    full={s: r.objective for s, r in a.transfer.items()}) for a in rerun]
+    full_values = [r.objective for a in rerun for r in a.transfer.values()]
+    return check_transfer(reruns, choice=choice, baseline=baseline, sign=context.metric.sign,
+                          tolerance=_tolerance(context, full_values))
+
+
+def full_fidelity_view(arms: Mapping[Any, Arm]) -> dict[Any, Arm]:
+    """The arms the transfer check re-ran, their full-fidelity runs standing as their search runs: what a study
+    confirms and recommends from once the check says the cheap answer fails."""
+    return {key: Arm(params=a.params, trial_ids=a.trial_ids, phases=a.phases, search=a.transfer, confirm=a.confirm,
+                     locate=a.locate) for key, a in arms.items() if a.transfer}
 
 
 def fit_search(searched: list[Arm], context: Context) -> Fit:

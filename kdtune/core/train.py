@@ -60,6 +60,7 @@ STEP_GAMMA = 0.1
 _AUGMENT_SEED_OFFSET = 0x5EED_A06  # augmentation draws come from a generator of their own (batch order unchanged)
 _MODEL_RNG_OFFSET = 0x5EED_D0  # dropout's draws: torch's global RNG, set from a state of the trainer's own
 _VIEW_SEED_OFFSET = 0x5EED_71E  # which view of each image an epoch uses: a generator of its own too
+_SUBSET_SEED = 0x5EED_F1D  # the training subset of data_fraction < 1: one draw, the same for every run
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class TrainConfig:
     augment: Augment | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # CUDA only: autocast dtype of the steps (gpu_execution)
     compile: bool = False  # CUDA only: the training steps through torch.compile
+    data_fraction: float = 1.0  # train on this share of the training split (a cheap search: kdtune.spec.fidelity)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -101,15 +103,19 @@ class TrainConfig:
         if not MIN_TEMPERATURE <= self.temperature < math.inf:
             raise SpecError("temperature", self.temperature, f"must be at least {MIN_TEMPERATURE} and finite ({TOO_COLD})")
         check_alpha(self.alpha)
+        if not 0 < self.data_fraction <= 1:
+            raise SpecError("data_fraction", self.data_fraction, "must be in (0, 1]")
         if self.precision not in PRECISIONS:
             raise SpecError("precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, seed: int, recipe: Mapping[str, Any]) -> TrainConfig:
-        """A configuration's parameters (``epochs``, ``lr``, ``batch_size``, ``alpha``, ``temperature``) with the
-        student's recipe (:func:`student_recipe`): the one conversion the trial and the exported student share."""
+        """A configuration's parameters (``epochs``, ``lr``, ``batch_size``, ``alpha``, ``temperature``, and a cheap
+        search's ``data_fraction``) with the student's recipe (:func:`student_recipe`): the one conversion the trial
+        and the exported student share."""
         return cls(epochs=int(params["epochs"]), lr=float(params["lr"]), batch_size=int(params["batch_size"]),
-                   alpha=float(params["alpha"]), temperature=float(params["temperature"]), seed=seed, **recipe)
+                   alpha=float(params["alpha"]), temperature=float(params["temperature"]), seed=seed,
+                   data_fraction=float(params.get("data_fraction", 1.0)), **recipe)
 
 
 @dataclass(frozen=True)
@@ -310,7 +316,9 @@ class Trainer:
         self.autocast_dtype, self.scaler, self.forward = gpu_execution(self.model, config, self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.augment_generator = torch.Generator().manual_seed(config.seed + _AUGMENT_SEED_OFFSET)
-        self.steps_per_epoch = math.ceil(len(self.train_split) / config.batch_size)
+        self.positions = training_subset(len(self.train_split), config.data_fraction)  # None: every position
+        trained = len(self.train_split) if self.positions is None else len(self.positions)
+        self.steps_per_epoch = math.ceil(trained / config.batch_size)
         self.model_rng = _seeded_rng_state(config.seed + _MODEL_RNG_OFFSET, self.device)
         self.epoch = 0
 
@@ -339,7 +347,10 @@ class Trainer:
     def _train_batches(self) -> float:
         self.model.train()
         y = self.train_split.y
-        order = torch.randperm(len(y), generator=self.generator).to(self.device)  # (N,)
+        if self.positions is None:
+            order = torch.randperm(len(y), generator=self.generator).to(self.device)  # (N,)
+        else:  # a share of the split: its positions in this epoch's order (views and logits join by position)
+            order = self.positions[torch.randperm(len(self.positions), generator=self.generator)].to(self.device)
         view = None
         if self.views is not None:  # this epoch's view of every image
             view = torch.randint(self.views.spec.views, (len(y),), generator=self.view_generator).to(self.device)
@@ -467,6 +478,17 @@ def train_student(
         if on_epoch is not None:
             on_epoch(metrics)
     return history
+
+
+def training_subset(size: int, fraction: float) -> torch.Tensor | None:
+    """The positions of the training split a run with ``data_fraction`` < 1 trains on: ``ceil(fraction * size)`` of
+    them, drawn once from a fixed seed and sorted, so every run of a study (every seed and configuration) trains on
+    the same subset and stays paired. None for the whole split."""
+    if fraction >= 1:
+        return None
+    count = max(1, math.ceil(fraction * size))
+    chosen = torch.randperm(size, generator=torch.Generator().manual_seed(_SUBSET_SEED))[:count]
+    return chosen.sort().values
 
 
 @torch.no_grad()

@@ -4,7 +4,9 @@ They are shared by the Ray Tune plugin (:mod:`kdtune.study.search`), the results
 ``kdtune plan``, and need neither Ray nor torch, so the read-only commands stay light.
 
 Phases: ``search`` (proposed by the condition's sampler), ``baseline`` (alpha = 1, no distillation, and
-alpha = 0, pure distillation, enqueued in every condition), ``confirm`` (the recommended configuration and
+alpha = 0, pure distillation, enqueued in every condition), ``transfer`` (with a ``fidelity`` section, whose search and
+baselines run cheapened: the cheap search's best ``fidelity.transfer_top`` configurations and both baselines re-run
+at full fidelity on paired seeds, :mod:`kdtune.analysis.transfer`), ``confirm`` (the recommended configuration and
 alpha = 1 re-run on fresh student seeds, in rounds, until the verdict is clear or the budget is spent) and
 ``locate`` (after a "distil" verdict, ``budget.locate_alphas`` more alphas at the confirmed temperature on the first
 round's seeds: :mod:`kdtune.analysis.locate`).
@@ -33,10 +35,13 @@ if TYPE_CHECKING:
     from kdtune.trial_io import TrialResult
 
 
-PHASES = ("search", "baseline", "confirm", "locate")
-UNPRUNED_PHASES = ("baseline", "confirm", "locate")  # trials that ASHA never stops (see study.asha.StratifiedASHA)
-#: The phases after a condition's search: its confirmation rounds, then, after a "distil" verdict, its locate stage.
-AFTER_SEARCH = ("confirm", "locate")
+PHASES = ("search", "baseline", "transfer", "confirm", "locate")
+UNPRUNED_PHASES = ("baseline", "transfer", "confirm", "locate")  # trials ASHA never stops (study.asha.StratifiedASHA)
+#: The phases after a condition's search: the transfer check (with a ``fidelity`` section), its confirmation rounds,
+#: then, after a "distil" verdict, its locate stage.
+AFTER_SEARCH = ("transfer", "confirm", "locate")
+#: The phases a ``fidelity`` section cheapens; every other runs at full fidelity (the training the user will run).
+CHEAP_PHASES = ("search", "baseline")
 #: The fewest seeds a locate stage runs on (kdtune.analysis.locate.MIN_SEEDS: a bootstrap over fewer says nothing).
 MIN_LOCATE_SEEDS = 3
 #: The spawn key of the confirmation's seed stream (see the module docstring).
@@ -58,6 +63,22 @@ def optuna_study_name(prefix: str, condition: str) -> str:
     """A condition's Optuna study: ``prefix`` is the study's (``<spec name>/<study id>``), so two studies of one
     spec on one storage never share one (:meth:`kdtune.records.folder.StudyFolder.optuna_prefix`)."""
     return f"{prefix}/{condition}"
+
+
+def phase_epochs(spec: StudySpec, phase: str) -> int:
+    """The epochs a trial of ``phase`` trains when it runs to the end: ``fidelity.epochs`` in the phases a fidelity
+    section cheapens, else the task's (``student.epochs``; one step for a task without epochs)."""
+    from kdtune.tasks import task_for
+
+    full = task_for(spec).epochs(spec)
+    if spec.fidelity is not None and phase in CHEAP_PHASES:
+        return spec.fidelity.cheap_epochs(full)
+    return full
+
+
+def epochs_by_phase(spec: StudySpec) -> dict[str, int]:
+    """:func:`phase_epochs` of every phase: what a trial of each must have trained to be COMPLETE."""
+    return {phase: phase_epochs(spec, phase) for phase in PHASES}
 
 
 def trial_outcome(result: TrialResult | None, error: bool, epochs: int) -> tuple[str, str | None]:
@@ -155,12 +176,32 @@ def search_seeds(spec: StudySpec) -> list[int]:
     return list(range(spec.budget.seed, spec.budget.seed + spec.budget.repeats))
 
 
+def transfer_seeds(spec: StudySpec) -> list[int]:
+    """The student seeds of the transfer check: ``budget.seed`` onwards, ``fidelity.transfer_repeats`` of them, so
+    its full-fidelity runs pair with the cheap search's on the seeds they share (none without a fidelity section)."""
+    if spec.fidelity is None:
+        return []
+    return list(range(spec.budget.seed, spec.budget.seed + spec.fidelity.repeats(spec.budget)))
+
+
+def search_block(spec: StudySpec) -> int:
+    """How many seeds from ``budget.seed`` on the search and the transfer check use: the confirmation's stream is
+    mapped outside them (a spec without a fidelity section: ``budget.repeats``, as before the transfer check)."""
+    return max(spec.budget.repeats, len(transfer_seeds(spec)))
+
+
+def transfer_trials(spec: StudySpec) -> int:
+    """The transfer check's trials per condition: the cheap search's best ``fidelity.transfer_top`` distilled
+    configurations, alpha = 1 and alpha = 0; none without a fidelity section."""
+    return 0 if spec.fidelity is None else spec.fidelity.transfer_top + 2
+
+
 def confirmation_seeds(spec: StudySpec, round_index: int) -> list[int]:
     """The fresh student seeds of confirmation round ``round_index`` (0-based): the confirmation stream's seeds
     from the previous look's count to this look's (the last planned round may be short)."""
     looks = budget_looks(spec.budget)
     start = looks[round_index - 1] if round_index > 0 else 0
-    return list(_confirmation_stream(spec.budget.seed, spec.budget.repeats, looks[round_index])[start:])
+    return list(_confirmation_stream(spec.budget.seed, search_block(spec), looks[round_index])[start:])
 
 
 @functools.lru_cache(maxsize=64)
@@ -202,10 +243,10 @@ def locate_trials(spec: StudySpec) -> int:
 
 
 def confirmation_trials(spec: StudySpec) -> int:
-    """At most this many trials per condition after its search: per round, the ``confirm_top_k`` candidates and
-    the alpha = 1 baseline, then the locate stage's. Rounds stop early once the verdict is clear, and the locate
-    stage runs only after "distil", so a study usually runs fewer."""
-    return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1) + locate_trials(spec)
+    """At most this many trials per condition after its search: the transfer check's (with a fidelity section),
+    per round the ``confirm_top_k`` candidates and the alpha = 1 baseline, then the locate stage's. Rounds stop
+    early once the verdict is clear, and the locate stage runs only after "distil", so a study usually runs fewer."""
+    return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1) + locate_trials(spec) + transfer_trials(spec)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from pydantic import model_validator
 from kdtune.core.limits import MIN_TEMPERATURE
 from kdtune.errors import SpecError
 from kdtune.errors import raise_all
+from kdtune.spec.fidelity import FidelitySpec
 from kdtune.spec.sections import BudgetSpec
 from kdtune.spec.sections import CacheSpec
 from kdtune.spec.sections import ConditionsSpec
@@ -83,9 +84,13 @@ class StudySpec(SpecModel):
     tracking: Annotated[TrackingSpec, BeforeValidator(as_tracking)] = TrackingSpec()
     recommend: RecommendSpec = RecommendSpec()
     cache: CacheSpec = CacheSpec()
+    # How the search is cheapened, checked at full fidelity before any verdict (kdtune.spec.fidelity); None: the
+    # search runs at full fidelity.
+    fidelity: FidelitySpec | None = None
 
     @model_validator(mode="after")
     def _check_study(self) -> StudySpec:
+        from kdtune.spec.fidelity import check_fidelity
         from kdtune.spec.space import check_search_space
         from kdtune.tasks import TASKS
 
@@ -97,6 +102,7 @@ class StudySpec(SpecModel):
         task.check_spec(self)
         # Only ASHA reads grace_period (fifo, and a task solved in one step, never stop early).
         asha = self.scheduler.type == "asha" and task.by_epochs
+        check_fidelity(self)
         if asha and self.scheduler.grace_period > self.student.epochs:
             raise SpecError("scheduler.grace_period", self.scheduler.grace_period,
                             f"must be at most student.epochs ({self.student.epochs})")

@@ -26,6 +26,7 @@ from kdtune.records.status import render
 from kdtune.records.status import summarise
 from kdtune.records.status import teacher_summaries
 from kdtune.spec.rules import confirmation_rounds
+from kdtune.spec.rules import epochs_by_phase
 from kdtune.spec.rules import trial_budget
 from kdtune.spec.rules import trial_outcome
 from kdtune.spec.workload import workload
@@ -55,7 +56,7 @@ class ResultsRecorder(Callback):
     def __init__(self, study_dir: Path, spec: StudySpec, conditions: list[Condition]) -> None:
         self.study_dir = Path(study_dir)
         self.study_name = spec.name
-        self.epochs = task_for(spec).epochs(spec)
+        self.epochs = epochs_by_phase(spec)
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.restarts: dict[str, int] = {}
         self._buffer: list[dict[str, Any]] = []
@@ -119,7 +120,7 @@ class ResultsRecorder(Callback):
 
         self.flush()
         result = last_result_of(trial)
-        state, reason = trial_outcome(result, error, self.epochs)
+        state, reason = trial_outcome(result, error, self.epochs[config_of(trial)["phase"]])
         if error and trial.error_file:
             reason = _last_line(Path(trial.error_file)) or reason
         self._writers()[1].append([{
@@ -152,6 +153,7 @@ class Progress(Callback):
         self.max_wall_s = None if spec.budget.max_wall_minutes is None else 60.0 * spec.budget.max_wall_minutes
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
+        self.phase_epochs = epochs_by_phase(spec)
         self.work = workload(spec, epochs=self.epochs, asha=task_for(spec).by_epochs)
         self.repeats = spec.budget.repeats
         self.searched = list(spec.search)
@@ -233,15 +235,18 @@ class Progress(Callback):
         if self._live is not None:
             return  # the table shows it
         result = last_result_of(trial)
-        state, _ = trial_outcome(result, error, self.epochs)
-        _emit(trial_line(config_of(trial)["condition"], config_of(trial)["params"], self.searched, config_of(trial)["phase"],
-                         state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), self.epochs)))
+        config = config_of(trial)
+        epochs = self.phase_epochs[config["phase"]]
+        state, _ = trial_outcome(result, error, epochs)
+        _emit(trial_line(config["condition"], config["params"], self.searched, config["phase"],
+                         state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), epochs)))
 
     def _summary(self, trials: list[Trial], *, finished: bool = False) -> dict[str, Any]:
         views = []
         for trial in trials:
             if trial.status in ("TERMINATED", "ERROR"):
-                state, _ = trial_outcome(last_result_of(trial), trial.status == "ERROR", self.epochs)
+                state, _ = trial_outcome(last_result_of(trial), trial.status == "ERROR",
+                                         self.phase_epochs[config_of(trial)["phase"]])
             else:
                 state = "RUNNING" if trial.status == "RUNNING" else "PENDING"
             config = config_of(trial)

@@ -427,12 +427,14 @@ def trial_dirname(trial: Any) -> str:
 def _scheduler(spec: StudySpec) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
+    from kdtune.spec.rules import phase_epochs
     from kdtune.study.asha import StratifiedASHA
     from kdtune.tasks import task_for
 
     if spec.scheduler.type == "fifo" or not task_for(spec).by_epochs:  # a closed-form run has no epoch to stop at
         return FIFOScheduler()
-    return StratifiedASHA(mode=spec.mode, max_t=spec.student.epochs, grace_period=spec.scheduler.grace_period,
+    # ASHA stops only search trials, which a fidelity section shortens (kdtune.spec.rules.phase_epochs)
+    return StratifiedASHA(mode=spec.mode, max_t=phase_epochs(spec, "search"), grace_period=spec.scheduler.grace_period,
                           reduction_factor=spec.scheduler.reduction_factor)
 
 

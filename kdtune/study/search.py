@@ -8,7 +8,11 @@ PRUNED (with the last value as a user attribute) when ASHA stopped it early, FAI
 or a NaN. Once a condition's search has ended it confirms: its best distilled configuration(s) and
 alpha = 1 re-run on fresh paired seeds, round after round, until :func:`kdtune.analysis.verdicts.confirm` gives a
 clear verdict or ``budget.confirm_max_repeats`` seeds are spent (the rule ``kdtune recommend`` applies to the
-same runs). After a "distil" verdict it locates alpha: ``budget.locate_alphas`` more alphas at the confirmed
+same runs). With a ``fidelity`` section the search and its baselines run cheap, and before confirming it runs the
+transfer check: the cheap search's best ``fidelity.transfer_top`` configurations, alpha = 1 and alpha = 0 at full
+fidelity on paired seeds (:mod:`kdtune.analysis.transfer`); confirmation then runs at full fidelity, on the cheap
+search's best configuration(s), or on the full-fidelity runs' best where the check says the cheap answer fails.
+After a "distil" verdict it locates alpha: ``budget.locate_alphas`` more alphas at the confirmed
 configuration's temperature, on the first round's seeds (:mod:`kdtune.analysis.locate`). Its state is the Optuna
 storage plus counters and the completed trials' per-seed scores (JSON), so
 it resumes after a driver crash; a resume that raised ``budget.confirm_max_repeats`` (``kdtune resume
@@ -39,12 +43,15 @@ from kdtune.records.optuna_storage import full_storage_url
 from kdtune.records.optuna_storage import make_storage
 from kdtune.records.optuna_storage import remember_storage
 from kdtune.records.optuna_storage import retrying
+from kdtune.spec.rules import CHEAP_PHASES
 from kdtune.spec.rules import confirmation_seeds
 from kdtune.spec.rules import locate_seeds
 from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import optuna_study_name
+from kdtune.spec.rules import phase_epochs
 from kdtune.spec.rules import search_seeds
 from kdtune.spec.rules import tpe_startup_trials
+from kdtune.spec.rules import transfer_seeds
 from kdtune.spec.rules import trial_outcome
 from kdtune.spec.rules import trials_per_condition
 from kdtune.trial_io import METRIC
@@ -187,6 +194,9 @@ class ConditionSearcher(Searcher):
         self.confirm_pending = {c: 0 for c in conditions}  # trials of the current round not ended yet
         self.locate_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
         self.locate_pending = {c: 0 for c in conditions}  # locate trials not ended yet
+        self.transfer_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
+        self.transfer_pending = {c: 0 for c in conditions}  # transfer-check trials not ended yet
+        self.transfer_verdict: dict[str, str | None] = {c: None for c in conditions}  # after the check
         self.scores: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # completed trials' seeds
         self.live: dict[str, dict[str, Any]] = {}  # tune trial id -> condition, phase, optuna number
         self.cut_short = False
@@ -205,9 +215,11 @@ class ConditionSearcher(Searcher):
         from kdtune.secrets import redact_url
 
         self.__dict__.update(state)
-        for name in ("locate_queue", "locate_pending"):  # saved before the locate stage existed
+        empty: dict[str, Any] = {"locate_queue": [], "locate_pending": 0, "transfer_queue": [], "transfer_pending": 0,
+                                 "transfer_verdict": None}
+        for name, value in empty.items():  # saved before the locate stage or the transfer check existed
             if name not in state:
-                self.__dict__[name] = {c: [] if name == "locate_queue" else 0 for c in state["conditions"]}
+                self.__dict__[name] = {c: list(value) if isinstance(value, list) else value for c in state["conditions"]}
         saved = Path(state["study_dir"])
         self.study_dir = running_study(saved)
         if "optuna_prefix" not in state:  # saved before Optuna study names carried the study's id
@@ -309,7 +321,8 @@ class ConditionSearcher(Searcher):
         if open_conditions:
             condition = min(open_conditions, key=lambda c: self.handed_out[c])
             return self._ask(trial_id, condition)
-        for phase, queues in (("confirm", self.confirm_queue), ("locate", self.locate_queue)):
+        for phase, queues in (("transfer", self.transfer_queue), ("confirm", self.confirm_queue),
+                              ("locate", self.locate_queue)):
             for condition, queue in queues.items():
                 if queue:
                     config = self._config(condition, phase, queue.pop(0))
@@ -350,6 +363,10 @@ class ConditionSearcher(Searcher):
             self.confirm_pending[condition] -= 1
             if self.confirm_pending[condition] == 0:
                 self._after_round(condition)
+        elif entry["phase"] == "transfer":
+            self.transfer_pending[condition] -= 1
+            if self.transfer_pending[condition] == 0:
+                self._after_transfer(condition)
         elif entry["phase"] == "locate":
             self.locate_pending[condition] -= 1
             if self.locate_pending[condition] == 0:
@@ -358,7 +375,10 @@ class ConditionSearcher(Searcher):
         else:
             self.ended[condition] += 1
             if self.ended[condition] >= self.budget and self.confirm_round[condition] < 0:
-                self._start_confirmation(condition)
+                if self.spec.fidelity is not None:
+                    self._start_transfer(condition)
+                else:
+                    self._start_confirmation(condition)
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _ask(self, trial_id: str, condition: str) -> TrialConfig:
@@ -400,14 +420,16 @@ class ConditionSearcher(Searcher):
             seeds = confirmation_seeds(s, self.confirm_round[condition])
         elif phase == "locate":
             seeds = locate_seeds(s)
+        elif phase == "transfer":
+            seeds = transfer_seeds(s)
         else:
             seeds = search_seeds(s)
-        return {"condition": condition, "phase": phase, "params": params, "seeds": seeds}
+        cheap = s.fidelity is not None and phase in CHEAP_PHASES
+        fidelity = s.fidelity.trial(phase_epochs(s, "confirm")) if cheap and s.fidelity is not None else None
+        return {"condition": condition, "phase": phase, "params": params, "seeds": seeds, "fidelity": fidelity}
 
     def _epochs(self, entry: dict[str, Any]) -> int:
-        from kdtune.tasks import task_for
-
-        return task_for(self.spec).epochs(self.spec)
+        return phase_epochs(self.spec, entry["phase"])
 
     def _tell(self, condition: str, number: int, state: str, reason: str | None, result: TrialResult | None) -> None:
         study = self.studies()[condition]
@@ -465,14 +487,55 @@ class ConditionSearcher(Searcher):
                 runs_of(arm, trial["phase"])[run.seed] = run
         return arms
 
-    def _start_confirmation(self, condition: str) -> None:
-        """After the condition's last search trial: pick what to confirm, queue round 0 (or finish)."""
+    def _start_transfer(self, condition: str) -> None:
+        """After the condition's last (cheap) search trial: queue the transfer check, the cheap search's best
+        ``fidelity.transfer_top`` distilled configurations and the two baselines at full fidelity (or confirm at
+        once when nothing completed to re-run)."""
         from kdtune.analysis.recommendation import baseline_arm
         from kdtune.analysis.recommendation import confirmation_candidates
 
+        assert self.spec.fidelity is not None
+        arms = self._arms(condition, CHEAP_PHASES)
+        reruns = confirmation_candidates(list(arms.values()), self._context(), self.spec.fidelity.transfer_top)
+        for alpha in (1.0, 0.0):
+            baseline = baseline_arm(arms, alpha, self.spec.default_temperature)
+            if baseline is not None and dict(baseline.params) not in reruns:
+                reruns.append(dict(baseline.params))
+        if len(reruns) < 2:
+            logger.warning("%s: too few completed configurations for a transfer check", condition)
+            self._start_confirmation(condition)
+            return
+        logger.info("%s: transfer check: %d configurations at full fidelity on %d paired seeds", condition,
+                    len(reruns), len(transfer_seeds(self.spec)))
+        self.transfer_queue[condition] = reruns
+        self.transfer_pending[condition] = len(reruns)
+
+    def _after_transfer(self, condition: str) -> None:
+        """Judge the transfer check and confirm: the cheap search's best unless the check says its answer fails at
+        full fidelity, then the full-fidelity runs' best."""
+        outcome = self._transfer(condition)
+        self.transfer_verdict[condition] = None if outcome is None else outcome.verdict
+        logger.info("%s: transfer check: %s", condition, "too few runs" if outcome is None else outcome.verdict)
+        self._start_confirmation(condition)
+
+    def _transfer(self, condition: str) -> Any:
+        """The :class:`kdtune.analysis.transfer.Transfer` of the condition's transfer runs (None: too few)."""
+        from kdtune.analysis.recommendation import transfer_check
+
+        return transfer_check(self._arms(condition, (*CHEAP_PHASES, "transfer")), self._context())
+
+    def _start_confirmation(self, condition: str) -> None:
+        """After the condition's last search trial (or its transfer check): pick what to confirm, queue round 0 (or
+        finish). The candidates come from the full-fidelity runs where the transfer check failed."""
+        from kdtune.analysis.recommendation import baseline_arm
+        from kdtune.analysis.recommendation import confirmation_candidates
+        from kdtune.analysis.recommendation import full_fidelity_view
+
         if self.confirm_done[condition]:
             return
-        arms = self._arms(condition, ("search", "baseline"))
+        arms = self._arms(condition, CHEAP_PHASES)
+        if self.transfer_verdict[condition] == "fails":
+            arms = full_fidelity_view(self._arms(condition, ("transfer",)))
         candidates = confirmation_candidates(list(arms.values()), self._context(), self.spec.budget.confirm_top_k)
         # alpha = 1 at the default temperature: the enqueued baseline, or the grid point that stood in for it
         no_kd = baseline_arm(arms, 1.0, self.spec.default_temperature)

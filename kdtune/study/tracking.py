@@ -54,6 +54,7 @@ from kdtune.errors import MAX_NOTE
 from kdtune.errors import one_line
 from kdtune.records.folder import StudyFolder
 from kdtune.records.folder import atomic_write
+from kdtune.spec.rules import epochs_by_phase
 from kdtune.tasks import task_for
 from kdtune.trial_io import TrialResult
 from kdtune.trial_io import config_of
@@ -126,7 +127,7 @@ class WandbTracker(Callback):
         self.mode = resolve_mode(wb.mode)
         task = task_for(spec)
         self.objective = task.objective(spec.objective)  # a run's summary is its best validation epoch's metrics
-        self.epochs = task.epochs(spec)
+        self.epochs = epochs_by_phase(spec)  # what a trial of each phase trains when it runs to the end
         self.conditions = {c.key: c.as_dict() for c in conditions}
         self.common = {"study": spec.name, "objective": spec.objective_name, "kdtune_version": __version__,
                        "storage": StudyFolder(self.study_dir).recorded_storage_url()}
@@ -253,7 +254,7 @@ class WandbTracker(Callback):
     def _finish_trial(self, trial: Trial, last_result: TrialResult, error: bool) -> None:
         from kdtune.spec.rules import trial_outcome
 
-        state, reason = trial_outcome(last_result, error, self.epochs)
+        state, reason = trial_outcome(last_result, error, self.epochs[config_of(trial)["phase"]])
         outcome = {"state": state, "state_reason": reason or "", "trial_objective": last_result.get("objective")}
         for key in [k for k in self._runs if k[0] == trial.trial_id]:
             self._finish_run(key, outcome, 1 if state == "FAIL" else 0)

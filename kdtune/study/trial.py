@@ -56,8 +56,8 @@ def run_trial(config: TrialConfig, *, payloads: dict[str, Any], study: dict[str,
     objective = task.objective(study["objective"])
     payload = ray.get(payloads[config["condition"]])
     node_id = ray.get_runtime_context().get_node_id()
-    params = config["params"]
     student = {**study["student"], **study["students"][config["condition"]]}  # the condition's arch and kwargs
+    params, student = cheapened(task, config["params"], student, config.get("fidelity"))
     runs = task.train_seeds(payload, params, config["seeds"], student=student, arch=student["arch"], threads=threads)
     best = [objective.worst] * len(config["seeds"])  # each seed's objective at its best validation epoch so far
     best_test = [math.nan] * len(best)  # the test metric at that epoch
@@ -92,6 +92,20 @@ def run_trial(config: TrialConfig, *, payloads: dict[str, Any], study: dict[str,
         # the driver, which may have died before writing them
         tune.report({"objective": float(np.mean(best)), "epoch": runs.epoch, "rows": replay,
                      "node_id": node_id, "nan": False, "scores": _scores(config["seeds"], best, best_test)})
+
+
+def cheapened(task: Any, params: dict[str, Any], student: dict[str, Any],
+              fidelity: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The configuration and student a trial trains: as handed out at full fidelity; in a cheap search
+    (:mod:`kdtune.spec.fidelity`) with its epochs and share of the data, and its other or narrower student."""
+    if not fidelity:
+        return params, student
+    params = {**params, "epochs": fidelity["epochs"], "data_fraction": fidelity["data_fraction"]}
+    if fidelity["student"] is not None:
+        student = {**student, "arch": fidelity["student"], "kwargs": dict(fidelity["student_kwargs"])}
+    if fidelity["width_factor"] is not None:
+        student = {**student, "kwargs": task.narrower(student["arch"], dict(student["kwargs"]), fidelity["width_factor"])}
+    return params, student
 
 
 def _diverged(row: dict[str, Any], column: str) -> bool:

@@ -120,6 +120,9 @@ class Task(ABC):
     #: How the teacher-logit cache stores this task's teacher outputs (``kdtune.cache``); None: nothing is
     #: cached (the teacher is built in closed form for each condition).
     cache_codec: str | None
+    #: What a ``fidelity`` section may cheapen in this task's search (:mod:`kdtune.spec.fidelity`): of
+    #: ``data_fraction``, ``epochs``, ``width_factor`` and ``student`` (another architecture).
+    fidelity_fields: tuple[str, ...] = ()
     #: Whether the task's labels can be flipped (``conditions.noise_level``); language models have none to flip,
     #: so their conditions are described without a noise level.
     label_noise: bool = True
@@ -135,6 +138,16 @@ class Task(ABC):
     @abstractmethod
     def check_arch(self, arch: str, *, field: str) -> None:
         """Refuse an architecture name this task cannot build (without building it)."""
+
+    def check_width(self, arch: str, factor: float, *, field: str) -> None:
+        """Refuse ``fidelity.width_factor`` for a student architecture without a width (without building it)."""
+        from kdtune.errors import SpecError
+
+        raise SpecError(field, factor, f"the {self.kind} task's student {arch} has no width to scale")
+
+    def narrower(self, arch: str, kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
+        """The kwargs of ``arch`` at ``factor`` of its width (:meth:`check_width` passed)."""
+        raise NotImplementedError(f"the {self.kind} task has no width to scale")
 
     def load_data(self, spec: StudySpec, condition: Condition) -> Any:
         """A condition's data: its train, validation and test splits (a ``kdtune.core.data.DataBundle``, loaded

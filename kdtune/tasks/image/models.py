@@ -150,6 +150,22 @@ ARCHITECTURES: dict[str, tuple[ModelFactory, dict[str, Any]]] = {
 }
 
 
+def narrower(arch: str, kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The kwargs that build ``arch`` at ``factor`` of its width: each width kwarg
+    (:data:`kdtune.tasks.image.widths.WIDTH_KWARGS`), given or default, scaled and rounded (at least 1)."""
+    import inspect
+
+    from kdtune.tasks.image.widths import WIDTH_KWARGS
+    from kdtune.tasks.image.widths import scaled
+
+    factory, defaults = ARCHITECTURES[arch]
+    signature = inspect.signature(factory).parameters
+    out = dict(kwargs)
+    for name in WIDTH_KWARGS[arch]:
+        out[name] = scaled(kwargs.get(name, defaults.get(name, signature[name].default)), factor)
+    return out
+
+
 def check_arch(arch: str, *, field: str = "arch") -> None:
     """Refuse an unknown architecture before any work is done: a registered name, a library model
     (``torchvision:<name>``, ``timm:<name>``: checked against the installed library), or ``package.module:factory``."""

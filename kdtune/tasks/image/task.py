@@ -40,6 +40,7 @@ class ImageClassification(Task):
                "test_per_class_accuracy", "teacher_agreement", "correction_rate", "memorisation_rate", "seconds")
     by_epochs = True
     cache_codec = "class-logits"  # per sample, K float32 logits; per view dense or top-k (kdtune.cache.parquet)
+    fidelity_fields = ("data_fraction", "epochs", "width_factor", "student")
 
     def claims(self, dataset: str) -> bool:
         """Every dataset no other task claims: the built-in images, ``dataset.files``, ``package.module:loader``."""
@@ -60,6 +61,16 @@ class ImageClassification(Task):
         from kdtune.tasks.image.models import check_arch
 
         check_arch(arch, field=field)
+
+    def check_width(self, arch: str, factor: float, *, field: str) -> None:
+        from kdtune.tasks.image.widths import check_width
+
+        check_width(arch, factor, field=field)
+
+    def narrower(self, arch: str, kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
+        from kdtune.tasks.image.models import narrower
+
+        return narrower(arch, kwargs, factor)
 
     def prepare(self, spec: StudySpec, condition: Condition, *, cache_dir: str | None,
                 on_epoch: Callable[[int], None]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -53,6 +53,7 @@ class LanguageModelling(Task):
                "test_accuracy", "seconds")
     by_epochs = True
     cache_codec = "token-targets"  # per training block: dense, top-k or sampled (kdtune.tasks.language.cache_codec)
+    fidelity_fields = ("epochs", "student")  # a share of the blocks: dataset.epoch_blocks already says it
     label_noise = False  # next tokens are the labels: none to flip
 
     def claims(self, dataset: str) -> bool:
