@@ -80,6 +80,7 @@ def _table(report: dict[str, Any], *, compact: bool) -> Any:
     objective = next(o for task in TASKS.values() for o in task.objectives if o.name == report["objective"])
     percent = objective.margin_scale == 0.01  # accuracies print as percentages, gains in points
     closed_form = any(c.get("closed_form") for c in report["conditions"])
+    checked = any(c.get("transfer") for c in report["conditions"])  # a study that searched cheap
     test = objective.test_label
     results = ("the test results are in each condition's lines below" if compact else
                f"{test}: the distilled configuration the gain is measured on, on its confirmation seeds (its search "
@@ -90,19 +91,30 @@ def _table(report: dict[str, Any], *, compact: bool) -> Any:
         "alphas and T that may be best (95%); near-opt alpha: the alphas within the margin of the best (on the "
         f"fitted curve; without a fit, among the search configurations); {results}; gain: the measured "
         f"configuration - no distillation, paired by seed{', in points' if percent else ''}, repeated CI "
-        "(Bonferroni over conditions) when confirmed",
+        "(Bonferroni over conditions) when confirmed"
+        + _transfer_caption(checked, compact),
         box=None if compact else box.HEAVY_HEAD,
         pad_edge=not compact,
     )
-    columns = COMPACT_COLUMNS if compact else COLUMNS
+    columns = COMPACT_COLUMNS if compact else COLUMNS + (("transfer",) if checked else ())
     for header in columns:
         shown = {"test": f"{test}: distilled", "teacher": "α*" if closed_form else "teacher"}.get(header, header)
-        table.add_column(shown, justify="left" if header in ("condition", "verdict") else "right",
+        table.add_column(shown, justify="left" if header in ("condition", "verdict", "transfer") else "right",
                          no_wrap=compact and header == "gain")
     for c in report["conditions"]:
-        cells = dict(zip(COLUMNS, _row(c, objective.test_column, percent)))
+        cells = dict(zip((*COLUMNS, "transfer"), _row(c, objective.test_column, percent)))
         table.add_row(*(cells[header] for header in columns))
     return table
+
+
+def _transfer_caption(checked: bool, compact: bool) -> str:
+    """What the transfer column says, in a study that searched cheap; a compact table leaves the column out (a log's
+    line would wrap) and says where the check is instead."""
+    if not checked:
+        return ""
+    where = ("is in each condition's verdict below" if compact else
+             "its column, with its numbers at the end of each condition's verdict below")
+    return f"; the transfer check (whether the cheap search's answer holds at full fidelity) {where}"
 
 
 COLUMNS = ("condition", "alpha", "T", "near-opt alpha", "test", "alpha = 1", "teacher", "gain", "seeds", "verdict")
@@ -128,6 +140,7 @@ def _row(c: dict[str, Any], test_column: str, percent: bool) -> list[str]:
         _gain(gain, percent),
         str(gain.get("n_pairs", "-")) + ("" if gain.get("source") != "search" else " (search)"),
         c["verdict"]["kind"],
+        (c.get("transfer") or {}).get("verdict", "-"),
     ]
 
 

@@ -15,6 +15,8 @@ aggregates read the search and baseline runs only, never the confirmation runs. 
 * the gain over no distillation per condition with its interval, zero line and margin (a forest plot);
 * the recommended alpha on the validation objective: the fitted curve with its band, the alphas that may be
   best, the fitted optimum, the baselines as points;
+* with a ``fidelity`` section, the transfer check: each re-run configuration's cheap mean against its
+  full-fidelity mean, the cheap choice and the full-fidelity best marked, the verdict in words beside it;
 * test accuracy vs alpha (search runs as points, configuration means with 95% t-intervals, baselines as points,
   confirmation means apart);
 * alpha x temperature: the objective binned over the searched ranges, per condition, the recommended point marked;
@@ -35,7 +37,8 @@ classification ones.
 
 The package, one module per section: :mod:`~kdtune.report.data` (a study folder read and scored),
 :mod:`~kdtune.report.view` (what each colour is), :mod:`~kdtune.report.panels` (one function per figure;
-the answer's in :mod:`~kdtune.report.answer_panels`, what the models learned in
+the answer's in :mod:`~kdtune.report.answer_panels`, the transfer check's in
+:mod:`~kdtune.report.transfer_panel`, what the models learned in
 :mod:`~kdtune.report.learned_panels`),
 :mod:`~kdtune.report.figures` (what the panels draw with), :mod:`~kdtune.report.html` (the page and the
 verdicts), :mod:`~kdtune.report.write` (writing it all) and :mod:`~kdtune.report.wandb_report` (the W&B Report).

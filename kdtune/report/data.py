@@ -143,15 +143,26 @@ class StudyData:
     def compared(self, condition: str) -> tuple[Configuration, Configuration, str] | None:
         """The two configurations the condition's gain compares, with the runs it is measured on: the distilled
         configuration and alpha = 1, on their confirmation runs (fresh paired seeds) when the verdict is
-        confirmed, else on their search runs; and that source (``confirm`` or ``search``). None without a gain."""
+        confirmed, else on their search runs, or on the transfer check's full-fidelity runs in a study that searched
+        cheap; and that source (``confirm``, ``search`` or ``transfer``). None without a gain."""
         entry = self.entry(condition) or {}
         gain, base = entry.get("gain") or {}, entry.get("no_distillation") or {}
         if gain.get("params") is None or base.get("params") is None:
             return None
-        configs = self.configurations(condition, ("confirm",) if gain["source"] == "confirm" else SEARCH_PHASES)
+        source = gain_source(entry)
+        configs = self.configurations(condition, {"confirm": ("confirm",), "transfer": ("transfer",)}.get(
+            source, SEARCH_PHASES))
         distilled = next((c for c in configs if c.param_dict_matches(gain["params"]) and c.complete()), None)
         alone = next((c for c in configs if c.param_dict_matches(base["params"]) and c.complete()), None)
-        return None if distilled is None or alone is None else (distilled, alone, gain["source"])
+        return None if distilled is None or alone is None else (distilled, alone, source)
+
+
+def gain_source(entry: dict[str, Any]) -> str:
+    """Whose runs a condition's gain is measured on: ``confirm``, ``search``, or ``transfer`` where the search ran
+    cheap and nothing was confirmed (the recommendation then measures the gain on the transfer check's
+    full-fidelity runs, never on the cheap ones, though its ``gain.source`` says ``search``)."""
+    source = str((entry.get("gain") or {}).get("source"))
+    return "transfer" if source == "search" and entry.get("transfer") is not None else source
 
 
 def load_study(study_dir: Path) -> StudyData:

@@ -39,6 +39,8 @@ class Figure:
     axes: list[dict[str, Any]]
     legend: list[str] = field(default_factory=list)  # the figure's own legend (comparison: one entry per study)
     notes: list[str] = field(default_factory=list)
+    #: What the figure says in words, shown beside it on the page (the transfer check's verdict per condition)
+    summary: list[str] = field(default_factory=list)
 
 
 def subplots(rows: int, cols: int, size: tuple[float, float]) -> tuple[MplFigure, list[Axes]]:
@@ -72,24 +74,29 @@ def save_figure(fig: MplFigure, folder: Path, name: str, title: str, caption: st
 
 
 def _axis_info(ax: Axes) -> dict[str, Any]:
-    """What an axis shows, for figures.json: labels, limits, legend, its annotations, and the lines that join
+    """What an axis shows, for figures.json: labels, limits, legend, its annotations, the lines that join
     points (x and y of every drawn line through two or more distinct x: a joined series, not a marker or a
-    vertical rule), so that what a line claims can be checked without reading pixels."""
+    vertical rule) and the labelled markers drawn without a line (label, x and y of each such series), so that
+    what a line or a point claims can be checked without reading pixels."""
     import numpy as np
 
     legend = ax.get_legend()
-    lines = []
+    lines, points = [], []
     for line in ax.get_lines():
         x, y = ([float(value) for value in np.asarray(v, dtype=float).ravel()] for v in line.get_data())
-        if line.get_linestyle() not in ("None", "", " ") and len(set(x)) > 1:
+        joined = line.get_linestyle() not in ("None", "", " ")
+        if joined and len(set(x)) > 1:
             lines.append({"x": x, "y": y})
+        elif not joined and line.get_marker() not in ("None", "", " ", None) and x \
+                and not str(line.get_label()).startswith("_"):
+            points.append({"label": line.get_label(), "x": x, "y": y})
     return {"xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
             "ylim": [float(v) for v in ax.get_ylim()],
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
             "series": ax.get_legend_handles_labels()[1],
             "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
-            "texts": [t.get_text() for t in ax.texts], "lines": lines}
+            "texts": [t.get_text() for t in ax.texts], "lines": lines, "points": points}
 
 
 #: What the markers of the alpha panels mean (:func:`marker_legend`): (marker, filled, words).

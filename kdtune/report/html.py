@@ -13,6 +13,7 @@ from typing import Any
 
 from kdtune.analysis.scoring import finite
 from kdtune.report.data import StudyData
+from kdtune.report.data import gain_source
 from kdtune.report.figures import ALPHA_LABEL
 from kdtune.report.figures import Figure
 from kdtune.report.view import View
@@ -44,6 +45,8 @@ table{border-collapse:collapse;font-size:.92em}td,th{border:1px solid #ddd;paddi
 th{background:#f6f6f6}.verdicts li{margin:.4em 0}.notes li{color:#555;font-size:.92em}
 footer{margin-top:3em;color:#888;font-size:.85em}
 .swatch{display:inline-block;width:.9em;height:.9em;margin-right:.4em;vertical-align:-.1em;border-radius:2px}
+.beside{display:flex;gap:1.2em;align-items:flex-start}.beside img{flex:0 1 auto;min-width:0}
+.beside ul{flex:0 0 22em;padding-left:1.1em;margin:0}
 """
 
 
@@ -76,8 +79,11 @@ def render_html(view: View, figures: list[Figure], notes: list[str], sections: l
              "<header>" + "\n".join(header) + "</header>", summary]
     for figure in figures:
         encoded = base64.b64encode(figure.file.read_bytes()).decode("ascii")
-        parts.append(f"<section id=\"fig-{esc(figure.name)}\"><h2>{esc(figure.title)}</h2>"
-                     f"<img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{encoded}\">"
+        image = f"<img alt=\"{esc(figure.title)}\" src=\"data:image/png;base64,{encoded}\">"
+        if figure.summary:  # what the figure says in words, beside it
+            image = (f"<div class=\"beside\">{image}<ul class=\"verdicts\">"
+                     + "".join(f"<li>{esc(line)}</li>" for line in figure.summary) + "</ul></div>")
+        parts.append(f"<section id=\"fig-{esc(figure.name)}\"><h2>{esc(figure.title)}</h2>{image}"
                      f"<p class=\"caption\">{esc(figure.caption)}</p>"
                      + _list(figure.notes) + "</section>")
     if view.compare:
@@ -116,13 +122,17 @@ def _status_line(data: StudyData) -> str:
 
 def _summary_table(data: StudyData) -> str:
     """Per condition: the recommended configuration and why, the verdict and its gain, then the search's own
-    estimates under their names (the fitted optimum, the best search configuration on its search runs)."""
+    estimates under their names (the fitted optimum, the best search configuration on its search runs), and in a
+    study that searched cheap, the transfer check's verdict (its numbers in the verdict's sentence)."""
     from kdtune.analysis.wording import recommended_words
+    from kdtune.report.transfer_panel import transfer_cell
 
     esc = html.escape
+    checked = any((data.entry(c) or {}).get("transfer") is not None for c in data.conditions)
     head = ("<table><tr><th>condition</th><th>recommended</th><th>verdict</th><th>gain over no distillation</th>"
             f"<th>fitted optimum (search, validation)</th><th>best search configuration: {esc(data.objective_label)}, "
-            f"{esc(data.objective.test_label)} (search runs)</th><th>runs (search + confirmation)</th></tr>")
+            f"{esc(data.objective.test_label)} (search runs)</th><th>runs (search + confirmation)</th>"
+            + ("<th>transfer check (cheap search vs full fidelity)</th>" if checked else "") + "</tr>")
     rows, texts = [], []
     for condition in data.conditions:
         entry = data.entry(condition)
@@ -135,13 +145,14 @@ def _summary_table(data: StudyData) -> str:
         else:
             rec = entry["recommended"]
             fitted = rec["fitted"]
-            cells = [recommended_words(rec), entry["verdict"]["kind"], _gain_cell(data, entry["gain"]),
+            cells = [recommended_words(rec), entry["verdict"]["kind"], _gain_cell(data, entry),
                      "none (too few configurations to fit)" if fitted["alpha"] is None else _fitted_cell(fitted),
                      searched]
             texts.append(f"<li><b>{esc(condition)}</b>: {esc(rec['why'])} {esc(entry['verdict']['text'])}"
                          + "".join(f"<br><i>note:</i> {esc(n)}" for n in entry["notes"]) + "</li>")
+        transfer = f"<td>{esc(transfer_cell(entry or {}, data.objective))}</td>" if checked else ""
         rows.append(f"<tr><td>{esc(condition)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells)
-                    + f"<td>{len(runs)} + {confirm}</td></tr>")
+                    + f"<td>{len(runs)} + {confirm}</td>{transfer}</tr>")
     return head + "".join(rows) + "</table>" + (f"<ul class=\"verdicts\">{''.join(texts)}</ul>" if texts else "")
 
 
@@ -152,8 +163,9 @@ def _fitted_cell(fitted: dict[str, Any]) -> str:
     return words
 
 
-def _gain_cell(data: StudyData, gain: dict[str, Any] | None) -> str:
+def _gain_cell(data: StudyData, entry: dict[str, Any]) -> str:
     """The gain in the margin's unit (points of accuracy) with its interval, and whose runs it is."""
+    gain = entry["gain"]
     if not gain or gain.get("mean") is None:
         return "-"
     scale = data.objective.margin_scale if data.objective.margin_unit else 1.0
@@ -163,8 +175,9 @@ def _gain_cell(data: StudyData, gain: dict[str, Any] | None) -> str:
 
     unit = "points" if scale == 0.01 else (data.objective.margin_unit or data.objective.test_label)
     interval = "" if gain["low"] is None else f" ({signed(gain['low'])} to {signed(gain['high'])})"
-    where = (f"{gain['n_pairs']} fresh paired seeds, repeated {gain['confidence']:.1%} CI" if gain["source"] == "confirm"
-             else f"{gain['n_pairs']} search seeds, optimistic")
+    where = {"confirm": f"{gain['n_pairs']} fresh paired seeds, repeated {gain['confidence']:.1%} CI",
+             "transfer": f"{gain['n_pairs']} full-fidelity seeds of the transfer check, optimistic"}.get(
+        gain_source(entry), f"{gain['n_pairs']} search seeds, optimistic")
     return f"{signed(gain['mean'])}{interval} {unit}; {where}"
 
 

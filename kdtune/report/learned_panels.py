@@ -71,7 +71,8 @@ def per_class_panel(view: View, folder: Path) -> Figure | str | None:
             classes = max(classes, len(differences))
             means = [100 * m for m, _ in differences]
             halves = [100 * h for _, h in differences]
-            where = "fresh paired seeds" if source == "confirm" else "search seeds, optimistic"
+            where = {"confirm": "fresh paired seeds", "transfer": "full-fidelity seeds, optimistic"}.get(
+                source, "search seeds, optimistic")
             label = series.label if view.compare else f"{config} minus alpha = 1 ({where})"
             axis.bar(np.arange(len(means)) + (j - (len(cell.series) - 1) / 2) * width, means, width=width,
                      yerr=halves, capsize=2, color=series.color, alpha=0.85, label=label)
@@ -222,7 +223,9 @@ def teacher_vs_student_panel(view: View, folder: Path) -> Figure | str | None:
     if view.compare:  # the colours are the studies: the shapes say which model
         marker_legend(ax, tuple((marker, True, text) for _, marker, text in roles))
     where = {"confirm": "the confirmation runs (fresh seeds: the runs of the verdict's gain)",
-             "search": "the search runs (no confirmation: optimistic for the distilled configuration)"}
+             "search": "the search runs (no confirmation: optimistic for the distilled configuration)",
+             "transfer": "the transfer check's full-fidelity runs (no confirmation: optimistic for the distilled "
+                         "configuration)"}
     runs = " or ".join(where[s] for s in sorted(sources)) or "the search runs"
     figure = save_figure(fig, folder, "teacher_vs_student", f"Teacher vs student {objective.test_label}",
                          f"The teacher's {objective.test_label} at its selected checkpoint (teachers.json), the student "

@@ -3,8 +3,9 @@ folder and returns a :class:`~kdtune.report.figures.Figure`, a note saying why i
 
 This module holds the page order (:func:`panels_for`) and the search's panels, which aggregate the search's runs
 only (phases search and baseline; confirmation runs appear as themselves); the panels of the answer (the gain
-per condition, the recommended alpha) are in :mod:`kdtune.report.answer_panels`, those on what the models
-learned (per class, flipped labels, teacher vs student) in :mod:`kdtune.report.learned_panels`."""
+per condition, the recommended alpha) are in :mod:`kdtune.report.answer_panels`, the transfer check of a study
+that searched cheap in :mod:`kdtune.report.transfer_panel`, those on what the models learned (per class, flipped
+labels, teacher vs student) in :mod:`kdtune.report.learned_panels`."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from kdtune.report.figures import subplots
 from kdtune.report.learned_panels import flips_panel
 from kdtune.report.learned_panels import per_class_panel
 from kdtune.report.learned_panels import teacher_vs_student_panel
+from kdtune.report.transfer_panel import transfer_panel
 from kdtune.report.view import Series
 from kdtune.report.view import View
 from kdtune.report.view import titled
@@ -56,9 +58,9 @@ Panel = Callable[[View, Path], "Figure | str | None"]
 def panels_for(view: View) -> list[Panel]:
     """The report's panels in page order: the study's task's own (:data:`TASK_PANELS`), else those of a task
     trained by epochs (each reads the objective's column, direction and words)."""
-    return TASK_PANELS.get(view.task.name, [gain_panel, alpha_panel, _accuracy_vs_alpha, _alpha_temperature,
-                                            _learning_curves, _importances, per_class_panel, flips_panel,
-                                            teacher_vs_student_panel, _search_progress])
+    return TASK_PANELS.get(view.task.name, [gain_panel, alpha_panel, transfer_panel, _accuracy_vs_alpha,
+                                            _alpha_temperature, _learning_curves, _importances, per_class_panel,
+                                            flips_panel, teacher_vs_student_panel, _search_progress])
 
 
 def _accuracy_vs_alpha(view: View, folder: Path) -> Figure | str | None:

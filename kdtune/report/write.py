@@ -82,7 +82,7 @@ def _write(view: View, html_path: Path, folder: Path) -> ReportResult:
             notes.append(built)
     manifest: dict[str, Any] = {"alpha_label": ALPHA_LABEL, "figures": [
         {"name": f.name, "file": f.file.name, "title": f.title, "axes": f.axes, "legend": f.legend,
-         "notes": f.notes}
+         "notes": f.notes, "summary": f.summary}
         for f in figures]}
     if view.compare:
         manifest["studies"] = [{"label": s.label, "name": s.data.spec.name, "path": str(s.data.path),
