@@ -21,9 +21,17 @@ better on test too: the winner's curse), ``w`` an epoch's wobble shared by both 
 it), ``v`` and ``t`` each split's evaluation noise. The generator (:data:`GENERATORS`) shapes ``b_cs``; every one
 adds mean zero, so the true gain of a configuration is ``g`` whatever the generator.
 
+A spec with a ``fidelity`` section (:mod:`kdtune.spec.fidelity`) runs its search and baselines cheap: the searcher
+hands those trials a ``fidelity`` dict (:data:`kdtune.spec.rules.CHEAP_PHASES`), and the simulated trial then trains
+``fidelity["epochs"]`` epochs, on the condition's cheap surface (:attr:`Truth.cheap`, where one is given), from a
+level ``CHEAP_LEVEL`` lower, with seed effects of its own. Every other phase (the transfer check, confirmation,
+locate) runs at full fidelity on ``g``. Its rows carry the configuration as handed out (full epochs), as the study's
+results recorder writes them, so that a configuration's cheap and full runs meet in one arm.
+
 ASHA is simulated as Ray Tune's ``AsyncHyperBandScheduler`` decides with one bracket (asynchronous successive
 halving, Li et al. 2020, "A System for Massively Parallel Hyperparameter Tuning", MLSys): rungs at
-grace_period * reduction_factor^k; a trial reaching a rung stops when its objective is below the
+grace_period * reduction_factor^k up to the search's epochs (``fidelity.epochs`` in a cheap search, as the driver
+sets ``max_t``); a trial reaching a rung stops when its objective is below the
 (1 - 1/reduction_factor) quantile of the values recorded there before it; baselines and confirmation runs are
 recorded but never stopped (:data:`kdtune.spec.rules.UNPRUNED_PHASES`), one ASHA per condition. Trials run one at a
 time (a study with one trial slot), so TPE always sees every earlier result.
@@ -53,6 +61,7 @@ from kdtune.analysis.scoring import score_runs  # noqa: E402
 from kdtune.spec.conditions import Condition  # noqa: E402
 from kdtune.spec.conditions import expand  # noqa: E402
 from kdtune.spec.rules import UNPRUNED_PHASES  # noqa: E402
+from kdtune.spec.rules import phase_epochs  # noqa: E402
 from kdtune.spec.rules import trial_outcome  # noqa: E402
 from kdtune.spec.schema import StudySpec  # noqa: E402
 from kdtune.spec.schema import apply_overrides  # noqa: E402
@@ -75,6 +84,11 @@ T_WIDTH = 0.8  # the surfaces' spread in log T
 FAILURE_RATE = 0.1  # "failure": one distilled run in ten ...
 FAILURE_LOSS = 10.0  # ... loses this many paired SDs; the other nine gain a ninth of it (mean zero)
 SKEW_SHAPE = 0.5  # "left" / "right": a gamma with this shape (skewness 2 / sqrt(shape) = 2.8), one paired SD wide
+CHEAP_LEVEL = 2 * POINT  # how far below a full-fidelity run's level a cheap one ends (less data, fewer epochs)
+#: The fidelity section the transfer-check scenarios add to a budget's spec: a quarter of the training data, and a
+#: quarter of the epochs (at least ASHA's grace period, which must fit in them); the cheap search's best 4
+#: configurations and both baselines re-run at full fidelity on 5 paired seeds.
+FIDELITY = {"data_fraction": 0.25, "transfer_top": 4, "transfer_repeats": 5}
 
 
 @dataclass(frozen=True)
@@ -130,24 +144,43 @@ class Truth:
     """One condition's true gain over alpha = 1 as a function of (alpha, T), in accuracy units.
 
     ``peak``: ``height`` at (``alpha_star``, ``log_t0``), a parabola in alpha on each side (0 at alpha = 1, never
-    below 0), Gaussian in log T. ``null``: no configuration better than alpha = 1, none worse for
-    alpha >= ``alpha_star``, and worse the further below it (``NULL_DROP`` at alpha = 0 at the best T, twice that
-    far from it): choosing the best configuration matters, as it does in a real study.
+    below 0), Gaussian in log T, less ``drop`` times the null's shape below ``alpha_star`` (0 by default): a
+    surface on which too much distillation hurts. ``null``: no configuration better than alpha = 1, none worse for
+    alpha >= ``alpha_star``, and worse the further below it (``height``, ``NULL_DROP`` in the scenarios, at
+    alpha = 0 at the best T, twice that far from it): choosing the best configuration matters, as it does in a real
+    study. ``cheap``: the surface a cheap trial sees (a study with a fidelity section), None: this one; the truth
+    itself is the full-fidelity surface, the one verdicts are judged against.
     """
 
     kind: str  # "peak" | "null"
     height: float
     alpha_star: float
     log_t0: float
+    drop: float = 0.0
+    cheap: Truth | None = None
 
     def gain(self, alpha: float, temperature: float | None) -> float:
         near_t = 1.0 if temperature is None else math.exp(-((math.log(temperature) - self.log_t0) ** 2)
                                                           / (2 * T_WIDTH ** 2))
+        below = 0.0 if alpha >= self.alpha_star else ((self.alpha_star - alpha) / self.alpha_star) ** 2 * (2.0 - near_t)
         if self.kind == "null":
-            below = max(0.0, self.alpha_star - alpha) / self.alpha_star
-            return -self.height * below ** 2 * (2.0 - near_t)
+            return -self.height * below
         width = (1.0 - self.alpha_star) if alpha >= self.alpha_star else max(self.alpha_star, 1.0 - self.alpha_star)
-        return self.height * (1.0 - ((alpha - self.alpha_star) / width) ** 2) * near_t
+        return self.height * (1.0 - ((alpha - self.alpha_star) / width) ** 2) * near_t - self.drop * below
+
+    @property
+    def best(self) -> float:
+        """The largest gain over the searched space: ``height`` at the peak (where ``drop`` adds nothing), 0 under
+        the null (alpha = 1 and the plateau above ``alpha_star``)."""
+        return self.height if self.kind == "peak" else 0.0
+
+    def regret(self, params: dict[str, Any]) -> float:
+        """How much a configuration loses against the best one, on this surface."""
+        return self.best - self.gain(float(params["alpha"]), params.get("temperature"))
+
+    def seen(self, fidelity: dict[str, Any] | None) -> Truth:
+        """The surface a trial with this ``fidelity`` (its TrialConfig's; None: full fidelity) trains on."""
+        return self.cheap if fidelity and self.cheap is not None else self
 
 
 def run_effects(generator: str, rng: np.random.Generator, alpha: float, size: int, noise: Noise) -> np.ndarray:
@@ -220,6 +253,7 @@ class ConditionResult:
     seed_runs: int  # runs trained (seeds x trials, pruned ones included)
     seed_epochs: int
     rounds: list[list[int]]  # the seeds of each confirmation round, in the order they ran
+    transfer_verdict: str | None = None  # the transfer check's verdict the searcher confirmed by (None: no check)
 
     @property
     def kind(self) -> str:
@@ -239,6 +273,31 @@ class ConditionResult:
         params = confirmed["params"]
         return self.truth.gain(float(params["alpha"]), params.get("temperature"))
 
+    @property
+    def transfer(self) -> dict[str, Any] | None:
+        """The recommendation's transfer check (None: no fidelity section, or too few runs to check)."""
+        return self.entry.get("transfer")
+
+    @property
+    def choice_regret(self) -> float | None:
+        """What the cheap search's choice truly loses at full fidelity against the full optimum (None: no check)."""
+        return None if self.transfer is None else self.truth.regret(self.transfer["cheap_choice"])
+
+    @property
+    def rerun_regret(self) -> float | None:
+        """What the cheap search's choice truly loses at full fidelity against the best configuration the check
+        re-ran: the quantity the check estimates, so a "fails" where it is within the tolerance is a false alarm."""
+        if self.transfer is None:
+            return None
+        best = min(self.truth.regret(c["params"]) for c in self.transfer["configurations"])
+        return self.truth.regret(self.transfer["cheap_choice"]) - best
+
+    @property
+    def recommended_regret(self) -> float | None:
+        """What the recommended configuration truly loses at full fidelity against the full optimum."""
+        recommended = self.entry.get("recommended")
+        return None if recommended is None else self.truth.regret(recommended["params"])
+
 
 @dataclass
 class SimulatedStudy:
@@ -249,7 +308,7 @@ class SimulatedStudy:
     truths: dict[str, Truth]
     generator: str
     rng: np.random.Generator
-    seed_effects: dict[tuple[str, int], float] = field(default_factory=dict)
+    seed_effects: dict[tuple[str, int, bool], float] = field(default_factory=dict)  # (condition, seed, cheap)
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # trial id -> its rows
     ended: dict[str, TrialResult] = field(default_factory=dict)  # trial id -> its last result
 
@@ -262,7 +321,7 @@ class SimulatedStudy:
         searcher = InMemorySearcher(storage, spec=spec, storage_url="sqlite:///:memory:", conditions=keys,
                                     study_dir=Path("."), optuna_prefix=PREFIX)
         metric = objective_of(spec)
-        asha = {k: Asha(grace_period=spec.scheduler.grace_period, max_t=spec.student.epochs,
+        asha = {k: Asha(grace_period=spec.scheduler.grace_period, max_t=phase_epochs(spec, "search"),
                         reduction_factor=spec.scheduler.reduction_factor, sign=metric.sign) for k in keys}
         configs: dict[str, TrialConfig] = {}
         while True:
@@ -280,8 +339,9 @@ class SimulatedStudy:
         """One trial: every seed's epochs, reported one epoch at a time as Tune reports them to the searcher."""
         metric = objective_of(self.spec)
         condition, params, seeds = config["condition"], config["params"], config["seeds"]
-        epochs = int(params["epochs"])
-        val, test = self._curves(condition, params, seeds, epochs)
+        fidelity = config.get("fidelity")  # a cheap trial trains its own epochs; its rows keep params as handed out
+        epochs = int(fidelity["epochs"] if fidelity else params["epochs"])
+        val, test = self._curves(condition, params, seeds, epochs, fidelity)
         best = np.maximum.accumulate(metric.sign * val, axis=0) * metric.sign  # each seed's best so far
         rows = self.rows.setdefault(trial_id, [])
         fixed = {"condition": condition, "trial_id": trial_id, "phase": config["phase"],
@@ -300,17 +360,18 @@ class SimulatedStudy:
                 return
             searcher.on_trial_result(trial_id, result)
 
-    def _curves(self, condition: str, params: dict[str, Any], seeds: list[int],
-                epochs: int) -> tuple[np.ndarray, np.ndarray]:
-        """(epochs, seeds) validation and test accuracies (the module docstring's model)."""
+    def _curves(self, condition: str, params: dict[str, Any], seeds: list[int], epochs: int,
+                fidelity: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(epochs, seeds) validation and test accuracies (the module docstring's model) at the trial's fidelity."""
         noise, rng = self.budget.noise, self.rng
         alpha = float(params["alpha"])
-        gain = self.truths[condition].gain(alpha, params.get("temperature"))
-        seed_effect = np.array([self.seed_effects.setdefault((condition, s), float(rng.normal(0.0, noise.seed)))
+        cheap = bool(fidelity)
+        gain = self.truths[condition].seen(fidelity).gain(alpha, params.get("temperature"))
+        seed_effect = np.array([self.seed_effects.setdefault((condition, s, cheap), float(rng.normal(0.0, noise.seed)))
                                 for s in seeds])
         own = run_effects(self.generator, rng, alpha, len(seeds), noise)
         p = progress(epochs)[:, None]
-        level = MU - GAP * (1 - p) + seed_effect + (gain + own) * p
+        level = MU - (CHEAP_LEVEL if cheap else 0.0) - GAP * (1 - p) + seed_effect + (gain + own) * p
         wobble = rng.normal(0.0, noise.epoch, level.shape)
         return (level + wobble + rng.normal(0.0, noise.val, level.shape),
                 level + wobble + rng.normal(0.0, noise.test, level.shape))
@@ -319,7 +380,6 @@ class SimulatedStudy:
                    searcher: ConditionSearcher) -> ConditionResult:
         """The condition's COMPLETE trials, scored by ``score_runs`` and filed into arms, as ``kdtune recommend``
         reads a study folder, then ``recommend_condition``."""
-        epochs = self.spec.student.epochs
         states: dict[str, int] = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         complete, seed_runs, seed_epochs, rounds = [], 0, 0, []
         for trial_id, config in configs.items():
@@ -328,7 +388,7 @@ class SimulatedStudy:
             if config["phase"] == "confirm" and float(config["params"]["alpha"]) == 1.0:
                 rounds.append(list(config["seeds"]))
             result = self.ended[trial_id]
-            state, _ = trial_outcome(result, False, epochs)
+            state, _ = trial_outcome(result, False, phase_epochs(self.spec, config["phase"]))
             states[state] += 1
             seed_runs += len(config["seeds"])
             seed_epochs += len(config["seeds"]) * int(result["epoch"])
@@ -341,7 +401,8 @@ class SimulatedStudy:
         # here is read the way the study read it when it stopped.
         entry = recommend_condition(arms, searcher._context(), _info(key, self.spec, states))
         return ConditionResult(key=key, truth=self.truths[key], entry=entry, arms=arms, trials=states,
-                               seed_runs=seed_runs, seed_epochs=seed_epochs, rounds=rounds)
+                               seed_runs=seed_runs, seed_epochs=seed_epochs, rounds=rounds,
+                               transfer_verdict=searcher.transfer_verdict[key])
 
 
 def _info(key: str, spec: StudySpec, states: dict[str, int]) -> dict[str, Any]:
@@ -353,12 +414,22 @@ def _info(key: str, spec: StudySpec, states: dict[str, int]) -> dict[str, Any]:
             "unfinished_studies": [], "teacher": None, "closed_form": None}
 
 
-def load_budget_spec(budget: Budget, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The budget's spec as a raw dict, with ``kdtune run --set`` style ``overrides``."""
+def load_budget_spec(budget: Budget, overrides: tuple[str, ...] = (), *, fidelity: bool = False) -> dict[str, Any]:
+    """The budget's spec as a raw dict, with :func:`with_fidelity`'s section where ``fidelity``, then ``kdtune run
+    --set`` style ``overrides`` (so they can change the fidelity section too)."""
     import yaml
 
-    raw = yaml.safe_load((REPO / budget.spec).read_text())
-    return apply_overrides(dict(raw), overrides)
+    raw = dict(yaml.safe_load((REPO / budget.spec).read_text()))
+    return apply_overrides(with_fidelity(raw) if fidelity else raw, overrides)
+
+
+def with_fidelity(raw_spec: dict[str, Any]) -> dict[str, Any]:
+    """``raw_spec`` with :data:`FIDELITY`'s section: a quarter of the student's epochs, but at least ASHA's grace
+    period (``kdtune.spec.fidelity.check_fidelity`` refuses a cheap search that ASHA would stop before its first
+    rung), so that every budget's spec stays valid."""
+    epochs = int(raw_spec["student"]["epochs"])
+    grace = int(raw_spec.get("scheduler", {}).get("grace_period", 1))
+    return {**raw_spec, "fidelity": {**FIDELITY, "epochs": min(epochs, max(epochs // 4, grace))}}
 
 
 def simulate_study(budget: Budget, raw_spec: dict[str, Any], truths: list[Truth], generator: str, *,

@@ -6,14 +6,24 @@ Optuna TPE, its baselines, its confirmation rounds and stopping rule; ``score_ru
 ``recommend_condition``); only training and ASHA are simulated. alpha is the weight on the true labels: alpha = 1
 means no distillation.
 
-Scenarios, each ``KIND:GENERATOR`` (the generators: ``calibration_sim.GENERATORS``), every study with its spec's
-own conditions (quickstart 3, mnist_noise 4, hinton_mnist 1):
+Scenarios, each ``KIND:GENERATOR`` or ``KIND`` (generator ``normal``; the generators:
+``calibration_sim.GENERATORS``), every study with its spec's own conditions (quickstart 2, mnist_noise 4,
+hinton_mnist 1):
 
 * ``null:G``: no configuration is better than alpha = 1, and some are worse (a non-flat null: alpha below a
   plateau edge drawn in 0.3-0.7 loses up to 1-2 points), so choosing the best configuration matters;
 * ``plus1:G``: each condition's best configuration is 1 point above alpha = 1, at alpha 0.2, 0.4, 0.6 or 0.8
   (in turn) and a temperature in the middle half of the searched range;
-* ``margin:G``: the same curves with the best gain equal to the spec's margin (0.5 points).
+* ``margin:G``: the same curves with the best gain equal to the spec's margin (0.5 points);
+* ``shifted:G`` and ``unshifted:G``: the transfer check (:mod:`kdtune.analysis.transfer`). The budget's spec gets
+  a fidelity section (``calibration_sim.FIDELITY``: a quarter of the data and of the epochs; the cheap search's
+  best 4 configurations, alpha = 1 and alpha = 0 re-run at full fidelity on 5 paired seeds), and each condition a
+  cheap surface besides its full one. ``shifted``: the cheap search peaks at alpha 0.2 (+2 points), full fidelity at
+  alpha 0.8 (+1 point), where distilling as hard as the cheap optimum loses to no distillation (``SHIFT_DROP``): at
+  the best temperature alpha 0.2 loses 2.25 points at full fidelity, 1.25 of them against alpha = 1, which the check
+  re-runs (the check sees a loss only against what it re-ran: the cheap search's best, alpha = 1 and alpha = 0).
+  ``unshifted``: the same optimum at both fidelities (0.2, 0.4, 0.6 or 0.8 in turn), +1 point at full fidelity and a
+  flatter +``UNSHIFTED_CHEAP_HEIGHT`` on the cheap runs, which also end ``calibration_sim.CHEAP_LEVEL`` lower.
 
 Figures, each rate with its 95% Clopper-Pearson interval (Clopper & Pearson 1934, Biometrika 26:404-413):
 
@@ -25,15 +35,24 @@ Figures, each rate with its 95% Clopper-Pearson interval (Clopper & Pearson 1934
   median width (with a distribution-free order-statistic interval), the share that is all of [0, 1], and the mean
   error of the fitted optimum (``recommended.fitted.alpha``) and of the reported alpha (``recommended.alpha.value``),
   with t-intervals;
+* the transfer check (``shifted``, ``unshifted``): the share of each of its verdicts ("fails" under ``shifted`` is
+  its power, under ``unshifted`` its false alarm); "fails" among the conditions whose cheap choice truly loses at
+  most the margin against the best re-run configuration (a false alarm by what the check estimates, in either
+  scenario) and among those where it loses at least twice the margin (the power at a clear shift); the median
+  Spearman of cheap and full means with its order-statistic interval; and what the study ends with at full
+  fidelity: the share of conditions whose cheap choice, and whose recommended configuration, is within the margin
+  of the full optimum, and what each truly loses against it (points, t-intervals);
 * cost: confirmation pairs and seed-runs per condition, seconds per simulated study.
 
     python benchmarks/recommend_calibration.py --studies 100                           # every budget and scenario
     python benchmarks/recommend_calibration.py --budgets mnist_noise --scenarios null:left plus1:normal --json out.json
+    python benchmarks/recommend_calibration.py --budgets mnist_noise --scenarios shifted unshifted
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -57,14 +76,27 @@ from kdtune.analysis.scoring import t_estimate  # noqa: E402
 
 
 OPTIMA = (0.2, 0.4, 0.6, 0.8)
-KINDS = ("null", "plus1", "margin")
-DEFAULT_SCENARIOS = tuple(f"null:{g}" for g in sim.GENERATORS) + ("plus1:normal", "margin:normal")
+#: The kinds whose studies search cheap and run the transfer check (their spec gets a fidelity section).
+TRANSFER_KINDS = ("shifted", "unshifted")
+KINDS = ("null", "plus1", "margin", *TRANSFER_KINDS)
+DEFAULT_SCENARIOS = tuple(f"null:{g}" for g in sim.GENERATORS) + ("plus1:normal", "margin:normal") + tuple(
+    f"{k}:normal" for k in TRANSFER_KINDS)
+SHIFT = (0.2, 0.8)  # ``shifted``: the optimum alpha of the cheap search, and at full fidelity
+#: ``shifted``: how far below alpha = 1 alpha = 0 falls at full fidelity (the null's shape below 0.8), so that the
+#: cheap optimum's 1 - (0.6 / 0.8)^2 = 0.44 points of peak become 0.44 - 3 x 0.56 = -1.25 at the best temperature.
+SHIFT_DROP = 3 * sim.POINT
+#: ``shifted``: the cheap curve's peak, higher than the full one's (distillation pays more on a quarter of the data
+#: and epochs), so that the cheap search lands near its optimum: with a 1-point cheap peak its choice was at alpha
+#: 0.44-0.6 in 3 of 20 conditions (mnist_noise), where the shift costs little at full fidelity and the check rightly
+#: says "holds"; with 2 points at most 0.43 in 40.
+SHIFT_CHEAP_HEIGHT = 2 * sim.POINT
+UNSHIFTED_CHEAP_HEIGHT = 0.6 * sim.POINT  # ``unshifted``: the cheap curve's peak, flatter than the full one's point
 CONFIDENCE = 0.95
 #: The issue's targets: (figure, comparison, value); judged on the point estimate, and "clear" when the whole
 #: interval meets them too.
 TARGETS = (("false distil (family-wise)", "<=", 0.05), ("false hurts (family-wise)", "<=", 0.05),
            ("power", ">=", 0.80), ("alpha coverage", ">=", 0.90), ("alpha median width", "<=", 0.35),
-           ("fitted-optimum error", "<=", 0.10))
+           ("fitted-optimum error", "<=", 0.10), ("transfer check false alarm", "<=", 0.05))
 
 
 @dataclass(frozen=True)
@@ -77,14 +109,20 @@ class Scenario:
     @classmethod
     def parse(cls, text: str) -> Scenario:
         kind, _, generator = text.partition(":")
+        generator = generator or "normal"
         if kind not in KINDS or generator not in sim.GENERATORS:
-            raise SystemExit(f"--scenarios: {text!r} is not KIND:GENERATOR with KIND in {', '.join(KINDS)} and "
-                             f"GENERATOR in {', '.join(sim.GENERATORS)}")
+            raise SystemExit(f"--scenarios: {text!r} is not KIND[:GENERATOR] with KIND in {', '.join(KINDS)} and "
+                             f"GENERATOR in {', '.join(sim.GENERATORS)} (normal where left out)")
         return cls(kind, generator)
 
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.generator}"
+
+    @property
+    def fidelity(self) -> bool:
+        """Whether the study searches cheap (a fidelity section) and runs the transfer check."""
+        return self.kind in TRANSFER_KINDS
 
     def truths(self, raw_spec: dict[str, Any], conditions: int, study: int, margin: float,
                rng: np.random.Generator) -> list[sim.Truth]:
@@ -92,6 +130,15 @@ class Scenario:
         if self.kind == "null":
             return [sim.Truth("null", sim.NULL_DROP, float(rng.uniform(0.3, 0.7)), float(rng.uniform(low, high)))
                     for _ in range(conditions)]
+        if self.kind in TRANSFER_KINDS:  # the same best temperature at both fidelities
+            t0s = [float(rng.uniform(low, high)) for _ in range(conditions)]
+            if self.kind == "shifted":
+                cheap, full = SHIFT
+                return [sim.Truth("peak", sim.POINT, full, t0, drop=SHIFT_DROP,
+                                  cheap=sim.Truth("peak", SHIFT_CHEAP_HEIGHT, cheap, t0)) for t0 in t0s]
+            optima = [OPTIMA[(study + i) % len(OPTIMA)] for i in range(conditions)]
+            return [sim.Truth("peak", sim.POINT, o, t0, cheap=sim.Truth("peak", UNSHIFTED_CHEAP_HEIGHT, o, t0))
+                    for o, t0 in zip(optima, t0s)]
         height = sim.POINT if self.kind == "plus1" else margin
         return [sim.Truth("peak", height, OPTIMA[(study + i) % len(OPTIMA)], float(rng.uniform(low, high)))
                 for i in range(conditions)]
@@ -115,7 +162,7 @@ def run_row(budget: sim.Budget, scenario: Scenario, studies: int, *, seed: int =
             progress: Callable[[int, float], None] | None = None) -> Row:
     """``studies`` simulated studies of ``budget`` under ``scenario``; each draws from its own random stream
     (the seed, the budget, the scenario and its index), so rows are reproducible one at a time."""
-    raw = sim.load_budget_spec(budget, overrides)
+    raw = sim.load_budget_spec(budget, overrides, fidelity=scenario.fidelity)
     spec = sim.parse_spec(raw)
     conditions = len(sim.expand(spec))
     margin = spec.margin if spec.margin is not None else sim.POINT / 2
@@ -194,6 +241,38 @@ def alpha_figures(conditions: list[sim.ConditionResult]) -> dict[str, Any]:
             "no_fit": rate(n - len(fitted), n), "fitted_error": mean(fitted), "reported_error": mean(reported)}
 
 
+def transfer_figures(conditions: list[sim.ConditionResult]) -> dict[str, Any]:
+    """How the transfer check judged, and what the study ended with at full fidelity (the module docstring).
+
+    Besides each verdict's share, "fails" is counted where it is wrong and where it is plainly due, by the cheap
+    choice's true loss against the best configuration the check re-ran (what the check estimates): at most the
+    tolerance (the margin), a false alarm; at least twice it, a shift the check must flag. The check cannot see a
+    loss against a configuration it did not re-run, which the losses against the full optimum show."""
+    checked = [(c, c.transfer) for c in conditions if c.transfer is not None]
+    verdicts = [t["verdict"] for _, t in checked]
+    n = len(conditions)
+
+    def near(regret: float | None, tolerance: float) -> bool:
+        return regret is not None and regret <= tolerance + 1e-12
+
+    def fails_where(keep: Callable[[float, float], bool]) -> dict[str, Any]:
+        picked = [t["verdict"] for c, t in checked if c.rerun_regret is not None and keep(c.rerun_regret, t["tolerance"])]
+        return rate(picked.count("fails"), len(picked))
+
+    choice = [c.choice_regret for c, _ in checked if c.choice_regret is not None]
+    recommended = [c.recommended_regret for c, _ in checked if c.recommended_regret is not None]
+    return {**{v: rate(verdicts.count(v), n) for v in ("fails", "holds", "unclear")},
+            "no_check": rate(n - len(checked), n),
+            "false_alarm": fails_where(near),
+            "clear_shift_power": fails_where(lambda regret, tolerance: regret >= 2 * tolerance),
+            "spearman": median([t["spearman"]["value"] for _, t in checked if t["spearman"]["value"] is not None]),
+            "choice_near_optimal": rate(sum(near(c.choice_regret, t["tolerance"]) for c, t in checked), len(checked)),
+            "recommended_near_optimal": rate(sum(near(c.recommended_regret, t["tolerance"]) for c, t in checked),
+                                             len(checked)),
+            "choice_loss_points": mean([r / sim.POINT for r in choice]),
+            "recommended_loss_points": mean([r / sim.POINT for r in recommended])}
+
+
 def summarise(row: Row) -> dict[str, Any]:
     """Every figure of a row (see the module docstring)."""
     conditions = row.conditions
@@ -211,8 +290,11 @@ def summarise(row: Row) -> dict[str, Any]:
     }
     if row.scenario.kind != "null":
         out["alpha"] = alpha_figures(conditions)
+        optima = [o for o in OPTIMA if any(c.truth.alpha_star == o for c in conditions)]
         out["alpha_by_optimum"] = {str(o): alpha_figures([c for c in conditions if c.truth.alpha_star == o])
-                                   for o in OPTIMA}
+                                   for o in optima}
+    if row.scenario.fidelity:
+        out["transfer"] = transfer_figures(conditions)
     return out
 
 
@@ -229,6 +311,8 @@ def targets(figures: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str
             measured["alpha coverage"] = f["alpha"]["coverage"]
             measured["alpha median width"] = f["alpha"]["median_width"]
             measured["fitted-optimum error"] = f["alpha"]["fitted_error"]
+        elif f["scenario"].startswith("unshifted:"):
+            measured["transfer check false alarm"] = f["transfer"]["fails"]
         for name, op, goal in TARGETS:
             if name not in measured or measured[name]["mean"] is None:
                 continue
@@ -250,6 +334,11 @@ def _fmt(est: dict[str, Any] | None, *, percent: bool = True) -> str:
     if est is None or est.get("mean") is None:
         return "–"
     return with_interval(est, "{:.1%}" if percent else "{:.2f}")
+
+
+def _count(est: dict[str, Any]) -> str:
+    """A rate with its interval and its counts, for shares of a subset whose size varies."""
+    return f"{_fmt(est)} ({est['k']}/{est['n']})"
 
 
 def verdict_table(figures: list[dict[str, Any]]) -> str:
@@ -280,6 +369,24 @@ def alpha_table(figures: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def transfer_table(figures: list[dict[str, Any]]) -> str:
+    lines = ["| scenario | conditions | fails | holds | unclear | no check | fails where the cheap choice truly "
+             "loses <= the margin | fails where it loses >= twice it | median Spearman | cheap choice near-optimal | "
+             "recommended near-optimal | cheap choice loses (points) | recommended loses (points) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for f in figures:
+        if "transfer" not in f:
+            continue
+        t = f["transfer"]
+        lines.append(f"| {f['scenario']} | {f['conditions']} | {_fmt(t['fails'])} | {_fmt(t['holds'])} | "
+                     f"{_fmt(t['unclear'])} | {_fmt(t['no_check'])} | {_count(t['false_alarm'])} | "
+                     f"{_count(t['clear_shift_power'])} | {_fmt(t['spearman'], percent=False)} | "
+                     f"{_fmt(t['choice_near_optimal'])} | {_fmt(t['recommended_near_optimal'])} | "
+                     f"{_fmt(t['choice_loss_points'], percent=False)} | "
+                     f"{_fmt(t['recommended_loss_points'], percent=False)} |")
+    return "\n".join(lines)
+
+
 def commit() -> str:
     """The commit measured (``+changes`` when the working tree differs from it)."""
     def git(*args: str) -> str:
@@ -292,9 +399,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=200, help="simulated studies per budget and scenario")
     parser.add_argument("--budgets", nargs="+", choices=list(sim.BUDGETS), default=list(sim.BUDGETS))
-    parser.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), metavar="KIND:GENERATOR",
-                        help=f"kinds {', '.join(KINDS)}; generators {', '.join(sim.GENERATORS)} "
-                             "(default: every null, plus1:normal, margin:normal)")
+    parser.add_argument("--scenarios", nargs="+", default=list(DEFAULT_SCENARIOS), metavar="KIND[:GENERATOR]",
+                        help=f"kinds {', '.join(KINDS)}; generators {', '.join(sim.GENERATORS)}, normal where left "
+                             "out (default: every null, and plus1, margin, shifted, unshifted with normal)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="change every budget's spec, as `kdtune run --set` does (e.g. budget.confirm_repeats=8)")
@@ -333,6 +440,8 @@ def main() -> None:
         print(verdict_table(figures))
         if any("alpha" in f for f in figures):
             print("\n" + alpha_table(figures))
+        if any("transfer" in f for f in figures):
+            print("\n" + transfer_table(figures))
     met = [t for name in args.budgets for t in targets(report["budgets"][name]["figures"])]
     print("\n| budget | scenario | target | measured | |\n| --- | --- | --- | --- | --- |")
     for t in met:
@@ -360,10 +469,14 @@ def _record(c: sim.ConditionResult) -> dict[str, Any]:
     """One condition, for re-analysis: its truth, verdict, judged gain, alpha interval and cost."""
     rec = c.entry["recommended"] or {}
     gain = c.entry["gain"] or {}
-    return {"truth": c.truth.__dict__, "kind": c.kind, "judged_gain": c.judged_gain, "gain": gain.get("mean"),
-            "low": gain.get("low"), "high": gain.get("high"), "n_pairs": gain.get("n_pairs"),
+    transfer = c.transfer or {}
+    return {"truth": dataclasses.asdict(c.truth), "kind": c.kind, "judged_gain": c.judged_gain,
+            "gain": gain.get("mean"), "low": gain.get("low"), "high": gain.get("high"), "n_pairs": gain.get("n_pairs"),
             "alpha": rec.get("alpha"), "fitted_alpha": (rec.get("fitted") or {}).get("alpha"),
-            "confirm_pairs": c.confirm_pairs, "seed_runs": c.seed_runs, "trials": c.trials}
+            "confirm_pairs": c.confirm_pairs, "seed_runs": c.seed_runs, "trials": c.trials,
+            "transfer": transfer.get("verdict"), "spearman": (transfer.get("spearman") or {}).get("value"),
+            "choice_regret": c.choice_regret, "rerun_regret": c.rerun_regret,
+            "recommended_regret": c.recommended_regret}
 
 
 if __name__ == "__main__":
