@@ -520,7 +520,7 @@ ESTIMATE_KEYS = {"mean", "low", "high", "n"}
 
 def test_schema_is_pinned(confirmed_cases: Cases) -> None:
     report = confirmed_cases[1]
-    assert report["schema_version"] == SCHEMA_VERSION == 5
+    assert report["schema_version"] == SCHEMA_VERSION == 6
     assert set(report) == {"schema_version", "kdtune_version", "created_at", "studies", "objective", "mode",
                            "test_metric", "margin", "study_margin", "method", "conditions", "notes"}
     assert set(report["studies"][0]) == {"path", "label", "name", "cut_short", "finished"}
@@ -530,7 +530,7 @@ def test_schema_is_pinned(confirmed_cases: Cases) -> None:
     for c in report["conditions"]:
         assert set(c) == {"key", "condition", "description", "trials", "cut_short", "recommended",
                           "best_observed", "confirmed", "no_distillation", "pure_distillation", "teacher", "gain",
-                          "closed_form", "verdict", "notes"}
+                          "closed_form", "verdict", "notes", "fidelity", "transfer"}
         assert set(c["recommended"]) == {"params", "source", "fitted", "alpha", "temperature", "indistinguishable_from_best",
                                          "method", "terms", "configurations", "near_optimal", "surface", "why",
                                          "located"}
@@ -558,7 +558,7 @@ def test_cli_json_writes_the_file_and_prints_it(confirmed_cases: Cases,
     assert main(["recommend", str(folder), "--format", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((folder / "recommendation.json").read_text())
-    assert printed == written and printed["schema_version"] == 5
+    assert printed == written and printed["schema_version"] == 6
     assert by_noise(printed, 0.1)["verdict"]["kind"] == "distil"
 
 

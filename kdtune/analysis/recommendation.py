@@ -226,8 +226,12 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
         pool, no_kd_runs = (list(full.values()), baseline_arm(full, 1.0, context.spec.default_temperature)) \
             if transfer is not None else (searched, no_kd)
         distilled = [a for a in pool if a.alpha != 1.0]
+        if transfer is not None and no_kd_runs is not None:  # alpha = 1 at the fidelity its gain is measured at
+            entry["no_distillation"] = no_kd_runs.summary("search")
         if no_kd_runs is not None and distilled:
             entry["gain"] = _search_gain(best_observed(distilled, sign), no_kd_runs, sign)
+            if transfer is not None:
+                entry["gain"]["source"] = "transfer"
         kind = "unconfirmed" if entry["gain"] and entry["gain"]["low"] is not None else "undetermined"
     located = _located(arms, chosen, no_kd, context) if chosen is not None and no_kd is not None else None
     entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign),

@@ -95,8 +95,7 @@ def check_transfer(reruns: Sequence[Rerun], *, choice: int, baseline: int | None
     regrets = sign * (full_draws.max(axis=0) if sign > 0 else full_draws.min(axis=0))[None, :] - sign * full_draws
     regret_low, regret_high = np.quantile(regrets, [LEVEL / 2, 1 - LEVEL / 2], axis=1)
     observed = sign * (full_mean.max() if sign > 0 else full_mean.min()) - sign * full_mean
-    drawn = (_spearman(cheap_draws[:, d], full_draws[:, d]) for d in range(DRAWS))
-    rhos = [r for r in drawn if r is not None]
+    rhos = _spearman_columns(cheap_draws, full_draws)
     rho = _spearman(cheap_mean, full_mean)
     near = [i for i in range(len(reruns)) if regret_low[i] <= tolerance]
     if regret_low[choice] > tolerance:
@@ -139,6 +138,23 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _spearman_columns(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """:func:`_spearman` of every column pair of two (configurations x draws) arrays at once (average ranks for
+    ties), leaving out the draws where either side is constant."""
+    ra, rb = _column_ranks(a), _column_ranks(b)
+    ra, rb = ra - ra.mean(axis=0), rb - rb.mean(axis=0)
+    norm = np.sqrt((ra**2).sum(axis=0) * (rb**2).sum(axis=0))
+    defined = norm > 0
+    return [float(v) for v in (ra * rb).sum(axis=0)[defined] / norm[defined]]
+
+
+def _column_ranks(values: np.ndarray) -> np.ndarray:
+    """Each column's average ranks (0-based): the values below, plus half the other values equal to it."""
+    below = (values[None, :, :] < values[:, None, :]).sum(axis=1)
+    equal = (values[None, :, :] == values[:, None, :]).sum(axis=1)
+    return below + (equal - 1) / 2
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="stable")
     ranks = np.empty(len(values))
@@ -156,13 +172,15 @@ def _estimate(row: np.ndarray) -> dict[str, float]:
 def transfer_words(transfer: Transfer, scale: float, unit: str | None, label: str) -> str:
     """The transfer check in words, for the verdict and the report. ``scale``: one point of the objective (a point
     of accuracy: 0.01) where ``unit`` names one, else the objective's own units; ``label``: the objective's name."""
+    in_points = unit is not None and scale == 0.01  # a point of accuracy; other units: the objective's own
+
     def amount(value: float) -> str:
-        return f"{value / scale:.2f}" if unit else f"{value:.4g}"
+        return f"{value / scale:.2f}" if in_points else f"{value:.4g}"
 
     rho = ("the rank correlation of cheap and full is not defined (one side is constant)" if transfer.spearman is None
            else f"rank correlation of cheap and full {transfer.spearman:.2f}"
            + ("" if transfer.spearman_low is None else f" [{transfer.spearman_low:.2f}, {transfer.spearman_high:.2f}]"))
-    points = " points" if unit else ""
+    points = " points" if in_points else ""
     regret = (f"the cheap choice is {amount(transfer.regret)} [{amount(transfer.regret_low)}, "
               f"{amount(transfer.regret_high)}]{points} of {label} below the best re-run configuration at full fidelity")
     head = {"holds": "the cheap search's answer holds at full fidelity",

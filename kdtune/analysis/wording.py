@@ -60,10 +60,11 @@ def verdict_text(kind: str, entry: dict[str, Any], info: dict[str, Any], context
     if kind == "undetermined":
         text = f"{where}: cannot tell whether distillation helps ({_missing(entry)}); {searched}"
     elif kind == "unconfirmed":
-        text = (f"{where}: unconfirmed: {searched}; the search's best distilled configuration "
-                f"({config_words(gain['params'])}) is {_gain_words(gain, test)}, measured on the runs that won the "
-                "validation selection, so it is optimistic (winner's curse). Confirmation on fresh seeds "
-                "(budget.confirm_top_k ≥ 1) gives a verdict")
+        runs = ("the transfer check's best distilled configuration at full fidelity" if gain["source"] == "transfer"
+                else "the search's best distilled configuration")
+        text = (f"{where}: unconfirmed: {searched}; {runs} ({config_words(gain['params'])}) is "
+                f"{_gain_words(gain, test)}, measured on the runs that won the validation selection, so it is "
+                "optimistic (winner's curse). Confirmation on fresh seeds (budget.confirm_top_k ≥ 1) gives a verdict")
     else:
         confirmed = f"{config_words(gain['params'])} vs no distillation on {gain['n_pairs']} fresh paired seeds"
         if kind == "distil":

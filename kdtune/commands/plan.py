@@ -109,6 +109,8 @@ def _print(result: dict[str, Any]) -> None:
     console = make_console()
     console.print(table)
     console.print(f"compute: {duration(total['cpu_s'])} CPU time; {estimate_line(result)}", highlight=False)
+    if total.get("stages"):
+        console.print(total["stages"], highlight=False)
     console.print(f"to build: {total['teachers_to_train']} teachers to train, {total['logits_to_compute']} logits "
                   f"to compute, {total['cached']} cached", highlight=False)
     for row in result["conditions"]:

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"study folder: {out}", flush=True)
         if plan is not None:
             print(f"plan: {estimate_line(plan)}", flush=True)
+            if plan["total"].get("stages"):
+                print(f"plan: {plan['total']['stages']}", flush=True)
 
     with stamped_output(), catching_signals():  # a log (not a terminal): a time stamp on each line, 120 wide
         study_dir = run_study(spec, options, announce=announce)

@@ -90,6 +90,13 @@ def locate_line(condition: str, params: dict[str, Any], seeds: int) -> str:
             "the best alpha lies")
 
 
+def transfer_line(condition: str, seeds: int) -> str:
+    """The transfer check starts (its first trial): the cheap search ended, and its best configurations and both
+    baselines now run at full fidelity; confirmation follows, at full fidelity too."""
+    return (f"transfer check: {condition}: the cheap search's best configurations, alpha = 1 and alpha = 0 at full "
+            f"fidelity on {seeds} paired seeds; confirmation follows at full fidelity")
+
+
 def teacher_started_line(condition: str) -> str:
     return f"teacher {condition}: started (read from the cache if it is there, else trained)"
 

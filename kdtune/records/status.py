@@ -94,16 +94,20 @@ def time_left(trials: list[TrialView], conditions: list[str], work: Workload, *,
     def cost(seed_epochs: float, runs: float) -> float:
         return seed_epochs * seed_epoch_s + seed_epochs / max(runs, 1.0) * report_s
 
-    done = sum(cost(t.epoch * (t.runs or repeats), t.runs or repeats) for t in trials)
+    done = sum(cost(t.epoch * (t.runs or repeats) * work.cost(t.phase), t.runs or repeats) for t in trials)
     if done <= 0 or elapsed <= 0:
         return None
     left = 0.0
     for condition in conditions:
         mine = [t for t in trials if t.condition == condition]
-        left += sum(cost((t.runs or repeats) * max(0, work.epochs - t.epoch), t.runs or repeats) for t in mine
-                    if t.state in ("RUNNING", "PENDING"))
+        left += sum(cost((t.runs or repeats) * max(0, work.length(t.phase) - t.epoch) * work.cost(t.phase),
+                         t.runs or repeats) for t in mine if t.state in ("RUNNING", "PENDING"))
         unbegun = max(0, work.search_trials - sum(t.phase not in AFTER_SEARCH for t in mine))
         left += unbegun * cost(work.search_trial_units, repeats)
+        if work.transfer_trials:
+            per_transfer = work.transfer_units / work.transfer_trials
+            begun = sum(t.phase == "transfer" for t in mine)
+            left += max(0, work.transfer_trials - begun) * cost(per_transfer, per_transfer / work.epochs)
         if work.locate_trials:  # counted as if the condition ends in "distil" (kdtune.spec.workload)
             per_locate = work.locate_units / work.locate_trials
             begun = sum(t.phase == "locate" for t in mine)

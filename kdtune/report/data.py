@@ -159,10 +159,8 @@ class StudyData:
 
 def gain_source(entry: dict[str, Any]) -> str:
     """Whose runs a condition's gain is measured on: ``confirm``, ``search``, or ``transfer`` where the search ran
-    cheap and nothing was confirmed (the recommendation then measures the gain on the transfer check's
-    full-fidelity runs, never on the cheap ones, though its ``gain.source`` says ``search``)."""
-    source = str((entry.get("gain") or {}).get("source"))
-    return "transfer" if source == "search" and entry.get("transfer") is not None else source
+    cheap and nothing was confirmed (the transfer check's full-fidelity runs, never the cheap ones)."""
+    return str((entry.get("gain") or {}).get("source"))
 
 
 def load_study(study_dir: Path) -> StudyData:

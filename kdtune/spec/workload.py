@@ -11,6 +11,9 @@ the plan and the ETA tell the same story:
   (:func:`~kdtune.spec.rules.min_directional_pairs`; only "no gain" may end sooner); later rounds run only while the verdict is
   unclear, so the plan gives a range (the deciding rounds .. every round) and the ETA counts a later round once it
   has begun (the log says so);
+- **transfer** (with a ``fidelity`` section, whose search and baselines run cheap: ``fidelity.epochs`` each, a seed-epoch
+  costing :attr:`Workload.search_cost` full ones): the cheap search's best ``fidelity.transfer_top`` configurations
+  and both baselines at full length on ``fidelity.transfer_repeats`` seeds, before confirmation;
 - **locate**: after a "distil" verdict, ``budget.locate_alphas`` alphas on ``budget.locate_seeds`` seeds each, at full
   length (:mod:`kdtune.analysis.locate`). The plan and the ETA count it in every condition, as for a study that
   ends in "distil"; a condition that ends otherwise skips it.
@@ -25,11 +28,14 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kdtune.spec.rules import CHEAP_PHASES
 from kdtune.spec.rules import budget_looks
 from kdtune.spec.rules import family_level
 from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import min_directional_pairs
 from kdtune.spec.rules import tpe_startup_trials
+from kdtune.spec.rules import transfer_seeds
+from kdtune.spec.rules import transfer_trials
 from kdtune.spec.rules import trials_per_condition
 
 
@@ -56,36 +62,69 @@ class Workload:
     deciding_rounds: int = 1  # the rounds up to the first look that can end in "distil" (module docstring)
     locate_trials: int = 0  # the locate stage's trials (one per added alpha)
     locate_units: float = 0.0  # their seed-epochs, at full length
+    transfer_trials: int = 0  # the transfer check's trials (a fidelity section's; kdtune.analysis.transfer)
+    transfer_units: float = 0.0  # their seed-epochs, at full length
+    search_epochs: int = 0  # a search run's length: ``fidelity.epochs`` in a cheap search
+    search_cost: float = 1.0  # one search seed-epoch in full seed-epochs (a cheap search's share of the work)
+
+    @property
+    def after_search(self) -> float:
+        """Full seed-epochs of the stages every condition runs after its search besides confirmation: the transfer
+        check and the locate stage."""
+        return self.transfer_units + self.locate_units
 
     @property
     def expected(self) -> float:
-        """Seed-epochs when each verdict is clear at the first look that can give it."""
-        return self.search_units + sum(self.round_units[:self.deciding_rounds]) + self.locate_units
+        """Full seed-epochs when each verdict is clear at the first look that can give it."""
+        return self.search_units * self.search_cost + sum(self.round_units[:self.deciding_rounds]) + self.after_search
 
     @property
     def all_rounds(self) -> float:
-        """Seed-epochs when every confirmation round runs."""
-        return self.search_units + sum(self.round_units) + self.locate_units
+        """Full seed-epochs when every confirmation round runs."""
+        return self.search_units * self.search_cost + sum(self.round_units) + self.after_search
 
     @property
     def worst(self) -> float:
-        """Seed-epochs when ASHA stops nothing and every confirmation round runs."""
-        return self.search_units_worst + sum(self.round_units) + self.locate_units
+        """Full seed-epochs when ASHA stops nothing and every confirmation round runs."""
+        return self.search_units_worst * self.search_cost + sum(self.round_units) + self.after_search
+
+    def length(self, phase: str) -> int:
+        """A trial's epochs in ``phase``: a cheap search's are shorter."""
+        return (self.search_epochs or self.epochs) if phase in CHEAP_PHASES else self.epochs
+
+    def cost(self, phase: str) -> float:
+        """One seed-epoch of ``phase`` in full seed-epochs."""
+        return self.search_cost if phase in CHEAP_PHASES else 1.0
 
     @property
     def search_trial_units(self) -> float:
-        """A search-phase trial's expected seed-epochs (proposals and baselines averaged)."""
-        return self.search_units / max(1, self.search_trials)
+        """A search-phase trial's expected seed-epochs, in full ones (proposals and baselines averaged)."""
+        return self.search_units * self.search_cost / max(1, self.search_trials)
 
 
-def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -> Workload:
+def fidelity_cost(spec: StudySpec) -> float:
+    """What one seed-epoch of a cheap search costs against a full one, by its share of the training steps: the data
+    fraction, times the width factor squared (a layer's multiply-adds scale with its inputs' and outputs' widths).
+    Evaluation and another student are not modelled; ``kdtune plan`` measures the cheap student instead."""
+    f = spec.fidelity
+    if f is None:
+        return 1.0
+    return f.data_fraction * (1.0 if f.width_factor is None else f.width_factor**2)
+
+
+def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True,
+             search_cost: float | None = None) -> Workload:
     """A condition's :class:`Workload` under ``spec`` (every condition of a spec has the same budget);
     ``epochs``: a run's length if not ``student.epochs`` (the plan's worst case over a searched ``epochs``);
-    ``asha``: False for a task that has no epochs to stop at (the study runs it without ASHA)."""
+    ``asha``: False for a task that has no epochs to stop at (the study runs it without ASHA); ``search_cost``: a
+    cheap search's seed-epoch in full ones, where measured (else :func:`fidelity_cost`)."""
     from kdtune.spec.conditions import expand
     from kdtune.spec.space import baselines
 
     epochs = int(epochs or spec.student.epochs)
+    full = epochs
+    if spec.fidelity is not None and asha:  # the search and its baselines at the cheap length
+        epochs = spec.fidelity.cheap_epochs(full)
     repeats = spec.budget.repeats
     trials = trials_per_condition(spec)
     unpruned = min(trials, len(baselines(spec)))
@@ -98,6 +137,7 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
         proposal_epochs = float(epochs)
     search_units = repeats * (unpruned * epochs + proposals * proposal_epochs)
     round_trials = spec.budget.confirm_top_k + 1 if spec.budget.confirm_top_k else 0
+    search_epochs, epochs = epochs, full  # everything after the search runs at full fidelity
     looks = budget_looks(spec.budget) if round_trials else ()
     sizes = [b - a for a, b in zip((0, *looks), looks)]
     fewest = min_directional_pairs(family_level(len(expand(spec)), spec.budget.confirm_top_k),
@@ -105,9 +145,12 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True) -
     deciding = next((i + 1 for i, n in enumerate(looks) if n >= fewest), len(looks))
     located = locate_trials(spec)
     return Workload(epochs=epochs, search_trials=trials, search_units=search_units,
-                    search_units_worst=float(repeats * trials * epochs), round_trials=round_trials,
+                    search_units_worst=float(repeats * trials * search_epochs), round_trials=round_trials,
                     round_units=tuple(float(round_trials * n * epochs) for n in sizes), deciding_rounds=max(1, deciding),
-                    locate_trials=located, locate_units=float(located * spec.budget.locate_seeds * epochs))
+                    locate_trials=located, locate_units=float(located * spec.budget.locate_seeds * epochs),
+                    transfer_trials=transfer_trials(spec), transfer_units=float(len(transfer_seeds(spec)) * epochs
+                                                                                * transfer_trials(spec)),
+                    search_epochs=search_epochs, search_cost=fidelity_cost(spec) if search_cost is None else search_cost)
 
 
 def asha_expected_epochs(proposals: int, unpruned: int, max_t: int, grace_period: int, reduction_factor: float,

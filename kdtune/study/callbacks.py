@@ -20,6 +20,7 @@ from kdtune.records.progress_lines import confirmation_line
 from kdtune.records.progress_lines import locate_line
 from kdtune.records.progress_lines import shortfall_lines
 from kdtune.records.progress_lines import summary_line
+from kdtune.records.progress_lines import transfer_line
 from kdtune.records.progress_lines import trial_line
 from kdtune.records.status import TrialView
 from kdtune.records.status import render
@@ -150,6 +151,7 @@ class Progress(Callback):
         # each condition's confirmation rounds begun, by their first seed (a round has its own fresh seeds)
         self.rounds_begun: dict[str, list[int]] = {}
         self.locating: set[str] = set()  # conditions whose locate stage has begun
+        self.transferring: set[str] = set()  # conditions whose transfer check has begun
         self.max_wall_s = None if spec.budget.max_wall_minutes is None else 60.0 * spec.budget.max_wall_minutes
         self.mode = spec.mode
         self.epochs = task_for(spec).epochs(spec)
@@ -189,9 +191,13 @@ class Progress(Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         """The first trial of a confirmation round (a condition's rounds run one after another), or of a condition's
-        locate stage, says it begins."""
+        transfer check or locate stage, says it begins."""
         config = config_of(trial)
         seeds = list(config.get("seeds", ()))
+        if config["phase"] == "transfer" and config["condition"] not in self.transferring:
+            self.transferring.add(config["condition"])
+            self._say(transfer_line(config["condition"], len(seeds)))
+            return
         if config["phase"] == "locate" and config["condition"] not in self.locating:
             self.locating.add(config["condition"])
             self._say(locate_line(config["condition"], config["params"], len(seeds)))
@@ -238,7 +244,8 @@ class Progress(Callback):
         config = config_of(trial)
         epochs = self.phase_epochs[config["phase"]]
         state, _ = trial_outcome(result, error, epochs)
-        _emit(trial_line(config["condition"], config["params"], self.searched, config["phase"],
+        phase = f"cheap {config['phase']}" if config.get("fidelity") else config["phase"]
+        _emit(trial_line(config["condition"], config["params"], self.searched, phase,
                          state, result.get("objective"), self.objective, (int(result.get("epoch", 0)), epochs)))
 
     def _summary(self, trials: list[Trial], *, finished: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ torch is imported only to time the steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -108,7 +109,16 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
             run_s, teacher_s, load_s = _shared_plan(spec, task, cond, row, cache, calibrations, loaded, epochs,
                                                     batch_size, teacher_threads)
             _mark_missing(row, checked.missing.get((cond.dataset, cond.noise_level, cond.noise_type)))
-        trials_s = _trial_seconds(work, run_s / work.epochs, spec.budget.repeats)
+        cond_work = work
+        if spec.fidelity is not None and own is None and task.by_epochs:  # the cheap student, measured
+            cond_work = dataclasses.replace(work, search_cost=_cheap_cost(spec, task, cond, calibrations, loaded,
+                                                                          batch_size, run_s / work.epochs))
+        trials_s = _trial_seconds(cond_work, run_s / work.epochs, spec.budget.repeats)
+        row["phases_s"] = _phase_seconds(cond_work, run_s / work.epochs, spec.budget.repeats)
+        if spec.fidelity is not None:  # what the search would have cost at full fidelity
+            full = workload(spec.model_copy(update={"fidelity": None}), epochs=epochs, asha=task.by_epochs)
+            row["phases_s"]["search_at_full_fidelity"] = _phase_seconds(full, run_s / work.epochs,
+                                                                        spec.budget.repeats)["search"]
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s,
                            "trial_s": spec.budget.repeats * run_s + _overhead_s(work.epochs),
                            "cpu_s": load_s + teacher_threads * teacher_s + trials_s["expected"][0],
@@ -126,7 +136,7 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     for r in rows:
         del r["trials_s"]
     startup = TUNE_SETUP_S + worker_start_s * (2 if ray_running else 4)  # + the trial actors' one start
-    return {
+    result = {
         "spec": spec.name,
         "conditions": rows,
         "total": {"conditions": len(rows), "trials": (trials + confirm_trials) * len(rows), "runs": runs * len(rows),
@@ -140,7 +150,9 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
                   "wall_s_worst": startup + prep_wall + scenarios["worst"],
                   "wall_parts_s": {"startup": startup, "teachers": prep_wall, "trials": scenarios["expected"],
                                    "trials_all_rounds": scenarios["all_rounds"], "trials_worst": scenarios["worst"]},
-                  "seed_epochs": {name: getattr(work, name) * len(rows) for name in SCENARIOS}},
+                  "seed_epochs": {name: getattr(work, name) * len(rows) for name in SCENARIOS},
+                  "phases_s": {name: sum(r["phases_s"].get(name, 0.0) for r in rows)
+                               for name in rows[0]["phases_s"]}},
         "resources": {"cpus": cpus, "cpu_per_trial": spec.resources.cpu, "gpu_per_trial": spec.resources.gpu,
                       "concurrency": concurrency, "teacher_threads": teacher_threads},
         "calibration": calibrations,
@@ -148,6 +160,8 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
                                       if spec.resources.gpu > 0 else [])
                        + ([STAND_IN_ASSUMPTION] if checked.missing else []),
     }
+    result["total"]["stages"] = stages_line(spec, result)
+    return result
 
 
 def _overhead_s(trial_epochs: float) -> float:
@@ -161,17 +175,50 @@ def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tup
     rounds = work.round_units
     round_s = [units * unit_s + work.round_trials * _overhead_s(work.epochs) for units in rounds]
     longest_round_trial = max(rounds) / max(1, work.round_trials) * unit_s if rounds else 0.0
-    longest = max(repeats * work.epochs * unit_s, longest_round_trial) + _overhead_s(work.epochs)
+    longest_transfer_trial = work.transfer_units / work.transfer_trials * unit_s if work.transfer_trials else 0.0
+    longest = max(repeats * work.search_epochs * work.search_cost * unit_s, longest_round_trial,
+                  longest_transfer_trial) + _overhead_s(work.epochs)
     search_s = {"expected": work.search_units, "worst": work.search_units_worst}
     out = {}
     for name in SCENARIOS:
         units = search_s["worst" if name == "worst" else "expected"]
-        cpu = units * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S
+        cpu = units * work.search_cost * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S
         cpu += units / repeats * REPORT_COST_S  # a report per trial-epoch
         cpu += sum(round_s[:work.deciding_rounds]) if name == "expected" else sum(round_s)
         cpu += work.locate_units * unit_s + work.locate_trials * _overhead_s(work.epochs)
+        cpu += work.transfer_units * unit_s + work.transfer_trials * _overhead_s(work.epochs)
         out[name] = (cpu, longest)
     return out
+
+
+def _phase_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, float]:
+    """A condition's expected CPU seconds per stage: the (cheap) search with its baselines, the transfer check,
+    the confirmation rounds up to the deciding look, and the locate stage."""
+    search = work.search_units * work.search_cost * unit_s + work.search_trials * TUNE_TRIAL_OVERHEAD_S
+    search += work.search_units / repeats * REPORT_COST_S
+    confirm = sum(units * unit_s + work.round_trials * _overhead_s(work.epochs)
+                  for units in work.round_units[:work.deciding_rounds])
+    return {"search": search,
+            "transfer": work.transfer_units * unit_s + work.transfer_trials * _overhead_s(work.epochs),
+            "confirm": confirm,
+            "locate": work.locate_units * unit_s + work.locate_trials * _overhead_s(work.epochs)}
+
+
+def _cheap_cost(spec: Any, task: Any, cond: Any, calibrations: dict[str, dict[str, float]],
+                loaded: dict[tuple[Any, ...], tuple[Any, float]], batch_size: int, full_epoch_s: float) -> float:
+    """One seed-epoch of the cheap search in full ones, measured: the cheap student's training steps on its share of
+    the training set, plus the evaluation every epoch runs on the whole validation and test splits."""
+    f = spec.fidelity
+    data = loaded[(cond.dataset, cond.noise_level, cond.noise_type)][0]
+    arch = f.student or cond.student_arch
+    kwargs = dict(f.student_kwargs) if f.student else cond.student_kwargs(spec)
+    if f.width_factor is not None:
+        kwargs = task.narrower(arch, kwargs, f.width_factor)
+    cal = _calibrate(calibrations, "cheap student", arch, kwargs, data, batch_size, distil=True,
+                     threads=max(1, int(spec.resources.cpu)))
+    steps = math.ceil(math.ceil(f.data_fraction * len(data.train)) / batch_size)
+    evaluated = len(data.val) + len(data.test) + int(data.train.flipped.sum())
+    return (steps * cal["step_s"] + evaluated * cal["predict_per_sample_s"]) / full_epoch_s
 
 
 def _shared_plan(spec: Any, task: Any, cond: Any, row: dict[str, Any], cache: Any,
@@ -366,6 +413,24 @@ def estimate_line(result: dict[str, Any]) -> str:
             f"(at most {duration(total['wall_s_worst'])}) for up to {total['trials']} trials, "
             f"{res['concurrency']} at once on {res['cpus']} CPUs (start-up {duration(parts['startup'])}, "
             f"teachers {duration(parts['teachers'])}, trials {_span(parts['trials'], parts['trials_all_rounds'])})")
+
+
+def stages_line(spec: Any, result: dict[str, Any]) -> str | None:
+    """A multi-fidelity study's stages in one line, CPU time each (expected: the deciding rounds), and what the cheap
+    search saves against searching at full fidelity; None for a study without a fidelity section."""
+    phases = result["total"]["phases_s"]
+    if spec.fidelity is None or "search_at_full_fidelity" not in phases:
+        return None
+    from kdtune.tasks import task_for
+
+    full_epochs = task_for(spec).epochs(spec)
+    saved = phases["search_at_full_fidelity"] - phases["search"] - phases["transfer"]
+    share = saved / phases["search_at_full_fidelity"] if phases["search_at_full_fidelity"] > 0 else 0.0
+    return (f"stages (CPU time): cheap search {duration(phases['search'])} ({spec.fidelity.words(full_epochs)}), "
+            f"transfer check {duration(phases['transfer'])} (at full fidelity), full confirmation "
+            f"{duration(phases['confirm'])}, locate {duration(phases['locate'])}; the search at full fidelity would "
+            f"take {duration(phases['search_at_full_fidelity'])}, so the cheap search and its transfer check "
+            + (f"save {duration(saved)} ({share:.0%})" if saved >= 0 else f"cost {duration(-saved)} more"))
 
 
 def _span(low: float, high: float) -> str:
