@@ -212,6 +212,17 @@ CASES = [
     # -- several mistakes, one of them found by a validator of kdtune's own: all of them reported ---------------
     Case("custom-validators-keep-the-rest", run(**with_("teacher", ensemble=0, logits="xyz"),
                                                 **with_("student", epochs=0)), 3),
+    # -- a cheap search (fidelity) ------------------------------------------------------------------------------
+    Case("fidelity-fraction-zero", run(fidelity={"data_fraction": 0}), 1, "fidelity.data_fraction"),
+    Case("fidelity-fraction-above-one", run(fidelity={"data_fraction": 1.5}), 1, "fidelity.data_fraction"),
+    Case("fidelity-fraction-nan", run(fidelity={"data_fraction": NAN}), 1, "fidelity.data_fraction"),
+    Case("fidelity-epochs-above-full", run(fidelity={"epochs": 3}), 1, "at most student.epochs (1)"),
+    Case("fidelity-top-above-configurations", run(fidelity={"data_fraction": 0.5, "transfer_top": 2}), 1,
+         "fidelity.transfer_top"),
+    Case("fidelity-width-without-width",
+         run(**with_("student", arch="linear"), fidelity={"width_factor": 0.5, "transfer_top": 1}), 1, "has no width"),
+    Case("fidelity-cheapens-nothing", run(fidelity={"data_fraction": 1.0}), 1, "cheapens nothing"),
+    Case("fidelity-student-unknown", run(fidelity={"student": "no_such_net", "transfer_top": 1}), 1, "fidelity.student"),
     # -- other commands ---------------------------------------------------------------------------------------
     Case("distill-alpha-nan", lambda f: ["distill", "--alpha", "nan"], 1, "--alpha"),
     Case("distill-lr-inf", lambda f: ["distill", "--lr", "inf"], 1, "--lr"),
