@@ -533,7 +533,7 @@ def test_schema_is_pinned(confirmed_cases: Cases) -> None:
                           "closed_form", "verdict", "notes", "fidelity", "transfer"}
         assert set(c["recommended"]) == {"params", "source", "fitted", "alpha", "temperature", "indistinguishable_from_best",
                                          "method", "terms", "configurations", "near_optimal", "surface", "why",
-                                         "located"}
+                                         "located", "searched_at"}
         assert set(c["recommended"]["surface"]) == {"coefficients", "covariance", "df", "log_t_centre"}
         assert set(c["recommended"]["alpha"]) == {"value", "low", "high"}
         assert set(c["recommended"]["near_optimal"]) == {"alpha_low", "alpha_high", "tolerance"}

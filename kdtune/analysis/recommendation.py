@@ -236,6 +236,10 @@ def recommend_condition(arms: dict[tuple[Any, ...], Arm], context: Context, info
     located = _located(arms, chosen, no_kd, context) if chosen is not None and no_kd is not None else None
     entry["recommended"] = _recommended(fit, best, _answer(kind, chosen, no_kd), _best_set(searched, best, sign),
                                         located)
+    # where the fit and the search's best ran: a cheap search's, unless the transfer check sent the study to the
+    # full-fidelity runs (the words say which; the cheap optimum is never passed off as a full-fidelity one)
+    cheap = context.spec.fidelity is not None and (transfer is None or transfer.verdict != "fails")
+    entry["recommended"]["searched_at"] = "cheap" if cheap else "full"
     entry["recommended"]["why"] = why_recommended(entry, kind)
     entry["notes"] = notes(entry, info, fit)
     text = verdict_text(kind, entry, info, context)

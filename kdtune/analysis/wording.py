@@ -175,7 +175,8 @@ def why_recommended(entry: dict[str, Any], kind: str) -> str:
         return f"{head}: {reason}."
     if source == "fit":
         return f"{head}: {reason}; {others[0]} is one configuration's mean on the search seeds, noisier than the fit."
-    verb = "are the search's estimates" if len(others) > 1 else "is the search's estimate"
+    search = "the cheap search's" if rec.get("searched_at") == "cheap" else "the search's"
+    verb = f"are {search} estimates" if len(others) > 1 else f"is {search} estimate"
     return f"{head}: {reason}; {' and '.join(others)} {verb} on validation, which the fresh seeds do not judge."
 
 
@@ -189,7 +190,8 @@ def recommended_words(recommended: dict[str, Any]) -> str:
         return "alpha = 1 (no distillation)"
     about = "≈ " if recommended["source"] == "fit" else ""
     spread = "" if recommended.get("located") else _range(recommended["alpha"])  # the located words say where
-    inside = "; ".join(filter(None, [f"may be best: {spread}" if spread else "",
+    where = " in the cheap search" if recommended.get("searched_at") == "cheap" else ""
+    inside = "; ".join(filter(None, [f"may be best{where}: {spread}" if spread else "",
                                      "weight on the true labels, 1 = no distillation"]))
     words = f"alpha {about}{_fmt(params['alpha'])} ({inside})"
     temperature = recommended["temperature"]
