@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,53 @@ def test_asha_stops_weak_search_trials_but_never_baselines_or_confirmations() ->
     assert report(trial("confirm"), 0.1) == TrialScheduler.CONTINUE
     # Another condition has its own rungs: a value that is poor above is its first, so it continues.
     assert report(trial("search", "noise_level=0.2"), 0.1) == TrialScheduler.CONTINUE
+
+
+def _cheap_searcher(tmp: Path) -> tuple[ConditionSearcher, dict[str, Any]]:
+    """One condition searched cheap (half the data, 2 of 4 epochs): 2 proposals + 2 baselines on seeds 0, 1, then
+    the transfer check (the best proposal and both baselines on 3 seeds at full fidelity), then confirmation."""
+    spec = _spec(conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 2, "repeats": 2,
+                                                            "confirm_top_k": 1, "confirm_repeats": 3,
+                                                            "confirm_max_repeats": 3, "confirm_failure_rate": 0},
+                 fidelity={"data_fraction": 0.5, "epochs": 2, "transfer_top": 1, "transfer_repeats": 3})
+    searcher = _searcher(spec, tmp)
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}
+    for i, value in enumerate([0.5, 0.4, 0.9, 0.7]):  # t2 the best distilled configuration of the cheap search
+        _complete(searcher, f"t{i}", value, epoch=2, tests=[value, value], seeds=[0, 1])
+    return searcher, configs
+
+
+@pytest.mark.parametrize(("full", "confirmed"), [((0.80, 0.85, 0.95, 0.70), "t2"),  # transfer holds: the cheap best
+                                                 ((0.95, 0.99, 0.80, 0.70), "t1")])  # fails: the full-fidelity best
+def test_a_cheap_search_checks_transfer_at_full_fidelity_before_confirming(
+        short_tmp: Path, full: tuple[float, ...], confirmed: str) -> None:
+    """The search and baselines train cheap (their configuration carries the cheap settings; a trial that trained
+    the cheap epochs is COMPLETE); the transfer check re-runs the cheap best, alpha = 1 and alpha = 0 at full
+    fidelity on seeds 0-2; its state survives a driver restart (Tune's JSON checkpoint of the searcher);
+    confirmation then runs at full fidelity on the cheap best, or on the full-fidelity runs' best distilled
+    configuration where the cheap choice is shown to lose more than the margin there."""
+    searcher, configs = _cheap_searcher(short_tmp)
+    assert all(c["fidelity"] == {"data_fraction": 0.5, "epochs": 2, "width_factor": None, "student": None,
+                                 "student_kwargs": {}} for c in configs.values())  # type: ignore[index]
+    rerun = [searcher.suggest(f"r{i}") for i in range(3)]
+    assert [c["phase"] for c in rerun] == ["transfer"] * 3  # type: ignore[index]
+    assert all(c["fidelity"] is None and c["seeds"] == [0, 1, 2] for c in rerun)  # type: ignore[index]
+    assert [c["params"] for c in rerun] == [configs[k]["params"] for k in ("t2", "t0", "t1")]  # type: ignore[index]
+    assert searcher.suggest("wait") is None  # confirmation waits for the check
+    searcher.save(str(short_tmp / "searcher.json"))
+    (short_tmp / "study.json").write_text(json.dumps({"spec": searcher.spec.to_dict()}))  # what a resume reads
+    restored = ConditionSearcher(spec=searcher.spec, storage_url=searcher.storage_url, conditions=searcher.conditions,
+                                 study_dir=short_tmp, optuna_prefix="unit")
+    restored.restore(str(short_tmp / "searcher.json"))
+    (condition,) = searcher.conditions
+    assert restored.transfer_pending == {condition: 3} and restored.live.keys() == searcher.live.keys()
+    by_trial = {"r0": full[2], "r1": full[0], "r2": full[1]}  # t2, alpha = 1, alpha = 0 at full fidelity
+    for trial, value in by_trial.items():
+        _complete(restored, trial, value, tests=[value] * 3, seeds=[0, 1, 2])
+    verdict = restored.transfer_verdict[condition]
+    assert verdict == ("holds" if confirmed == "t2" else "fails")
+    round_0 = [restored.suggest(f"c{i}") for i in range(2)]
+    assert [c["phase"] for c in round_0] == ["confirm", "confirm"]  # type: ignore[index]
+    assert all(c["fidelity"] is None for c in round_0)  # type: ignore[index]
+    assert round_0[0]["params"] == configs[confirmed]["params"]  # type: ignore[index]
+    assert round_0[1]["params"]["alpha"] == 1.0  # type: ignore[index]
