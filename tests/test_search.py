@@ -291,3 +291,20 @@ def test_a_cheap_search_checks_transfer_at_full_fidelity_before_confirming(
     assert all(c["fidelity"] is None for c in round_0)  # type: ignore[index]
     assert round_0[0]["params"] == configs[confirmed]["params"]  # type: ignore[index]
     assert round_0[1]["params"]["alpha"] == 1.0  # type: ignore[index]
+
+
+def test_without_confirmation_a_cheap_search_still_checks_transfer(short_tmp: Path) -> None:
+    """budget.confirm_top_k = 0: the study waits for its cheap search, runs the transfer check, then ends."""
+    spec = _spec(conditions={"noise_level": [0.1]}, budget={"trials_per_condition": 2, "repeats": 2},
+                 fidelity={"epochs": 2, "transfer_top": 1})
+    searcher = _searcher(spec, short_tmp)
+    for i in range(4):
+        searcher.suggest(f"t{i}")
+    assert searcher.suggest("wait") is None  # not finished while the cheap search runs: the check comes after it
+    for i, value in enumerate([0.5, 0.4, 0.9, 0.7]):
+        _complete(searcher, f"t{i}", value, epoch=2, tests=[value, value], seeds=[0, 1])
+    rerun = [searcher.suggest(f"r{i}") for i in range(3)]
+    assert [c["phase"] for c in rerun] == ["transfer"] * 3  # type: ignore[index]
+    for i, value in enumerate([0.95, 0.90, 0.80]):
+        _complete(searcher, f"r{i}", value, tests=[value, value], seeds=[0, 1])
+    assert searcher.suggest("end") == "FINISHED"

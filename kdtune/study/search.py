@@ -188,7 +188,8 @@ class ConditionSearcher(Searcher):
         self.handed_out = {c: 0 for c in conditions}
         self.ended = {c: 0 for c in conditions}
         self.confirm_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
-        self.confirm_done = {c: spec.budget.confirm_top_k == 0 for c in conditions}
+        # without confirmation a condition is done after its search, or after its transfer check (a fidelity section)
+        self.confirm_done = {c: spec.budget.confirm_top_k == 0 and spec.fidelity is None for c in conditions}
         self.confirm_round = {c: -1 for c in conditions}  # the last round queued
         self.confirm_arms: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # candidates, then alpha = 1
         self.confirm_pending = {c: 0 for c in conditions}  # trials of the current round not ended yet
@@ -532,6 +533,9 @@ class ConditionSearcher(Searcher):
         from kdtune.analysis.recommendation import full_fidelity_view
 
         if self.confirm_done[condition]:
+            return
+        if self.spec.budget.confirm_top_k == 0:  # a cheap search's transfer check ended: nothing to confirm
+            self.confirm_done[condition] = True
             return
         arms = self._arms(condition, CHEAP_PHASES)
         if self.transfer_verdict[condition] == "fails":
