@@ -212,7 +212,9 @@ def render(summary: dict[str, Any]) -> Any:
                  f"({counts}), {summary['running']} running, {duration(summary['elapsed_seconds'])} elapsed"
                  + ("" if eta is None else f", ~{duration(eta)} left"))
     table = Table(title=title, caption="trials: ended / planned (≤: at most; confirmation stops once its verdict is "
-                  "clear); search: the sampler's proposals and the alpha = 1 and alpha = 0 baselines; best: of complete "
+                  "clear); search: the sampler's proposals and the alpha = 1 and alpha = 0 baselines (cheap where the spec has "
+                  "a fidelity section); confirm: every trial after the search (a cheap search's transfer check, the "
+                  "confirmation rounds, the locate stage); best: of complete "
                   "trials; teacher: clean test accuracy at its selected epoch, and the share of flipped training "
                   "labels it predicts as the noisy label (memorised)")
     headers = ("condition", "phase", "trials", "complete", "pruned", "failed", "running",
