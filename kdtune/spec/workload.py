@@ -103,13 +103,11 @@ class Workload:
 
 
 def fidelity_cost(spec: StudySpec) -> float:
-    """What one seed-epoch of a cheap search costs against a full one, by its share of the training steps: the data
-    fraction, times the width factor squared (a layer's multiply-adds scale with its inputs' and outputs' widths).
-    Evaluation and another student are not modelled; ``kdtune plan`` measures the cheap student instead."""
-    f = spec.fidelity
-    if f is None:
-        return 1.0
-    return f.data_fraction * (1.0 if f.width_factor is None else f.width_factor**2)
+    """What one seed-epoch of a cheap search costs against a full one, by its share of the training data: an upper
+    bound on the saving, since every epoch still evaluates the whole validation and test splits, and a narrower
+    student saves little where the step is not bound by its multiply-adds (a half-width reference student: 0.88 of a
+    full seed-epoch on a CPU, ``docs/multi_fidelity.md``). ``kdtune plan`` measures the cheap student instead."""
+    return 1.0 if spec.fidelity is None else spec.fidelity.data_fraction
 
 
 def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True,
