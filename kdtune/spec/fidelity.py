@@ -57,7 +57,7 @@ class FidelitySpec(SpecModel):
                 "width_factor": self.width_factor, "student": self.student, "student_kwargs": dict(self.student_kwargs)}
 
     def words(self, full_epochs: int) -> str:
-        """The cheap search in words: "25% of the training data, 5 of 20 epochs, the student at half width"."""
+        """The cheap search in words: "25% of the training data, 5 of 20 epochs, the student at 0.5 of its width"."""
         parts = []
         if self.data_fraction < 1:
             parts.append(f"{self.data_fraction:.0%} of the training data")

@@ -87,6 +87,8 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
     epochs, batch_size = _worst_case_student(spec)
     work = workload(spec, epochs=epochs, asha=task.by_epochs)
+    full_search = None if spec.fidelity is None else workload(spec.model_copy(update={"fidelity": None}),
+                                                               epochs=epochs, asha=task.by_epochs)
     worker_start_s = _worker_start_seconds() if worker_start_s is None else worker_start_s
     calibrations: dict[str, dict[str, float]] = {"worker start": {"seconds": worker_start_s}}
     teacher_threads = preparation_cpus(cpus, cpus, len(conditions))  # one machine of `cpus` cores
@@ -115,9 +117,8 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
                                                                           batch_size, run_s / work.epochs))
         trials_s = _trial_seconds(cond_work, run_s / work.epochs, spec.budget.repeats)
         row["phases_s"] = _phase_seconds(cond_work, run_s / work.epochs, spec.budget.repeats)
-        if spec.fidelity is not None:  # what the search would have cost at full fidelity
-            full = workload(spec.model_copy(update={"fidelity": None}), epochs=epochs, asha=task.by_epochs)
-            row["phases_s"]["search_at_full_fidelity"] = _phase_seconds(full, run_s / work.epochs,
+        if full_search is not None:  # what the search would have cost at full fidelity
+            row["phases_s"]["search_at_full_fidelity"] = _phase_seconds(full_search, run_s / work.epochs,
                                                                         spec.budget.repeats)["search"]
         row["estimate"] = {"data_load_s": load_s, "teacher_s": teacher_s, "run_s": run_s,
                            "trial_s": spec.budget.repeats * run_s + _overhead_s(work.epochs),
