@@ -316,3 +316,27 @@ def test_plan_prints_the_token_cache_and_refuses_above_max_bytes(short_tmp: Path
     refused = _cli(["plan", str(spec_path), "--set", "cache.max_bytes=1000"], env)
     _refused_in_one_line(refused, "cache.max_bytes = 1000")
     assert not (short_tmp / "cache").exists()
+
+
+def test_a_language_study_searched_cheap_checks_transfer(ray_local: None, short_tmp: Path) -> None:
+    """A language study searched with fewer epochs and a smaller student (fidelity.epochs, fidelity.student): the
+    cheap search trains 1 epoch of the smaller transformer, the transfer check and confirmation 2 epochs of the
+    spec's student, and the recommendation judges transfer on validation loss (lower is better) in its own units."""
+    from kdtune.analysis.recommendation import recommend
+    from kdtune.study.driver import RunOptions
+    from kdtune.study.driver import run_study
+
+    corpus = _corpus(short_tmp / "corpus.txt")
+    raw = _spec(corpus, "lm-cheap", fidelity={"epochs": 1, "student": "transformer", "transfer_top": 2,
+                                              "student_kwargs": {"n_layers": 1, "d_model": 8, "n_heads": 2}})
+    out = run_study(parse_spec(raw), RunOptions(out=short_tmp / "study", progress=False))
+    rows = read_results(out).to_pylist()
+    longest = {p: max(r["epoch"] for r in rows if r["phase"] == p) for p in {r["phase"] for r in rows}}
+    assert longest == {"search": 1, "baseline": 1, "transfer": 2, "confirm": 2}, longest
+    (condition,) = recommend([out])["conditions"]
+    transfer = condition["transfer"]
+    assert transfer is not None and len(transfer["configurations"]) == 4 and transfer["seeds"]["full"] == 2
+    assert all(c["regret"]["value"] >= 0 for c in transfer["configurations"])  # behind the best: a higher loss
+    assert "points" not in transfer["text"] and "at full fidelity by " in transfer["text"]
+    assert transfer["text"].endswith("of validation loss; 95% bootstrap intervals)")
+    assert condition["fidelity"]["student"] == "transformer" and "student transformer" in condition["verdict"]["text"]

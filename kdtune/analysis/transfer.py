@@ -181,8 +181,8 @@ def transfer_words(transfer: Transfer, scale: float, unit: str | None, label: st
            else f"rank correlation of cheap and full {transfer.spearman:.2f}"
            + ("" if transfer.spearman_low is None else f" [{transfer.spearman_low:.2f}, {transfer.spearman_high:.2f}]"))
     points = " points" if in_points else ""
-    regret = (f"the cheap choice is {amount(transfer.regret)} [{amount(transfer.regret_low)}, "
-              f"{amount(transfer.regret_high)}]{points} of {label} below the best re-run configuration at full fidelity")
+    regret = (f"the cheap choice trails the best re-run configuration at full fidelity by {amount(transfer.regret)} "
+              f"[{amount(transfer.regret_low)}, {amount(transfer.regret_high)}]{points} of {label}")
     head = {"holds": "the cheap search's answer holds at full fidelity",
             "fails": "the cheap search's answer does not hold at full fidelity, so the recommendation comes from "
                      "the full-fidelity runs",
