@@ -44,6 +44,8 @@ AFTER_SEARCH = ("transfer", "confirm", "locate")
 CHEAP_PHASES = ("search", "baseline")
 #: The fewest seeds a locate stage runs on (kdtune.analysis.locate.MIN_SEEDS: a bootstrap over fewer says nothing).
 MIN_LOCATE_SEEDS = 3
+#: The alphas a failed transfer check adds at full fidelity before confirming (0, 0.2, ..., 0.8 on [0, 1]).
+SWEEP_ALPHAS = 5
 #: The spawn key of the confirmation's seed stream (see the module docstring).
 CONFIRM_STREAM = 1
 #: The confidence that every interval of a recommendation covers its true gain, all conditions and looks together.
@@ -196,6 +198,12 @@ def transfer_trials(spec: StudySpec) -> int:
     return 0 if spec.fidelity is None else spec.fidelity.transfer_top + 2
 
 
+def sweep_trials(spec: StudySpec) -> int:
+    """The most trials a failed transfer check adds: :data:`SWEEP_ALPHAS` alphas at full fidelity, so that the study
+    confirms from full-fidelity runs that span the alpha range, not only the cheap search's choices."""
+    return 0 if spec.fidelity is None else SWEEP_ALPHAS
+
+
 def confirmation_seeds(spec: StudySpec, round_index: int) -> list[int]:
     """The fresh student seeds of confirmation round ``round_index`` (0-based): the confirmation stream's seeds
     from the previous look's count to this look's (the last planned round may be short)."""
@@ -243,10 +251,12 @@ def locate_trials(spec: StudySpec) -> int:
 
 
 def confirmation_trials(spec: StudySpec) -> int:
-    """At most this many trials per condition after its search: the transfer check's (with a fidelity section),
+    """At most this many trials per condition after its search: the transfer check's (with a fidelity section, and
+    the alphas a failed one adds),
     per round the ``confirm_top_k`` candidates and the alpha = 1 baseline, then the locate stage's. Rounds stop
     early once the verdict is clear, and the locate stage runs only after "distil", so a study usually runs fewer."""
-    return confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1) + locate_trials(spec) + transfer_trials(spec)
+    return (confirmation_rounds(spec) * (spec.budget.confirm_top_k + 1) + locate_trials(spec) + transfer_trials(spec)
+            + sweep_trials(spec))
 
 
 @dataclass(frozen=True)

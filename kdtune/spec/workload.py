@@ -33,6 +33,7 @@ from kdtune.spec.rules import budget_looks
 from kdtune.spec.rules import family_level
 from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import min_directional_pairs
+from kdtune.spec.rules import sweep_trials
 from kdtune.spec.rules import tpe_startup_trials
 from kdtune.spec.rules import transfer_seeds
 from kdtune.spec.rules import transfer_trials
@@ -64,6 +65,7 @@ class Workload:
     locate_units: float = 0.0  # their seed-epochs, at full length
     transfer_trials: int = 0  # the transfer check's trials (a fidelity section's; kdtune.analysis.transfer)
     transfer_units: float = 0.0  # their seed-epochs, at full length
+    sweep_units: float = 0.0  # what a failed transfer check adds (its alphas at full fidelity): counted at most
     search_epochs: int = 0  # a search run's length: ``fidelity.epochs`` in a cheap search
     search_cost: float = 1.0  # one search seed-epoch in full seed-epochs (a cheap search's share of the work)
 
@@ -85,8 +87,8 @@ class Workload:
 
     @property
     def worst(self) -> float:
-        """Full seed-epochs when ASHA stops nothing and every confirmation round runs."""
-        return self.search_units_worst * self.search_cost + sum(self.round_units) + self.after_search
+        """Full seed-epochs when ASHA stops nothing, a transfer check fails and every confirmation round runs."""
+        return self.search_units_worst * self.search_cost + sum(self.round_units) + self.after_search + self.sweep_units
 
     def length(self, phase: str) -> int:
         """A trial's epochs in ``phase``: a cheap search's are shorter."""
@@ -148,6 +150,7 @@ def workload(spec: StudySpec, *, epochs: int | None = None, asha: bool = True,
                     locate_trials=located, locate_units=float(located * spec.budget.locate_seeds * epochs),
                     transfer_trials=transfer_trials(spec), transfer_units=float(len(transfer_seeds(spec)) * epochs
                                                                                 * transfer_trials(spec)),
+                    sweep_units=float(len(transfer_seeds(spec)) * epochs * sweep_trials(spec)),
                     search_epochs=search_epochs, search_cost=fidelity_cost(spec) if search_cost is None else search_cost)
 
 

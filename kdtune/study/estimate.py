@@ -21,6 +21,9 @@ from kdtune.errors import one_line
 from kdtune.spec.conditions import expand
 from kdtune.spec.rules import locate_trials
 from kdtune.spec.rules import preparation_cpus
+from kdtune.spec.rules import sweep_trials
+from kdtune.spec.rules import transfer_seeds
+from kdtune.spec.rules import transfer_trials
 from kdtune.spec.rules import trial_budget
 from kdtune.spec.workload import Workload
 from kdtune.spec.workload import workload
@@ -82,6 +85,8 @@ def make_plan(spec: Any, *, checked: CheckedInputs | None = None, cache_dir: str
     confirm_trials = budget.confirm
     confirm_runs = (spec.budget.confirm_top_k + 1) * spec.budget.confirm_max_repeats if confirm_trials else 0
     confirm_runs += locate_trials(spec) * spec.budget.locate_seeds  # the locate stage, after a "distil" verdict
+    # the transfer check, and the alphas a failed one adds
+    confirm_runs += (transfer_trials(spec) + sweep_trials(spec)) * len(transfer_seeds(spec))
     runs = trials * spec.budget.repeats + confirm_runs
     cpus = cpus or os.cpu_count() or 1
     concurrency = int(max_concurrent or spec.resources.max_concurrent or max(1, int(cpus // spec.resources.cpu)))
@@ -188,6 +193,8 @@ def _trial_seconds(work: Workload, unit_s: float, repeats: int) -> dict[str, tup
         cpu += sum(round_s[:work.deciding_rounds]) if name == "expected" else sum(round_s)
         cpu += work.locate_units * unit_s + work.locate_trials * _overhead_s(work.epochs)
         cpu += work.transfer_units * unit_s + work.transfer_trials * _overhead_s(work.epochs)
+        if name == "worst":  # a failed transfer check's alphas
+            cpu += work.sweep_units * unit_s
         out[name] = (cpu, longest)
     return out
 

@@ -198,6 +198,7 @@ class ConditionSearcher(Searcher):
         self.transfer_queue: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
         self.transfer_pending = {c: 0 for c in conditions}  # transfer-check trials not ended yet
         self.transfer_verdict: dict[str, str | None] = {c: None for c in conditions}  # after the check
+        self.transfer_swept = {c: False for c in conditions}  # a failed check's alphas at full fidelity were queued
         self.scores: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}  # completed trials' seeds
         self.live: dict[str, dict[str, Any]] = {}  # tune trial id -> condition, phase, optuna number
         self.cut_short = False
@@ -217,7 +218,7 @@ class ConditionSearcher(Searcher):
 
         self.__dict__.update(state)
         empty: dict[str, Any] = {"locate_queue": [], "locate_pending": 0, "transfer_queue": [], "transfer_pending": 0,
-                                 "transfer_verdict": None}
+                                 "transfer_verdict": None, "transfer_swept": False}
         for name, value in empty.items():  # saved before the locate stage or the transfer check existed
             if name not in state:
                 self.__dict__[name] = {c: list(value) if isinstance(value, list) else value for c in state["conditions"]}
@@ -513,11 +514,42 @@ class ConditionSearcher(Searcher):
 
     def _after_transfer(self, condition: str) -> None:
         """Judge the transfer check and confirm: the cheap search's best unless the check says its answer fails at
-        full fidelity, then the full-fidelity runs' best."""
+        full fidelity; then, once :meth:`_sweep`'s alphas have run, the full-fidelity runs' best."""
         outcome = self._transfer(condition)
         self.transfer_verdict[condition] = None if outcome is None else outcome.verdict
         logger.info("%s: transfer check: %s", condition, "too few runs" if outcome is None else outcome.verdict)
+        if self.transfer_verdict[condition] == "fails" and not self.transfer_swept[condition] and self._sweep(condition):
+            return
         self._start_confirmation(condition)
+
+    def _sweep(self, condition: str) -> bool:
+        """After a failed transfer check: :data:`~kdtune.spec.rules.SWEEP_ALPHAS` alphas over the searched range at
+        full fidelity, at the other parameters of the full-fidelity runs' best distilled configuration, on the
+        transfer seeds (phase ``transfer``). The cheap search's choices cluster where the cheap optimum lies, which
+        the check has just shown to be the wrong place; in simulation, confirming among them alone ended at alpha =
+        1, a point below the full optimum (``docs/multi_fidelity.md``). False when there is nothing to add."""
+        from kdtune.analysis.locate import locate_points
+        from kdtune.analysis.recommendation import confirmation_candidates
+        from kdtune.analysis.recommendation import full_fidelity_view
+        from kdtune.analysis.recommendation import search_bounds
+        from kdtune.spec.rules import SWEEP_ALPHAS
+
+        self.transfer_swept[condition] = True
+        full = full_fidelity_view(self._arms(condition, ("transfer",)))
+        best = confirmation_candidates(list(full.values()), self._context(), 1)
+        if not best:
+            return False
+        others = {k: v for k, v in best[0].items() if k != "alpha"}
+        taken = {a.alpha for a in full.values() if {k: v for k, v in a.params.items() if k != "alpha"} == others}
+        low, high = search_bounds(self.spec.search["alpha"])
+        alphas = [a for a in locate_points(low, high, SWEEP_ALPHAS) if a not in taken]
+        if not alphas:
+            return False
+        logger.info("%s: the transfer check failed: alpha %s at full fidelity before confirming", condition,
+                    ", ".join(f"{a:g}" for a in alphas))
+        self.transfer_queue[condition] = [{**best[0], "alpha": a} for a in alphas]
+        self.transfer_pending[condition] = len(alphas)
+        return True
 
     def _transfer(self, condition: str) -> Any:
         """The :class:`kdtune.analysis.transfer.Transfer` of the condition's transfer runs (None: too few)."""
