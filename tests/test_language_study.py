@@ -335,8 +335,11 @@ def test_a_language_study_searched_cheap_checks_transfer(ray_local: None, short_
     assert longest == {"search": 1, "baseline": 1, "transfer": 2, "confirm": 2}, longest
     (condition,) = recommend([out])["conditions"]
     transfer = condition["transfer"]
-    assert transfer is not None and len(transfer["configurations"]) == 4 and transfer["seeds"]["full"] == 2
+    assert transfer is not None and transfer["seeds"]["full"] == 2
+    # the best 2 distilled configurations (alpha = 0 may be one of them) with both baselines
+    alphas = [c["params"]["alpha"] for c in transfer["configurations"]]
+    assert len(alphas) in (3, 4) and 1.0 in alphas and 0.0 in alphas, alphas
     assert all(c["regret"]["value"] >= 0 for c in transfer["configurations"])  # behind the best: a higher loss
     assert "points" not in transfer["text"] and "at full fidelity by " in transfer["text"]
-    assert transfer["text"].endswith("of validation loss; 95% bootstrap intervals)")
+    assert transfer["text"].endswith("of validation loss (nats/token); 95% bootstrap intervals)")
     assert condition["fidelity"]["student"] == "transformer" and "student transformer" in condition["verdict"]["text"]
